@@ -1,0 +1,44 @@
+//! The `wssd` binary: a thin wrapper over the library.
+//!
+//! `wssd --config FILE` runs the daemon, `wssd --check --config FILE`
+//! validates a configuration, `wssd client` and `wssd bench` are the
+//! client and the load generator.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A pre-fork WebSocket server daemon.
+#[derive(Debug, Parser)]
+#[command(name = "wssd", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file of the daemon.
+    #[arg(short, long, value_name = "FILE", default_value = "/etc/wssd/wssd.toml")]
+    config: PathBuf,
+
+    /// Validate the configuration and exit: 0 if it is usable, 2 if not.
+    #[arg(short = 't', long)]
+    check: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Connect to a WebSocket server, send and receive messages.
+    Client(wssd::client::cli::ClientArgs),
+    /// Load-test a WebSocket server.
+    Bench(wssd::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let status = match cli.command {
+        Some(Command::Client(args)) => wssd::client::cli::run(args),
+        Some(Command::Bench(args)) => wssd::bench::run(args),
+        None => wssd::server::run_binary(&cli.config, cli.check),
+    };
+    ExitCode::from(u8::try_from(status).unwrap_or(1))
+}
