@@ -142,7 +142,13 @@ impl fmt::Display for ConfigError {
         if self.key.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.reason)
         } else {
-            write!(f, "{}: key `{}`: {}", self.file.display(), self.key, self.reason)
+            write!(
+                f,
+                "{}: key `{}`: {}",
+                self.file.display(),
+                self.key,
+                self.reason
+            )
         }
     }
 }
@@ -233,7 +239,9 @@ impl<'a> Fields<'a> {
         match self.take(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(self.err(name, format!("expected a string, found {}", kind(&other)))),
+            Some(other) => {
+                Err(self.err(name, format!("expected a string, found {}", kind(&other))))
+            }
         }
     }
 
@@ -335,7 +343,10 @@ impl<'a> Fields<'a> {
     fn finish(self) -> Result<(), ConfigError> {
         match self.table.keys().next() {
             None => Ok(()),
-            Some(k) => Err(self.err(k, "unknown key (check its spelling and docs/configuration.md)")),
+            Some(k) => Err(self.err(
+                k,
+                "unknown key (check its spelling and docs/configuration.md)",
+            )),
         }
     }
 }
@@ -353,7 +364,10 @@ fn describe(v: &Value) -> String {
 }
 
 fn one_line(e: &toml::de::Error) -> String {
-    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn parse_server(mut t: Fields<'_>) -> Result<ServerConfig, ConfigError> {
@@ -432,7 +446,10 @@ fn parse_workers(t: &mut Fields<'_>) -> Result<usize, ConfigError> {
         )),
         Some(other) => Err(t.err(
             "workers",
-            format!("expected a number of workers or \"auto\", found {}", describe_value(&other)),
+            format!(
+                "expected a number of workers or \"auto\", found {}",
+                describe_value(&other)
+            ),
         )),
     }
 }
@@ -475,7 +492,10 @@ fn parse_log(mut t: Fields<'_>) -> Result<LogConfig, ConfigError> {
     if !level.contains('=') && !known.contains(&base) {
         return Err(t.err(
             "level",
-            format!("\"{level}\" is not a log level: use one of {}", known.join(", ")),
+            format!(
+                "\"{level}\" is not a log level: use one of {}",
+                known.join(", ")
+            ),
         ));
     }
     t.finish()?;
@@ -512,9 +532,12 @@ fn parse_routes(root: &mut Fields<'_>) -> Result<Vec<RouteConfig>, ConfigError> 
     for (i, item) in items.into_iter().enumerate() {
         let name = format!("routes[{i}]");
         let mut t = root.as_table(&name, item)?;
-        let path = t
-            .string("path")?
-            .ok_or_else(|| t.err("path", "missing: every route needs a path such as \"/echo\""))?;
+        let path = t.string("path")?.ok_or_else(|| {
+            t.err(
+                "path",
+                "missing: every route needs a path such as \"/echo\"",
+            )
+        })?;
         let handler = t
             .string("handler")?
             .ok_or_else(|| t.err("handler", "missing: name a handler such as \"echo\""))?;

@@ -14,7 +14,12 @@ use clap::{Parser, Subcommand};
 #[command(name = "wssd", version, about, long_about = None)]
 struct Cli {
     /// Configuration file of the daemon.
-    #[arg(short, long, value_name = "FILE", default_value = "/etc/wssd/wssd.toml")]
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "/etc/wssd/wssd.toml"
+    )]
     config: PathBuf,
 
     /// Validate the configuration and exit: 0 if it is usable, 2 if not.

@@ -1,0 +1,299 @@
+//! The server side of the HTTP/1.1 opening handshake (RFC 6455 §4.2),
+//! as pure functions over bytes: parse a request head, decide whether it
+//! is a valid upgrade, and render the response.
+//!
+//! Kept apart from sockets so that the worker can feed it bytes as they
+//! arrive (a slow client never blocks the worker) and so that it can be
+//! fuzzed on its own.
+
+use std::fmt;
+
+/// The most headers a request may carry.
+const MAX_HEADERS: usize = 64;
+
+/// A parsed upgrade request, with what a handler may want to see.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// The path, without the query string, as sent (still percent-encoded).
+    pub path: String,
+    /// The query string without the `?`; empty when there is none.
+    pub query: String,
+    /// Header names and values in request order; values lossily UTF-8.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The first value of header `name`, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a request was refused, mapped to an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reject {
+    /// 400: malformed or not a WebSocket upgrade.
+    BadRequest(String),
+    /// 403: the Origin is not allowed.
+    Forbidden(String),
+    /// 404: no route serves the path.
+    NotFound(String),
+    /// 405: the method is not GET.
+    MethodNotAllowed,
+    /// 426: wrong `Sec-WebSocket-Version`.
+    UpgradeRequired,
+    /// 431: the request head is larger than allowed.
+    HeadTooLarge(usize),
+}
+
+impl Reject {
+    /// The HTTP status code and reason phrase.
+    pub fn status(&self) -> (u16, &'static str) {
+        match self {
+            Reject::BadRequest(_) => (400, "Bad Request"),
+            Reject::Forbidden(_) => (403, "Forbidden"),
+            Reject::NotFound(_) => (404, "Not Found"),
+            Reject::MethodNotAllowed => (405, "Method Not Allowed"),
+            Reject::UpgradeRequired => (426, "Upgrade Required"),
+            Reject::HeadTooLarge(_) => (431, "Request Header Fields Too Large"),
+        }
+    }
+
+    /// The full HTTP response, with a one-line plain-text body.
+    pub fn response(&self) -> Vec<u8> {
+        let (code, phrase) = self.status();
+        let body = format!("{self}\n");
+        let extra = match self {
+            Reject::UpgradeRequired => "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n",
+            Reject::MethodNotAllowed => "Allow: GET\r\n",
+            _ => "",
+        };
+        format!(
+            "HTTP/1.1 {code} {phrase}\r\n{extra}Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reject::BadRequest(why) => write!(f, "bad request: {why}"),
+            Reject::Forbidden(why) => write!(f, "forbidden: {why}"),
+            Reject::NotFound(path) => write!(f, "no route serves {path}"),
+            Reject::MethodNotAllowed => f.write_str("only GET can open a WebSocket"),
+            Reject::UpgradeRequired => {
+                f.write_str("unsupported WebSocket version: this server speaks version 13")
+            }
+            Reject::HeadTooLarge(max) => {
+                write!(f, "request head larger than {max} bytes")
+            }
+        }
+    }
+}
+
+/// Parses the request head at the start of `buf`.
+///
+/// Returns `Ok(None)` while the head is incomplete, `Ok(Some((request,
+/// head_len)))` once it is complete (bytes after `head_len` belong to the
+/// WebSocket stream), or the rejection.
+pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)>, Reject> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let status = req.parse(buf).map_err(|e| match e {
+        httparse::Error::TooManyHeaders => Reject::HeadTooLarge(max_head),
+        other => Reject::BadRequest(format!("malformed HTTP request ({other})")),
+    })?;
+    let head_len = match status {
+        httparse::Status::Partial if buf.len() >= max_head => {
+            return Err(Reject::HeadTooLarge(max_head))
+        }
+        httparse::Status::Partial => return Ok(None),
+        httparse::Status::Complete(n) if n > max_head => {
+            return Err(Reject::HeadTooLarge(max_head))
+        }
+        httparse::Status::Complete(n) => n,
+    };
+    if req.method != Some("GET") {
+        return Err(Reject::MethodNotAllowed);
+    }
+    if req.version != Some(1) {
+        return Err(Reject::BadRequest("HTTP/1.1 or later is required".into()));
+    }
+    let target = req.path.unwrap_or("");
+    if !target.starts_with('/') {
+        return Err(Reject::BadRequest(format!(
+            "request target \"{target}\" is not an absolute path"
+        )));
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (target, ""),
+    };
+    let headers = req
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).trim().to_string(),
+            )
+        })
+        .collect();
+    Ok(Some((
+        Request {
+            path: path.to_string(),
+            query: query.to_string(),
+            headers,
+        },
+        head_len,
+    )))
+}
+
+/// Checks the upgrade headers of RFC 6455 §4.2.1; returns the
+/// `Sec-WebSocket-Key`.
+pub fn validate_upgrade(req: &Request) -> Result<&str, Reject> {
+    if req.header("Host").is_none() {
+        return Err(Reject::BadRequest("missing Host header".into()));
+    }
+    if !has_token(req.header("Upgrade"), "websocket") {
+        return Err(Reject::BadRequest(
+            "not a WebSocket upgrade (no \"Upgrade: websocket\" header)".into(),
+        ));
+    }
+    if !has_token(req.header("Connection"), "upgrade") {
+        return Err(Reject::BadRequest(
+            "not a WebSocket upgrade (no \"Connection: Upgrade\" header)".into(),
+        ));
+    }
+    match req.header("Sec-WebSocket-Version") {
+        Some("13") => {}
+        Some(_) => return Err(Reject::UpgradeRequired),
+        None => {
+            return Err(Reject::BadRequest(
+                "missing Sec-WebSocket-Version header".into(),
+            ))
+        }
+    }
+    let key = req
+        .header("Sec-WebSocket-Key")
+        .ok_or_else(|| Reject::BadRequest("missing Sec-WebSocket-Key header".into()))?;
+    if !is_valid_key(key) {
+        return Err(Reject::BadRequest(
+            "Sec-WebSocket-Key is not 16 bytes in base64".into(),
+        ));
+    }
+    Ok(key)
+}
+
+/// Whether the comma-separated header value contains `token`
+/// (case-insensitive).
+fn has_token(value: Option<&str>, token: &str) -> bool {
+    value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+/// A key is 16 random bytes in base64: 22 base64 characters and "==".
+fn is_valid_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    b.len() == 24
+        && b[22..] == *b"=="
+        && b[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+}
+
+/// Whether `origin` is allowed by the `allowed_origins` patterns: an exact
+/// match (case-insensitive), or `scheme://*.domain` matching any subdomain.
+pub fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
+    allowed.iter().any(|pattern| {
+        if pattern.eq_ignore_ascii_case(origin) {
+            return true;
+        }
+        let Some((scheme, host)) = pattern.split_once("://*.") else {
+            return false;
+        };
+        let Some((o_scheme, o_host)) = origin.split_once("://") else {
+            return false;
+        };
+        let suffix = format!(".{}", host.to_ascii_lowercase());
+        o_scheme.eq_ignore_ascii_case(scheme)
+            && o_host.to_ascii_lowercase().ends_with(&suffix)
+            && o_host.len() > suffix.len()
+    })
+}
+
+/// The `101 Switching Protocols` response for `key`.
+pub fn accept_response(key: &str) -> Vec<u8> {
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &[u8] = b"GET /chat/lobby?x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\nrest";
+
+    #[test]
+    fn parses_a_valid_upgrade() {
+        let (req, n) = parse_request(GOOD, 4096).unwrap().unwrap();
+        assert_eq!(&GOOD[n..], b"rest");
+        assert_eq!(req.path, "/chat/lobby");
+        assert_eq!(req.query, "x=1");
+        assert_eq!(validate_upgrade(&req).unwrap(), "dGhlIHNhbXBsZSBub25jZQ==");
+        let resp = String::from_utf8(accept_response("dGhlIHNhbXBsZSBub25jZQ==")).unwrap();
+        assert!(resp.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{resp}");
+    }
+
+    #[test]
+    fn partial_heads_wait_and_large_ones_fail() {
+        assert!(parse_request(&GOOD[..30], 4096).unwrap().is_none());
+        assert_eq!(
+            parse_request(&GOOD[..30], 20).unwrap_err(),
+            Reject::HeadTooLarge(20)
+        );
+    }
+
+    #[test]
+    fn garbage_and_plain_http_are_400() {
+        assert!(matches!(
+            parse_request(b"\x16\x03\x01garbage\r\n\r\n", 4096),
+            Err(Reject::BadRequest(_))
+        ));
+        let (req, _) = parse_request(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", 4096)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(validate_upgrade(&req), Err(Reject::BadRequest(_))));
+    }
+
+    #[test]
+    fn wrong_version_is_426() {
+        let text = String::from_utf8_lossy(GOOD).replace("Version: 13", "Version: 8");
+        let (req, _) = parse_request(text.as_bytes(), 4096).unwrap().unwrap();
+        assert_eq!(validate_upgrade(&req), Err(Reject::UpgradeRequired));
+        assert!(String::from_utf8(Reject::UpgradeRequired.response())
+            .unwrap()
+            .starts_with("HTTP/1.1 426"));
+    }
+
+    #[test]
+    fn origins_match_exactly_or_by_wildcard() {
+        let allowed = vec![
+            "https://example.com".to_string(),
+            "https://*.example.org".to_string(),
+        ];
+        assert!(origin_allowed("https://example.com", &allowed));
+        assert!(origin_allowed("https://a.b.example.org", &allowed));
+        assert!(!origin_allowed("https://example.org", &allowed));
+        assert!(!origin_allowed("http://a.example.org", &allowed));
+        assert!(!origin_allowed("https://evilexample.org", &allowed));
+        assert!(!origin_allowed("https://example.com.evil", &allowed));
+    }
+}

@@ -1,0 +1,356 @@
+//! Path templates and the route table.
+//!
+//! A template is a sequence of `/`-separated segments: literals (`chat`),
+//! named parameters (`{room}`) matching one non-empty segment, and a final
+//! catch-all (`{*rest}`) matching the remainder. When several templates
+//! match, the one whose first differing segment is more specific wins
+//! (literal over parameter over catch-all), so `/chat/admin` beats
+//! `/chat/{room}`. Two templates that would match exactly the same paths
+//! are rejected at load time.
+
+use std::fmt;
+
+/// One segment of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param(String),
+    CatchAll(String),
+}
+
+impl Segment {
+    /// Higher is more specific.
+    fn rank(&self) -> u8 {
+        match self {
+            Segment::Literal(_) => 2,
+            Segment::Param(_) => 1,
+            Segment::CatchAll(_) => 0,
+        }
+    }
+
+    /// Whether two segments at the same position match the same inputs.
+    fn same_shape(&self, other: &Segment) -> bool {
+        match (self, other) {
+            (Segment::Literal(a), Segment::Literal(b)) => a == b,
+            (Segment::Param(_), Segment::Param(_)) => true,
+            (Segment::CatchAll(_), Segment::CatchAll(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// A parsed path template such as `/chat/{room}`.
+#[derive(Debug, Clone)]
+pub struct Template {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+/// Why a template cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError(pub String);
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Template {
+    /// Parses a template; see the module documentation for the syntax.
+    pub fn parse(text: &str) -> Result<Template, TemplateError> {
+        let rest = text
+            .strip_prefix('/')
+            .ok_or_else(|| TemplateError(format!("\"{text}\" must start with '/'")))?;
+        let mut segments = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        let parts: Vec<&str> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/').collect()
+        };
+        for (i, part) in parts.iter().enumerate() {
+            let seg = parse_segment(part, text)?;
+            if let Segment::Param(n) | Segment::CatchAll(n) = &seg {
+                if names.contains(n) {
+                    return Err(TemplateError(format!(
+                        "\"{text}\" names the parameter {{{n}}} twice"
+                    )));
+                }
+                names.push(n.clone());
+            }
+            if matches!(seg, Segment::CatchAll(_)) && i + 1 != parts.len() {
+                return Err(TemplateError(format!(
+                    "\"{text}\": a catch-all {{*name}} must be the last segment"
+                )));
+            }
+            segments.push(seg);
+        }
+        Ok(Template {
+            text: text.to_string(),
+            segments,
+        })
+    }
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Matches a request path (without the query string); returns the
+    /// percent-decoded parameters in template order.
+    pub fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
+        let rest = path.strip_prefix('/')?;
+        let parts: Vec<&str> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/').collect()
+        };
+        let mut params = Vec::new();
+        for (i, seg) in self.segments.iter().enumerate() {
+            match seg {
+                Segment::CatchAll(name) => {
+                    let remainder = parts.get(i..).map(|p| p.join("/")).unwrap_or_default();
+                    params.push((name.clone(), percent_decode(&remainder)?));
+                    return Some(params);
+                }
+                Segment::Literal(lit) => {
+                    if parts.get(i) != Some(&lit.as_str()) {
+                        return None;
+                    }
+                }
+                Segment::Param(name) => {
+                    let part = parts.get(i).filter(|p| !p.is_empty())?;
+                    params.push((name.clone(), percent_decode(part)?));
+                }
+            }
+        }
+        (parts.len() == self.segments.len()).then_some(params)
+    }
+
+    /// Whether `self` and `other` match exactly the same set of paths.
+    fn same_shape(&self, other: &Template) -> bool {
+        self.segments.len() == other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|(a, b)| a.same_shape(b))
+    }
+
+    /// Ordering by specificity: the first segment that differs in kind
+    /// decides.
+    fn more_specific_than(&self, other: &Template) -> bool {
+        for (a, b) in self.segments.iter().zip(&other.segments) {
+            if a.rank() != b.rank() {
+                return a.rank() > b.rank();
+            }
+        }
+        self.segments.len() > other.segments.len()
+    }
+}
+
+fn parse_segment(part: &str, text: &str) -> Result<Segment, TemplateError> {
+    if let Some(inner) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+        let (catch_all, name) = match inner.strip_prefix('*') {
+            Some(n) => (true, n),
+            None => (false, inner),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(TemplateError(format!(
+                "\"{text}\": parameter names are letters, digits and '_', as in {{room}}"
+            )));
+        }
+        return Ok(if catch_all {
+            Segment::CatchAll(name.to_string())
+        } else {
+            Segment::Param(name.to_string())
+        });
+    }
+    if part.contains('{') || part.contains('}') {
+        return Err(TemplateError(format!(
+            "\"{text}\": a parameter must be a whole segment, as in /chat/{{room}}"
+        )));
+    }
+    Ok(Segment::Literal(part.to_string()))
+}
+
+/// Decodes `%XX` escapes once; `None` if the result is not UTF-8 or an
+/// escape is malformed.
+pub fn percent_decode(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return Some(s.to_string());
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The routes of one daemon generation; `T` is what a route leads to.
+#[derive(Debug, Clone)]
+pub struct RouteTable<T> {
+    routes: Vec<(Template, T)>,
+}
+
+/// A route that matched a request path.
+#[derive(Debug, Clone, Copy)]
+pub struct Match<'a, T> {
+    /// Index of the route in the table, in insertion order.
+    pub index: usize,
+    /// The template that matched.
+    pub template: &'a Template,
+    /// What the route leads to.
+    pub target: &'a T,
+}
+
+impl<T> Default for RouteTable<T> {
+    fn default() -> Self {
+        RouteTable { routes: Vec::new() }
+    }
+}
+
+impl<T> RouteTable<T> {
+    /// Adds a route; fails if an existing one matches the same paths.
+    pub fn add(&mut self, template: Template, target: T) -> Result<(), TemplateError> {
+        if let Some((other, _)) = self.routes.iter().find(|(t, _)| t.same_shape(&template)) {
+            let what = if other.as_str() == template.as_str() {
+                "is a duplicate of"
+            } else {
+                "is ambiguous with"
+            };
+            return Err(TemplateError(format!(
+                "\"{}\" {what} \"{}\": both match the same paths",
+                template.as_str(),
+                other.as_str()
+            )));
+        }
+        self.routes.push((template, target));
+        Ok(())
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Whether there are no routes.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The routes in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Template, &T)> {
+        self.routes.iter().map(|(t, x)| (t, x))
+    }
+
+    /// The most specific route matching `path`, with its parameters.
+    pub fn find(&self, path: &str) -> Option<(Match<'_, T>, Vec<(String, String)>)> {
+        let mut best: Option<(usize, Vec<(String, String)>)> = None;
+        for (i, (template, _)) in self.routes.iter().enumerate() {
+            let Some(params) = template.matches(path) else {
+                continue;
+            };
+            let better = match &best {
+                None => true,
+                Some((j, _)) => template.more_specific_than(&self.routes[*j].0),
+            };
+            if better {
+                best = Some((i, params));
+            }
+        }
+        best.map(|(index, params)| {
+            let (template, target) = &self.routes[index];
+            (
+                Match {
+                    index,
+                    template,
+                    target,
+                },
+                params,
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(paths: &[&str]) -> RouteTable<usize> {
+        let mut t = RouteTable::default();
+        for (i, p) in paths.iter().enumerate() {
+            t.add(Template::parse(p).unwrap(), i).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn literal_and_params() {
+        let t = table(&[
+            "/echo",
+            "/chat/{room}",
+            "/notifications/{entity}/{context}/{token}",
+        ]);
+        assert_eq!(*t.find("/echo").unwrap().0.target, 0);
+        assert!(t.find("/echo/x").is_none());
+        let (m, p) = t.find("/chat/lobby").unwrap();
+        assert_eq!(*m.target, 1);
+        assert_eq!(p, vec![("room".into(), "lobby".into())]);
+        let (_, p) = t.find("/notifications/messanger/vpn/abc").unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[2], ("token".into(), "abc".into()));
+        assert!(t.find("/chat/").is_none());
+        assert!(t.find("/chat").is_none());
+    }
+
+    #[test]
+    fn literal_beats_param_beats_catch_all() {
+        let t = table(&["/files/{*rest}", "/files/{name}", "/files/readme"]);
+        assert_eq!(*t.find("/files/readme").unwrap().0.target, 2);
+        assert_eq!(*t.find("/files/other").unwrap().0.target, 1);
+        let (m, p) = t.find("/files/a/b/c").unwrap();
+        assert_eq!(*m.target, 0);
+        assert_eq!(p, vec![("rest".into(), "a/b/c".into())]);
+    }
+
+    #[test]
+    fn percent_encoded_segments_are_decoded_once() {
+        let t = table(&["/chat/{room}"]);
+        let (_, p) = t.find("/chat/caf%C3%A9%2520").unwrap();
+        assert_eq!(p[0].1, "café%20");
+        assert!(t.find("/chat/%ZZ").is_none());
+    }
+
+    #[test]
+    fn duplicates_and_ambiguities_are_rejected() {
+        let mut t = table(&["/chat/{room}"]);
+        let e = t
+            .add(Template::parse("/chat/{name}").unwrap(), 9)
+            .unwrap_err();
+        assert!(e.0.contains("ambiguous"), "{e}");
+        let e = t
+            .add(Template::parse("/chat/{room}").unwrap(), 9)
+            .unwrap_err();
+        assert!(e.0.contains("duplicate"), "{e}");
+    }
+
+    #[test]
+    fn bad_templates_are_rejected() {
+        assert!(Template::parse("chat").is_err());
+        assert!(Template::parse("/a/{*rest}/b").is_err());
+        assert!(Template::parse("/a/x{y}").is_err());
+        assert!(Template::parse("/a/{x}/{x}").is_err());
+    }
+}
