@@ -453,7 +453,11 @@ impl Master {
             None => None,
         };
         let ids = privileges::resolve(&config)?;
-        let (listener, addr) = if config.server.listen == self.current.config.server.listen {
+        // Unchanged text, or the address the current listener is bound to
+        // (a config that said port 0 and now names the port chosen).
+        let same = config.server.listen == self.current.config.server.listen
+            || config.server.listen == self.current.addr;
+        let (listener, addr) = if same {
             (Rc::clone(&self.current.listener), self.current.addr)
         } else {
             let l = bind(config.server.listen)?;

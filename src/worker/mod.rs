@@ -118,6 +118,8 @@ pub(crate) struct Worker {
     relay: Option<RelayLink>,
     delayed: Vec<Delayed>,
     next_delayed: u64,
+    /// Connections whose reads were unpaused outside their own event.
+    resume: Vec<usize>,
     now: Instant,
 }
 
@@ -178,6 +180,7 @@ impl Worker {
             relay,
             delayed: Vec::new(),
             next_delayed: 0,
+            resume: Vec::new(),
             now: Instant::now(),
         })
     }
@@ -203,6 +206,9 @@ impl Worker {
                 }
             }
             self.fire_timers();
+            while let Some(slot) = self.resume.pop() {
+                self.drive(slot);
+            }
             if self.finished() {
                 info!("worker {} pid {} done", self.index, self.pid);
                 return Ok(());
@@ -660,6 +666,11 @@ impl Worker {
     /// flushes what the handlers queued.
     fn step_open(&mut self, slot: usize) {
         let now = self.now;
+        if let Some(Phase::Open(open)) = self.conn_mut(slot).map(|c| &mut c.phase) {
+            if open.read_paused {
+                self.flush(slot);
+            }
+        }
         loop {
             let Some(Phase::Open(open)) = self.conn_mut(slot).map(|c| &mut c.phase) else {
                 return;
@@ -883,11 +894,11 @@ impl Worker {
         };
         match open.ws.flush() {
             Ok(()) => {
-                let was_paused = open.read_paused;
-                open.read_paused = false;
-                if was_paused {
-                    // Input may have waited while we were paused.
-                    self.step_open(slot);
+                if open.read_paused {
+                    // Input may have waited while we were paused, and its
+                    // readiness edge is spent: read it after this event.
+                    open.read_paused = false;
+                    self.resume.push(slot);
                 }
             }
             Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {

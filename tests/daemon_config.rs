@@ -1,0 +1,94 @@
+//! Configuration errors: exit status 2 and a message naming the key,
+//! before anything binds; `--check`, `--help`, `--version`.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(wssd_bin())
+        .args(args)
+        .output()
+        .expect("run wssd");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn check(text: &str) -> (i32, String) {
+    let dir = TempDir::new();
+    let path = dir.write("bad.toml", text);
+    let (code, _, err) = run(&["--config", path.to_str().unwrap()]);
+    (code, err)
+}
+
+#[test]
+fn each_kind_of_bad_config_exits_2_naming_the_key() {
+    let cases = [
+        ("[server]\nlisen = \"127.0.0.1:0\"\n[[routes]]\npath=\"/e\"\nhandler=\"echo\"\n", "server.lisen"),
+        ("[serverr]\n[[routes]]\npath=\"/e\"\nhandler=\"echo\"\n", "serverr"),
+        ("[server]\nworkers = \"many\"\n[[routes]]\npath=\"/e\"\nhandler=\"echo\"\n", "server.workers"),
+        ("[server]\nworkers = 0\n[[routes]]\npath=\"/e\"\nhandler=\"echo\"\n", "server.workers"),
+        ("[server]\nhandshake_timeout = \"soon\"\n[[routes]]\npath=\"/e\"\nhandler=\"echo\"\n", "server.handshake_timeout"),
+        ("[server]\nlisten = 8080\n[[routes]]\npath=\"/e\"\nhandler=\"echo\"\n", "server.listen"),
+        ("[server]\nlisten = \"127.0.0.1:0\"\n", "routes"),
+        ("[[routes]]\npath=\"/e\"\nhandler=\"echo\"\n[[routes]]\npath=\"/e\"\nhandler=\"echo\"\n", "routes[1].path"),
+        ("[[routes]]\npath=\"/e\"\nhandler=\"nosuch\"\n", "routes[0].handler"),
+        ("[[routes]]\npath=\"e\"\nhandler=\"echo\"\n", "routes[0].path"),
+        ("[[routes]]\npath=\"/e\"\nhandler=\"echo\"\nextra=1\n", "routes[0].extra"),
+        ("[log]\nlevel = \"loud\"\n[[routes]]\npath=\"/e\"\nhandler=\"echo\"\n", "log.level"),
+        ("this is = = not toml", "not valid TOML"),
+    ];
+    for (text, key) in cases {
+        let (code, err) = check(text);
+        assert_eq!(code, 2, "config {text:?} should exit 2; stderr: {err}");
+        assert!(
+            err.contains(key),
+            "stderr for {text:?} should name {key}: {err}"
+        );
+        assert!(
+            err.contains("bad.toml"),
+            "stderr should name the file: {err}"
+        );
+    }
+}
+
+#[test]
+fn missing_file_exits_2() {
+    let (code, _, err) = run(&["--config", "/nonexistent/wssd.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/wssd.toml"), "{err}");
+}
+
+#[test]
+fn check_validates_without_serving() {
+    let dir = TempDir::new();
+    // A fixed port that would fail to bind twice: --check must not bind it.
+    let good = dir.write("good.toml", &config("", ECHO));
+    let (code, out, _) = run(&["--check", "--config", good.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("valid"), "{out}");
+    let bad = dir.write("bad.toml", "[server]\nworkers = -1\n");
+    let (code, _, err) = run(&["--check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("server.workers"), "{err}");
+}
+
+#[test]
+fn shipped_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/wssd.toml");
+    let (code, out, err) = run(&["--check", "--config", path]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn help_and_version() {
+    let (code, out, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("--config") && out.contains("--check"), "{out}");
+    let (code, out, _) = run(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+}
