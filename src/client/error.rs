@@ -171,7 +171,11 @@ impl fmt::Display for ClientError {
                 if !body.is_empty() {
                     write!(f, ": {body}")?;
                 }
-                write!(f, " (is the URL path right?)")
+                match status {
+                    401 | 403 => write!(f, " (check the credentials and --header values)"),
+                    404 => write!(f, " (is the URL path right?)"),
+                    _ => Ok(()),
+                }
             }
             Handshake(msg) => write!(f, "WebSocket handshake failed: {msg}"),
             Closed { code, reason } if reason.is_empty() => {

@@ -358,7 +358,9 @@ impl Client {
 
     /// Closes the connection with `code` and `reason` (at most 123 bytes; longer is
     /// cut) and waits for the server's close reply within the read timeout.
-    /// Does nothing if the connection is already closed.
+    /// Does nothing if the connection is already closed. Data messages that
+    /// arrive before the server's close reply can still be taken with
+    /// [`receive`](Self::receive) afterwards.
     pub fn close(&mut self, code: u16, reason: &str) -> Result<(), ClientError> {
         if self.closed {
             return Ok(());
@@ -406,6 +408,12 @@ impl Client {
             let result = result.and_then(|()| self.ws.read().map_err(ClientError::from_ws));
             match result {
                 Ok(tungstenite::Message::Close(frame)) => self.record_close(frame),
+                Ok(tungstenite::Message::Text(text)) => self
+                    .pending
+                    .push_back(Message::Text(text.as_str().to_string())),
+                Ok(tungstenite::Message::Binary(data)) => {
+                    self.pending.push_back(Message::Binary(data.to_vec()))
+                }
                 Ok(_) => {}
                 Err(_) if self.peer_close.is_some() => return Ok(()),
                 Err(ClientError::Timeout { .. }) => {
