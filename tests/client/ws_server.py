@@ -26,6 +26,7 @@ import sys
 from http import HTTPStatus
 
 from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
 
 
 def process_request(connection, request):
@@ -51,6 +52,13 @@ async def count_frames(websocket):
 
 
 async def handler(websocket):
+    try:
+        await respond(websocket)
+    except ConnectionClosed:
+        pass  # the client went away; nothing to report
+
+
+async def respond(websocket):
     async for message in websocket:
         if message == "headers?":
             headers = {k.lower(): v for k, v in websocket.request.headers.raw_items()}
