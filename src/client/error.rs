@@ -161,11 +161,18 @@ impl fmt::Display for ClientError {
             }
             ProxyProtocol { proxy, detail } => write!(f, "proxy {proxy}: {detail}"),
             CaFile { path, detail } => write!(f, "CA file {path}: {detail}"),
+            Tls { host, verification: true, detail } if detail.contains("mismatch") => write!(
+                f,
+                "TLS certificate verification failed: the certificate is not valid for {host} ({detail}): connect with a name the certificate lists, or --insecure for testing"
+            ),
             Tls { host, verification: true, detail } => write!(
                 f,
                 "TLS certificate verification failed for {host}: {detail}: pass the issuing CA with --ca-file, or --insecure for testing"
             ),
-            Tls { host, detail, .. } => write!(f, "TLS handshake with {host} failed: {detail}"),
+            Tls { host, detail, .. } => write!(
+                f,
+                "TLS handshake with {host} failed: {detail} (does the server speak TLS on this port? use ws:// if not)"
+            ),
             HandshakeStatus { status, reason, body } => {
                 write!(f, "server answered the WebSocket handshake with HTTP {status} {reason}")?;
                 if !body.is_empty() {
