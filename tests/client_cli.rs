@@ -14,11 +14,25 @@ fn client(url: &str, extra: &[&str], stdin: &[u8]) -> CliOutput {
 
 /// Asserts a failure: non-zero exit and exactly one stderr line containing all `needles`.
 fn assert_failure(out: &CliOutput, needles: &[&str]) {
-    assert!(!out.status.success(), "expected failure, got {:?}; stdout {:?}", out.status, out.stdout);
+    assert!(
+        !out.status.success(),
+        "expected failure, got {:?}; stdout {:?}",
+        out.status,
+        out.stdout
+    );
     let lines = out.stderr_lines();
-    assert_eq!(lines.len(), 1, "expected one stderr line, got {:?}", out.stderr);
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one stderr line, got {:?}",
+        out.stderr
+    );
     for needle in needles {
-        assert!(lines[0].contains(needle), "stderr {:?} lacks {needle:?}", lines[0]);
+        assert!(
+            lines[0].contains(needle),
+            "stderr {:?} lacks {needle:?}",
+            lines[0]
+        );
     }
     assert!(lines[0].starts_with("wssd client: "), "{:?}", lines[0]);
 }
@@ -26,8 +40,17 @@ fn assert_failure(out: &CliOutput, needles: &[&str]) {
 #[test]
 fn send_mode_prints_each_reply_on_its_own_line() {
     let server = PyServer::start();
-    let out = client(&server.url("/"), &["--send", "one", "--send", "two words", "--send", "push:1"], b"ignored\n");
-    assert!(out.status.success(), "status {:?}, stderr {}", out.status, out.stderr);
+    let out = client(
+        &server.url("/"),
+        &["--send", "one", "--send", "two words", "--send", "push:1"],
+        b"ignored\n",
+    );
+    assert!(
+        out.status.success(),
+        "status {:?}, stderr {}",
+        out.status,
+        out.stderr
+    );
     assert_eq!(out.stdout, "one\ntwo words\npush-1\n");
     assert_eq!(out.stderr, "");
 }
@@ -38,13 +61,28 @@ fn send_mode_with_headers_and_fragments() {
     let long = "L".repeat(10_000);
     let out = client(
         &server.url("/h?x=1"),
-        &["-H", "X-One: 1", "--header", "X-Two:two", "--fragment-size", "1000", "--send", "headers?", "--send", &long],
+        &[
+            "-H",
+            "X-One: 1",
+            "--header",
+            "X-Two:two",
+            "--fragment-size",
+            "1000",
+            "--send",
+            "headers?",
+            "--send",
+            &long,
+        ],
         b"",
     );
     assert!(out.status.success(), "stderr {}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{:?}", out.stdout);
-    assert!(lines[0].contains(r#""x-one": "1""#) && lines[0].contains(r#""x-two": "two""#), "{}", lines[0]);
+    assert!(
+        lines[0].contains(r#""x-one": "1""#) && lines[0].contains(r#""x-two": "two""#),
+        "{}",
+        lines[0]
+    );
     assert!(lines[0].contains(r#""path": "/h?x=1""#), "{}", lines[0]);
     assert_eq!(lines[1], long);
 }
@@ -64,9 +102,21 @@ fn binary_mode_sends_binary_messages() {
 #[test]
 fn stdin_mode_sends_lines_and_prints_everything_received() {
     let server = PyServer::start();
-    let out = client(&server.url("/"), &[], b"first\r\nsecond\nping-me\npush:3\nlast");
-    assert!(out.status.success(), "status {:?}, stderr {}", out.status, out.stderr);
-    assert_eq!(out.stdout, "first\nsecond\npong-received\npush-1\npush-2\npush-3\nlast\n");
+    let out = client(
+        &server.url("/"),
+        &[],
+        b"first\r\nsecond\nping-me\npush:3\nlast",
+    );
+    assert!(
+        out.status.success(),
+        "status {:?}, stderr {}",
+        out.status,
+        out.stderr
+    );
+    assert_eq!(
+        out.stdout,
+        "first\nsecond\npong-received\npush-1\npush-2\npush-3\nlast\n"
+    );
     assert_eq!(out.stderr, "");
 }
 
@@ -85,10 +135,18 @@ fn wss_with_ca_file_and_insecure() {
     let certs = Certs::generate();
     let server = PyServer::start_tls(&certs);
     let ca = certs.cert.to_str().unwrap();
-    let out = client(&server.url("/"), &["--ca-file", ca, "--send", "secure"], b"");
+    let out = client(
+        &server.url("/"),
+        &["--ca-file", ca, "--send", "secure"],
+        b"",
+    );
     assert!(out.status.success(), "stderr {}", out.stderr);
     assert_eq!(out.stdout, "secure\n");
-    let out = client(&server.url("/"), &["--insecure", "--send", "unchecked"], b"");
+    let out = client(
+        &server.url("/"),
+        &["--insecure", "--send", "unchecked"],
+        b"",
+    );
     assert!(out.status.success(), "stderr {}", out.stderr);
     assert_eq!(out.stdout, "unchecked\n");
 }
@@ -124,11 +182,31 @@ fn failure_handshake_http_status() {
 #[test]
 fn failure_timeout() {
     let server = SilentServer::start();
-    let out = run_wssd(&["client", &format!("ws://127.0.0.1:{}/", server.port), "--timeout", "1", "--send", "x"], b"");
+    let out = run_wssd(
+        &[
+            "client",
+            &format!("ws://127.0.0.1:{}/", server.port),
+            "--timeout",
+            "1",
+            "--send",
+            "x",
+        ],
+        b"",
+    );
     assert_failure(&out, &["timed out"]);
     // A server that accepts the handshake but never answers the message.
     let server = PyServer::start();
-    let out = run_wssd(&["client", &server.url("/"), "--timeout", "1", "--send", "frames-next"], b"");
+    let out = run_wssd(
+        &[
+            "client",
+            &server.url("/"),
+            "--timeout",
+            "1",
+            "--send",
+            "frames-next",
+        ],
+        b"",
+    );
     assert_failure(&out, &["timed out", "waiting for a message"]);
 }
 
@@ -137,10 +215,32 @@ fn proxy_with_and_without_valid_credentials() {
     let proxy = Tinyproxy::start(Some(("cliuser", "clipass")), &[]);
     let server = PyServer::start();
     let address = proxy.address();
-    let ok = client(&server.url("/"), &["--proxy", &address, "--proxy-auth", "cliuser:clipass", "--send", "tunnelled"], b"");
+    let ok = client(
+        &server.url("/"),
+        &[
+            "--proxy",
+            &address,
+            "--proxy-auth",
+            "cliuser:clipass",
+            "--send",
+            "tunnelled",
+        ],
+        b"",
+    );
     assert!(ok.status.success(), "stderr {}", ok.stderr);
     assert_eq!(ok.stdout, "tunnelled\n");
-    let wrong = client(&server.url("/"), &["--proxy", &address, "--proxy-auth", "cliuser:nope", "--send", "x"], b"");
+    let wrong = client(
+        &server.url("/"),
+        &[
+            "--proxy",
+            &address,
+            "--proxy-auth",
+            "cliuser:nope",
+            "--send",
+            "x",
+        ],
+        b"",
+    );
     assert_failure(&wrong, &["proxy", "authentication failed", "--proxy-auth"]);
     let missing = client(&server.url("/"), &["--proxy", &address, "--send", "x"], b"");
     assert_failure(&missing, &["407", "authentication required"]);
@@ -149,7 +249,11 @@ fn proxy_with_and_without_valid_credentials() {
 #[test]
 fn proxy_not_running() {
     let port = support::closed_port();
-    let out = client("ws://127.0.0.1:1/", &["--proxy", &format!("127.0.0.1:{port}"), "--send", "x"], b"");
+    let out = client(
+        "ws://127.0.0.1:1/",
+        &["--proxy", &format!("127.0.0.1:{port}"), "--send", "x"],
+        b"",
+    );
     assert_failure(&out, &["connection refused by proxy"]);
 }
 
@@ -157,12 +261,42 @@ fn proxy_not_running() {
 fn usage_errors_exit_2() {
     for args in [
         vec!["client", "http://127.0.0.1/", "--send", "x"],
-        vec!["client", "ws://127.0.0.1:1/", "--header", "no colon here", "--send", "x"],
-        vec!["client", "ws://127.0.0.1:1/", "--timeout", "0", "--send", "x"],
-        vec!["client", "ws://127.0.0.1:1/", "--proxy", "127.0.0.1:1", "--proxy-auth", "nocolon"],
+        vec![
+            "client",
+            "ws://127.0.0.1:1/",
+            "--header",
+            "no colon here",
+            "--send",
+            "x",
+        ],
+        vec![
+            "client",
+            "ws://127.0.0.1:1/",
+            "--timeout",
+            "0",
+            "--send",
+            "x",
+        ],
+        vec![
+            "client",
+            "ws://127.0.0.1:1/",
+            "--proxy",
+            "127.0.0.1:1",
+            "--proxy-auth",
+            "nocolon",
+        ],
     ] {
         let out = run_wssd(&args, b"");
-        assert_eq!(out.status.code(), Some(2), "{args:?}: stderr {}", out.stderr);
-        assert!(out.stderr.starts_with("wssd client: "), "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: stderr {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.starts_with("wssd client: "),
+            "{args:?}: {}",
+            out.stderr
+        );
     }
 }

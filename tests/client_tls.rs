@@ -18,17 +18,32 @@ fn config() -> ClientConfig {
 fn wss_with_ca_file_text_binary_headers_and_fragments() {
     let certs = Certs::generate();
     let server = PyServer::start_tls(&certs);
-    let config = config().with_ca_file(&certs.cert).with_header("X-Over-Tls", "yes").with_fragment_size(1000);
+    let config = config()
+        .with_ca_file(&certs.cert)
+        .with_header("X-Over-Tls", "yes")
+        .with_fragment_size(1000);
     let mut client = Client::connect(&server.url("/secure?a=1"), &config).expect("wss connect");
-    assert_eq!(client.send_receive_text("over tls").unwrap(), Message::Text("over tls".into()));
+    assert_eq!(
+        client.send_receive_text("over tls").unwrap(),
+        Message::Text("over tls".into())
+    );
     client.send_binary(&[0, 1, 2, 255]).unwrap();
-    assert_eq!(client.receive().unwrap(), Message::Binary(vec![0, 1, 2, 255]));
-    let report = client.send_receive_text("headers?").unwrap().to_text_lossy();
+    assert_eq!(
+        client.receive().unwrap(),
+        Message::Binary(vec![0, 1, 2, 255])
+    );
+    let report = client
+        .send_receive_text("headers?")
+        .unwrap()
+        .to_text_lossy();
     assert!(report.contains(r#""x-over-tls": "yes""#), "{report}");
     assert!(report.contains(r#""path": "/secure?a=1""#), "{report}");
     client.send_text("frames-next").unwrap();
     client.send_text(&"z".repeat(1_000_000)).unwrap();
-    assert_eq!(client.receive().unwrap(), Message::Text("frames=1000 bytes=1000000".into()));
+    assert_eq!(
+        client.receive().unwrap(),
+        Message::Text("frames=1000 bytes=1000000".into())
+    );
     client.close(4002, "tls bye").unwrap();
     assert_eq!(client.close_code(), Some(4002));
 }
@@ -38,8 +53,12 @@ fn wss_by_host_name_checks_the_name() {
     let certs = Certs::generate();
     let server = PyServer::start_tls(&certs);
     let url = format!("wss://localhost:{}/", server.port);
-    let mut client = Client::connect(&url, &config().with_ca_file(&certs.cert)).expect("localhost is in the SAN");
-    assert_eq!(client.send_receive_text("hi").unwrap(), Message::Text("hi".into()));
+    let mut client = Client::connect(&url, &config().with_ca_file(&certs.cert))
+        .expect("localhost is in the SAN");
+    assert_eq!(
+        client.send_receive_text("hi").unwrap(),
+        Message::Text("hi".into())
+    );
     client.close(1000, "").unwrap();
 }
 
@@ -52,8 +71,12 @@ fn ca_file_with_several_certificates() {
     let bundle = dir.path().join("bundle.pem");
     let text = fs::read_to_string(&other.cert).unwrap() + &fs::read_to_string(&certs.cert).unwrap();
     fs::write(&bundle, text).unwrap();
-    let mut client = Client::connect(&server.url("/"), &config().with_ca_file(&bundle)).expect("second cert trusted");
-    assert_eq!(client.send_receive_text("bundle").unwrap(), Message::Text("bundle".into()));
+    let mut client = Client::connect(&server.url("/"), &config().with_ca_file(&bundle))
+        .expect("second cert trusted");
+    assert_eq!(
+        client.send_receive_text("bundle").unwrap(),
+        Message::Text("bundle".into())
+    );
 }
 
 #[test]
@@ -61,7 +84,11 @@ fn untrusted_certificate_is_a_verification_error() {
     let certs = Certs::generate();
     let server = PyServer::start_tls(&certs);
     match Client::connect(&server.url("/"), &config()) {
-        Err(err @ ClientError::Tls { verification: true, .. }) => {
+        Err(
+            err @ ClientError::Tls {
+                verification: true, ..
+            },
+        ) => {
             let text = err.to_string();
             assert!(text.contains("certificate verification failed"), "{text}");
             assert!(text.contains("--ca-file"), "{text}");
@@ -75,7 +102,9 @@ fn wrong_host_name_is_a_verification_error() {
     let certs = Certs::generate_for("DNS:other.example");
     let server = PyServer::start_tls(&certs);
     match Client::connect(&server.url("/"), &config().with_ca_file(&certs.cert)) {
-        Err(ClientError::Tls { verification: true, .. }) => {}
+        Err(ClientError::Tls {
+            verification: true, ..
+        }) => {}
         other => panic!("expected a host name verification error, got {other:?}"),
     }
 }
@@ -84,9 +113,12 @@ fn wrong_host_name_is_a_verification_error() {
 fn insecure_accepts_any_certificate() {
     let certs = Certs::generate_for("DNS:other.example");
     let server = PyServer::start_tls(&certs);
-    let mut client =
-        Client::connect(&server.url("/"), &config().with_accept_invalid_certs(true)).expect("insecure connect");
-    assert_eq!(client.send_receive_text("anything").unwrap(), Message::Text("anything".into()));
+    let mut client = Client::connect(&server.url("/"), &config().with_accept_invalid_certs(true))
+        .expect("insecure connect");
+    assert_eq!(
+        client.send_receive_text("anything").unwrap(),
+        Message::Text("anything".into())
+    );
 }
 
 #[test]
@@ -99,7 +131,10 @@ fn missing_or_empty_ca_file() {
     for path in [empty, dir.path().join("missing.pem")] {
         match Client::connect(&server.url("/"), &config().with_ca_file(&path)) {
             Err(ClientError::CaFile { .. }) => {}
-            other => panic!("expected CaFile error for {}, got {other:?}", path.display()),
+            other => panic!(
+                "expected CaFile error for {}, got {other:?}",
+                path.display()
+            ),
         }
     }
 }

@@ -28,7 +28,10 @@ pub struct ChildGuard {
 impl ChildGuard {
     /// Wraps a spawned child.
     pub fn new(child: Child, name: &str) -> ChildGuard {
-        ChildGuard { child, name: name.to_string() }
+        ChildGuard {
+            child,
+            name: name.to_string(),
+        }
     }
 
     /// Panics if the child has already exited.
@@ -55,10 +58,15 @@ impl TempDir {
     /// Creates a fresh, uniquely named directory.
     pub fn new(tag: &str) -> TempDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let path = std::env::temp_dir()
-            .join(format!("wssd-client-{tag}-{}-{n}-{nanos}", std::process::id()));
+        let path = std::env::temp_dir().join(format!(
+            "wssd-client-{tag}-{}-{n}-{nanos}",
+            std::process::id()
+        ));
         fs::create_dir_all(&path).expect("create temp dir");
         TempDir { path }
     }
@@ -84,7 +92,11 @@ pub fn require_tool(program: &str, args: &[&str], install_hint: &str) {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(ok, "required test tool missing: `{program} {}` failed; install it: {install_hint}", args.join(" "));
+    assert!(
+        ok,
+        "required test tool missing: `{program} {}` failed; install it: {install_hint}",
+        args.join(" ")
+    );
 }
 
 /// The Python interpreter used for the test server (`WSSD_TEST_PYTHON` or `python3`).
@@ -95,8 +107,13 @@ pub fn python() -> String {
 /// Spawns `command`, reads its stdout until a `PORT <n>` line and returns
 /// the guard and the port. Panics if the line does not come within the deadline.
 pub fn spawn_with_port(mut command: Command, name: &str) -> (ChildGuard, u16) {
-    command.stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null());
-    let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .stdin(Stdio::null());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
     let stdout = child.stdout.take().expect("piped stdout");
     let mut guard = ChildGuard::new(child, name);
     let (sender, receiver) = mpsc::channel();
@@ -105,7 +122,10 @@ pub fn spawn_with_port(mut command: Command, name: &str) -> (ChildGuard, u16) {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if !sent {
-                if let Some(port) = line.strip_prefix("PORT ").and_then(|p| p.trim().parse::<u16>().ok()) {
+                if let Some(port) = line
+                    .strip_prefix("PORT ")
+                    .and_then(|p| p.trim().parse::<u16>().ok())
+                {
                     let _ = sender.send(port);
                     sent = true;
                 }
@@ -129,7 +149,10 @@ pub fn wait_for_port(port: u16, guard: &mut ChildGuard) {
             return;
         }
         guard.assert_running();
-        assert!(Instant::now() < deadline, "nothing listens on port {port} after {READY_DEADLINE:?}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on port {port} after {READY_DEADLINE:?}"
+        );
         thread::sleep(Duration::from_millis(20));
     }
 }
@@ -168,15 +191,27 @@ impl PyServer {
 
     fn spawn(certs: Option<&Certs>) -> PyServer {
         let python = python();
-        require_tool(&python, &["-c", "import websockets.asyncio.server"], "pip install 'websockets>=13'");
+        require_tool(
+            &python,
+            &["-c", "import websockets.asyncio.server"],
+            "pip install 'websockets>=13'",
+        );
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/client/ws_server.py");
         let mut command = Command::new(&python);
         command.arg(script);
         if let Some(certs) = certs {
-            command.arg("--cert").arg(&certs.cert).arg("--key").arg(&certs.key);
+            command
+                .arg("--cert")
+                .arg(&certs.cert)
+                .arg("--key")
+                .arg(&certs.key);
         }
         let (guard, port) = spawn_with_port(command, "python websockets server");
-        PyServer { _guard: guard, port, tls: certs.is_some() }
+        PyServer {
+            _guard: guard,
+            port,
+            tls: certs.is_some(),
+        }
     }
 
     /// `ws://127.0.0.1:PORT{path}` (or `wss://`).
@@ -208,7 +243,17 @@ impl Certs {
         let cert = dir.path().join("cert.pem");
         let key = dir.path().join("key.pem");
         let output = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=wssd-test"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=wssd-test",
+            ])
             .arg("-addext")
             .arg(format!("subjectAltName={san}"))
             .arg("-keyout")
@@ -217,8 +262,16 @@ impl Certs {
             .arg(&cert)
             .output()
             .expect("run openssl");
-        assert!(output.status.success(), "openssl failed: {}", String::from_utf8_lossy(&output.stderr));
-        Certs { _dir: dir, cert, key }
+        assert!(
+            output.status.success(),
+            "openssl failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Certs {
+            _dir: dir,
+            cert,
+            key,
+        }
     }
 }
 
@@ -261,7 +314,11 @@ impl Tinyproxy {
             .expect("start tinyproxy");
         let mut guard = ChildGuard::new(child, "tinyproxy");
         wait_for_port(port, &mut guard);
-        Tinyproxy { _guard: guard, _dir: dir, port }
+        Tinyproxy {
+            _guard: guard,
+            _dir: dir,
+            port,
+        }
     }
 
     /// `127.0.0.1:PORT`.
@@ -282,7 +339,10 @@ impl SilentServer {
     pub fn start() -> SilentServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        SilentServer { port, _listener: listener }
+        SilentServer {
+            port,
+            _listener: listener,
+        }
     }
 }
 
@@ -335,11 +395,18 @@ pub fn run_wssd(args: &[&str], stdin: &[u8]) -> CliOutput {
         if let Some(status) = guard.child.try_wait().expect("wait wssd") {
             break status;
         }
-        assert!(Instant::now() < deadline, "wssd {args:?} did not exit within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "wssd {args:?} did not exit within 60 s"
+        );
         thread::sleep(Duration::from_millis(20));
     };
     let _ = writer.join();
     let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
-    CliOutput { status, stdout, stderr }
+    CliOutput {
+        status,
+        stdout,
+        stderr,
+    }
 }
