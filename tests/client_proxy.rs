@@ -163,3 +163,18 @@ fn proxy_address_without_port_is_a_config_error() {
         Err(ClientError::InvalidConfig(_))
     ));
 }
+
+#[test]
+fn silent_proxy_times_out() {
+    let proxy = support::SilentServer::start();
+    let config = ClientConfig::default()
+        .with_timeout(Duration::from_secs(1))
+        .with_proxy(format!("127.0.0.1:{}", proxy.port));
+    match Client::connect("ws://127.0.0.1:1/", &config) {
+        Err(err @ ClientError::Timeout { .. }) => {
+            let text = err.to_string();
+            assert!(text.contains("CONNECT") && text.contains("proxy"), "{text}")
+        }
+        other => panic!("expected a timeout waiting for the proxy, got {other:?}"),
+    }
+}

@@ -149,3 +149,15 @@ fn plain_ws_to_a_tls_server_fails_clearly() {
         other => panic!("expected a handshake failure, got {other:?}"),
     }
 }
+
+#[test]
+fn silent_server_times_out_in_the_tls_handshake() {
+    let server = support::SilentServer::start();
+    let config = ClientConfig::default().with_timeout(Duration::from_secs(1));
+    match Client::connect(&format!("wss://127.0.0.1:{}/", server.port), &config) {
+        Err(err @ ClientError::Timeout { .. }) => {
+            assert!(err.to_string().contains("TLS handshake"), "{err}")
+        }
+        other => panic!("expected a TLS handshake timeout, got {other:?}"),
+    }
+}

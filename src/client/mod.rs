@@ -44,6 +44,8 @@ use url::WsUrl;
 pub const CLOSE_NO_STATUS: u16 = 1005;
 /// Close code used when the connection ended without a close frame (RFC 6455 "abnormal").
 pub const CLOSE_ABNORMAL: u16 = 1006;
+/// How long to wait for the server to end the TCP connection after its close reply.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Longest close reason that fits a close frame, in bytes.
 const MAX_CLOSE_REASON: usize = 123;
 /// Handshake headers that tungstenite writes itself; user values replace them.
@@ -402,8 +404,13 @@ impl Client {
     }
 
     /// Reads until the close reply and the end of the connection.
-    fn await_close_reply(&mut self, deadline: Option<Instant>) -> Result<(), ClientError> {
+    fn await_close_reply(&mut self, mut deadline: Option<Instant>) -> Result<(), ClientError> {
         loop {
+            if self.peer_close.is_some() {
+                // The server should now end the TCP connection; do not wait long for it.
+                let grace = Instant::now() + CLOSE_GRACE;
+                deadline = Some(deadline.map_or(grace, |d| d.min(grace)));
+            }
             let result = self.set_deadline(deadline, "waiting for the close reply");
             let result = result.and_then(|()| self.ws.read().map_err(ClientError::from_ws));
             match result {
@@ -516,7 +523,7 @@ impl Client {
                 _ => {
                     return Err(ClientError::Timeout {
                         what: what.to_string(),
-                        after: None,
+                        after: self.read_timeout,
                     })
                 }
             },

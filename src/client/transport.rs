@@ -163,7 +163,8 @@ fn tunnel(tcp: &mut TcpStream, proxy: &Proxy, url: &WsUrl) -> Result<(), ClientE
         ));
     }
     request.push_str("User-Agent: wssd-client\r\n\r\n");
-    let io_error = |err: io::Error, doing: &str| proxy_io_error(&proxy.address, err, doing);
+    let after = tcp.read_timeout().ok().flatten();
+    let io_error = |err: io::Error, doing: &str| proxy_io_error(&proxy.address, err, doing, after);
     tcp.write_all(request.as_bytes())
         .map_err(|e| io_error(e, "sending the CONNECT request"))?;
     let head = read_head(tcp).map_err(|e| io_error(e, "waiting for the answer to CONNECT"))?;
@@ -191,11 +192,16 @@ fn tunnel(tcp: &mut TcpStream, proxy: &Proxy, url: &WsUrl) -> Result<(), ClientE
 }
 
 /// Maps an I/O error while talking to the proxy.
-fn proxy_io_error(proxy: &str, err: io::Error, doing: &str) -> ClientError {
+fn proxy_io_error(
+    proxy: &str,
+    err: io::Error,
+    doing: &str,
+    after: Option<Duration>,
+) -> ClientError {
     if is_timeout(&err) {
         ClientError::Timeout {
             what: format!("{doing} from proxy {proxy}"),
-            after: None,
+            after,
         }
     } else {
         ClientError::ProxyProtocol {
@@ -251,11 +257,12 @@ fn tls_handshake(
     options: &TlsOptions,
 ) -> Result<MaybeTls, ClientError> {
     let connector = tls_connector(options)?;
+    let after = tcp.read_timeout().ok().flatten();
     match connector.connect(host, tcp) {
         Ok(stream) => Ok(MaybeTls::Tls(Box::new(stream))),
         Err(HandshakeError::WouldBlock(_)) => Err(ClientError::Timeout {
             what: format!("in the TLS handshake with {host}"),
-            after: None,
+            after,
         }),
         Err(HandshakeError::Failure(err)) => Err(tls_error(host, &err.to_string())),
     }
