@@ -1,5 +1,761 @@
 //! Blocking WebSocket client library (`wssd::client`) and the `wssd client` CLI.
 //!
-//! Stub: filled in by the client issue.
+//! [`Client::connect`] opens a `ws://` or `wss://` connection (directly or
+//! through an HTTP CONNECT proxy) and performs the handshake; the client then
+//! sends and receives whole messages and closes with the close handshake.
+//! tungstenite is the codec; TCP, the proxy tunnel and TLS are done here.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wssd::client::{Client, ClientConfig};
+//!
+//! let config = ClientConfig::default().with_timeout(Duration::from_secs(5));
+//! let mut client = Client::connect("ws://127.0.0.1:8080/chat", &config)?;
+//! let reply = client.send_receive_text("hello")?;
+//! println!("{}", reply.to_text_lossy());
+//! client.close(1000, "bye")?;
+//! # Ok::<(), wssd::client::ClientError>(())
+//! ```
 
+mod base64;
 pub mod cli;
+mod error;
+mod transport;
+mod url;
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::HandshakeError;
+use tungstenite::http::{header, HeaderName, HeaderValue};
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame};
+use tungstenite::protocol::{WebSocket, WebSocketConfig};
+use tungstenite::{Bytes, Error as WsError};
+
+pub use error::ClientError;
+use transport::MaybeTls;
+use url::WsUrl;
+
+/// Close code sent when a close frame carried no code (RFC 6455 "no status received").
+pub const CLOSE_NO_STATUS: u16 = 1005;
+/// Close code used when the connection ended without a close frame (RFC 6455 "abnormal").
+pub const CLOSE_ABNORMAL: u16 = 1006;
+/// How long to wait for the server to end the TCP connection after its close reply.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Longest close reason that fits a close frame, in bytes.
+const MAX_CLOSE_REASON: usize = 123;
+/// Handshake headers that tungstenite writes itself; user values replace them.
+const HANDSHAKE_HEADERS: [&str; 5] = [
+    "host",
+    "connection",
+    "upgrade",
+    "sec-websocket-version",
+    "sec-websocket-key",
+];
+
+/// A whole data message, received or to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message (valid UTF-8).
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+impl Message {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Message::Text(text) => text.as_bytes(),
+            Message::Binary(data) => data,
+        }
+    }
+
+    /// The payload as text; invalid UTF-8 in binary payloads is replaced.
+    pub fn to_text_lossy(&self) -> String {
+        String::from_utf8_lossy(self.as_bytes()).into_owned()
+    }
+}
+
+/// An HTTP CONNECT proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proxy {
+    /// `HOST:PORT` of the proxy (IPv6 as `[ADDR]:PORT`).
+    pub address: String,
+    /// User and password for `Proxy-Authorization: Basic`.
+    pub credentials: Option<(String, String)>,
+}
+
+/// TLS settings for `wss://`. The server name is always taken from the URL host
+/// (SNI and certificate host name check).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// PEM file with extra CA certificates to trust (may hold several).
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate and host name. For testing only.
+    pub accept_invalid_certs: bool,
+}
+
+/// Settings of a [`Client`]; `ClientConfig::default()` works for most servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Limit for each TCP connect attempt (default 10 s; `None` = the system's).
+    pub connect_timeout: Option<Duration>,
+    /// Limit for waiting for data: a handshake answer, a message, a close reply
+    /// (default 30 s; `None` = wait forever).
+    pub read_timeout: Option<Duration>,
+    /// Limit for a blocked write (default 30 s; `None` = wait forever).
+    pub write_timeout: Option<Duration>,
+    /// Extra handshake request headers, `(name, value)`.
+    pub headers: Vec<(String, String)>,
+    /// Subprotocols offered in `Sec-WebSocket-Protocol`.
+    pub subprotocols: Vec<String>,
+    /// Outgoing messages longer than this many bytes are sent as several
+    /// frames (continuation frames). `None` = one frame per message.
+    pub fragment_size: Option<usize>,
+    /// Largest incoming message accepted, in bytes (default 64 MiB; `None` = no limit).
+    pub max_message_size: Option<usize>,
+    /// Connect through this HTTP CONNECT proxy.
+    pub proxy: Option<Proxy>,
+    /// TLS settings for `wss://`.
+    pub tls: TlsOptions,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            connect_timeout: Some(Duration::from_secs(10)),
+            read_timeout: Some(Duration::from_secs(30)),
+            write_timeout: Some(Duration::from_secs(30)),
+            headers: Vec::new(),
+            subprotocols: Vec::new(),
+            fragment_size: None,
+            max_message_size: Some(64 << 20),
+            proxy: None,
+            tls: TlsOptions::default(),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Sets the connect, read and write timeouts at once (php-wss `setTimeout`).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self.read_timeout = Some(timeout);
+        self.write_timeout = Some(timeout);
+        self
+    }
+
+    /// Adds a handshake request header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Offers a subprotocol.
+    pub fn with_subprotocol(mut self, protocol: impl Into<String>) -> Self {
+        self.subprotocols.push(protocol.into());
+        self
+    }
+
+    /// Sets the fragment size for outgoing messages.
+    pub fn with_fragment_size(mut self, size: usize) -> Self {
+        self.fragment_size = Some(size);
+        self
+    }
+
+    /// Connects through the proxy at `address` (`HOST:PORT`).
+    pub fn with_proxy(mut self, address: impl Into<String>) -> Self {
+        let credentials = self.proxy.take().and_then(|p| p.credentials);
+        self.proxy = Some(Proxy {
+            address: address.into(),
+            credentials,
+        });
+        self
+    }
+
+    /// Sets the proxy credentials (call after [`with_proxy`](Self::with_proxy)).
+    pub fn with_proxy_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        if let Some(proxy) = &mut self.proxy {
+            proxy.credentials = Some((user.into(), password.into()));
+        }
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file.
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls.ca_file = Some(path.into());
+        self
+    }
+
+    /// Accepts invalid certificates and host names (testing only).
+    pub fn with_accept_invalid_certs(mut self, accept: bool) -> Self {
+        self.tls.accept_invalid_certs = accept;
+        self
+    }
+}
+
+/// A blocking WebSocket client connection.
+#[derive(Debug)]
+pub struct Client {
+    ws: WebSocket<MaybeTls>,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    fragment_size: Option<usize>,
+    subprotocol: Option<String>,
+    /// Data messages that arrived while waiting for a pong.
+    pending: VecDeque<Message>,
+    /// The peer's close code and reason, once known.
+    peer_close: Option<(u16, String)>,
+    closed: bool,
+}
+
+impl Client {
+    /// Connects to `url` (`ws://` or `wss://`) and performs the WebSocket handshake.
+    ///
+    /// Credentials in the URL (`ws://user:pass@host/`) are sent as
+    /// `Authorization: Basic` and never in the request line.
+    pub fn connect(url: &str, config: &ClientConfig) -> Result<Client, ClientError> {
+        let parsed = WsUrl::parse(url).map_err(|reason| ClientError::InvalidUrl {
+            url: url.to_string(),
+            reason,
+        })?;
+        let request = build_request(&parsed, config)?;
+        let stream = transport::open(&parsed, config)?;
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(config.max_message_size)
+            .max_frame_size(config.max_message_size);
+        let (ws, response) =
+            match tungstenite::client::client_with_config(request, stream, Some(ws_config)) {
+                Ok(done) => done,
+                Err(HandshakeError::Interrupted(_)) => {
+                    return Err(ClientError::Timeout {
+                        what: format!("waiting for the handshake answer of {}", parsed.authority()),
+                        after: config.read_timeout,
+                    })
+                }
+                Err(HandshakeError::Failure(err)) => return Err(handshake_error(err, config)),
+            };
+        let subprotocol = response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(Client {
+            ws,
+            read_timeout: config.read_timeout.filter(|t| !t.is_zero()),
+            write_timeout: config.write_timeout.filter(|t| !t.is_zero()),
+            fragment_size: config.fragment_size.filter(|&n| n > 0),
+            subprotocol,
+            pending: VecDeque::new(),
+            peer_close: None,
+            closed: false,
+        })
+    }
+
+    /// The subprotocol the server selected, if any.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
+    }
+
+    /// Changes the timeout for waiting for data (`None` = forever).
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.read_timeout = timeout.filter(|t| !t.is_zero());
+    }
+
+    /// Sends a text message (fragmented per `fragment_size`).
+    pub fn send_text(&mut self, text: &str) -> Result<(), ClientError> {
+        self.send_frames(Bytes::copy_from_slice(text.as_bytes()), Data::Text)
+    }
+
+    /// Sends a binary message (fragmented per `fragment_size`).
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), ClientError> {
+        self.send_frames(Bytes::copy_from_slice(data), Data::Binary)
+    }
+
+    /// Sends a [`Message`].
+    pub fn send(&mut self, message: Message) -> Result<(), ClientError> {
+        match message {
+            Message::Text(text) => self.send_frames(Bytes::from(text.into_bytes()), Data::Text),
+            Message::Binary(data) => self.send_frames(Bytes::from(data), Data::Binary),
+        }
+    }
+
+    /// Waits for the next whole data message. Pings are answered while waiting.
+    ///
+    /// A close from the server gives [`ClientError::Closed`] with its code;
+    /// [`close_code`](Self::close_code) tells it afterwards too.
+    pub fn receive(&mut self) -> Result<Message, ClientError> {
+        if let Some(message) = self.pending.pop_front() {
+            return Ok(message);
+        }
+        let deadline = self.read_timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(message) = self.read_until(deadline, "waiting for a message")? {
+                return Ok(message);
+            }
+        }
+    }
+
+    /// Waits at most `wait` for a data message; `Ok(None)` when none came.
+    pub fn receive_timeout(&mut self, wait: Duration) -> Result<Option<Message>, ClientError> {
+        if let Some(message) = self.pending.pop_front() {
+            return Ok(Some(message));
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            match self.read_until(Some(deadline), "waiting for a message") {
+                Ok(Some(message)) => return Ok(Some(message)),
+                Ok(None) => {}
+                Err(ClientError::Timeout { .. }) => return Ok(None),
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Sends `message`, then waits (within the read timeout) for the next data message.
+    pub fn send_receive(&mut self, message: Message) -> Result<Message, ClientError> {
+        self.send(message)?;
+        self.receive()
+    }
+
+    /// [`send_receive`](Self::send_receive) for a text message.
+    pub fn send_receive_text(&mut self, text: &str) -> Result<Message, ClientError> {
+        self.send_text(text)?;
+        self.receive()
+    }
+
+    /// Sends a ping and waits for its pong; returns the round-trip time.
+    /// Data messages that arrive meanwhile are kept for [`receive`](Self::receive).
+    pub fn ping(&mut self, payload: &[u8]) -> Result<Duration, ClientError> {
+        if payload.len() > 125 {
+            return Err(ClientError::InvalidConfig(
+                "a ping payload is at most 125 bytes".into(),
+            ));
+        }
+        self.check_open()?;
+        let start = Instant::now();
+        let ping = tungstenite::Message::Ping(Bytes::copy_from_slice(payload));
+        self.ws
+            .send(ping)
+            .map_err(|e| self.map_error(e, "sending a ping"))?;
+        let deadline = self.read_timeout.map(|t| start + t);
+        loop {
+            match self.read_raw(deadline, "waiting for the pong")? {
+                tungstenite::Message::Pong(data) if data.as_ref() == payload => {
+                    return Ok(start.elapsed())
+                }
+                other => {
+                    if let Some(message) = self.handle(other)? {
+                        self.pending.push_back(message);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes the connection with `code` and `reason` (at most 123 bytes; longer is
+    /// cut) and waits for the server's close reply within the read timeout.
+    /// Does nothing if the connection is already closed. Data messages that
+    /// arrive before the server's close reply can still be taken with
+    /// [`receive`](Self::receive) afterwards.
+    pub fn close(&mut self, code: u16, reason: &str) -> Result<(), ClientError> {
+        if self.closed {
+            return Ok(());
+        }
+        let close_code = CloseCode::from(code);
+        if !close_code.is_allowed() {
+            return Err(ClientError::InvalidConfig(format!(
+                "{code} is not a valid close code"
+            )));
+        }
+        let frame = CloseFrame {
+            code: close_code,
+            reason: truncate(reason).into(),
+        };
+        if let Err(err) = self.ws.close(Some(frame)) {
+            return Err(self.map_error(err, "sending the close frame"));
+        }
+        let deadline = self.read_timeout.map(|t| Instant::now() + t);
+        let outcome = self.await_close_reply(deadline);
+        self.closed = true;
+        self.ws.get_ref().shutdown();
+        outcome
+    }
+
+    /// The close code the server sent (1005 if its close frame had none,
+    /// 1006 if the connection ended without one), once the connection is closed.
+    pub fn close_code(&self) -> Option<u16> {
+        self.peer_close.as_ref().map(|(code, _)| *code)
+    }
+
+    /// The close reason the server sent, once the connection is closed.
+    pub fn close_reason(&self) -> Option<&str> {
+        self.peer_close.as_ref().map(|(_, reason)| reason.as_str())
+    }
+
+    /// Whether the connection is closed (by either side).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Reads until the close reply and the end of the connection.
+    fn await_close_reply(&mut self, mut deadline: Option<Instant>) -> Result<(), ClientError> {
+        loop {
+            if self.peer_close.is_some() {
+                // The server should now end the TCP connection; do not wait long for it.
+                let grace = Instant::now() + CLOSE_GRACE;
+                deadline = Some(deadline.map_or(grace, |d| d.min(grace)));
+            }
+            let result = self.set_deadline(deadline, "waiting for the close reply");
+            let result = result.and_then(|()| self.ws.read().map_err(ClientError::from_ws));
+            match result {
+                Ok(tungstenite::Message::Close(frame)) => self.record_close(frame),
+                Ok(tungstenite::Message::Text(text)) => self
+                    .pending
+                    .push_back(Message::Text(text.as_str().to_string())),
+                Ok(tungstenite::Message::Binary(data)) => {
+                    self.pending.push_back(Message::Binary(data.to_vec()))
+                }
+                Ok(_) => {}
+                Err(_) if self.peer_close.is_some() => return Ok(()),
+                Err(ClientError::Timeout { .. }) => {
+                    return Err(ClientError::Timeout {
+                        what: "waiting for the server to answer the close".into(),
+                        after: self.read_timeout,
+                    })
+                }
+                Err(_) => {
+                    self.peer_close = Some((CLOSE_ABNORMAL, String::new()));
+                    return Err(ClientError::Closed {
+                        code: CLOSE_ABNORMAL,
+                        reason: "the connection ended without a close reply".into(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Sends `payload` as one message, in fragments if it is longer than `fragment_size`.
+    fn send_frames(&mut self, payload: Bytes, kind: Data) -> Result<(), ClientError> {
+        self.check_open()?;
+        let size = match self.fragment_size {
+            Some(size) if payload.len() > size => size,
+            _ => payload.len().max(1),
+        };
+        let mut offset = 0;
+        loop {
+            let end = (offset + size).min(payload.len());
+            let opcode = if offset == 0 {
+                OpCode::Data(kind)
+            } else {
+                OpCode::Data(Data::Continue)
+            };
+            let last = end == payload.len();
+            let frame = Frame::message(payload.slice(offset..end), opcode, last);
+            if let Err(err) = self.ws.write(tungstenite::Message::Frame(frame)) {
+                return Err(self.map_error(err, "sending a message"));
+            }
+            if last {
+                break;
+            }
+            offset = end;
+        }
+        self.ws
+            .flush()
+            .map_err(|e| self.map_error(e, "sending a message"))
+    }
+
+    /// One read step: `Some` for a data message, `None` for a control frame.
+    fn read_until(
+        &mut self,
+        deadline: Option<Instant>,
+        what: &str,
+    ) -> Result<Option<Message>, ClientError> {
+        let message = self.read_raw(deadline, what)?;
+        self.handle(message)
+    }
+
+    /// Handles a frame from tungstenite: data becomes a [`Message`], pings are
+    /// answered, a close is recorded and returned as [`ClientError::Closed`].
+    fn handle(&mut self, message: tungstenite::Message) -> Result<Option<Message>, ClientError> {
+        match message {
+            tungstenite::Message::Text(text) => Ok(Some(Message::Text(text.as_str().to_string()))),
+            tungstenite::Message::Binary(data) => Ok(Some(Message::Binary(data.to_vec()))),
+            tungstenite::Message::Ping(_) => {
+                self.flush_queued();
+                Ok(None)
+            }
+            tungstenite::Message::Close(frame) => {
+                self.record_close(frame);
+                self.flush_queued();
+                self.closed = true;
+                Err(self.closed_error())
+            }
+            tungstenite::Message::Pong(_) | tungstenite::Message::Frame(_) => Ok(None),
+        }
+    }
+
+    /// Reads one frame from tungstenite before `deadline`.
+    fn read_raw(
+        &mut self,
+        deadline: Option<Instant>,
+        what: &str,
+    ) -> Result<tungstenite::Message, ClientError> {
+        self.check_open()?;
+        self.set_deadline(deadline, what)?;
+        match self.ws.read() {
+            Ok(message) => Ok(message),
+            Err(err) => Err(self.map_error(err, what)),
+        }
+    }
+
+    /// Sets the socket read timeout to the time left before `deadline`.
+    fn set_deadline(&mut self, deadline: Option<Instant>, what: &str) -> Result<(), ClientError> {
+        let left = match deadline {
+            None => None,
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => {
+                    return Err(ClientError::Timeout {
+                        what: what.to_string(),
+                        after: self.read_timeout,
+                    })
+                }
+            },
+        };
+        self.ws
+            .get_ref()
+            .tcp()
+            .set_read_timeout(left)
+            .map_err(ClientError::Io)
+    }
+
+    /// Sends queued pongs / close replies now; a failure shows on the next operation.
+    fn flush_queued(&mut self) {
+        let _ = self.ws.flush();
+    }
+
+    /// Records the peer's close frame.
+    fn record_close(&mut self, frame: Option<CloseFrame>) {
+        self.peer_close = Some(match frame {
+            Some(frame) => (u16::from(frame.code), frame.reason.as_str().to_string()),
+            None => (CLOSE_NO_STATUS, String::new()),
+        });
+    }
+
+    /// Fails with [`ClientError::Closed`] once the connection is closed.
+    fn check_open(&self) -> Result<(), ClientError> {
+        if self.closed {
+            Err(self.closed_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The error describing the closed connection.
+    fn closed_error(&self) -> ClientError {
+        let (code, reason) = self
+            .peer_close
+            .clone()
+            .unwrap_or((CLOSE_ABNORMAL, String::new()));
+        ClientError::Closed { code, reason }
+    }
+
+    /// Maps a tungstenite error on the open connection, updating the state.
+    fn map_error(&mut self, err: WsError, what: &str) -> ClientError {
+        match ClientError::from_ws(err) {
+            ClientError::Timeout { .. } => {
+                let after = if what.starts_with("sending") {
+                    self.write_timeout
+                } else {
+                    self.read_timeout
+                };
+                ClientError::Timeout {
+                    what: what.to_string(),
+                    after,
+                }
+            }
+            ClientError::Closed { reason, .. } => {
+                self.closed = true;
+                if self.peer_close.is_none() {
+                    self.peer_close = Some((CLOSE_ABNORMAL, reason));
+                }
+                self.closed_error()
+            }
+            other => other,
+        }
+    }
+}
+
+impl ClientError {
+    /// Converts a tungstenite error on an established connection.
+    fn from_ws(err: WsError) -> ClientError {
+        match err {
+            WsError::Io(err) if error::is_timeout(&err) => ClientError::Timeout {
+                what: String::new(),
+                after: None,
+            },
+            WsError::Io(err) if is_disconnect(&err) => ClientError::Closed {
+                code: CLOSE_ABNORMAL,
+                reason: format!("the connection was lost: {err}"),
+            },
+            WsError::Io(err) => ClientError::Io(err),
+            WsError::ConnectionClosed | WsError::AlreadyClosed => ClientError::Closed {
+                code: CLOSE_ABNORMAL,
+                reason: "the connection is closed".into(),
+            },
+            WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
+                ClientError::Closed {
+                    code: CLOSE_ABNORMAL,
+                    reason: "the server closed the connection without a close frame".into(),
+                }
+            }
+            WsError::Capacity(tungstenite::error::CapacityError::MessageTooLong {
+                size,
+                max_size,
+            }) => ClientError::MessageTooLarge {
+                size,
+                max: max_size,
+            },
+            other => ClientError::Protocol(other.to_string()),
+        }
+    }
+}
+
+/// Whether an I/O error means the peer went away.
+fn is_disconnect(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+/// Maps a failed handshake.
+fn handshake_error(err: WsError, config: &ClientConfig) -> ClientError {
+    match err {
+        WsError::Http(response) => {
+            let body = response
+                .body()
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(&b[..b.len().min(200)]).trim().to_string())
+                .unwrap_or_default();
+            ClientError::HandshakeStatus {
+                status: response.status().as_u16(),
+                reason: response.status().canonical_reason().unwrap_or("").to_string(),
+                body,
+            }
+        }
+        WsError::Io(err) if error::is_timeout(&err) => ClientError::Timeout {
+            what: "waiting for the handshake answer".into(),
+            after: config.read_timeout,
+        },
+        WsError::Io(err) if is_disconnect(&err) => ClientError::Handshake(format!(
+            "the server closed the connection before answering ({err}): is it a WebSocket server? (ws:// vs wss://)"
+        )),
+        WsError::Protocol(tungstenite::error::ProtocolError::HandshakeIncomplete) => {
+            ClientError::Handshake(
+                "the server closed the connection before answering: is it a WebSocket server? (ws:// vs wss://)"
+                    .into(),
+            )
+        }
+        other => ClientError::Handshake(other.to_string()),
+    }
+}
+
+/// Builds the handshake request: URL without credentials, extra headers,
+/// basic auth from the URL, subprotocols.
+fn build_request(
+    url: &WsUrl,
+    config: &ClientConfig,
+) -> Result<tungstenite::handshake::client::Request, ClientError> {
+    let mut request =
+        url.request_uri()
+            .into_client_request()
+            .map_err(|err| ClientError::InvalidUrl {
+                url: url.request_uri(),
+                reason: err.to_string(),
+            })?;
+    let headers = request.headers_mut();
+    for (name, value) in &config.headers {
+        let invalid = |what: &str| {
+            ClientError::InvalidConfig(format!("invalid header {what} in {name}: {value}"))
+        };
+        let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| invalid("name"))?;
+        let value = HeaderValue::from_str(value.trim()).map_err(|_| invalid("value"))?;
+        if HANDSHAKE_HEADERS.contains(&name.as_str()) {
+            headers.insert(name, value);
+        } else {
+            headers.append(name, value);
+        }
+    }
+    if let Some((user, password)) = &url.credentials {
+        if !headers.contains_key(header::AUTHORIZATION) {
+            let value = HeaderValue::from_str(&base64::basic_auth(user, password))
+                .map_err(|_| ClientError::InvalidConfig("unusable URL credentials".into()))?;
+            headers.insert(header::AUTHORIZATION, value);
+        }
+    }
+    if !config.subprotocols.is_empty() {
+        let value = HeaderValue::from_str(&config.subprotocols.join(", "))
+            .map_err(|_| ClientError::InvalidConfig("invalid subprotocol name".into()))?;
+        headers.insert("Sec-WebSocket-Protocol", value);
+    }
+    Ok(request)
+}
+
+/// Cuts `reason` to [`MAX_CLOSE_REASON`] bytes on a character boundary.
+fn truncate(reason: &str) -> String {
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_has_headers_auth_and_no_credentials_in_uri() {
+        let url = WsUrl::parse("ws://u:p@example.com:81/x?y=1").unwrap();
+        let config = ClientConfig::default()
+            .with_header("X-Test", "1")
+            .with_header("Host", "other")
+            .with_subprotocol("chat");
+        let request = build_request(&url, &config).unwrap();
+        assert_eq!(request.uri().to_string(), "ws://example.com:81/x?y=1");
+        let headers = request.headers();
+        assert_eq!(headers["x-test"], "1");
+        assert_eq!(headers["host"], "other");
+        assert_eq!(headers.get_all("host").iter().count(), 1);
+        assert_eq!(headers["authorization"], "Basic dTpw");
+        assert_eq!(headers["sec-websocket-protocol"], "chat");
+    }
+
+    #[test]
+    fn bad_header_is_a_config_error() {
+        let url = WsUrl::parse("ws://h/").unwrap();
+        let config = ClientConfig::default().with_header("Bad Name", "v");
+        assert!(matches!(
+            build_request(&url, &config),
+            Err(ClientError::InvalidConfig(_))
+        ));
+    }
+
+    #[test]
+    fn close_reason_is_cut_on_a_char_boundary() {
+        let long = "é".repeat(100);
+        let cut = truncate(&long);
+        assert!(cut.len() <= MAX_CLOSE_REASON);
+        assert_eq!(cut.len(), 122);
+    }
+}
