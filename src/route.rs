@@ -10,6 +10,9 @@
 
 use std::fmt;
 
+/// Path parameters as (name, percent-decoded value), in template order.
+pub type Params = Vec<(String, String)>;
+
 /// One segment of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
@@ -99,7 +102,7 @@ impl Template {
 
     /// Matches a request path (without the query string); returns the
     /// percent-decoded parameters in template order.
-    pub fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
+    pub fn matches(&self, path: &str) -> Option<Params> {
         let rest = path.strip_prefix('/')?;
         let parts: Vec<&str> = if rest.is_empty() {
             Vec::new()
@@ -256,8 +259,8 @@ impl<T> RouteTable<T> {
     }
 
     /// The most specific route matching `path`, with its parameters.
-    pub fn find(&self, path: &str) -> Option<(Match<'_, T>, Vec<(String, String)>)> {
-        let mut best: Option<(usize, Vec<(String, String)>)> = None;
+    pub fn find(&self, path: &str) -> Option<(Match<'_, T>, Params)> {
+        let mut best: Option<(usize, Params)> = None;
         for (i, (template, _)) in self.routes.iter().enumerate() {
             let Some(params) = template.matches(path) else {
                 continue;
