@@ -154,8 +154,10 @@ impl Server {
         Ok(())
     }
 
-    /// Runs the daemon until SIGTERM or SIGINT has drained it.
+    /// Runs the daemon until SIGTERM or SIGINT has drained it. Sets up
+    /// logging from `[log]` unless the program already did.
     pub fn run(self) -> Result<(), Error> {
+        init_logging(&self.config.log.level);
         self.check()?;
         crate::master::run(self)
     }
@@ -282,7 +284,6 @@ pub fn run_binary(config: &Path, check: bool) -> i32 {
             }
         };
     }
-    init_logging(&server.config.log.level);
     match server.run() {
         Ok(()) => 0,
         Err(e) => {

@@ -9,7 +9,7 @@ use tungstenite::Message;
 
 #[test]
 fn three_workers_are_children_of_the_master() {
-    let d = Daemon::start(&config("workers = 3", ECHO).replace("workers = 2\n", ""));
+    let d = Daemon::start(&config("workers = 3", ECHO));
     let workers = d.wait_workers(3);
     for w in &workers {
         assert!(alive(*w));

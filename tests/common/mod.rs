@@ -67,11 +67,16 @@ impl Drop for TempDir {
     }
 }
 
-/// A config with `listen` on a free port, the given `[server]` extras and
-/// `routes` appended.
+/// A config with `listen` on a free port, 2 workers unless `server_extra`
+/// sets `workers`, the given `[server]` extras and `routes` appended.
 pub fn config(server_extra: &str, routes: &str) -> String {
+    let workers = if server_extra.contains("workers =") {
+        ""
+    } else {
+        "workers = 2\n"
+    };
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\ndrain_timeout = 10\n{server_extra}\n\n[log]\nlevel = \"debug\"\n\n{routes}\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\n{workers}drain_timeout = 10\n{server_extra}\n\n[log]\nlevel = \"debug\"\n\n{routes}\n"
     )
 }
 
@@ -98,9 +103,33 @@ impl Daemon {
 
     /// Starts on an existing config file inside `dir`.
     pub fn start_in(dir: TempDir, config_path: PathBuf) -> Daemon {
-        let mut child = Command::new(wssd_bin())
-            .arg("--config")
-            .arg(&config_path)
+        let mut cmd = Command::new(wssd_bin());
+        cmd.arg("--config").arg(&config_path);
+        Daemon::spawn(cmd, dir, config_path)
+    }
+
+    /// Starts `examples/<name>` (built by `cargo test`) with the config as
+    /// its only argument.
+    pub fn start_example(name: &str, config_text: &str) -> Daemon {
+        let dir = TempDir::new();
+        let config_path = dir.write("wssd.toml", config_text);
+        let bin = Path::new(wssd_bin())
+            .parent()
+            .expect("bin dir")
+            .join("examples")
+            .join(name);
+        assert!(
+            bin.exists(),
+            "{} is missing: run `cargo build --examples`",
+            bin.display()
+        );
+        let mut cmd = Command::new(bin);
+        cmd.arg(&config_path);
+        Daemon::spawn(cmd, dir, config_path)
+    }
+
+    fn spawn(mut cmd: Command, dir: TempDir, config_path: PathBuf) -> Daemon {
+        let mut child = cmd
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

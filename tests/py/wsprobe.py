@@ -27,7 +27,8 @@ async def hold(url):
         print("open", flush=True)
         try:
             while True:
-                await ws.recv()
+                msg = await ws.recv()
+                print(f"message {msg}", flush=True)
         except websockets.ConnectionClosed as e:
             code = e.rcvd.code if e.rcvd else None
             print(f"closed {code}", flush=True)
