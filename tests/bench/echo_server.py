@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""A WebSocket test server for `wssd bench`, built on the `websockets` package.
+
+It listens on 127.0.0.1, port 0 (the kernel picks), prints `PORT <n>` on
+stdout once listening and serves until killed.
+
+Modes:
+  echo (default)   echo every message back unchanged.
+  --corrupt N      echo, but flip one byte of the N-th message (counted over
+                   all connections, 1-based).
+  --broadcast      every message goes to every client connected to the same
+                   path, the sender included.
+"""
+
+import argparse
+import asyncio
+import sys
+
+try:
+    import websockets
+    from websockets.asyncio.server import broadcast, serve
+except ImportError:  # pragma: no cover - reported to the test
+    sys.stderr.write("the python 'websockets' package is required: pip install websockets\n")
+    sys.exit(3)
+
+
+def corrupt(message):
+    """Returns `message` with its middle byte changed (kept ASCII)."""
+    if isinstance(message, str):
+        data = bytearray(message.encode())
+    else:
+        data = bytearray(message)
+    if data:
+        i = len(data) // 2
+        data[i] = ord("#") if data[i] != ord("#") else ord("%")
+    return data.decode() if isinstance(message, str) else bytes(data)
+
+
+async def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--corrupt", type=int, default=0)
+    parser.add_argument("--broadcast", action="store_true")
+    args = parser.parse_args()
+    count = 0
+    rooms = {}
+
+    async def echo(ws):
+        nonlocal count
+        async for message in ws:
+            count += 1
+            if count == args.corrupt:
+                message = corrupt(message)
+            await ws.send(message)
+
+    async def room(ws):
+        members = rooms.setdefault(ws.request.path, set())
+        members.add(ws)
+        try:
+            async for message in ws:
+                broadcast(members, message)
+        finally:
+            members.discard(ws)
+
+    handler = room if args.broadcast else echo
+    async with serve(handler, "127.0.0.1", 0, max_size=None, ping_interval=None,
+                     compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        print(f"PORT {port}", flush=True)
+        await asyncio.Future()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
