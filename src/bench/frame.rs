@@ -235,9 +235,11 @@ pub fn parse_response(buf: &[u8], accept: &str) -> Result<Option<usize>, Respons
     if parts.next() != Some("101") {
         return Err(ResponseError::Status(status.chars().take(80).collect()));
     }
-    let accepted = lines.filter_map(|l| l.split_once(':')).any(|(name, value)| {
-        name.trim().eq_ignore_ascii_case("sec-websocket-accept") && value.trim() == accept
-    });
+    let accepted = lines
+        .filter_map(|l| l.split_once(':'))
+        .any(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("sec-websocket-accept") && value.trim() == accept
+        });
     if !accepted {
         return Err(ResponseError::BadAccept);
     }
@@ -281,6 +283,9 @@ mod tests {
         assert_eq!(parse_response(ok, "abd"), Err(ResponseError::BadAccept));
         assert_eq!(parse_response(&ok[..10], "abc"), Ok(None));
         let nf = b"HTTP/1.1 404 Not Found\r\n\r\n";
-        assert!(matches!(parse_response(nf, "abc"), Err(ResponseError::Status(_))));
+        assert!(matches!(
+            parse_response(nf, "abc"),
+            Err(ResponseError::Status(_))
+        ));
     }
 }

@@ -120,7 +120,10 @@ mod tests {
     #[test]
     fn buckets_are_monotonic_and_precise() {
         let mut last = 0;
-        for v in (0..2_000_000u64).step_by(97).chain([u64::MAX / 2, u64::MAX]) {
+        for v in (0..2_000_000u64)
+            .step_by(97)
+            .chain([u64::MAX / 2, u64::MAX])
+        {
             let i = index(v);
             assert!(i < BUCKETS);
             assert!(i >= last);

@@ -74,7 +74,12 @@ pub struct BenchArgs {
     pub url: String,
 
     /// Number of connections (handshake mode: concurrent handshake loops).
-    #[arg(short = 'c', long = "connections", value_name = "CONNS", default_value_t = 50)]
+    #[arg(
+        short = 'c',
+        long = "connections",
+        value_name = "CONNS",
+        default_value_t = 50
+    )]
     pub connections: u32,
 
     /// Message size in bytes (broadcast: at least 32).
@@ -255,7 +260,9 @@ fn make_plan(args: &BenchArgs) -> Result<Plan, BenchError> {
     let mut size = args.size;
     if args.mode == Mode::Broadcast && size < payload::STAMP_LEN {
         size = payload::STAMP_LEN;
-        notes.push(format!("message size raised to {size} bytes (sequence number and timestamp)"));
+        notes.push(format!(
+            "message size raised to {size} bytes (sequence number and timestamp)"
+        ));
     }
     let source_addrs = source_addrs(args, &target, &mut notes)?;
     let threads = args.threads.min(args.connections);
@@ -279,7 +286,11 @@ fn make_plan(args: &BenchArgs) -> Result<Plan, BenchError> {
 }
 
 /// How many loopback source addresses to use.
-fn source_addrs(args: &BenchArgs, target: &Target, notes: &mut Vec<String>) -> Result<u32, BenchError> {
+fn source_addrs(
+    args: &BenchArgs,
+    target: &Target,
+    notes: &mut Vec<String>,
+) -> Result<u32, BenchError> {
     let loopback_v4 = matches!(target.addr.ip(), IpAddr::V4(ip) if ip.is_loopback());
     let per_addr = net::ephemeral_ports() * 9 / 10;
     let count = match args.source_addrs {
@@ -290,7 +301,9 @@ fn source_addrs(args: &BenchArgs, target: &Target, notes: &mut Vec<String>) -> R
                 "--source-addrs needs a 127.x.x.x target".into(),
             ))
         }
-        None if args.connections > per_addr && loopback_v4 => args.connections.div_ceil(per_addr.max(1)),
+        None if args.connections > per_addr && loopback_v4 => {
+            args.connections.div_ceil(per_addr.max(1))
+        }
         None => {
             if args.connections > per_addr {
                 notes.push(format!(
@@ -302,7 +315,10 @@ fn source_addrs(args: &BenchArgs, target: &Target, notes: &mut Vec<String>) -> R
         }
     };
     if count > 0 {
-        if let (Some(first), Some(last)) = (net::source_addr(0, count), net::source_addr(count - 1, count)) {
+        if let (Some(first), Some(last)) = (
+            net::source_addr(0, count),
+            net::source_addr(count - 1, count),
+        ) {
             notes.push(format!("source addresses {first} to {last}"));
         }
     }
@@ -411,8 +427,15 @@ fn orchestrate(
             holding = Some(procmem::sample(pid)?);
         }
         progress.tick(shared, now.duration_since(start));
-        let wake = if holding.is_none() && pid.is_some() { end.min(middle) } else { end };
-        thread::sleep(wake.saturating_duration_since(now).min(Duration::from_millis(100)));
+        let wake = if holding.is_none() && pid.is_some() {
+            end.min(middle)
+        } else {
+            end
+        };
+        thread::sleep(
+            wake.saturating_duration_since(now)
+                .min(Duration::from_millis(100)),
+        );
     }
     if let (Some(pid), None) = (pid, holding) {
         holding = Some(procmem::sample(pid)?);

@@ -8,9 +8,7 @@ use std::os::fd::AsRawFd;
 use mio::net::TcpStream;
 use nix::errno::Errno;
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
-use nix::sys::socket::{
-    self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6,
-};
+use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6};
 
 /// Starts a non-blocking connect to `dest`, first binding the socket to
 /// `source` (port chosen at connect time) when given.

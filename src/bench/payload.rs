@@ -31,7 +31,8 @@ const fn build_pattern() -> [u8; CHUNK + 26] {
 
 /// The filler rotation of a message.
 fn rotation(conn: u32, seq: u64) -> usize {
-    let mixed = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(conn).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mixed = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(conn).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     // `% 26` keeps the value tiny, so the cast is lossless.
     ((mixed >> 32) % 26) as usize
 }

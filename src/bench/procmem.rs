@@ -71,7 +71,11 @@ fn descendants(pid: i32) -> Vec<i32> {
     let mut frontier = vec![pid];
     while let Some(p) = frontier.pop() {
         let children: Vec<i32> = match &parents {
-            Some(table) => table.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c).collect(),
+            Some(table) => table
+                .iter()
+                .filter(|(_, pp)| *pp == p)
+                .map(|(c, _)| *c)
+                .collect(),
             None => children_of(p),
         };
         for c in children {

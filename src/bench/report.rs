@@ -118,7 +118,12 @@ impl Summary {
     }
 
     /// Records the memory samples, if a pid was given.
-    pub fn set_memory(&mut self, pid: Option<i32>, baseline: Option<MemSample>, holding: Option<MemSample>) {
+    pub fn set_memory(
+        &mut self,
+        pid: Option<i32>,
+        baseline: Option<MemSample>,
+        holding: Option<MemSample>,
+    ) {
         if let (Some(pid), Some(baseline), Some(holding)) = (pid, baseline, holding) {
             self.memory = Some(Memory {
                 pid,
@@ -183,7 +188,11 @@ impl Summary {
     /// Prints the summary on stdout (JSON or table) and error samples on
     /// stderr.
     pub fn print(&self, json: bool) {
-        let text = if json { self.to_json() } else { self.to_table() };
+        let text = if json {
+            self.to_json()
+        } else {
+            self.to_table()
+        };
         let mut out = std::io::stdout().lock();
         // Nothing useful can be done if stdout is gone.
         let _ = out.write_all(text.as_bytes());
@@ -218,7 +227,13 @@ impl Summary {
         let _ = writeln!(t, "  {:<18}{:.3} s", "elapsed", self.elapsed.as_secs_f64());
         match self.mode {
             Mode::Handshake => {
-                let _ = writeln!(t, "  {:<18}{} ({:.1}/s)", "handshakes", self.handshakes, self.rate(self.handshakes));
+                let _ = writeln!(
+                    t,
+                    "  {:<18}{} ({:.1}/s)",
+                    "handshakes",
+                    self.handshakes,
+                    self.rate(self.handshakes)
+                );
                 let _ = writeln!(t, "  {:<18}{}", "echoes verified", self.echoes);
             }
             Mode::Broadcast => self.broadcast_rows(&mut t),
@@ -256,7 +271,11 @@ impl Summary {
     /// Broadcast rows of the table.
     fn broadcast_rows(&self, t: &mut String) {
         let Some(b) = &self.broadcast else { return };
-        let _ = writeln!(t, "  {:<18}{} to {} receivers", "messages sent", b.sent, b.receivers);
+        let _ = writeln!(
+            t,
+            "  {:<18}{} to {} receivers",
+            "messages sent", b.sent, b.receivers
+        );
         let _ = writeln!(
             t,
             "  {:<18}{} of {} ({:.1}/s)",
@@ -265,7 +284,11 @@ impl Summary {
             b.sent * b.receivers,
             self.rate(b.deliveries)
         );
-        let _ = writeln!(t, "  {:<18}{} messages reached everyone", "complete", b.complete);
+        let _ = writeln!(
+            t,
+            "  {:<18}{} messages reached everyone",
+            "complete", b.complete
+        );
         let _ = writeln!(
             t,
             "  {:<18}p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
@@ -278,7 +301,9 @@ impl Summary {
 
     /// Memory rows of the table.
     fn memory_rows(&self, t: &mut String) {
-        let (Some(m), Some((rss, pss))) = (self.memory, self.memory_per_conn()) else { return };
+        let (Some(m), Some((rss, pss))) = (self.memory, self.memory_per_conn()) else {
+            return;
+        };
         let _ = writeln!(
             t,
             "  {:<18}pid {} ({} processes): RSS {} -> {} KiB, PSS {} -> {} KiB",
@@ -290,7 +315,11 @@ impl Summary {
             m.baseline.pss_kib,
             m.holding.pss_kib
         );
-        let _ = writeln!(t, "  {:<18}RSS {rss:.0} B, PSS {pss:.0} B", "per connection");
+        let _ = writeln!(
+            t,
+            "  {:<18}RSS {rss:.0} B, PSS {pss:.0} B",
+            "per connection"
+        );
     }
 
     /// The `--json` object (one line).
@@ -313,8 +342,14 @@ impl Summary {
         j.num("handshakes", self.handshakes);
         j.float("handshakes_per_s", self.rate(self.handshakes));
         j.raw("latency_us", &latency_json(&self.latency));
-        j.num("per_connection_min", self.per_conn.iter().min().copied().unwrap_or(0));
-        j.num("per_connection_max", self.per_conn.iter().max().copied().unwrap_or(0));
+        j.num(
+            "per_connection_min",
+            self.per_conn.iter().min().copied().unwrap_or(0),
+        );
+        j.num(
+            "per_connection_max",
+            self.per_conn.iter().max().copied().unwrap_or(0),
+        );
         if self.per_conn.len() <= MAX_PER_CONN_LISTED {
             let list: Vec<String> = self.per_conn.iter().map(u64::to_string).collect();
             j.raw("per_connection", &format!("[{}]", list.join(",")));
@@ -355,7 +390,9 @@ impl Summary {
 
     /// The `broadcast` JSON value.
     fn broadcast_json(&self) -> String {
-        let Some(b) = &self.broadcast else { return "null".into() };
+        let Some(b) = &self.broadcast else {
+            return "null".into();
+        };
         let mut j = JsonObject::new();
         j.num("receivers", b.receivers);
         j.num("messages_sent", b.sent);
@@ -417,7 +454,9 @@ struct JsonObject {
 
 impl JsonObject {
     fn new() -> Self {
-        JsonObject { out: String::from("{") }
+        JsonObject {
+            out: String::from("{"),
+        }
     }
 
     /// Adds `"key":` followed by `value` written verbatim.
@@ -538,7 +577,9 @@ impl Progress {
         if elapsed < Duration::from_secs(1) || self.due().is_none() {
             return;
         }
-        self.emit(&format!("setup: {ready}/{total} connections ready, {failed} failed"));
+        self.emit(&format!(
+            "setup: {ready}/{total} connections ready, {failed} failed"
+        ));
     }
 
     /// Progress of the measurement.

@@ -29,7 +29,10 @@ impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UrlError::Scheme(url) => {
-                write!(f, "unsupported URL {url:?}: only ws://HOST[:PORT][/PATH] is supported")
+                write!(
+                    f,
+                    "unsupported URL {url:?}: only ws://HOST[:PORT][/PATH] is supported"
+                )
             }
             UrlError::Authority(a) => write!(f, "bad host or port {a:?} in URL"),
             UrlError::Resolve(e) => write!(f, "cannot resolve host: {e}"),
@@ -102,7 +105,13 @@ mod tests {
         assert_eq!((t.addr.port(), t.path.as_str()), (80, "/"));
         let t = Target::parse("ws://[::1]:5/").unwrap();
         assert!(t.addr.is_ipv6());
-        assert!(matches!(Target::parse("wss://x/"), Err(UrlError::Scheme(_))));
-        assert!(matches!(Target::parse("ws://h:x/"), Err(UrlError::Authority(_))));
+        assert!(matches!(
+            Target::parse("wss://x/"),
+            Err(UrlError::Scheme(_))
+        ));
+        assert!(matches!(
+            Target::parse("ws://h:x/"),
+            Err(UrlError::Authority(_))
+        ));
     }
 }

@@ -165,7 +165,13 @@ pub struct Worker {
 
 impl Worker {
     /// A worker for connection indexes `ids`, polling with `poll`.
-    pub fn new(plan: Arc<Plan>, shared: Arc<Shared>, poll: Poll, index: usize, ids: Vec<u32>) -> Self {
+    pub fn new(
+        plan: Arc<Plan>,
+        shared: Arc<Shared>,
+        poll: Poll,
+        index: usize,
+        ids: Vec<u32>,
+    ) -> Self {
         let n = ids.len();
         let now = Instant::now();
         Worker {
@@ -197,7 +203,8 @@ impl Worker {
         loop {
             if let Err(e) = self.poll.poll(&mut events, Some(TICK)) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    self.shared.sample(format!("worker {}: poll failed: {e}", self.index));
+                    self.shared
+                        .sample(format!("worker {}: poll failed: {e}", self.index));
                     break;
                 }
             }
@@ -222,7 +229,12 @@ impl Worker {
                 self.slot_done[slot] += c.completed;
             }
         }
-        self.result.per_conn = self.ids.iter().copied().zip(self.slot_done.iter().copied()).collect();
+        self.result.per_conn = self
+            .ids
+            .iter()
+            .copied()
+            .zip(self.slot_done.iter().copied())
+            .collect();
         self.result
     }
 
@@ -278,7 +290,9 @@ impl Worker {
     /// Publishes completed units for the progress line.
     fn publish_progress(&mut self) {
         if self.unflushed > 0 {
-            self.shared.completed.fetch_add(self.unflushed, Ordering::Relaxed);
+            self.shared
+                .completed
+                .fetch_add(self.unflushed, Ordering::Relaxed);
             self.unflushed = 0;
         }
     }
@@ -289,7 +303,9 @@ impl Worker {
             return;
         }
         while self.in_setup < self.plan.max_pending || !self.has_barrier() {
-            let Some(slot) = self.to_launch.pop() else { break };
+            let Some(slot) = self.to_launch.pop() else {
+                break;
+            };
             let id = self.ids[slot];
             match self.open(slot, now) {
                 Ok(conn) => {
@@ -316,7 +332,11 @@ impl Worker {
         let mut stream = net::connect(self.plan.target.addr, source).map_err(ConnError::Connect)?;
         self.poll
             .registry()
-            .register(&mut stream, Token(slot), Interest::READABLE | Interest::WRITABLE)
+            .register(
+                &mut stream,
+                Token(slot),
+                Interest::READABLE | Interest::WRITABLE,
+            )
             .map_err(ConnError::Io)?;
         let mut conn = Conn::new(id, stream, now);
         conn.deadline = Some(now + self.plan.connect_timeout);
@@ -327,9 +347,15 @@ impl Worker {
     }
 
     /// Applies `f` to every live connection, handling its outcome.
-    fn for_each_conn(&mut self, now: Instant, f: impl Fn(&mut Self, &mut Conn, Instant) -> Result<Next, ConnError>) {
+    fn for_each_conn(
+        &mut self,
+        now: Instant,
+        f: impl Fn(&mut Self, &mut Conn, Instant) -> Result<Next, ConnError>,
+    ) {
         for slot in 0..self.slots.len() {
-            let Some(mut conn) = self.slots[slot].take() else { continue };
+            let Some(mut conn) = self.slots[slot].take() else {
+                continue;
+            };
             let outcome = f(self, &mut conn, now).and_then(|next| {
                 conn.flush().map_err(ConnError::Io)?;
                 Ok(next)
@@ -365,7 +391,9 @@ impl Worker {
             }),
             Mode::Broadcast => {
                 if self.index == 0 {
-                    self.shared.final_sent.store(self.bcast_sent, Ordering::Release);
+                    self.shared
+                        .final_sent
+                        .store(self.bcast_sent, Ordering::Release);
                     self.shared.wake_all();
                 }
             }
@@ -400,7 +428,9 @@ impl Worker {
 
     /// Broadcast sender: keeps `window` messages not yet delivered to all.
     fn pump_sender(&mut self, now: Instant) {
-        let Some(mut conn) = self.slots.first_mut().and_then(Option::take) else { return };
+        let Some(mut conn) = self.slots.first_mut().and_then(Option::take) else {
+            return;
+        };
         let receivers = self.shared.receivers.load(Ordering::Acquire).max(1);
         let delivered = self.shared.deliveries.load(Ordering::Acquire) / receivers;
         let mut allowed = delivered + u64::from(self.plan.window);
@@ -415,7 +445,9 @@ impl Worker {
             self.bcast_sent += 1;
             self.result.sent += 1;
             self.last_send = now;
-            self.shared.bcast_sent.store(self.bcast_sent, Ordering::Release);
+            self.shared
+                .bcast_sent
+                .store(self.bcast_sent, Ordering::Release);
         }
         let outcome = conn.flush().map(|()| Next::Keep).map_err(ConnError::Io);
         self.settle(0, conn, outcome, now);
@@ -425,11 +457,14 @@ impl Worker {
     fn scan_deadlines(&mut self, now: Instant) {
         let total = self.final_sent;
         for slot in 0..self.slots.len() {
-            let expired = matches!(&self.slots[slot], Some(c) if c.deadline.is_some_and(|d| d <= now));
+            let expired =
+                matches!(&self.slots[slot], Some(c) if c.deadline.is_some_and(|d| d <= now));
             if !expired {
                 continue;
             }
-            let Some(conn) = self.slots[slot].take() else { continue };
+            let Some(conn) = self.slots[slot].take() else {
+                continue;
+            };
             let outcome = match conn.phase {
                 Phase::Connecting | Phase::Upgrading => Err(ConnError::SetupTimeout(conn.phase)),
                 Phase::Closing if conn.got_close => Ok(Next::Done),
@@ -450,13 +485,21 @@ impl Worker {
 
     /// Handles a readiness event on `slot`.
     fn on_event(&mut self, slot: usize) {
-        let Some(mut conn) = self.slots.get_mut(slot).and_then(Option::take) else { return };
+        let Some(mut conn) = self.slots.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
         let outcome = self.drive(&mut conn);
         self.settle(slot, conn, outcome, Instant::now());
     }
 
     /// Puts a connection back, or ends it after success or failure.
-    fn settle(&mut self, slot: usize, mut conn: Conn, outcome: Result<Next, ConnError>, now: Instant) {
+    fn settle(
+        &mut self,
+        slot: usize,
+        mut conn: Conn,
+        outcome: Result<Next, ConnError>,
+        now: Instant,
+    ) {
         match outcome {
             Ok(Next::Keep) => self.slots[slot] = Some(conn),
             Ok(Next::Done) => {
@@ -480,9 +523,11 @@ impl Worker {
                 }
                 if self.plan.mode == Mode::Broadcast && conn.ready {
                     // The sender should not wait for this receiver any more.
-                    let _ = self.shared.receivers.fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
-                        Some(r.saturating_sub(1).max(1))
-                    });
+                    let _ = self.shared.receivers.fetch_update(
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                        |r| Some(r.saturating_sub(1).max(1)),
+                    );
                 }
                 self.end(slot, conn);
             }
@@ -589,7 +634,12 @@ impl Worker {
     }
 
     /// Handles one complete frame.
-    fn on_frame(&mut self, conn: &mut Conn, head: FrameHead, payload: &[u8]) -> Result<(), ConnError> {
+    fn on_frame(
+        &mut self,
+        conn: &mut Conn,
+        head: FrameHead,
+        payload: &[u8],
+    ) -> Result<(), ConnError> {
         match head.opcode {
             OP_PING => {
                 conn.queue_frame(OP_PONG, payload.len(), |b| b.copy_from_slice(payload));
@@ -599,7 +649,9 @@ impl Worker {
             OP_CLOSE => self.on_close_frame(conn, payload),
             OP_CONT => {
                 let Some((op, mut data)) = conn.frag.take() else {
-                    return Err(ConnError::Unexpected("continuation frame without a message"));
+                    return Err(ConnError::Unexpected(
+                        "continuation frame without a message",
+                    ));
                 };
                 data.extend_from_slice(payload);
                 if head.fin {
@@ -677,7 +729,9 @@ impl Worker {
     /// Queues the next echo request of `conn`.
     fn send_echo(&mut self, conn: &mut Conn, now: Instant) {
         let (id, seq) = (conn.id, conn.send_seq);
-        conn.queue_frame(self.opcode(), self.plan.size, |b| payload::fill_echo(b, id, seq));
+        conn.queue_frame(self.opcode(), self.plan.size, |b| {
+            payload::fill_echo(b, id, seq)
+        });
         conn.send_seq += 1;
         conn.sent_at.push_back(now);
         self.result.sent += 1;
@@ -695,7 +749,9 @@ impl Worker {
             return self.on_broadcast(conn, data);
         }
         let Some(sent) = conn.sent_at.pop_front() else {
-            return Err(ConnError::Unexpected("message received with no request in flight"));
+            return Err(ConnError::Unexpected(
+                "message received with no request in flight",
+            ));
         };
         let seq = conn.recv_seq;
         if let Some(at) = payload::check_echo(data, self.plan.size, conn.id, seq) {
@@ -740,7 +796,12 @@ impl Worker {
         let published = self.shared.bcast_sent.load(Ordering::Acquire);
         let (seq, sent_ns) = match payload::check_stamp(data, self.plan.size) {
             Some((seq, ns)) if seq < published => (seq, ns),
-            _ => return Err(ConnError::Mismatch { seq: conn.recv_seq, at: 0 }),
+            _ => {
+                return Err(ConnError::Mismatch {
+                    seq: conn.recv_seq,
+                    at: 0,
+                })
+            }
         };
         if seq != conn.recv_seq {
             self.count_sequence_error(conn, seq);
@@ -766,7 +827,10 @@ impl Worker {
     /// Counts a sequence gap at a broadcast receiver (not fatal).
     fn count_sequence_error(&mut self, conn: &Conn, got: u64) {
         let missing = got.saturating_sub(conn.recv_seq).max(1);
-        let index = ErrorKind::ALL.iter().position(|k| *k == ErrorKind::Sequence).unwrap_or(0);
+        let index = ErrorKind::ALL
+            .iter()
+            .position(|k| *k == ErrorKind::Sequence)
+            .unwrap_or(0);
         self.result.errors[index] += missing;
         self.shared.errors.fetch_add(missing, Ordering::Relaxed);
         self.shared.sample(format!(
