@@ -210,7 +210,9 @@ impl Worker {
             }
             for event in events.iter() {
                 if event.token() != WAKE {
-                    self.on_event(event.token().0);
+                    // After EOF or an error, read until the socket says so.
+                    let drain = event.is_read_closed() || event.is_error();
+                    self.on_event(event.token().0, drain);
                 }
             }
             self.housekeeping();
@@ -484,11 +486,11 @@ impl Worker {
     // ----- connection events -------------------------------------------
 
     /// Handles a readiness event on `slot`.
-    fn on_event(&mut self, slot: usize) {
+    fn on_event(&mut self, slot: usize, drain: bool) {
         let Some(mut conn) = self.slots.get_mut(slot).and_then(Option::take) else {
             return;
         };
-        let outcome = self.drive(&mut conn);
+        let outcome = self.drive(&mut conn, drain);
         self.settle(slot, conn, outcome, Instant::now());
     }
 
@@ -552,7 +554,7 @@ impl Worker {
     }
 
     /// Progresses a connection after a readiness event.
-    fn drive(&mut self, conn: &mut Conn) -> Result<Next, ConnError> {
+    fn drive(&mut self, conn: &mut Conn, drain: bool) -> Result<Next, ConnError> {
         if conn.phase == Phase::Connecting {
             match net::connect_done(&conn.stream) {
                 Ok(true) => {
@@ -563,21 +565,29 @@ impl Worker {
                 Err(e) => return Err(ConnError::Connect(e)),
             }
         }
-        if let Next::Done = self.read_all(conn)? {
+        if let Next::Done = self.read_all(conn, drain)? {
             return Ok(Next::Done);
         }
         conn.flush().map_err(ConnError::Io)?;
         Ok(Next::Keep)
     }
 
-    /// Reads until the socket would block, handling what arrives.
-    fn read_all(&mut self, conn: &mut Conn) -> Result<Next, ConnError> {
+    /// Reads until the socket is drained, handling what arrives.
+    ///
+    /// A short read of a TCP socket means its receive queue was emptied,
+    /// and new data raises a new edge, so the loop stops there and saves
+    /// the `read` that would return `WouldBlock` (one syscall per message
+    /// in echo mode), unless `drain` asks to read until EOF or an error.
+    fn read_all(&mut self, conn: &mut Conn, drain: bool) -> Result<Next, ConnError> {
         loop {
             match conn.stream.read(&mut self.scratch) {
                 Ok(0) => return self.on_eof(conn),
                 Ok(n) => {
                     conn.rbuf.extend_from_slice(&self.scratch[..n]);
                     self.parse(conn)?;
+                    if n < self.scratch.len() && !drain {
+                        return Ok(Next::Keep);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Next::Keep),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
