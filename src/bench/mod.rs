@@ -160,7 +160,8 @@ impl fmt::Display for BenchError {
             BenchError::FdLimit { connections, limit } => write!(
                 f,
                 "{connections} connections need about {} open files but the hard limit is \
-                 {limit}; run several `wssd bench` processes with at most {} connections each",
+                 {limit}; run several `wssd bench` processes with at most {} connections \
+                 each (and --source-addrs so that their total fits the port range)",
                 u64::from(*connections) + FD_RESERVE,
                 limit.saturating_sub(FD_RESERVE)
             ),

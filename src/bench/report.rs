@@ -237,7 +237,17 @@ impl Summary {
                 let _ = writeln!(t, "  {:<18}{}", "echoes verified", self.echoes);
             }
             Mode::Broadcast => self.broadcast_rows(&mut t),
-            Mode::Echo | Mode::Idle => {
+            Mode::Idle => {
+                let _ = writeln!(
+                    t,
+                    "  {:<18}{} connections for {:.3} s ({} first echoes verified)",
+                    "held",
+                    self.connected,
+                    self.elapsed.as_secs_f64(),
+                    self.echoes
+                );
+            }
+            Mode::Echo => {
                 let mb = self.rate(self.echoes) * self.size as f64 / 1e6;
                 let _ = writeln!(
                     t,
@@ -252,7 +262,8 @@ impl Summary {
         let label = match self.mode {
             Mode::Handshake => "cycle time",
             Mode::Broadcast => "delivery delay",
-            _ => "latency",
+            Mode::Idle => "first echo",
+            Mode::Echo => "latency",
         };
         let _ = writeln!(t, "  {:<18}{}", label, latency_row(&self.latency));
         if let (Some(min), Some(max)) = (self.per_conn.iter().min(), self.per_conn.iter().max()) {
