@@ -137,3 +137,19 @@ fn bad_arguments_exit_2() {
         run.stderr
     );
 }
+
+#[test]
+fn unexpected_close_is_counted() {
+    let server = Server::start(&["--close-after", "20"]);
+    let url = server.url("/");
+    let run = run_bench(&[&url, "-c", "3", "-d", "1", "--json"]);
+    assert_eq!(
+        run.status, 1,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    let j = run.json();
+    assert!(j.get("error_counts").get("closed").u64() >= 1, "{j:?}");
+    assert!(run.stderr.contains("1011"), "stderr: {}", run.stderr);
+    assert_eq!(j.get("messages").u64(), per_connection_sum(&j));
+}

@@ -100,3 +100,41 @@ fn broadcast_detects_an_echo_server() {
     let j = run.json();
     assert!(j.get("errors").u64() >= 1, "{j:?}");
 }
+
+#[test]
+fn broadcast_with_excluded_sender() {
+    let server = Server::start(&["--broadcast", "--exclude-sender"]);
+    let url = server.url("/room-b");
+    let run = run_bench(&[
+        &url,
+        "-c",
+        "4",
+        "-d",
+        "1",
+        "-m",
+        "broadcast",
+        "--exclude-sender",
+        "-t",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(
+        run.status, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    let j = run.json();
+    assert_eq!(j.get("errors").u64(), 0);
+    let b = j.get("broadcast");
+    let sent = b.get("messages_sent").u64();
+    assert!(sent > 0, "{j:?}");
+    assert_eq!(b.get("receivers").u64(), 3);
+    assert_eq!(b.get("deliveries").u64(), sent * 3);
+    let per_conn: Vec<u64> = j
+        .get("per_connection")
+        .array()
+        .iter()
+        .map(Json::u64)
+        .collect();
+    assert_eq!(per_conn, vec![0, sent, sent, sent]);
+}

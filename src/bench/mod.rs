@@ -28,7 +28,7 @@ mod worker;
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -126,6 +126,11 @@ pub struct BenchArgs {
     /// and handshake modes, get its first echo).
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub connect_timeout: f64,
+
+    /// Broadcast: the server does not send the sender its own messages
+    /// (the sender then must not receive any).
+    #[arg(long)]
+    pub exclude_sender: bool,
 }
 
 /// Why a run could not be set up (exit status 2).
@@ -150,6 +155,8 @@ pub enum BenchError {
     Memory(MemError),
     /// Creating the event loops or threads failed.
     Setup(io::Error),
+    /// Interrupted (SIGINT) before the measurement started.
+    Interrupted,
 }
 
 impl fmt::Display for BenchError {
@@ -169,6 +176,7 @@ impl fmt::Display for BenchError {
             BenchError::NoConnection(e) => write!(f, "no connection could be set up: {e}"),
             BenchError::Memory(e) => write!(f, "{e}"),
             BenchError::Setup(e) => write!(f, "cannot set up the event loops: {e}"),
+            BenchError::Interrupted => write!(f, "interrupted before the measurement started"),
         }
     }
 }
@@ -210,8 +218,19 @@ struct Plan {
     source_addrs: u32,
     /// Setup concurrency per thread.
     max_pending: usize,
+    /// Broadcast: the sender gets no copy of its messages.
+    exclude_sender: bool,
     /// Remarks for the report.
     notes: Vec<String>,
+}
+
+impl Plan {
+    /// Broadcast: how many connections receive each message.
+    fn receivers(&self, connected: u64) -> u64 {
+        connected
+            .saturating_sub(u64::from(self.exclude_sender))
+            .max(1)
+    }
 }
 
 /// Runs `wssd bench`; returns the process exit status.
@@ -265,6 +284,11 @@ fn make_plan(args: &BenchArgs) -> Result<Plan, BenchError> {
             "message size raised to {size} bytes (sequence number and timestamp)"
         ));
     }
+    if args.exclude_sender && (args.mode != Mode::Broadcast || args.connections < 2) {
+        return Err(BenchError::Usage(
+            "--exclude-sender needs --mode broadcast and at least 2 connections".into(),
+        ));
+    }
     let source_addrs = source_addrs(args, &target, &mut notes)?;
     let threads = args.threads.min(args.connections);
     Ok(Plan {
@@ -282,6 +306,7 @@ fn make_plan(args: &BenchArgs) -> Result<Plan, BenchError> {
         grace: Duration::from_secs(2).max(connect_timeout / 2),
         source_addrs,
         max_pending: MAX_PENDING,
+        exclude_sender: args.exclude_sender,
         notes,
     })
 }
@@ -351,8 +376,10 @@ fn execute(args: &BenchArgs) -> Result<Summary, BenchError> {
     check_fd_limit(&plan)?;
     probe(&plan)?;
     let baseline = args.pid.map(procmem::sample).transpose()?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    watch_sigint(&interrupted);
     let (shared, handles) = spawn(&plan)?;
-    let outcome = orchestrate(&plan, &shared, &handles, args.pid);
+    let outcome = orchestrate(&plan, &shared, &handles, args.pid, &interrupted);
     shared.stop.store(true, Ordering::Release);
     shared.wake_all();
     let results: Vec<WorkerResult> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
@@ -362,8 +389,20 @@ fn execute(args: &BenchArgs) -> Result<Summary, BenchError> {
     summary.samples = samples;
     summary.connected = timing.connected;
     summary.set_memory(args.pid, baseline, timing.holding);
-    summary.finish_broadcast(&plan, &results, timing.connected);
+    summary.finish_broadcast(&plan, &results, plan.receivers(timing.connected));
+    if interrupted.load(Ordering::Relaxed) {
+        summary.add_note("interrupted (SIGINT) before the requested duration".into());
+    }
     Ok(summary)
+}
+
+/// Makes a first SIGINT end the measurement early (the report is still
+/// printed) and a second one exit at once with status 130.
+fn watch_sigint(flag: &Arc<AtomicBool>) {
+    use signal_hook::consts::SIGINT;
+    // Without the handlers Ctrl-C just kills the run, as before.
+    let _ = signal_hook::flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(flag));
+    let _ = signal_hook::flag::register(SIGINT, Arc::clone(flag));
 }
 
 /// Creates the event loops and starts one worker thread per loop.
@@ -405,14 +444,17 @@ fn orchestrate(
     shared: &Shared,
     handles: &[JoinHandle<WorkerResult>],
     pid: Option<i32>,
+    interrupted: &AtomicBool,
 ) -> Result<Timing, BenchError> {
     let mut progress = Progress::new(plan);
     let connected = if plan.mode == Mode::Handshake {
         u64::from(plan.connections)
     } else {
-        wait_for_setup(plan, shared, handles, &mut progress)?
+        wait_for_setup(plan, shared, handles, &mut progress, interrupted)?
     };
-    shared.receivers.store(connected.max(1), Ordering::Release);
+    shared
+        .receivers
+        .store(plan.receivers(connected), Ordering::Release);
     let start = Instant::now();
     shared.start.store(true, Ordering::Release);
     shared.wake_all();
@@ -422,6 +464,10 @@ fn orchestrate(
     loop {
         let now = Instant::now();
         if now >= end || handles.iter().all(JoinHandle::is_finished) {
+            break;
+        }
+        if interrupted.load(Ordering::Relaxed) {
+            progress.interrupted(now.duration_since(start));
             break;
         }
         if let (Some(pid), None, true) = (pid, holding, now >= middle) {
@@ -457,6 +503,7 @@ fn wait_for_setup(
     shared: &Shared,
     handles: &[JoinHandle<WorkerResult>],
     progress: &mut Progress,
+    interrupted: &AtomicBool,
 ) -> Result<u64, BenchError> {
     let total = u64::from(plan.connections);
     let setup_start = Instant::now();
@@ -474,6 +521,9 @@ fn wait_for_setup(
                 return Err(BenchError::NoConnection(first));
             }
             return Ok(ready);
+        }
+        if interrupted.load(Ordering::Relaxed) {
+            return Err(BenchError::Interrupted);
         }
         progress.setup(ready, failed, total, setup_start.elapsed());
         thread::sleep(Duration::from_millis(5));

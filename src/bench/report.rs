@@ -161,6 +161,11 @@ impl Summary {
         self.broadcast = Some(b);
     }
 
+    /// Adds a remark to the report.
+    pub fn add_note(&mut self, note: String) {
+        self.notes.push(note);
+    }
+
     /// Total error count.
     pub fn error_total(&self) -> u64 {
         self.errors.iter().sum()
@@ -605,6 +610,16 @@ impl Progress {
             elapsed.as_secs_f64(),
             self.unit
         ));
+    }
+
+    /// Notes on stderr that the run was cut short.
+    pub fn interrupted(&mut self, elapsed: Duration) {
+        self.done();
+        self.printed = false;
+        eprintln!(
+            "wssd bench: interrupted after {:.1} s, stopping (press Ctrl-C again to quit at once)",
+            elapsed.as_secs_f64()
+        );
     }
 
     /// Ends the progress output.

@@ -414,9 +414,10 @@ impl Worker {
             if total != NOT_FINAL {
                 self.final_sent = Some(total);
                 let grace = now + self.plan.grace;
+                let sender_gets_none = self.plan.exclude_sender;
                 self.for_each_conn(now, move |_, conn, _| {
                     if conn.phase == Phase::Open {
-                        if conn.recv_seq >= total {
+                        if conn.recv_seq >= total || (sender_gets_none && conn.id == 0) {
                             conn.start_close(grace);
                         } else {
                             conn.deadline = Some(grace);
@@ -803,6 +804,11 @@ impl Worker {
 
     /// A broadcast message arrived at `conn`.
     fn on_broadcast(&mut self, conn: &mut Conn, data: &[u8]) -> Result<(), ConnError> {
+        if self.plan.exclude_sender && conn.id == 0 {
+            return Err(ConnError::Unexpected(
+                "the sender received a broadcast although --exclude-sender was given",
+            ));
+        }
         let published = self.shared.bcast_sent.load(Ordering::Acquire);
         let (seq, sent_ns) = match payload::check_stamp(data, self.plan.size) {
             Some((seq, ns)) if seq < published => (seq, ns),

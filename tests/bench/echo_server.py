@@ -8,8 +8,12 @@ Modes:
   echo (default)   echo every message back unchanged.
   --corrupt N      echo, but flip one byte of the N-th message (counted over
                    all connections, 1-based).
+  --close-after N  echo, but close the connection that sends the N-th
+                   message (counted over all connections) with code 1011
+                   instead of echoing it.
   --broadcast      every message goes to every client connected to the same
-                   path, the sender included.
+                   path, the sender included (with --exclude-sender: not
+                   the sender).
 """
 
 import argparse
@@ -39,7 +43,9 @@ def corrupt(message):
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--corrupt", type=int, default=0)
+    parser.add_argument("--close-after", type=int, default=0)
     parser.add_argument("--broadcast", action="store_true")
+    parser.add_argument("--exclude-sender", action="store_true")
     args = parser.parse_args()
     count = 0
     rooms = {}
@@ -50,6 +56,9 @@ async def main():
             count += 1
             if count == args.corrupt:
                 message = corrupt(message)
+            if count == args.close_after:
+                await ws.close(1011, "closing as asked")
+                return
             await ws.send(message)
 
     async def room(ws):
@@ -57,7 +66,8 @@ async def main():
         members.add(ws)
         try:
             async for message in ws:
-                broadcast(members, message)
+                targets = members - {ws} if args.exclude_sender else members
+                broadcast(targets, message)
         finally:
             members.discard(ws)
 
