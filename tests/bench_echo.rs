@@ -153,3 +153,30 @@ fn unexpected_close_is_counted() {
     assert!(run.stderr.contains("1011"), "stderr: {}", run.stderr);
     assert_eq!(j.get("messages").u64(), per_connection_sum(&j));
 }
+
+#[test]
+fn fragmented_echoes_are_reassembled() {
+    let server = Server::start(&["--fragment"]);
+    let url = server.url("/");
+    let run = run_bench(&[&url, "-c", "2", "-d", "1", "-s", "1000", "--text", "--json"]);
+    assert_clean_echo(&run, 2);
+}
+
+#[test]
+fn refused_upgrade_exits_2() {
+    let server = Server::start(&["--reject"]);
+    let url = server.url("/");
+    let run = run_bench(&[&url, "-c", "2", "-d", "1", "--json"]);
+    assert_eq!(
+        run.status, 2,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(run.stderr.contains("403"), "stderr: {}", run.stderr);
+    assert_eq!(
+        run.stderr.trim().lines().count(),
+        1,
+        "stderr: {}",
+        run.stderr
+    );
+}

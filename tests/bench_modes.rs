@@ -138,3 +138,19 @@ fn broadcast_with_excluded_sender() {
         .collect();
     assert_eq!(per_conn, vec![0, sent, sent, sent]);
 }
+
+#[test]
+fn idle_connections_answer_pings() {
+    // The server closes any connection that misses a pong for 0.5 s.
+    let server = Server::start(&["--ping-interval", "0.1", "--ping-timeout", "0.5"]);
+    let url = server.url("/");
+    let run = run_bench(&[&url, "-c", "10", "-d", "1.5", "-m", "idle", "--json"]);
+    assert_eq!(
+        run.status, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    let j = run.json();
+    assert_eq!(j.get("errors").u64(), 0);
+    assert_eq!(j.get("connected").u64(), 10);
+}

@@ -232,9 +232,29 @@ impl Conn {
 
     /// Queues a close frame with status 1000 and enters [`Phase::Closing`].
     pub fn start_close(&mut self, deadline: Instant) {
-        self.queue_frame(OP_CLOSE, 2, |b| b.copy_from_slice(&1000u16.to_be_bytes()));
+        self.queue_close(1000);
         self.phase = Phase::Closing;
         self.deadline = Some(deadline);
+    }
+
+    /// Queues a close frame with status `code`.
+    fn queue_close(&mut self, code: u16) {
+        self.queue_frame(OP_CLOSE, 2, |b| b.copy_from_slice(&code.to_be_bytes()));
+    }
+
+    /// Before dropping a failed open connection, tells the server why
+    /// (best effort, without waiting for its answer).
+    pub fn abort(&mut self, error: &ConnError) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        let code = match error.kind() {
+            ErrorKind::Protocol => 1002,
+            _ => 1008,
+        };
+        self.queue_close(code);
+        // The connection is dropped whatever happens here.
+        let _ = self.flush();
     }
 
     /// Writes queued bytes until done or the socket would block.

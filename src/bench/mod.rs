@@ -384,7 +384,12 @@ fn execute(args: &BenchArgs) -> Result<Summary, BenchError> {
     shared.wake_all();
     let results: Vec<WorkerResult> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
     let timing = outcome?;
-    let samples = shared.samples.lock().map(|s| s.clone()).unwrap_or_default();
+    let handshakes: u64 = results.iter().map(|r| r.handshakes).sum();
+    if plan.mode == Mode::Handshake && handshakes == 0 && shared.errors.load(Ordering::Relaxed) > 0
+    {
+        return Err(BenchError::NoConnection(first_error(&shared)));
+    }
+    let samples = shared.samples();
     let mut summary = Summary::new(&plan, &results, timing.start, timing.stopped);
     summary.samples = samples;
     summary.connected = timing.connected;
@@ -496,6 +501,15 @@ fn orchestrate(
     })
 }
 
+/// The first error message kept, for a one-line setup failure.
+fn first_error(shared: &Shared) -> String {
+    shared
+        .samples()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| "unknown error".into())
+}
+
 /// Waits until every connection is ready or failed; returns how many are
 /// ready.
 fn wait_for_setup(
@@ -512,12 +526,7 @@ fn wait_for_setup(
         let failed = shared.failed.load(Ordering::Acquire);
         if ready + failed >= total || handles.iter().all(JoinHandle::is_finished) {
             if ready == 0 {
-                let first = shared
-                    .samples
-                    .lock()
-                    .ok()
-                    .and_then(|s| s.first().cloned())
-                    .unwrap_or_else(|| "unknown error".into());
+                let first = first_error(shared);
                 return Err(BenchError::NoConnection(first));
             }
             return Ok(ready);

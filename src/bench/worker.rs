@@ -52,8 +52,9 @@ pub struct Shared {
     pub final_sent: AtomicU64,
     /// One waker per worker (index = worker).
     pub wakers: Vec<Waker>,
-    /// The first error messages.
-    pub samples: Mutex<Vec<String>>,
+    /// The first distinct error messages: where first seen, the message,
+    /// how many times it occurred.
+    samples: Mutex<Vec<(String, String, u64)>>,
 }
 
 impl Shared {
@@ -84,13 +85,31 @@ impl Shared {
         }
     }
 
-    /// Keeps `message` if fewer than [`MAX_SAMPLES`] are kept.
-    fn sample(&self, message: String) {
-        if let Ok(mut samples) = self.samples.lock() {
-            if samples.len() < MAX_SAMPLES {
-                samples.push(message);
-            }
+    /// Keeps error `message` seen at `whom` if it is new and fewer than
+    /// [`MAX_SAMPLES`] are kept; counts repeats.
+    fn sample(&self, whom: String, message: String) {
+        let Ok(mut samples) = self.samples.lock() else {
+            return;
+        };
+        if let Some(s) = samples.iter_mut().find(|s| s.1 == message) {
+            s.2 += 1;
+        } else if samples.len() < MAX_SAMPLES {
+            samples.push((whom, message, 1));
         }
+    }
+
+    /// The kept error messages, as `WHERE: MESSAGE [(N times)]`.
+    pub fn samples(&self) -> Vec<String> {
+        let Ok(samples) = self.samples.lock() else {
+            return Vec::new();
+        };
+        samples
+            .iter()
+            .map(|(whom, message, n)| match n {
+                1 => format!("{whom}: {message}"),
+                n => format!("{whom}: {message} ({n} times)"),
+            })
+            .collect()
     }
 
     /// Nanoseconds since the epoch.
@@ -203,8 +222,10 @@ impl Worker {
         loop {
             if let Err(e) = self.poll.poll(&mut events, Some(TICK)) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    self.shared
-                        .sample(format!("worker {}: poll failed: {e}", self.index));
+                    self.shared.sample(
+                        format!("worker {}", self.index),
+                        format!("poll failed: {e}"),
+                    );
                     break;
                 }
             }
@@ -520,6 +541,7 @@ impl Worker {
             }
             Err(e) => {
                 self.count_error(&e, conn.id);
+                conn.abort(&e);
                 if self.has_barrier() && !conn.ready {
                     self.in_setup = self.in_setup.saturating_sub(1);
                     self.shared.failed.fetch_add(1, Ordering::AcqRel);
@@ -551,7 +573,8 @@ impl Worker {
         let index = ErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
         self.result.errors[index] += e.weight();
         self.shared.errors.fetch_add(e.weight(), Ordering::Relaxed);
-        self.shared.sample(format!("connection {id}: {e}"));
+        self.shared
+            .sample(format!("connection {id}"), e.to_string());
     }
 
     /// Progresses a connection after a readiness event.
@@ -849,10 +872,10 @@ impl Worker {
             .unwrap_or(0);
         self.result.errors[index] += missing;
         self.shared.errors.fetch_add(missing, Ordering::Relaxed);
-        self.shared.sample(format!(
-            "connection {}: expected broadcast message {}, got {got}",
-            conn.id, conn.recv_seq
-        ));
+        self.shared.sample(
+            format!("connection {}", conn.id),
+            format!("expected broadcast message {}, got {got}", conn.recv_seq),
+        );
     }
 
     /// Notes that message `seq` reached one more receiver after `delay` ns.

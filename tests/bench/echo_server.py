@@ -11,6 +11,10 @@ Modes:
   --close-after N  echo, but close the connection that sends the N-th
                    message (counted over all connections) with code 1011
                    instead of echoing it.
+  --fragment       echo every message as three fragments.
+  --reject         refuse every upgrade with 403 Forbidden.
+  --ping-interval S, --ping-timeout S
+                   ping every S seconds; close if no pong within S seconds.
   --broadcast      every message goes to every client connected to the same
                    path, the sender included (with --exclude-sender: not
                    the sender).
@@ -19,6 +23,7 @@ Modes:
 import argparse
 import asyncio
 import sys
+from http import HTTPStatus
 
 try:
     import websockets
@@ -46,20 +51,32 @@ async def main():
     parser.add_argument("--close-after", type=int, default=0)
     parser.add_argument("--broadcast", action="store_true")
     parser.add_argument("--exclude-sender", action="store_true")
+    parser.add_argument("--fragment", action="store_true")
+    parser.add_argument("--reject", action="store_true")
+    parser.add_argument("--ping-interval", type=float, default=None)
+    parser.add_argument("--ping-timeout", type=float, default=None)
     args = parser.parse_args()
     count = 0
     rooms = {}
 
     async def echo(ws):
         nonlocal count
-        async for message in ws:
-            count += 1
-            if count == args.corrupt:
-                message = corrupt(message)
-            if count == args.close_after:
-                await ws.close(1011, "closing as asked")
-                return
-            await ws.send(message)
+        try:
+            async for message in ws:
+                count += 1
+                if count == args.corrupt:
+                    message = corrupt(message)
+                if count == args.close_after:
+                    await ws.close(1011, "closing as asked")
+                    return
+                if args.fragment and len(message) >= 3:
+                    third = len(message) // 3
+                    await ws.send([message[:third], message[third:2 * third],
+                                   message[2 * third:]])
+                else:
+                    await ws.send(message)
+        except websockets.ConnectionClosed:
+            pass  # the bench drops connections it finds faulty
 
     async def room(ws):
         members = rooms.setdefault(ws.request.path, set())
@@ -68,12 +85,18 @@ async def main():
             async for message in ws:
                 targets = members - {ws} if args.exclude_sender else members
                 broadcast(targets, message)
+        except websockets.ConnectionClosed:
+            pass
         finally:
             members.discard(ws)
 
+    def reject(connection, request):
+        return connection.respond(HTTPStatus.FORBIDDEN, "no WebSocket here\n")
+
     handler = room if args.broadcast else echo
-    async with serve(handler, "127.0.0.1", 0, max_size=None, ping_interval=None,
-                     compression=None) as server:
+    async with serve(handler, "127.0.0.1", 0, max_size=None, compression=None,
+                     ping_interval=args.ping_interval, ping_timeout=args.ping_timeout,
+                     process_request=reject if args.reject else None) as server:
         port = server.sockets[0].getsockname()[1]
         print(f"PORT {port}", flush=True)
         await asyncio.Future()
