@@ -393,7 +393,11 @@ fn execute(args: &BenchArgs) -> Result<Summary, BenchError> {
     let mut summary = Summary::new(&plan, &results, timing.start, timing.stopped);
     summary.samples = samples;
     summary.connected = timing.connected;
-    summary.set_memory(args.pid, baseline, timing.holding);
+    match timing.holding {
+        Some(Ok(sample)) => summary.set_memory(args.pid, baseline, Some(sample)),
+        Some(Err(e)) => summary.add_note(format!("server memory not measured: {e}")),
+        None => {}
+    }
     summary.finish_broadcast(&plan, &results, plan.receivers(timing.connected));
     if interrupted.load(Ordering::Relaxed) {
         summary.add_note("interrupted (SIGINT) before the requested duration".into());
@@ -440,7 +444,8 @@ struct Timing {
     start: Instant,
     stopped: Instant,
     connected: u64,
-    holding: Option<MemSample>,
+    /// The memory sample taken while the connections were held.
+    holding: Option<Result<MemSample, MemError>>,
 }
 
 /// Waits for the setup barrier, runs the measurement window, samples memory.
@@ -465,7 +470,7 @@ fn orchestrate(
     shared.wake_all();
     let end = start + plan.duration;
     let middle = start + plan.duration / 2;
-    let mut holding = None;
+    let mut holding: Option<Result<MemSample, MemError>> = None;
     loop {
         let now = Instant::now();
         if now >= end || handles.iter().all(JoinHandle::is_finished) {
@@ -475,8 +480,8 @@ fn orchestrate(
             progress.interrupted(now.duration_since(start));
             break;
         }
-        if let (Some(pid), None, true) = (pid, holding, now >= middle) {
-            holding = Some(procmem::sample(pid)?);
+        if let (Some(pid), None, true) = (pid, &holding, now >= middle) {
+            holding = Some(procmem::sample(pid));
         }
         progress.tick(shared, now.duration_since(start));
         let wake = if holding.is_none() && pid.is_some() {
@@ -489,8 +494,8 @@ fn orchestrate(
                 .min(Duration::from_millis(100)),
         );
     }
-    if let (Some(pid), None) = (pid, holding) {
-        holding = Some(procmem::sample(pid)?);
+    if let (Some(pid), None) = (pid, &holding) {
+        holding = Some(procmem::sample(pid));
     }
     progress.done();
     Ok(Timing {

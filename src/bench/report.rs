@@ -533,6 +533,7 @@ pub struct Progress {
     enabled: bool,
     tty: bool,
     unit: &'static str,
+    idle: bool,
     every: Duration,
     last_print: Option<Instant>,
     last_count: u64,
@@ -552,6 +553,7 @@ impl Progress {
                 Mode::Broadcast => "deliveries",
                 Mode::Echo | Mode::Idle => "messages",
             },
+            idle: plan.mode == Mode::Idle,
             every: Duration::from_secs(if tty { 1 } else { 5 }),
             last_print: None,
             last_count: 0,
@@ -601,10 +603,18 @@ impl Progress {
     /// Progress of the measurement.
     pub fn tick(&mut self, shared: &Shared, elapsed: Duration) {
         let Some(since) = self.due() else { return };
+        let errors = shared.errors.load(Ordering::Relaxed);
+        if self.idle {
+            let ready = shared.ready.load(Ordering::Relaxed);
+            self.emit(&format!(
+                "[{:>5.0} s] holding {ready} connections, {errors} errors",
+                elapsed.as_secs_f64()
+            ));
+            return;
+        }
         let count = shared.completed.load(Ordering::Relaxed);
         let rate = (count - self.last_count.min(count)) as f64 / since.as_secs_f64();
         self.last_count = count;
-        let errors = shared.errors.load(Ordering::Relaxed);
         self.emit(&format!(
             "[{:>5.0} s] {count} {} ({rate:.0}/s), {errors} errors",
             elapsed.as_secs_f64(),
