@@ -163,6 +163,8 @@ pub struct Worker {
     slot_done: Vec<u64>,
     /// Slots waiting to be (re)connected.
     to_launch: Vec<usize>,
+    /// Handshake mode: slots whose connection failed, retried next tick.
+    retry: Vec<usize>,
     /// Launched and not yet ready (start-barrier modes).
     in_setup: usize,
     /// Live connections.
@@ -201,6 +203,7 @@ impl Worker {
             slots: (0..n).map(|_| None).collect(),
             slot_done: vec![0; n],
             to_launch: (0..n).rev().collect(),
+            retry: Vec::new(),
             ids,
             in_setup: 0,
             live: 0,
@@ -296,18 +299,11 @@ impl Worker {
             self.next_tick = now + TICK;
             self.scan_deadlines(now);
             self.publish_progress();
-            if self.plan.mode == Mode::Handshake && !self.stopping {
+            if !self.stopping {
                 // Failed slots are retried once per tick (a natural backoff).
-                self.to_launch.extend(self.retry_slots());
+                self.to_launch.append(&mut self.retry);
             }
         }
-    }
-
-    /// Slots with no connection in handshake mode.
-    fn retry_slots(&self) -> Vec<usize> {
-        (0..self.slots.len())
-            .filter(|&s| self.slots[s].is_none() && !self.to_launch.contains(&s))
-            .collect()
     }
 
     /// Publishes completed units for the progress line.
@@ -342,6 +338,8 @@ impl Worker {
                     self.count_error(&e, id);
                     if self.has_barrier() {
                         self.shared.failed.fetch_add(1, Ordering::AcqRel);
+                    } else {
+                        self.retry.push(slot);
                     }
                 }
             }
@@ -555,6 +553,9 @@ impl Worker {
                     );
                 }
                 self.end(slot, conn);
+                if self.plan.mode == Mode::Handshake && !self.stopping {
+                    self.retry.push(slot);
+                }
             }
         }
     }
