@@ -180,3 +180,24 @@ fn refused_upgrade_exits_2() {
         run.stderr
     );
 }
+
+#[test]
+fn source_addresses_are_spread() {
+    let server = Server::start(&[]);
+    let url = server.url("/");
+    let run = run_bench(&[&url, "-c", "4", "-d", "1", "--source-addrs", "2", "--json"]);
+    let j = assert_clean_echo(&run, 4);
+    let notes = format!("{:?}", j.get("notes"));
+    assert!(notes.contains("127.0.0.2 to 127.0.0.3"), "{notes}");
+}
+
+#[test]
+fn too_many_connections_for_the_fd_limit_exit_2() {
+    // No limit allows two billion descriptors; the check comes before any
+    // connection is made.
+    let url = format!("ws://127.0.0.1:{}/", closed_port());
+    let run = run_bench(&[&url, "-c", "2000000000", "-d", "1", "-m", "idle"]);
+    assert_eq!(run.status, 2, "stderr: {}", run.stderr);
+    assert!(run.stderr.contains("open files"), "stderr: {}", run.stderr);
+    assert!(run.stderr.contains("several"), "stderr: {}", run.stderr);
+}
