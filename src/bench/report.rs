@@ -639,3 +639,24 @@ impl Progress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+    }
+
+    #[test]
+    fn json_objects_are_well_formed() {
+        let mut j = JsonObject::new();
+        j.num("n", 3);
+        j.float("x", 1.5);
+        j.float("inf", f64::INFINITY);
+        j.str("s", "v");
+        j.raw("o", &JsonObject::new().finish());
+        assert_eq!(j.finish(), r#"{"n":3,"x":1.500,"inf":null,"s":"v","o":{}}"#);
+    }
+}
