@@ -6,6 +6,7 @@
 //! the submodules own the rest:
 //!
 //! - `worker`: one mio event loop per thread driving its connections;
+//! - `shared`: the state shared by the main thread and the workers;
 //! - `conn`: a connection's state, buffers and error categories;
 //! - `frame`: the client-side WebSocket codec and opening handshake;
 //! - `payload`: checkable message payloads;
@@ -22,6 +23,7 @@ mod net;
 mod payload;
 mod procmem;
 mod report;
+mod shared;
 mod target;
 mod worker;
 
@@ -38,8 +40,9 @@ use mio::{Poll, Waker};
 use self::frame::Handshake;
 use self::procmem::{MemError, MemSample};
 use self::report::{Progress, Summary};
+use self::shared::Shared;
 use self::target::{Target, UrlError};
-use self::worker::{Shared, Worker, WorkerResult, WAKE};
+use self::worker::{Worker, WorkerResult, WAKE};
 
 /// What the benchmark does with its connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

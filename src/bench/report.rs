@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use super::conn::ErrorKind;
 use super::histogram::Histogram;
 use super::procmem::MemSample;
-use super::worker::{Shared, WorkerResult};
+use super::shared::Shared;
+use super::worker::WorkerResult;
 use super::{Mode, Plan};
 
 /// Per-connection counts are listed in the JSON up to this many

@@ -1,18 +1,24 @@
 //! One benchmark thread: a mio event loop driving its share of the
-//! connections, with the per-mode behaviour (echo, handshake, idle,
-//! broadcast) and the state shared with the other threads.
+//! connections. This module owns the loop, connection life cycles
+//! (launch, connect, upgrade, frames, deadlines, failures); `modes` owns
+//! what echo, handshake and idle connections do with messages, and
+//! `broadcast` the sender and receivers of broadcast mode.
+
+mod broadcast;
+mod modes;
 
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 
 use super::conn::{Conn, ConnError, ErrorKind, Phase};
 use super::frame::{self, FrameHead, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT};
 use super::histogram::Histogram;
-use super::{net, payload, Mode, Plan};
+use super::shared::Shared;
+use super::{net, Mode, Plan};
 
 /// Token of the waker that interrupts a worker's poll.
 pub const WAKE: Token = Token(usize::MAX);
@@ -20,104 +26,6 @@ pub const WAKE: Token = Token(usize::MAX);
 const TICK: Duration = Duration::from_millis(100);
 /// Size of the read scratch buffer.
 const SCRATCH: usize = 64 * 1024;
-/// Error messages kept for the report.
-const MAX_SAMPLES: usize = 10;
-/// `Shared::final_sent` before the broadcast sender has stopped.
-const NOT_FINAL: u64 = u64::MAX;
-
-/// State shared by the main thread and all workers.
-#[derive(Debug)]
-pub struct Shared {
-    /// Time origin for broadcast timestamps.
-    pub epoch: Instant,
-    /// Set by the main thread when measurement starts.
-    pub start: AtomicBool,
-    /// Set by the main thread when measurement ends.
-    pub stop: AtomicBool,
-    /// Connections ready (open; in idle mode, first echo verified).
-    pub ready: AtomicU64,
-    /// Connections that failed before becoming ready.
-    pub failed: AtomicU64,
-    /// Completed units (for progress; published every tick).
-    pub completed: AtomicU64,
-    /// Errors so far (for progress).
-    pub errors: AtomicU64,
-    /// Broadcast: messages received by all clients.
-    pub deliveries: AtomicU64,
-    /// Broadcast: number of receivers the sender waits for.
-    pub receivers: AtomicU64,
-    /// Broadcast: messages sent so far.
-    pub bcast_sent: AtomicU64,
-    /// Broadcast: messages sent in total, once the sender stopped.
-    pub final_sent: AtomicU64,
-    /// One waker per worker (index = worker).
-    pub wakers: Vec<Waker>,
-    /// The first distinct error messages: where first seen, the message,
-    /// how many times it occurred.
-    samples: Mutex<Vec<(String, String, u64)>>,
-}
-
-impl Shared {
-    /// Fresh shared state for workers woken by `wakers`.
-    pub fn new(wakers: Vec<Waker>) -> Self {
-        Shared {
-            epoch: Instant::now(),
-            start: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            ready: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            completed: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            deliveries: AtomicU64::new(0),
-            receivers: AtomicU64::new(1),
-            bcast_sent: AtomicU64::new(0),
-            final_sent: AtomicU64::new(NOT_FINAL),
-            wakers,
-            samples: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Wakes every worker.
-    pub fn wake_all(&self) {
-        for w in &self.wakers {
-            // A failed wake only delays the worker until its next tick.
-            let _ = w.wake();
-        }
-    }
-
-    /// Keeps error `message` seen at `whom` if it is new and fewer than
-    /// [`MAX_SAMPLES`] are kept; counts repeats.
-    fn sample(&self, whom: String, message: String) {
-        let Ok(mut samples) = self.samples.lock() else {
-            return;
-        };
-        if let Some(s) = samples.iter_mut().find(|s| s.1 == message) {
-            s.2 += 1;
-        } else if samples.len() < MAX_SAMPLES {
-            samples.push((whom, message, 1));
-        }
-    }
-
-    /// The kept error messages, as `WHERE: MESSAGE [(N times)]`.
-    pub fn samples(&self) -> Vec<String> {
-        let Ok(samples) = self.samples.lock() else {
-            return Vec::new();
-        };
-        samples
-            .iter()
-            .map(|(whom, message, n)| match n {
-                1 => format!("{whom}: {message}"),
-                n => format!("{whom}: {message} ({n} times)"),
-            })
-            .collect()
-    }
-
-    /// Nanoseconds since the epoch.
-    fn now_ns(&self, now: Instant) -> u64 {
-        u64::try_from(now.duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
-    }
-}
-
 /// What one worker measured.
 #[derive(Debug, Default)]
 pub struct WorkerResult {
@@ -385,96 +293,6 @@ impl Worker {
         }
     }
 
-    /// Measurement starts: echo connections fill their window.
-    fn on_start(&mut self, now: Instant) {
-        if self.plan.mode == Mode::Echo {
-            self.for_each_conn(now, |w, conn, now| {
-                if conn.phase == Phase::Open {
-                    w.send_window(conn, now);
-                }
-                Ok(Next::Keep)
-            });
-        }
-    }
-
-    /// Measurement ends: connections drain and close.
-    fn on_stop(&mut self, now: Instant) {
-        self.to_launch.clear();
-        let grace = now + self.plan.grace;
-        match self.plan.mode {
-            Mode::Echo | Mode::Idle => self.for_each_conn(now, move |_, conn, _| {
-                match conn.phase {
-                    Phase::Open if conn.sent_at.is_empty() => conn.start_close(grace),
-                    Phase::Open => conn.deadline = Some(grace),
-                    _ => {}
-                }
-                Ok(Next::Keep)
-            }),
-            Mode::Broadcast => {
-                if self.index == 0 {
-                    self.shared
-                        .final_sent
-                        .store(self.bcast_sent, Ordering::Release);
-                    self.shared.wake_all();
-                }
-            }
-            Mode::Handshake => {}
-        }
-    }
-
-    /// Broadcast: pumps the sender and, once the total is known, closes
-    /// receivers that got everything.
-    fn broadcast_housekeeping(&mut self, now: Instant) {
-        if self.index == 0 && self.started && !self.stopping {
-            self.pump_sender(now);
-        }
-        if self.stopping && self.final_sent.is_none() {
-            let total = self.shared.final_sent.load(Ordering::Acquire);
-            if total != NOT_FINAL {
-                self.final_sent = Some(total);
-                let grace = now + self.plan.grace;
-                let sender_gets_none = self.plan.exclude_sender;
-                self.for_each_conn(now, move |_, conn, _| {
-                    if conn.phase == Phase::Open {
-                        if conn.recv_seq >= total || (sender_gets_none && conn.id == 0) {
-                            conn.start_close(grace);
-                        } else {
-                            conn.deadline = Some(grace);
-                        }
-                    }
-                    Ok(Next::Keep)
-                });
-            }
-        }
-    }
-
-    /// Broadcast sender: keeps `window` messages not yet delivered to all.
-    fn pump_sender(&mut self, now: Instant) {
-        let Some(mut conn) = self.slots.first_mut().and_then(Option::take) else {
-            return;
-        };
-        let receivers = self.shared.receivers.load(Ordering::Acquire).max(1);
-        let delivered = self.shared.deliveries.load(Ordering::Acquire) / receivers;
-        let mut allowed = delivered + u64::from(self.plan.window);
-        if now.duration_since(self.last_send) > Duration::from_secs(1) {
-            // Some receiver is gone or stuck: keep going rather than stall.
-            allowed = allowed.max(self.bcast_sent + 1);
-        }
-        let (op, size) = (self.opcode(), self.plan.size);
-        while conn.phase == Phase::Open && self.bcast_sent < allowed {
-            let (seq, stamp) = (self.bcast_sent, self.shared.now_ns(Instant::now()));
-            conn.queue_frame(op, size, |b| payload::fill_stamp(b, seq, stamp));
-            self.bcast_sent += 1;
-            self.result.sent += 1;
-            self.last_send = now;
-            self.shared
-                .bcast_sent
-                .store(self.bcast_sent, Ordering::Release);
-        }
-        let outcome = conn.flush().map(|()| Next::Keep).map_err(ConnError::Io);
-        self.settle(0, conn, outcome, now);
-    }
-
     /// Fails connections whose deadline passed; finishes lingering closes.
     fn scan_deadlines(&mut self, now: Instant) {
         let total = self.final_sent;
@@ -720,174 +538,6 @@ impl Worker {
         }
         let code = payload.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
         Err(ConnError::ServerClose(code))
-    }
-
-    /// The connection is upgraded.
-    fn on_open(&mut self, conn: &mut Conn, now: Instant) {
-        if self.stopping && self.plan.mode != Mode::Handshake {
-            self.mark_ready(conn);
-            conn.start_close(now + self.plan.grace);
-            return;
-        }
-        match self.plan.mode {
-            Mode::Echo => {
-                conn.deadline = None;
-                self.mark_ready(conn);
-                if self.started && !self.stopping {
-                    self.send_window(conn, now);
-                }
-            }
-            Mode::Broadcast => {
-                conn.deadline = None;
-                self.mark_ready(conn);
-            }
-            Mode::Handshake | Mode::Idle => self.send_echo(conn, now),
-        }
-    }
-
-    /// Counts the connection for the start barrier.
-    fn mark_ready(&mut self, conn: &mut Conn) {
-        if !conn.ready {
-            conn.ready = true;
-            self.in_setup = self.in_setup.saturating_sub(1);
-            self.shared.ready.fetch_add(1, Ordering::AcqRel);
-        }
-    }
-
-    /// Sends echo requests until `window` are in flight.
-    fn send_window(&mut self, conn: &mut Conn, now: Instant) {
-        while conn.sent_at.len() < self.plan.window as usize {
-            self.send_echo(conn, now);
-        }
-    }
-
-    /// Queues the next echo request of `conn`.
-    fn send_echo(&mut self, conn: &mut Conn, now: Instant) {
-        let (id, seq) = (conn.id, conn.send_seq);
-        conn.queue_frame(self.opcode(), self.plan.size, |b| {
-            payload::fill_echo(b, id, seq)
-        });
-        conn.send_seq += 1;
-        conn.sent_at.push_back(now);
-        self.result.sent += 1;
-    }
-
-    /// A complete data message.
-    fn on_message(&mut self, conn: &mut Conn, opcode: u8, data: &[u8]) -> Result<(), ConnError> {
-        if conn.phase == Phase::Closing {
-            return Ok(());
-        }
-        if opcode != self.opcode() {
-            return Err(ConnError::WrongOpcode(opcode));
-        }
-        if self.plan.mode == Mode::Broadcast {
-            return self.on_broadcast(conn, data);
-        }
-        let Some(sent) = conn.sent_at.pop_front() else {
-            return Err(ConnError::Unexpected(
-                "message received with no request in flight",
-            ));
-        };
-        let seq = conn.recv_seq;
-        if let Some(at) = payload::check_echo(data, self.plan.size, conn.id, seq) {
-            return Err(ConnError::Mismatch { seq, at });
-        }
-        conn.recv_seq += 1;
-        self.result.echoes += 1;
-        let now = Instant::now();
-        match self.plan.mode {
-            Mode::Echo => {
-                self.complete(conn, now, elapsed_ns(sent, now));
-                if !self.stopping {
-                    self.send_echo(conn, now);
-                } else if conn.sent_at.is_empty() {
-                    conn.start_close(now + self.plan.grace);
-                }
-            }
-            Mode::Idle => {
-                conn.deadline = None;
-                self.complete(conn, now, elapsed_ns(sent, now));
-                self.mark_ready(conn);
-                if self.stopping {
-                    conn.start_close(now + self.plan.grace);
-                }
-            }
-            Mode::Handshake => conn.start_close(now + self.plan.grace),
-            Mode::Broadcast => {}
-        }
-        Ok(())
-    }
-
-    /// Counts one completed unit with its latency.
-    fn complete(&mut self, conn: &mut Conn, now: Instant, latency_ns: u64) {
-        conn.completed += 1;
-        self.unflushed += 1;
-        self.result.latency.record(latency_ns);
-        self.result.last_done = Some(now);
-    }
-
-    /// A broadcast message arrived at `conn`.
-    fn on_broadcast(&mut self, conn: &mut Conn, data: &[u8]) -> Result<(), ConnError> {
-        if self.plan.exclude_sender && conn.id == 0 {
-            return Err(ConnError::Unexpected(
-                "the sender received a broadcast although --exclude-sender was given",
-            ));
-        }
-        let published = self.shared.bcast_sent.load(Ordering::Acquire);
-        let (seq, sent_ns) = match payload::check_stamp(data, self.plan.size) {
-            Some((seq, ns)) if seq < published => (seq, ns),
-            _ => {
-                return Err(ConnError::Mismatch {
-                    seq: conn.recv_seq,
-                    at: 0,
-                })
-            }
-        };
-        if seq != conn.recv_seq {
-            self.count_sequence_error(conn, seq);
-        }
-        conn.recv_seq = seq + 1;
-        let now = Instant::now();
-        let delay = self.shared.now_ns(now).saturating_sub(sent_ns);
-        self.record_delivery(seq, delay);
-        self.result.echoes += 1;
-        self.complete(conn, now, delay);
-        let receivers = self.shared.receivers.load(Ordering::Acquire).max(1);
-        let before = self.shared.deliveries.fetch_add(1, Ordering::AcqRel);
-        if (before + 1) / receivers > before / receivers {
-            // A message reached everyone: the sender may send the next.
-            let _ = self.shared.wakers[0].wake();
-        }
-        if self.final_sent.is_some_and(|t| conn.recv_seq >= t) {
-            conn.start_close(now + self.plan.grace);
-        }
-        Ok(())
-    }
-
-    /// Counts a sequence gap at a broadcast receiver (not fatal).
-    fn count_sequence_error(&mut self, conn: &Conn, got: u64) {
-        let missing = got.saturating_sub(conn.recv_seq).max(1);
-        let index = ErrorKind::ALL
-            .iter()
-            .position(|k| *k == ErrorKind::Sequence)
-            .unwrap_or(0);
-        self.result.errors[index] += missing;
-        self.shared.errors.fetch_add(missing, Ordering::Relaxed);
-        self.shared.sample(
-            format!("connection {}", conn.id),
-            format!("expected broadcast message {}, got {got}", conn.recv_seq),
-        );
-    }
-
-    /// Notes that message `seq` reached one more receiver after `delay` ns.
-    fn record_delivery(&mut self, seq: u64, delay: u64) {
-        let Ok(i) = usize::try_from(seq) else { return };
-        if i >= self.result.bcast.len() {
-            self.result.bcast.resize(i + 1, (0, 0));
-        }
-        let entry = &mut self.result.bcast[i];
-        entry.0 += 1;
-        entry.1 = entry.1.max(delay);
     }
 }
 
