@@ -335,7 +335,7 @@ impl Summary {
         let _ = writeln!(
             t,
             "  {:<18}RSS {rss:.0} B, PSS {pss:.0} B",
-            "per connection"
+            "memory/connection"
         );
     }
 
