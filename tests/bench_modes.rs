@@ -141,10 +141,10 @@ fn broadcast_with_excluded_sender() {
 
 #[test]
 fn idle_connections_answer_pings() {
-    // The server closes any connection that misses a pong for 0.5 s.
-    let server = Server::start(&["--ping-interval", "0.1", "--ping-timeout", "0.5"]);
+    // The server closes any connection that misses a pong for 1 s.
+    let server = Server::start(&["--ping-interval", "0.2", "--ping-timeout", "1"]);
     let url = server.url("/");
-    let run = run_bench(&[&url, "-c", "10", "-d", "1.5", "-m", "idle", "--json"]);
+    let run = run_bench(&[&url, "-c", "10", "-d", "3", "-m", "idle", "--json"]);
     assert_eq!(
         run.status, 0,
         "stdout:\n{}\nstderr:\n{}",
