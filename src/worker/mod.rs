@@ -47,6 +47,11 @@ const FIRST_CONN: usize = 3;
 const READ_BUFFER: usize = 4096;
 /// Frames are gathered up to this many bytes before a socket write.
 const WRITE_BUFFER: usize = 64 * 1024;
+/// Output queued to one connection above which its reading pauses until
+/// the socket takes it: a client cannot grow its own queue by not reading.
+const PAUSE_QUEUED: u64 = 256 * 1024;
+/// Messages read from one connection before the others get a turn.
+const READ_BUDGET: usize = 256;
 
 /// What the master hands a freshly forked worker.
 pub(crate) struct WorkerSpec<'a> {
@@ -671,6 +676,7 @@ impl Worker {
                 self.flush(slot);
             }
         }
+        let mut budget = READ_BUDGET;
         loop {
             let Some(Phase::Open(open)) = self.conn_mut(slot).map(|c| &mut c.phase) else {
                 return;
@@ -678,6 +684,24 @@ impl Worker {
             if open.read_paused {
                 break;
             }
+            if open.queued() > PAUSE_QUEUED {
+                // Our replies pile up faster than the peer reads them:
+                // write what the socket takes and pause reading if it is full.
+                self.flush(slot);
+                if !self.is_reading(slot) {
+                    break;
+                }
+            }
+            let Some(Phase::Open(open)) = self.conn_mut(slot).map(|c| &mut c.phase) else {
+                return;
+            };
+            if budget == 0 {
+                // Let the other connections of this worker have a turn;
+                // the readiness edge is spent, so come back after them.
+                self.resume.push(slot);
+                break;
+            }
+            budget -= 1;
             match open.ws.read() {
                 Ok(message) => {
                     open.last_rx = now;
@@ -697,6 +721,14 @@ impl Worker {
             }
         }
         self.flush(slot);
+    }
+
+    /// Whether the connection is open and not paused.
+    fn is_reading(&self, slot: usize) -> bool {
+        matches!(
+            self.conns.get(slot).and_then(Option::as_ref).map(|c| &c.phase),
+            Some(Phase::Open(open)) if !open.read_paused
+        )
     }
 
     /// Hands one received message to the route's handler.

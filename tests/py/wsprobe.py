@@ -4,9 +4,12 @@
     wsprobe.py echo URL      text, binary and a 1 MB message must come back unchanged
     wsprobe.py hold URL      print "open", wait for the server to close, print "closed CODE"
     wsprobe.py status URL    try to connect; print "status NNN" for an HTTP refusal, "open" otherwise
+    wsprobe.py echo-tls URL CAFILE   echo over wss:// verified against CAFILE; print "ok SERIAL"
+    wsprobe.py many URL N    N concurrent connections each echo their own message
 """
 import asyncio
 import os
+import ssl
 import sys
 
 import websockets
@@ -42,9 +45,43 @@ async def status(url):
         print(f"status {e.response.status_code}")
 
 
+def tls_context(cafile):
+    ctx = ssl.create_default_context(cafile=cafile)
+    return ctx
+
+
+async def echo_tls(url, cafile):
+    """Echo over wss:// with certificate verification against CAFILE;
+    prints "ok SERIAL" with the server certificate's serial number."""
+    async with websockets.connect(url, ssl=tls_context(cafile), max_size=None) as ws:
+        for msg in ["secure hello", os.urandom(100_000)]:
+            await ws.send(msg)
+            if await asyncio.wait_for(ws.recv(), 60) != msg:
+                sys.exit("echo mismatch over TLS")
+        cert = ws.transport.get_extra_info("peercert")
+        print("ok", cert["serialNumber"])
+
+
+async def many(url, n):
+    """Open N connections at once; each echoes a message of its own."""
+    n = int(n)
+    conns = await asyncio.gather(*[websockets.connect(url) for _ in range(n)])
+    try:
+        for i, ws in enumerate(conns):
+            await ws.send(f"client {i}")
+        for i, ws in enumerate(conns):
+            got = await asyncio.wait_for(ws.recv(), 60)
+            if got != f"client {i}":
+                sys.exit(f"client {i} got {got!r}")
+    finally:
+        await asyncio.gather(*[ws.close() for ws in conns])
+    print("ok", n)
+
+
 def main():
-    mode, url = sys.argv[1], sys.argv[2]
-    asyncio.run({"echo": echo, "hold": hold, "status": status}[mode](url))
+    mode, args = sys.argv[1], sys.argv[2:]
+    modes = {"echo": echo, "hold": hold, "status": status, "echo-tls": echo_tls, "many": many}
+    asyncio.run(modes[mode](*args))
 
 
 if __name__ == "__main__":
