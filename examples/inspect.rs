@@ -11,6 +11,10 @@
 //! - `panic`: panics inside the handler (the connection gets 1011);
 //! - `fail`: returns an error (logged, passed to on_error).
 //!
+//! With `INSPECT_PANIC_ON_START=1` in the environment, every worker panics
+//! while creating its handlers: a way to watch the master's restart
+//! back-off (100 ms, 200 ms, 400 ms, ... up to 10 s).
+//!
 //! ```sh
 //! cargo run --example inspect -- config/embedded.toml
 //! cargo run -- client 'ws://127.0.0.1:8080/inspect/a/b?x=1' --send info
@@ -20,8 +24,16 @@ use std::time::Duration;
 
 use wssd::{Conn, Handler, HandlerResult, Message, Scope, Server};
 
-#[derive(Default)]
 struct Inspect;
+
+impl Default for Inspect {
+    fn default() -> Self {
+        if std::env::var_os("INSPECT_PANIC_ON_START").is_some() {
+            panic!("INSPECT_PANIC_ON_START is set");
+        }
+        Inspect
+    }
+}
 
 fn info(conn: &Conn<'_>) -> String {
     let params: Vec<String> = conn

@@ -158,16 +158,16 @@ impl Master {
         signals
             .register(poll.registry(), SIGNALS)
             .map_err(runtime("registering the signal pipe"))?;
-        info!(
-            "master pid {} listening on {addr} ({} workers)",
-            std::process::id(),
-            config.server.workers
-        );
         if let Some(p) = &config.server.pid_file {
             std::fs::write(p, format!("{}\n", std::process::id())).map_err(|e| {
                 Error::Runtime(format!("cannot write pid_file {}: {e}", p.display()))
             })?;
         }
+        info!(
+            "master pid {} listening on {addr} ({} workers)",
+            std::process::id(),
+            config.server.workers
+        );
         let workers = config.server.workers;
         let mut master = Master {
             server,
@@ -326,14 +326,22 @@ impl Master {
                 return 4;
             }
         }
-        worker::run(WorkerSpec {
+        let spec = WorkerSpec {
             index,
             config: Rc::clone(&self.current.config),
             app: Rc::clone(&self.current.app),
             listener: &self.current.listener,
             relay: Some(link),
             tls: self.current.tls.clone(),
-        })
+        };
+        // A panic must end this process here, not unwind into the
+        // master's code that the child inherited.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker::run(spec))).unwrap_or_else(
+            |_| {
+                error!("worker {index} panicked outside a handler; exiting");
+                70
+            },
+        )
     }
 
     /// Reaps every exited child and schedules replacements.
@@ -418,6 +426,10 @@ impl Master {
         match self.next_generation() {
             Ok(next) => {
                 let old = std::mem::replace(&mut self.current, next);
+                let (old_number, old_drain) = (old.number, old.config.server.drain_timeout);
+                // Dropped before forking: a child would otherwise keep the
+                // old listening socket open for as long as it lives.
+                drop(old);
                 self.slots = (0..self.current.config.server.workers)
                     .map(|_| Slot::default())
                     .collect();
@@ -428,14 +440,14 @@ impl Master {
                         self.slots[index].restart_at = Some(Instant::now() + BACKOFF_START);
                     }
                 }
-                self.signal_workers(Some(old.number), Signal::SIGQUIT);
+                self.signal_workers(Some(old_number), Signal::SIGQUIT);
                 info!(
                     "reloaded {}: generation {} listening on {}; generation {} drains for up to {:?}",
                     self.current.config.source.display(),
                     self.current.number,
                     self.current.addr,
-                    old.number,
-                    old.config.server.drain_timeout
+                    old_number,
+                    old_drain
                 );
             }
             Err(e) => error!("reload failed, keeping the running configuration: {e}"),

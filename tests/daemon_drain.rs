@@ -13,7 +13,7 @@ fn sigterm_closes_clients_with_1001_and_exits_0() {
     let text = config(&format!("pid_file = \"{}\"", pid_file.display()), ECHO);
     let path = dir.write("wssd.toml", &text);
     let mut d = Daemon::start_in(dir, path);
-    let pid_text = std::fs::read_to_string(&pid_file).expect("pid file written");
+    let pid_text = wait_for("the pid file", || std::fs::read_to_string(&pid_file).ok());
     assert_eq!(pid_text.trim(), d.pid().to_string());
     let workers = d.wait_workers(2);
 

@@ -55,3 +55,28 @@ fn broken_config_on_reload_keeps_serving() {
         assert!(alive(w), "workers must not be replaced by a failed reload");
     }
 }
+
+#[test]
+fn reload_to_a_new_address_binds_it_and_releases_the_old_one() {
+    let d = Daemon::start(&config("", ECHO));
+    let old_addr = d.addr;
+    let mut before = connect(&d.url("/echo"));
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    d.rewrite_config(&config("", ECHO).replace("127.0.0.1:0", &free.to_string()));
+    d.signal(Signal::SIGHUP);
+    d.wait_log_contains("reloaded");
+    let mut moved = wait_for("the new address", || {
+        try_connect(&format!("ws://{free}/echo")).ok()
+    });
+    echo(&mut moved, Message::text("new address"));
+    echo(&mut before, Message::text("old connection still served"));
+    drop(before);
+    wait_for("the old address to be released", || {
+        std::net::TcpStream::connect(old_addr)
+            .is_err()
+            .then_some(())
+    });
+}

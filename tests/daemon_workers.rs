@@ -72,3 +72,19 @@ fn full_worker_lets_siblings_take_connections() {
     let mut c = connect(&d.url("/echo"));
     echo(&mut c, Message::text("c"));
 }
+
+#[test]
+fn a_worker_that_keeps_dying_is_restarted_with_back_off() {
+    let d = Daemon::start_example_env(
+        "inspect",
+        &config("workers = 1", ""),
+        &[("INSPECT_PANIC_ON_START", "1")],
+    );
+    for delay in ["100 ms", "200 ms", "400 ms", "800 ms"] {
+        d.wait_log_contains(&format!("restarting it in {delay}"));
+    }
+    assert!(
+        d.log_count("restarting it in 0 ms") == 0,
+        "quick deaths must back off"
+    );
+}

@@ -111,6 +111,11 @@ impl Daemon {
     /// Starts `examples/<name>` (built by `cargo test`) with the config as
     /// its only argument.
     pub fn start_example(name: &str, config_text: &str) -> Daemon {
+        Daemon::start_example_env(name, config_text, &[])
+    }
+
+    /// `start_example` with extra environment variables.
+    pub fn start_example_env(name: &str, config_text: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = TempDir::new();
         let config_path = dir.write("wssd.toml", config_text);
         let bin = Path::new(wssd_bin())
@@ -124,7 +129,7 @@ impl Daemon {
             bin.display()
         );
         let mut cmd = Command::new(bin);
-        cmd.arg(&config_path);
+        cmd.arg(&config_path).envs(env.iter().copied());
         Daemon::spawn(cmd, dir, config_path)
     }
 
