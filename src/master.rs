@@ -88,6 +88,8 @@ struct Master {
     slots: Vec<Slot>,
     state: State,
     next_token: usize,
+    /// SIGCHLD arrived since the last reap.
+    child_exited: bool,
 }
 
 /// Runs the daemon described by `server` until it has drained.
@@ -186,6 +188,7 @@ impl Master {
             slots: (0..workers).map(|_| Slot::default()).collect(),
             state: State::Running,
             next_token: FIRST_LINK,
+            child_exited: false,
         };
         for index in 0..workers {
             master.spawn(index)?;
@@ -215,7 +218,9 @@ impl Master {
                     token => self.on_link(token, event.is_readable(), event.is_writable()),
                 }
             }
-            self.reap();
+            if std::mem::take(&mut self.child_exited) {
+                self.reap();
+            }
             self.restart_due()?;
             self.enforce_kill_deadline();
             if let State::Stopping { .. } = self.state {
@@ -250,7 +255,8 @@ impl Master {
                 signal_hook::consts::SIGTERM
                 | signal_hook::consts::SIGINT
                 | signal_hook::consts::SIGQUIT => self.stop(sig),
-                _ => {} // SIGCHLD: reap() runs after every wake-up
+                signal_hook::consts::SIGCHLD => self.child_exited = true,
+                _ => {}
             }
         }
         Ok(())
