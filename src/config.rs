@@ -300,7 +300,13 @@ impl<'a> Fields<'a> {
     fn duration(&mut self, name: &str) -> Result<Option<Duration>, ConfigError> {
         match self.take(name) {
             None => Ok(None),
-            Some(Value::Integer(n)) if n >= 0 => Ok(Some(Duration::from_secs(n as u64))),
+            Some(Value::Integer(n)) if (0..1_000_000_000).contains(&n) => {
+                Ok(Some(Duration::from_secs(n as u64)))
+            }
+            Some(Value::Integer(n)) if n > 0 => Err(self.err(
+                name,
+                format!("{n} seconds is out of range: at most 999999999"),
+            )),
             Some(Value::Float(f)) if f >= 0.0 && f.is_finite() && f < 1e9 => {
                 Ok(Some(Duration::from_secs_f64(f)))
             }
@@ -643,6 +649,8 @@ mod tests {
         assert!(e.reason.contains("out of range"), "{e}");
         let e = parse("[server]\nhandshake_timeout = \"soon\"\n").unwrap_err();
         assert_eq!(e.key, "server.handshake_timeout");
+        let e = parse("[server]\ndrain_timeout = 9223372036854775807\n").unwrap_err();
+        assert_eq!(e.key, "server.drain_timeout");
         let e = parse("[server]\nlisten = \"nowhere\"\n").unwrap_err();
         assert_eq!(e.key, "server.listen");
     }

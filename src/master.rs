@@ -47,7 +47,8 @@ struct Generation {
     app: Rc<App>,
     tls: Option<native_tls::TlsAcceptor>,
     ids: Option<Ids>,
-    listener: Rc<std::net::TcpListener>,
+    /// `None` only in a forked worker, which has taken it.
+    listener: Option<Rc<std::net::TcpListener>>,
     addr: SocketAddr,
 }
 
@@ -60,7 +61,7 @@ struct WorkerProc {
     link: Option<Link>,
     token: Token,
     /// Kept so that the listener outlives the generation's workers.
-    _listener: Rc<std::net::TcpListener>,
+    _listener: Option<Rc<std::net::TcpListener>>,
 }
 
 /// Restart bookkeeping for one worker slot of the current generation.
@@ -181,7 +182,7 @@ impl Master {
                 app,
                 tls,
                 ids,
-                listener: Rc::new(listener),
+                listener: Some(Rc::new(listener)),
                 addr,
             },
             workers: Vec::new(),
@@ -267,9 +268,16 @@ impl Master {
     /// Forks worker `index` of the current generation.
     fn spawn(&mut self, index: usize) -> Result<(), Error> {
         let (master_end, worker_end) = UnixStream::pair().map_err(runtime("socketpair"))?;
+        // Blocked across the fork: the child unblocks them once its own
+        // handlers are installed, so a SIGTERM sent right now is not lost.
+        let mask = signals::block(signals::WORKER_SIGNALS).map_err(runtime("sigprocmask"))?;
         // SAFETY: the master is single-threaded (it never starts a thread),
         // so no lock can be held by another thread across the fork.
-        match unsafe { fork() } {
+        let forked = unsafe { fork() };
+        if !matches!(forked, Ok(ForkResult::Child)) {
+            signals::restore(&mask);
+        }
+        match forked {
             Err(e) => Err(Error::Runtime(format!("fork failed: {e}"))),
             Ok(ForkResult::Child) => {
                 drop(master_end);
@@ -303,7 +311,7 @@ impl Master {
                     started: Instant::now(),
                     link,
                     token,
-                    _listener: Rc::clone(&self.current.listener),
+                    _listener: self.current.listener.clone(),
                 });
                 Ok(())
             }
@@ -332,11 +340,28 @@ impl Master {
                 return 4;
             }
         }
+        // Take the listener out of the inherited state, so that the
+        // worker's own handle is the only one in this process: closing it
+        // when the worker retires really closes it here.
+        let listener = match self.current.listener.take().map(Rc::try_unwrap) {
+            Some(Ok(l)) => l,
+            Some(Err(shared)) => match shared.try_clone() {
+                Ok(l) => l,
+                Err(e) => {
+                    error!("worker {index}: cannot take the listening socket: {e}");
+                    return 3;
+                }
+            },
+            None => {
+                error!("worker {index}: no listening socket");
+                return 3;
+            }
+        };
         let spec = WorkerSpec {
             index,
             config: Rc::clone(&self.current.config),
             app: Rc::clone(&self.current.app),
-            listener: &self.current.listener,
+            listener,
             relay: Some(link),
             tls: self.current.tls.clone(),
         };
@@ -476,12 +501,12 @@ impl Master {
         let same = config.server.listen == self.current.config.server.listen
             || config.server.listen == self.current.addr;
         let (listener, addr) = if same {
-            (Rc::clone(&self.current.listener), self.current.addr)
+            (self.current.listener.clone(), self.current.addr)
         } else {
             let l = bind(config.server.listen)?;
             let addr = l.local_addr().map_err(runtime("local_addr"))?;
             info!("master pid {} listening on {addr}", std::process::id());
-            (Rc::new(l), addr)
+            (Some(Rc::new(l)), addr)
         };
         if config.server.pid_file != self.current.config.server.pid_file {
             warn!("pid_file changes take effect at the next restart, not at a reload");

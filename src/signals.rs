@@ -79,3 +79,52 @@ pub fn name(sig: i32) -> String {
         .map(str::to_string)
         .unwrap_or_else(|| format!("signal {sig}"))
 }
+
+/// The signals a worker handles itself; blocked across `fork` so that
+/// none is lost between the fork and the worker's own handlers.
+pub const WORKER_SIGNALS: &[i32] = &[
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGQUIT,
+    signal_hook::consts::SIGHUP,
+];
+
+fn set_of(signals: &[i32]) -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for &s in signals {
+        if let Ok(sig) = nix::sys::signal::Signal::try_from(s) {
+            set.add(sig);
+        }
+    }
+    set
+}
+
+/// Blocks `signals`; returns the previous mask for [`restore`].
+pub fn block(signals: &[i32]) -> io::Result<nix::sys::signal::SigSet> {
+    let mut previous = nix::sys::signal::SigSet::empty();
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&set_of(signals)),
+        Some(&mut previous),
+    )?;
+    Ok(previous)
+}
+
+/// Puts back a mask returned by [`block`].
+pub fn restore(previous: &nix::sys::signal::SigSet) {
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(previous),
+        None,
+    );
+}
+
+/// Unblocks `signals`: pending ones are delivered now, to the handlers in
+/// place.
+pub fn unblock(signals: &[i32]) {
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+        Some(&set_of(signals)),
+        None,
+    );
+}

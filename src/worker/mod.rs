@@ -21,7 +21,7 @@ use log::{debug, error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::{Role, WebSocketConfig};
@@ -54,15 +54,16 @@ const PAUSE_QUEUED: u64 = 256 * 1024;
 const READ_BUDGET: usize = 256;
 
 /// What the master hands a freshly forked worker.
-pub(crate) struct WorkerSpec<'a> {
+pub(crate) struct WorkerSpec {
     /// The worker's slot number, kept across restarts.
     pub index: usize,
     /// The configuration generation.
     pub config: Rc<Config>,
     /// Routes and handler factories.
     pub app: Rc<App>,
-    /// The listening socket, shared with the siblings.
-    pub listener: &'a std::net::TcpListener,
+    /// The listening socket, shared with the siblings; the worker owns
+    /// its descriptor and closes it when it stops accepting.
+    pub listener: std::net::TcpListener,
     /// The worker's end of its relay link to the master.
     pub relay: Option<std::os::unix::net::UnixStream>,
     /// TLS acceptor when `[tls]` is configured.
@@ -125,11 +126,15 @@ pub(crate) struct Worker {
     next_delayed: u64,
     /// Connections whose reads were unpaused outside their own event.
     resume: Vec<usize>,
+    /// Broadcasts asked for in `on_close`, delivered between event batches.
+    pending: std::collections::VecDeque<(RoomKey, Option<ConnId>, Message)>,
+    /// Accepting resumed; accept between event batches.
+    accept_pending: bool,
     now: Instant,
 }
 
 /// Runs a worker until it has drained; returns the exit status.
-pub(crate) fn run(spec: WorkerSpec<'_>) -> i32 {
+pub(crate) fn run(spec: WorkerSpec) -> i32 {
     let index = spec.index;
     match Worker::new(spec).and_then(|mut w| w.run()) {
         Ok(()) => 0,
@@ -141,18 +146,15 @@ pub(crate) fn run(spec: WorkerSpec<'_>) -> i32 {
 }
 
 impl Worker {
-    fn new(spec: WorkerSpec<'_>) -> io::Result<Worker> {
+    fn new(spec: WorkerSpec) -> io::Result<Worker> {
         let poll = Poll::new()?;
-        let signals = SignalPipe::new(&[
-            signal_hook::consts::SIGTERM,
-            signal_hook::consts::SIGINT,
-            signal_hook::consts::SIGQUIT,
-            signal_hook::consts::SIGHUP,
-        ])?;
+        let signals = SignalPipe::new(crate::signals::WORKER_SIGNALS)?;
         signals.register(poll.registry(), SIGNALS)?;
-        let std_listener = spec.listener.try_clone()?;
-        std_listener.set_nonblocking(true)?;
-        let mut listener = TcpListener::from_std(std_listener);
+        // The master blocked these across the fork; our handlers are in
+        // place now, so whatever arrived meanwhile is delivered to them.
+        crate::signals::unblock(crate::signals::WORKER_SIGNALS);
+        spec.listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(spec.listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let relay = match spec.relay {
@@ -186,6 +188,8 @@ impl Worker {
             delayed: Vec::new(),
             next_delayed: 0,
             resume: Vec::new(),
+            pending: std::collections::VecDeque::new(),
+            accept_pending: false,
             now: Instant::now(),
         })
     }
@@ -194,7 +198,11 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         loop {
             self.now = Instant::now();
-            let timeout = self.timers.timeout(self.now);
+            let timeout = if self.resume.is_empty() && !self.accept_pending {
+                self.timers.timeout(self.now)
+            } else {
+                Some(Duration::ZERO)
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -211,13 +219,28 @@ impl Worker {
                 }
             }
             self.fire_timers();
-            while let Some(slot) = self.resume.pop() {
-                self.drive(slot);
-            }
+            self.run_deferred();
             if self.finished() {
                 info!("worker {} pid {} done", self.index, self.pid);
                 return Ok(());
             }
+        }
+    }
+
+    /// Work queued while handling events, done between event batches so
+    /// that nothing re-enters a connection that is being handled: reads
+    /// resumed after a pause or an exhausted read budget (each slot once
+    /// per turn, so one busy peer cannot hold the loop), accepts after a
+    /// slot freed, and broadcasts from `on_close`.
+    fn run_deferred(&mut self) {
+        for slot in std::mem::take(&mut self.resume) {
+            self.drive(slot);
+        }
+        while let Some((key, skip, message)) = self.pending.pop_front() {
+            self.deliver(&key, skip, &message);
+        }
+        if std::mem::take(&mut self.accept_pending) {
+            self.accept();
         }
     }
 
@@ -293,7 +316,7 @@ impl Worker {
                 self.flush(slot);
             }
             Phase::Linger { .. } => {}
-            _ => self.remove(slot, None),
+            _ => self.remove(slot),
         }
     }
 
@@ -350,9 +373,10 @@ impl Worker {
                 .is_ok()
             {
                 self.listening = true;
-                // Connections may have queued while we were not listening,
-                // and edge-triggered readiness will not repeat itself.
-                self.accept();
+                // Connections may have queued while we were not listening;
+                // accept them between event batches, never from inside the
+                // removal of another connection.
+                self.accept_pending = true;
             }
         }
     }
@@ -476,7 +500,7 @@ impl Worker {
             Err(native_tls::HandshakeError::Failure(e)) => {
                 let peer = self.conn_mut(slot).map(|c| c.peer);
                 debug!("TLS handshake with {peer:?} failed: {e}");
-                self.remove(slot, None);
+                self.remove(slot);
                 false
             }
         }
@@ -502,7 +526,7 @@ impl Worker {
             }
             (Ok(HeadRead::Full), Ok(None)) => Err(Reject::HeadTooLarge(max_head)),
             (Ok(HeadRead::Eof), Ok(None)) | (Err(_), Ok(None)) => {
-                self.remove(slot, None);
+                self.remove(slot);
                 return false;
             }
         };
@@ -603,7 +627,7 @@ impl Worker {
                 false
             }
             Err(_) => {
-                self.remove(slot, None);
+                self.remove(slot);
                 false
             }
             Ok(true) => match upgrade {
@@ -626,7 +650,10 @@ impl Worker {
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(WRITE_BUFFER)
             .max_message_size(Some(up.max_message_size))
-            .max_frame_size(Some(s.max_frame_size.min(up.max_message_size)));
+            .max_frame_size(Some(s.max_frame_size.min(up.max_message_size)))
+            // A hard backstop behind the queue accounting: a connection
+            // whose output passes this is dropped (WriteBufferFull).
+            .max_write_buffer_size(s.max_send_buffer + up.max_message_size + 2 * WRITE_BUFFER);
         let ws = WebSocket::from_partially_read(stream, up.leftover, Role::Server, Some(config));
         let open = Open {
             ws,
@@ -662,7 +689,7 @@ impl Worker {
             _ => false,
         };
         if done {
-            self.remove(slot, None);
+            self.remove(slot);
         }
         false
     }
@@ -711,7 +738,7 @@ impl Worker {
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => {
-                    self.remove(slot, None);
+                    self.remove(slot);
                     return;
                 }
                 Err(e) => {
@@ -750,7 +777,10 @@ impl Worker {
                 });
             }
             Message::Close(frame) => {
+                let now = self.now;
                 if let Some(Phase::Open(open)) = self.conn_mut(slot).map(|c| &mut c.phase) {
+                    // Our reply may never be read: bound the wait for it.
+                    open.closing_since.get_or_insert(now);
                     open.peer_close = Some(match frame {
                         Some(f) => (f.code, f.reason.to_string()),
                         None => (CloseCode::Status, String::new()),
@@ -862,7 +892,7 @@ impl Worker {
             | Err(WsError::AlreadyClosed) => {}
             Err(e) => {
                 debug!("send to {} failed: {e}", open.info.id);
-                self.remove(slot, None);
+                self.remove(slot);
             }
         }
     }
@@ -885,16 +915,15 @@ impl Worker {
     /// A protocol error: tell the peer why (1002, 1007, 1009), then drop it.
     fn fail(&mut self, slot: usize, error: WsError) {
         let code = match &error {
-            WsError::Capacity(CapacityError::MessageTooLong { .. }) => CloseCode::Size,
             WsError::Capacity(_) => CloseCode::Size,
             WsError::Utf8(_) => CloseCode::Invalid,
             WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-                self.remove(slot, None);
+                self.remove(slot);
                 return;
             }
             WsError::Protocol(_) => CloseCode::Protocol,
             _ => {
-                self.remove(slot, None);
+                self.remove(slot);
                 return;
             }
         };
@@ -917,6 +946,8 @@ impl Worker {
         self.notify_close(&mut open);
         let stream = open.ws.into_inner();
         self.linger(slot, stream);
+        // The readiness edge may already be spent: look for EOF now.
+        self.step_linger(slot);
     }
 
     /// Writes queued output; pauses reading while the socket is full.
@@ -926,6 +957,10 @@ impl Worker {
         };
         match open.ws.flush() {
             Ok(()) => {
+                // Everything handed over is written: resynchronise the count
+                // (pongs and close frames tungstenite writes itself are not
+                // counted going in, only coming out).
+                open.queued_total = open.ws.get_ref().written();
                 if open.read_paused {
                     // Input may have waited while we were paused, and its
                     // readiness edge is spent: read it after this event.
@@ -936,7 +971,7 @@ impl Worker {
             Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                 open.read_paused = true;
             }
-            Err(_) => self.remove(slot, None),
+            Err(_) => self.remove(slot),
         }
     }
 
@@ -952,18 +987,27 @@ impl Worker {
         message: Message,
         relay: bool,
     ) {
+        if !matches!(message, Message::Text(_) | Message::Binary(_)) {
+            debug!("only text and binary messages can be broadcast; dropped");
+            return;
+        }
         let key = RoomKey::of(origin, scope);
         let skip = skip_self.then_some(origin.id);
         if relay {
-            if let Some(link) = self.relay.as_mut() {
-                link.publish(&RelayMessage {
-                    key: key.clone(),
-                    skip,
-                    message: message.clone(),
-                });
-            }
+            self.publish(&key, skip, &message);
         }
         self.deliver(&key, skip, &message);
+    }
+
+    /// Sends a broadcast to the other workers through the master.
+    fn publish(&mut self, key: &RoomKey, skip: Option<ConnId>, message: &Message) {
+        if let Some(link) = self.relay.as_mut() {
+            link.publish(&RelayMessage {
+                key: key.clone(),
+                skip,
+                message: message.clone(),
+            });
+        }
     }
 
     /// Sends `message` to the local connections matching `key`.
@@ -986,7 +1030,7 @@ impl Worker {
                     open.info.peer,
                     open.queued()
                 );
-                self.remove(slot, None);
+                self.remove(slot);
                 continue;
             }
             self.send(slot, message.clone());
@@ -1098,7 +1142,7 @@ impl Worker {
                 );
                 for slot in 0..self.conns.len() {
                     if self.conns[slot].is_some() {
-                        self.remove(slot, None);
+                        self.remove(slot);
                     }
                 }
             }
@@ -1125,7 +1169,7 @@ impl Worker {
             Due::Nothing => {}
             Due::Drop(why) => {
                 debug!("dropping connection from {}: {why}", conn.peer);
-                self.remove(slot, None);
+                self.remove(slot);
                 return;
             }
             Due::Close => {
@@ -1199,19 +1243,22 @@ impl Worker {
                 );
             }
         }
-        // A closing connection cannot send; broadcasts it asked for still go.
-        let actions = std::mem::take(&mut self.actions);
-        for action in actions {
+        // A closing connection cannot send; broadcasts it asked for still
+        // go, relayed now and delivered locally between event batches (a
+        // removal can happen inside a delivery loop).
+        for action in std::mem::take(&mut self.actions) {
             if let Action::Broadcast { scope, message, .. } = action {
-                let info = open.info.clone();
-                self.broadcast(&info, scope, true, message, true);
+                let key = RoomKey::of(&open.info, scope);
+                let skip = Some(open.info.id);
+                self.publish(&key, skip, &message);
+                self.pending.push_back((key, skip, message));
             }
         }
     }
 
     /// Forgets a connection: deregisters it, tells its handler, frees the
     /// slot and, if accepting was paused for capacity, resumes it.
-    fn remove(&mut self, slot: usize, _why: Option<&str>) {
+    fn remove(&mut self, slot: usize) {
         let Some(mut conn) = self.conns.get_mut(slot).and_then(Option::take) else {
             return;
         };
