@@ -27,6 +27,7 @@ use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
+use crate::client::textcheck::{self, TextChecked};
 use crate::config::Config;
 use crate::handler::{Action, Conn as HandlerConn, ConnId, ConnInfo, Handler, HandlerError, Scope};
 use crate::handshake::{self, Reject};
@@ -622,6 +623,7 @@ impl Worker {
             .write_buffer_size(WRITE_BUFFER)
             .max_message_size(Some(up.max_message_size))
             .max_frame_size(Some(s.max_frame_size.min(up.max_message_size)));
+        let stream = TextChecked::frames(stream, &up.leftover);
         let ws = WebSocket::from_partially_read(stream, up.leftover, Role::Server, Some(config));
         let open = Open {
             ws,
@@ -686,6 +688,12 @@ impl Worker {
                 }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(WsError::Io(e)) if textcheck::is_invalid_utf8(&e) => {
+                    // Invalid UTF-8 in a text frame that is still arriving:
+                    // fail now, after the messages before it (RFC 6455 8.1).
+                    self.fail(slot, WsError::Io(e));
+                    return;
+                }
                 Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => {
                     self.remove(slot, None);
                     return;
@@ -856,6 +864,7 @@ impl Worker {
             WsError::Capacity(CapacityError::MessageTooLong { .. }) => CloseCode::Size,
             WsError::Capacity(_) => CloseCode::Size,
             WsError::Utf8(_) => CloseCode::Invalid,
+            WsError::Io(e) if textcheck::is_invalid_utf8(e) => CloseCode::Invalid,
             WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
                 self.remove(slot, None);
                 return;
@@ -883,7 +892,7 @@ impl Worker {
         }));
         let _ = open.ws.flush();
         self.notify_close(&mut open);
-        let stream = open.ws.into_inner();
+        let stream = open.ws.into_inner().into_inner();
         self.linger(slot, stream);
     }
 
