@@ -688,12 +688,6 @@ impl Worker {
                 }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(WsError::Io(e)) if textcheck::is_invalid_utf8(&e) => {
-                    // Invalid UTF-8 in a text frame that is still arriving:
-                    // fail now, after the messages before it (RFC 6455 8.1).
-                    self.fail(slot, WsError::Io(e));
-                    return;
-                }
                 Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => {
                     self.remove(slot, None);
                     return;
@@ -864,6 +858,8 @@ impl Worker {
             WsError::Capacity(CapacityError::MessageTooLong { .. }) => CloseCode::Size,
             WsError::Capacity(_) => CloseCode::Size,
             WsError::Utf8(_) => CloseCode::Invalid,
+            // Invalid UTF-8 seen in a text frame still arriving (fail fast,
+            // after the messages before it: RFC 6455 8.1).
             WsError::Io(e) if textcheck::is_invalid_utf8(e) => CloseCode::Invalid,
             WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
                 self.remove(slot, None);
