@@ -2,7 +2,7 @@
 PREFIX ?= /usr/local
 CARGO ?= cargo
 
-.PHONY: build release test lint fmt bench autobahn install run clean-tmp
+.PHONY: build release test lint fmt bench autobahn install run
 
 build:
 	$(CARGO) build
@@ -27,6 +27,11 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## RFC 6455 conformance: the Autobahn|Testsuite against the daemon and
+## the client (docs/conformance.md). Part of CI.
+autobahn:
+	tests/autobahn/run.sh all
 
 ## Benchmarks (see docs/benchmarks.md).
 bench: release

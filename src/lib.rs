@@ -10,6 +10,8 @@
 //! - [`route`]: path templates such as `/chat/{room}`.
 //! - [`handler`]: the [`Handler`] trait, the [`Conn`] handle, built-ins.
 //! - [`relay`]: broadcast frames between workers through the master.
+//! - `textcheck`: fail-fast UTF-8 validation of text frames as bytes
+//!   arrive, under tungstenite, for the worker and the client.
 //! - [`tls`], [`privileges`], [`signals`], [`sdnotify`]: the operating
 //!   system edges.
 //! - [`client`]: the blocking client library and the `wssd client` CLI.
@@ -27,6 +29,7 @@ pub mod route;
 pub mod sdnotify;
 pub mod server;
 pub mod signals;
+pub(crate) mod textcheck;
 pub mod tls;
 mod worker;
 

@@ -20,6 +20,7 @@
 mod base64;
 pub mod cli;
 mod error;
+
 mod transport;
 mod url;
 
@@ -36,6 +37,7 @@ use tungstenite::protocol::frame::{CloseFrame, Frame};
 use tungstenite::protocol::{WebSocket, WebSocketConfig};
 use tungstenite::{Bytes, Error as WsError};
 
+use crate::textcheck::{self, TextChecked};
 pub use error::ClientError;
 use transport::MaybeTls;
 use url::WsUrl;
@@ -202,7 +204,7 @@ impl ClientConfig {
 /// A blocking WebSocket client connection.
 #[derive(Debug)]
 pub struct Client {
-    ws: WebSocket<MaybeTls>,
+    ws: WebSocket<TextChecked<MaybeTls>>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     fragment_size: Option<usize>,
@@ -225,7 +227,8 @@ impl Client {
             reason,
         })?;
         let request = build_request(&parsed, config)?;
-        let stream = transport::open(&parsed, config)?;
+        // Text messages are checked for UTF-8 as their bytes arrive (fail fast).
+        let stream = TextChecked::after_http_head(transport::open(&parsed, config)?);
         let ws_config = WebSocketConfig::default()
             .max_message_size(config.max_message_size)
             .max_frame_size(config.max_message_size);
@@ -514,6 +517,40 @@ impl Client {
         }
     }
 
+    /// Fails the connection: sends a close frame with `code`, ends our half
+    /// of the TCP connection and waits briefly for the server to end its
+    /// half (so that unread input does not turn our close into a reset
+    /// that could destroy the close frame in flight).
+    fn fail(&mut self, code: CloseCode, reason: &str) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        if self.peer_close.is_none() {
+            self.peer_close = Some((CLOSE_ABNORMAL, String::new()));
+        }
+        let frame = CloseFrame {
+            code,
+            reason: truncate(reason).into(),
+        };
+        let _ = self.ws.close(Some(frame));
+        let _ = self.ws.flush();
+        let stream = self.ws.get_mut();
+        let _ = stream.tcp().shutdown(std::net::Shutdown::Write);
+        let deadline = Instant::now() + CLOSE_GRACE;
+        let mut sink = [0u8; 4096];
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            if left.is_zero() || stream.tcp().set_read_timeout(Some(left)).is_err() {
+                break;
+            }
+            match io::Read::read(&mut **stream, &mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        stream.shutdown();
+    }
+
     /// Sets the socket read timeout to the time left before `deadline`.
     fn set_deadline(&mut self, deadline: Option<Instant>, what: &str) -> Result<(), ClientError> {
         let left = match deadline {
@@ -567,7 +604,12 @@ impl Client {
     }
 
     /// Maps a tungstenite error on the open connection, updating the state.
+    /// A protocol violation by the server fails the connection (RFC 6455
+    /// 7.1.7): a close frame with 1002, 1007 or 1009, then the TCP close.
     fn map_error(&mut self, err: WsError, what: &str) -> ClientError {
+        if let Some(code) = failure_code(&err) {
+            self.fail(code, &err.to_string());
+        }
         match ClientError::from_ws(err) {
             ClientError::Timeout { .. } => {
                 let after = if what.starts_with("sending") {
@@ -600,6 +642,9 @@ impl ClientError {
                 what: String::new(),
                 after: None,
             },
+            WsError::Io(err) if textcheck::is_invalid_utf8(&err) => {
+                ClientError::Protocol(err.to_string())
+            }
             WsError::Io(err) if is_disconnect(&err) => ClientError::Closed {
                 code: CLOSE_ABNORMAL,
                 reason: format!("the connection was lost: {err}"),
@@ -624,6 +669,20 @@ impl ClientError {
             },
             other => ClientError::Protocol(other.to_string()),
         }
+    }
+}
+
+/// The close code for a tungstenite error that is the server's protocol
+/// violation, if it is one.
+fn failure_code(err: &WsError) -> Option<CloseCode> {
+    match err {
+        WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(tungstenite::error::ProtocolError::SendAfterClosing) => None,
+        WsError::Protocol(_) => Some(CloseCode::Protocol),
+        WsError::Utf8(_) => Some(CloseCode::Invalid),
+        WsError::Io(e) if textcheck::is_invalid_utf8(e) => Some(CloseCode::Invalid),
+        WsError::Capacity(_) => Some(CloseCode::Size),
+        _ => None,
     }
 }
 

@@ -20,6 +20,7 @@ use tungstenite::WebSocket;
 
 use super::stream::Stream;
 use crate::handler::ConnInfo;
+use crate::textcheck::TextChecked;
 
 /// How long we wait for a close reply, or linger after a refusal.
 pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -59,8 +60,9 @@ pub(super) struct Upgrade {
 
 /// An open WebSocket and its bookkeeping.
 pub(super) struct Open {
-    /// The protocol state over the stream.
-    pub ws: WebSocket<Stream>,
+    /// The protocol state over the stream (whose text messages are
+    /// checked for UTF-8 as they arrive).
+    pub ws: WebSocket<TextChecked<Stream>>,
     /// What the handler sees.
     pub info: ConnInfo,
     /// Index of the route (and its handler).

@@ -33,6 +33,7 @@ use crate::handshake::{self, Reject};
 use crate::relay::{RelayLink, RelayMessage, RoomKey};
 use crate::server::App;
 use crate::signals::SignalPipe;
+use crate::textcheck::{self, TextChecked};
 use conn::{Conn, HeadRead, Open, Phase, Upgrade, CLOSE_GRACE};
 use stream::{Stream, Transport};
 use timers::Timers;
@@ -654,6 +655,7 @@ impl Worker {
             // A hard backstop behind the queue accounting: a connection
             // whose output passes this is dropped (WriteBufferFull).
             .max_write_buffer_size(s.max_send_buffer + up.max_message_size + 2 * WRITE_BUFFER);
+        let stream = TextChecked::frames(stream, &up.leftover);
         let ws = WebSocket::from_partially_read(stream, up.leftover, Role::Server, Some(config));
         let open = Open {
             ws,
@@ -917,6 +919,9 @@ impl Worker {
         let code = match &error {
             WsError::Capacity(_) => CloseCode::Size,
             WsError::Utf8(_) => CloseCode::Invalid,
+            // Invalid UTF-8 seen in a text frame still arriving (fail fast,
+            // after the messages before it: RFC 6455 8.1).
+            WsError::Io(e) if textcheck::is_invalid_utf8(e) => CloseCode::Invalid,
             WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
                 self.remove(slot);
                 return;
@@ -944,7 +949,7 @@ impl Worker {
         }));
         let _ = open.ws.flush();
         self.notify_close(&mut open);
-        let stream = open.ws.into_inner();
+        let stream = open.ws.into_inner().into_inner();
         self.linger(slot, stream);
         // The readiness edge may already be spent: look for EOF now.
         self.step_linger(slot);

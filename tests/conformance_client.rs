@@ -1,0 +1,259 @@
+//! RFC 6455 regressions of the client library (`wssd::client`) against a
+//! raw test server that writes frames with a tiny frame writer of its own:
+//! fail-fast UTF-8, close codes when the server breaks the protocol,
+//! control frames between fragments, frames split byte by byte.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use wssd::client::{Client, ClientConfig, ClientError, Message};
+
+/// How long anything may take on a slow, loaded machine.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+const TEXT: u8 = 0x1;
+const CONT: u8 = 0x0;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+const PONG: u8 = 0xa;
+
+/// An unmasked server frame.
+fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![(u8::from(fin) << 7) | opcode];
+    match payload.len() {
+        n if n < 126 => out.push(n as u8),
+        n if n < 65536 => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The server side of one connection.
+struct Peer {
+    tcp: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Peer {
+    /// Accepts one connection and answers its upgrade request with a 101;
+    /// `after_head` goes in the same write as the 101.
+    fn accept(listener: &TcpListener, after_head: &[u8]) -> Peer {
+        let (tcp, _) = listener.accept().expect("accept");
+        tcp.set_nodelay(true).unwrap();
+        tcp.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut peer = Peer {
+            tcp,
+            buf: Vec::new(),
+        };
+        let end = loop {
+            if let Some(i) = peer.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            assert!(peer.fill(), "the client closed during the handshake");
+        };
+        let head = String::from_utf8_lossy(&peer.buf[..end]).into_owned();
+        peer.buf.drain(..end);
+        let key = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| value.trim().to_string())
+            })
+            .expect("Sec-WebSocket-Key");
+        let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let mut out = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        )
+        .into_bytes();
+        out.extend_from_slice(after_head);
+        peer.tcp.write_all(&out).unwrap();
+        peer
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        match self.tcp.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
+            Err(e) => panic!("read from the client: {e}"),
+        }
+    }
+
+    /// The next (masked) client frame as `(opcode, payload)`, `None` at EOF.
+    fn next(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            if let Some((got, used)) = parse_masked(&self.buf) {
+                self.buf.drain(..used);
+                return Some(got);
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    /// Expects a close frame; returns its code, then expects the TCP end.
+    fn expect_close(&mut self) -> Option<u16> {
+        let (opcode, payload) = self.next().expect("a close frame, not EOF");
+        assert_eq!(opcode, CLOSE, "expected a close frame: {payload:?}");
+        let _ = self
+            .tcp
+            .write_all(&frame(true, CLOSE, &payload[..payload.len().min(2)]));
+        // As a server should, end the TCP connection first.
+        let _ = self.tcp.shutdown(std::net::Shutdown::Write);
+        assert_eq!(self.next(), None, "the client must end the connection");
+        (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]))
+    }
+}
+
+/// Parses one masked client frame at the start of `buf`.
+fn parse_masked(buf: &[u8]) -> Option<((u8, Vec<u8>), usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    assert_ne!(buf[1] & 0x80, 0, "client frames must be masked");
+    let (len, at) = match buf[1] & 0x7f {
+        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+        127 if buf.len() >= 10 => (
+            u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+            10,
+        ),
+        126 | 127 => return None,
+        n => (n as usize, 2),
+    };
+    if buf.len() < at + 4 + len {
+        return None;
+    }
+    let key = &buf[at..at + 4];
+    let payload = buf[at + 4..at + 4 + len]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ key[i % 4])
+        .collect();
+    Some(((buf[0] & 0x0f, payload), at + 4 + len))
+}
+
+/// A listener on a free port and the server thread running `serve` on its
+/// first connection.
+fn server<T: Send + 'static>(
+    serve: impl FnOnce(&TcpListener) -> T + Send + 'static,
+) -> (String, JoinHandle<T>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    (url, std::thread::spawn(move || serve(&listener)))
+}
+
+fn connect(url: &str) -> Client {
+    Client::connect(url, &ClientConfig::default().with_timeout(DEADLINE)).expect("connect")
+}
+
+#[test]
+fn invalid_utf8_inside_a_frame_fails_before_the_frame_ends_with_1007() {
+    // The 101 and the start of a 1000-byte text frame with a surrogate in
+    // it arrive in one TCP segment; the rest of the frame never comes.
+    let (url, server) = server(|l| {
+        let mut payload = b"hello ".to_vec();
+        payload.extend_from_slice(b"\xed\xa0\x80");
+        payload.resize(1000, b'a');
+        let bytes = frame(true, TEXT, &payload);
+        let mut peer = Peer::accept(l, &bytes[..4 + 20]);
+        peer.expect_close()
+    });
+    let mut client = connect(&url);
+    let start = Instant::now();
+    match client.receive() {
+        Err(ClientError::Protocol(why)) => assert!(why.contains("UTF-8"), "{why}"),
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    assert!(start.elapsed() < DEADLINE);
+    assert_eq!(server.join().unwrap(), Some(1007));
+    assert!(client.is_closed());
+}
+
+#[test]
+fn invalid_utf8_in_a_later_fragment_is_1007() {
+    let (url, server) = server(|l| {
+        let mut bytes = frame(true, TEXT, b"first");
+        bytes.extend(frame(false, TEXT, "κόσμε".as_bytes()));
+        bytes.extend(frame(false, CONT, b"\xf4\x90\x80\x80"));
+        let mut peer = Peer::accept(l, &bytes);
+        peer.expect_close()
+    });
+    let mut client = connect(&url);
+    assert_eq!(client.receive().unwrap(), Message::Text("first".into()));
+    assert!(matches!(client.receive(), Err(ClientError::Protocol(_))));
+    assert_eq!(server.join().unwrap(), Some(1007));
+}
+
+#[test]
+fn protocol_errors_are_answered_with_1002_after_earlier_messages() {
+    let mut rsv = frame(true, TEXT, b"rsv");
+    rsv[0] |= 0x20;
+    let mut masked = frame(true, TEXT, b"");
+    masked[1] |= 0x80;
+    masked.extend_from_slice(&[1, 2, 3, 4]);
+    let bad: Vec<(&'static str, Vec<u8>)> = vec![
+        ("reserved opcode 4", frame(true, 0x4, b"")),
+        ("RSV2 set", rsv),
+        ("masked server frame", masked),
+        ("fragmented ping", frame(false, PING, b"")),
+        ("lone continuation", frame(true, CONT, b"x")),
+    ];
+    for (what, bad) in bad {
+        let (url, server) = server(move |l| {
+            let mut bytes = frame(true, TEXT, b"before");
+            bytes.extend(bad);
+            let mut peer = Peer::accept(l, &bytes);
+            peer.expect_close()
+        });
+        let mut client = connect(&url);
+        assert_eq!(client.receive().unwrap(), Message::Text("before".into()));
+        match client.receive() {
+            Err(ClientError::Protocol(_)) => {}
+            other => panic!("{what}: expected a protocol error, got {other:?}"),
+        }
+        assert_eq!(server.join().unwrap(), Some(1002), "{what}");
+    }
+}
+
+#[test]
+fn pings_between_fragments_written_byte_by_byte() {
+    let text = "κόσμε ✓";
+    let (url, server) = server(move |l| {
+        let bytes = text.as_bytes();
+        let mut wire = frame(false, TEXT, &bytes[..1]);
+        wire.extend(frame(true, PING, b"p1"));
+        wire.extend(frame(true, CONT, &bytes[1..]));
+        let mut peer = Peer::accept(l, &[]);
+        for b in &wire {
+            peer.tcp.write_all(std::slice::from_ref(b)).unwrap();
+        }
+        let pong = peer.next();
+        let echo = peer.next();
+        let code = peer.expect_close();
+        (pong, echo, code)
+    });
+    let mut client = connect(&url);
+    let got = client.receive().unwrap();
+    assert_eq!(got, Message::Text(text.into()));
+    client.send(got).unwrap();
+    client.close(1000, "").unwrap();
+    let (pong, echo, code) = server.join().unwrap();
+    assert_eq!(pong, Some((PONG, b"p1".to_vec())));
+    assert_eq!(echo, Some((TEXT, text.as_bytes().to_vec())));
+    assert_eq!(code, Some(1000));
+}
