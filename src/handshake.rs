@@ -154,6 +154,13 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<(Request, usi
     )))
 }
 
+/// Whether the bytes added to `buf` after `old_len` contain an empty line
+/// (`\n\r\n` or `\n\n`), the only way a request head can end.
+pub fn may_end_head(buf: &[u8], old_len: usize) -> bool {
+    let new = &buf[old_len.saturating_sub(2).min(buf.len())..];
+    new.windows(2).any(|w| w == b"\n\n") || new.windows(3).any(|w| w == b"\n\r\n")
+}
+
 /// Checks the upgrade headers of RFC 6455 §4.2.1; returns the
 /// `Sec-WebSocket-Key`.
 pub fn validate_upgrade(req: &Request) -> Result<&str, Reject> {
@@ -259,6 +266,16 @@ mod tests {
             parse_request(&GOOD[..30], 20).unwrap_err(),
             Reject::HeadTooLarge(20)
         );
+    }
+
+    #[test]
+    fn head_end_is_found_across_reads() {
+        let head = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        // The head arrives one byte at a time: only the last byte ends it.
+        for k in 1..=head.len() {
+            assert_eq!(may_end_head(&head[..k], k - 1), k == head.len(), "byte {k}");
+        }
+        assert!(!may_end_head(b"GET / HTTP/1.1\r\n", 3));
     }
 
     #[test]

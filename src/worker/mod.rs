@@ -516,8 +516,18 @@ impl Worker {
         else {
             return false;
         };
+        let before = buf.len();
         let read = conn::read_head(&mut stream, &mut buf, max_head);
-        let parsed = handshake::parse_request(&buf, max_head);
+        // Parse the first bytes (garbage is refused at once) and then only
+        // when a head could have ended: a client sending a byte at a time
+        // must not make us re-parse the whole head per byte.
+        let parsed = if before == 0 || handshake::may_end_head(&buf, before) {
+            handshake::parse_request(&buf, max_head)
+        } else if buf.len() > max_head {
+            Err(Reject::HeadTooLarge(max_head))
+        } else {
+            Ok(None)
+        };
         let outcome = match (read, parsed) {
             (_, Ok(Some((req, head_len)))) => self.decide(slot, req, buf.split_off(head_len)),
             (_, Err(reject)) => Err(reject),
