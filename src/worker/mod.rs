@@ -21,7 +21,7 @@ use log::{debug, error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::{Role, WebSocketConfig};
@@ -852,19 +852,9 @@ impl Worker {
 
     /// A protocol error: tell the peer why (1002, 1007, 1009), then drop it.
     fn fail(&mut self, slot: usize, error: WsError) {
-        let code = match &error {
-            WsError::Capacity(CapacityError::MessageTooLong { .. }) => CloseCode::Size,
-            WsError::Capacity(_) => CloseCode::Size,
-            WsError::Utf8(_) => CloseCode::Invalid,
-            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-                self.remove(slot, None);
-                return;
-            }
-            WsError::Protocol(_) => CloseCode::Protocol,
-            _ => {
-                self.remove(slot, None);
-                return;
-            }
+        let Some(code) = crate::protocol::close_code_for(&error) else {
+            self.remove(slot, None);
+            return;
         };
         let reason = error.to_string();
         debug!("closing a connection with {code}: {reason}");
