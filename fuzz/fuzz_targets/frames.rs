@@ -165,18 +165,16 @@ fn fail(ws: &mut WebSocket<MemStream<'_>>, error: WsError, outcome: &mut Outcome
 fn step(ws: &mut WebSocket<MemStream<'_>>, plan: &Plan<'_>, outcome: &mut Outcome) -> bool {
     loop {
         match ws.read() {
-            Ok(message) => {
-                assert!(message.len() <= plan.max_message, "message over the limit");
-                match message {
-                    Message::Text(_) | Message::Binary(_) => {
-                        if !echo(ws, message) {
-                            return false;
-                        }
+            Ok(message) => match message {
+                Message::Text(_) | Message::Binary(_) => {
+                    assert!(message.len() <= plan.max_message, "message over the limit");
+                    if !echo(ws, message) {
+                        return false;
                     }
-                    Message::Ping(p) | Message::Pong(p) => assert!(p.len() <= 125),
-                    Message::Close(_) | Message::Frame(_) => {}
                 }
-            }
+                Message::Ping(p) | Message::Pong(p) => assert!(p.len() <= 125),
+                Message::Close(_) | Message::Frame(_) => {}
+            },
             Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => return false,
             Err(e) => {
@@ -234,9 +232,11 @@ fn parse_output(mut out: &[u8]) -> Vec<OutFrame<'_>> {
     frames
 }
 
-/// Close codes an endpoint may send (RFC 6455 §7.4).
+/// Close codes an endpoint may send: those of RFC 6455 §7.4.1, the later
+/// IANA registrations 1012-1014, and the 3000-4999 application ranges.
+/// (tungstenite echoes a peer's 1012 or 1013 in its close reply.)
 fn sendable(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// Checks everything the server wrote against RFC 6455.
