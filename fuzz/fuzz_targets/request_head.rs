@@ -155,8 +155,8 @@ fn check_request(req: &Request, head_len: usize, buf: &[u8], max_head: usize) {
     }
 }
 
-/// Feeds the bytes read by read until the worker would answer; returns
-/// whether a complete head was found.
+/// Feeds the bytes read by read until the worker would answer (or the
+/// input ends), checking each step.
 fn run(feed: &Feed<'_>, table: &RouteTable<usize>) {
     let mut buf = Vec::new();
     let mut pos = 0;
