@@ -24,6 +24,7 @@ pub mod handler;
 pub mod handshake;
 mod master;
 pub mod privileges;
+pub mod protocol;
 pub mod relay;
 pub mod route;
 pub mod sdnotify;

@@ -607,7 +607,7 @@ impl Client {
     /// A protocol violation by the server fails the connection (RFC 6455
     /// 7.1.7): a close frame with 1002, 1007 or 1009, then the TCP close.
     fn map_error(&mut self, err: WsError, what: &str) -> ClientError {
-        if let Some(code) = failure_code(&err) {
+        if let Some(code) = crate::protocol::close_code_for(&err) {
             self.fail(code, &err.to_string());
         }
         match ClientError::from_ws(err) {
@@ -669,20 +669,6 @@ impl ClientError {
             },
             other => ClientError::Protocol(other.to_string()),
         }
-    }
-}
-
-/// The close code for a tungstenite error that is the server's protocol
-/// violation, if it is one.
-fn failure_code(err: &WsError) -> Option<CloseCode> {
-    match err {
-        WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => None,
-        WsError::Protocol(tungstenite::error::ProtocolError::SendAfterClosing) => None,
-        WsError::Protocol(_) => Some(CloseCode::Protocol),
-        WsError::Utf8(_) => Some(CloseCode::Invalid),
-        WsError::Io(e) if textcheck::is_invalid_utf8(e) => Some(CloseCode::Invalid),
-        WsError::Capacity(_) => Some(CloseCode::Size),
-        _ => None,
     }
 }
 

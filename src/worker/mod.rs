@@ -33,7 +33,7 @@ use crate::handshake::{self, Reject};
 use crate::relay::{RelayLink, RelayMessage, RoomKey};
 use crate::server::App;
 use crate::signals::SignalPipe;
-use crate::textcheck::{self, TextChecked};
+use crate::textcheck::TextChecked;
 use conn::{Conn, HeadRead, Open, Phase, Upgrade, CLOSE_GRACE};
 use stream::{Stream, Transport};
 use timers::Timers;
@@ -926,21 +926,9 @@ impl Worker {
 
     /// A protocol error: tell the peer why (1002, 1007, 1009), then drop it.
     fn fail(&mut self, slot: usize, error: WsError) {
-        let code = match &error {
-            WsError::Capacity(_) => CloseCode::Size,
-            WsError::Utf8(_) => CloseCode::Invalid,
-            // Invalid UTF-8 seen in a text frame still arriving (fail fast,
-            // after the messages before it: RFC 6455 8.1).
-            WsError::Io(e) if textcheck::is_invalid_utf8(e) => CloseCode::Invalid,
-            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-                self.remove(slot);
-                return;
-            }
-            WsError::Protocol(_) => CloseCode::Protocol,
-            _ => {
-                self.remove(slot);
-                return;
-            }
+        let Some(code) = crate::protocol::close_code_for(&error) else {
+            self.remove(slot);
+            return;
         };
         let reason = error.to_string();
         debug!("closing a connection with {code}: {reason}");

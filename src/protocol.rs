@@ -1,0 +1,62 @@
+//! How a WebSocket protocol failure is answered (RFC 6455 §7.4.1).
+//!
+//! Kept apart from the worker so that the frame-path fuzz target
+//! (`fuzz/fuzz_targets/frames.rs`) answers hostile input with exactly the
+//! close codes the daemon uses.
+
+use tungstenite::error::{Error as WsError, ProtocolError};
+use tungstenite::protocol::frame::coding::CloseCode;
+
+/// The close code that answers a read error, or `None` when there is no
+/// one to tell (the peer reset the connection, or an I/O error): then the
+/// connection is dropped without a close frame.
+///
+/// - 1009 (`Size`): a frame or message over the configured limits.
+/// - 1007 (`Invalid`): invalid UTF-8 in a text message or close reason,
+///   also when seen by the fail-fast watcher (`textcheck`) before the
+///   frame is complete.
+/// - 1002 (`Protocol`): any other violation of RFC 6455 (reserved bits,
+///   unknown opcodes, unmasked client frames, oversized or fragmented
+///   control frames, a continuation without a start, a bad close frame).
+pub fn close_code_for(error: &WsError) -> Option<CloseCode> {
+    match error {
+        WsError::Capacity(_) => Some(CloseCode::Size),
+        WsError::Utf8(_) => Some(CloseCode::Invalid),
+        WsError::Io(e) if crate::textcheck::is_invalid_utf8(e) => Some(CloseCode::Invalid),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        // Our own attempt to send after a close: nothing the peer did.
+        WsError::Protocol(ProtocolError::SendAfterClosing) => None,
+        WsError::Protocol(_) => Some(CloseCode::Protocol),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tungstenite::error::CapacityError;
+
+    #[test]
+    fn errors_map_to_the_rfc_close_codes() {
+        let too_long = WsError::Capacity(CapacityError::MessageTooLong {
+            size: 2,
+            max_size: 1,
+        });
+        assert_eq!(close_code_for(&too_long), Some(CloseCode::Size));
+        assert_eq!(
+            close_code_for(&WsError::Utf8("bad".into())),
+            Some(CloseCode::Invalid)
+        );
+        assert_eq!(
+            close_code_for(&WsError::Protocol(ProtocolError::NonZeroReservedBits)),
+            Some(CloseCode::Protocol)
+        );
+        assert_eq!(
+            close_code_for(&WsError::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake
+            )),
+            None
+        );
+        assert_eq!(close_code_for(&WsError::ConnectionClosed), None);
+    }
+}
