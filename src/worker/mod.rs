@@ -44,7 +44,9 @@ const FIRST_CONN: usize = 3;
 
 /// tungstenite's read buffer per connection: small, because idle
 /// connections dominate memory (its 128 KiB default costs ~135 KiB each).
-const READ_BUFFER: usize = 4096;
+/// Socket reads themselves go through a 64 KiB buffer shared by the
+/// worker's connections (see `stream.rs`), so this does not limit them.
+const READ_BUFFER: usize = 1024;
 /// Frames are gathered up to this many bytes before a socket write.
 const WRITE_BUFFER: usize = 64 * 1024;
 
@@ -202,11 +204,16 @@ impl Worker {
                     LISTENER => self.accept(),
                     SIGNALS => self.on_signals(),
                     RELAY => self.on_relay(event.is_readable(), event.is_writable()),
-                    Token(t) => self.drive(t - FIRST_CONN),
+                    Token(t) => {
+                        let slot = t - FIRST_CONN;
+                        self.arm(slot, !(event.is_read_closed() || event.is_error()));
+                        self.drive(slot)
+                    }
                 }
             }
             self.fire_timers();
             while let Some(slot) = self.resume.pop() {
+                self.arm(slot, false);
                 self.drive(slot);
             }
             if self.finished() {
@@ -430,6 +437,18 @@ impl Worker {
             }
         }
         self.reschedule(slot);
+    }
+
+    /// A readiness event (or a resume) for `slot`: see `Stream::arm`.
+    fn arm(&mut self, slot: usize, short_read_ends: bool) {
+        let stream = match self.conn_mut(slot).map(|c| &mut c.phase) {
+            Some(Phase::Request { stream, .. })
+            | Some(Phase::Response { stream, .. })
+            | Some(Phase::Linger { stream }) => stream,
+            Some(Phase::Open(open)) => open.ws.get_mut(),
+            _ => return,
+        };
+        stream.arm(short_read_ends);
     }
 
     fn conn_mut(&mut self, slot: usize) -> Option<&mut Conn> {

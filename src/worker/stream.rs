@@ -18,6 +18,25 @@ pub enum Transport {
 pub struct Stream {
     transport: Transport,
     written: u64,
+    /// Plain TCP only: a read that returned less than asked for emptied
+    /// the socket's receive queue, so the next read would only say
+    /// WouldBlock; it does so without the syscall, until `arm`.
+    short_read_ends: bool,
+    drained: bool,
+    /// Bytes read from the socket that the caller did not take yet, and
+    /// how many of them it took since (freed once empty).
+    spill: Vec<u8>,
+    spill_pos: usize,
+}
+
+/// Plain reads smaller than this go through the worker's shared scratch
+/// buffer: the per-connection read buffer can stay small (idle
+/// connections dominate memory) while one syscall still takes everything
+/// the socket has.
+const SCRATCH: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Stream {
@@ -26,7 +45,20 @@ impl Stream {
         Stream {
             transport,
             written: 0,
+            short_read_ends: false,
+            drained: false,
+            spill: Vec::new(),
+            spill_pos: 0,
         }
+    }
+
+    /// Called for each readiness event: reads go to the socket again.
+    /// `short_read_ends` must be false when the event reported EOF or an
+    /// error (a short read then does not mean more is to come with a new
+    /// event), or when the readiness edge may have been spent earlier.
+    pub fn arm(&mut self, short_read_ends: bool) {
+        self.short_read_ends = short_read_ends;
+        self.drained = false;
     }
 
     /// Total bytes the transport accepted for sending.
@@ -60,7 +92,46 @@ impl AsRawFd for Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.transport {
-            Transport::Plain(s) => s.read(buf),
+            Transport::Plain(s) => {
+                if self.spill_pos < self.spill.len() {
+                    let rest = &self.spill[self.spill_pos..];
+                    let n = rest.len().min(buf.len());
+                    buf[..n].copy_from_slice(&rest[..n]);
+                    self.spill_pos += n;
+                    if self.spill_pos == self.spill.len() {
+                        self.spill = Vec::new();
+                        self.spill_pos = 0;
+                    }
+                    return Ok(n);
+                }
+                if self.drained {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                if buf.len() >= SCRATCH {
+                    let n = s.read(buf)?;
+                    if self.short_read_ends && n > 0 && n < buf.len() {
+                        self.drained = true;
+                    }
+                    return Ok(n);
+                }
+                SCRATCH_BUF.with(|scratch| {
+                    let mut scratch = scratch.borrow_mut();
+                    if scratch.len() < SCRATCH {
+                        scratch.resize(SCRATCH, 0);
+                    }
+                    let got = s.read(&mut scratch[..])?;
+                    if self.short_read_ends && got > 0 && got < SCRATCH {
+                        self.drained = true;
+                    }
+                    let n = got.min(buf.len());
+                    buf[..n].copy_from_slice(&scratch[..n]);
+                    if got > n {
+                        self.spill = scratch[n..got].to_vec();
+                        self.spill_pos = 0;
+                    }
+                    Ok(n)
+                })
+            }
             Transport::Tls(s) => s.read(buf),
         }
     }
