@@ -950,11 +950,12 @@ impl Worker {
                 });
             }
         }
-        self.deliver(&key, skip, &message);
+        self.deliver(&key, skip, &message, true);
     }
 
-    /// Sends `message` to the local connections matching `key`.
-    fn deliver(&mut self, key: &RoomKey, skip: Option<ConnId>, message: &Message) {
+    /// Sends `message` to the local connections matching `key`; with
+    /// `flush` false the caller flushes them (`flush_queued`).
+    fn deliver(&mut self, key: &RoomKey, skip: Option<ConnId>, message: &Message, flush: bool) {
         let max = self.config.server.max_send_buffer as u64;
         for slot in 0..self.conns.len() {
             let Some(Phase::Open(open)) = self.conns[slot].as_ref().map(|c| &c.phase) else {
@@ -977,7 +978,18 @@ impl Worker {
                 continue;
             }
             self.send(slot, message.clone());
-            self.flush(slot);
+            if flush {
+                self.flush(slot);
+            }
+        }
+    }
+
+    /// Flushes every open connection (a no-op without queued output).
+    fn flush_queued(&mut self) {
+        for slot in 0..self.conns.len() {
+            if let Some(Phase::Open(_)) = self.conns[slot].as_ref().map(|c| &c.phase) {
+                self.flush(slot);
+            }
         }
     }
 
@@ -1040,8 +1052,13 @@ impl Worker {
         }
         let mut incoming = Vec::new();
         let alive = link.receive(&mut incoming);
+        // One write per receiver for the whole batch, not per message.
+        let batch = !incoming.is_empty();
         for m in incoming {
-            self.deliver(&m.key, m.skip, &m.message);
+            self.deliver(&m.key, m.skip, &m.message, false);
+        }
+        if batch {
+            self.flush_queued();
         }
         if !alive {
             // The master is gone; PDEATHSIG will end us, but do not spin.
