@@ -71,13 +71,14 @@ for i in $(seq "$P"); do
     pids+=("$!")
 done
 # Sample while every process holds: poll the daemon's connection count.
-peak=0 rss=0
+peak=0 rss=0 tcpmem=0
 deadline=$((start + HOLD + 120))
 while [ "$(date +%s)" -lt "$deadline" ]; do
     n=$(ss -Htn state established "( sport = :${addr##*:} )" 2>/dev/null | wc -l)
     if [ "$n" -gt "$peak" ]; then
         peak=$n
         rss=$(tree_rss "$daemon")
+        tcpmem=$(awk '/^TCP:/ {for (i = 1; i < NF; i++) if ($i == "mem") print $(i + 1)}' /proc/net/sockstat)
         echo "  $(( $(date +%s) - start )) s: $n connections established on the server side" >&2
     fi
     running=0
@@ -96,4 +97,5 @@ done
 echo "held $held connections (peak $peak on the server side)"
 if [ "$peak" -gt 0 ]; then
     echo "daemon RSS: baseline $base KiB, at peak $rss KiB, $(( (rss - base) * 1024 / peak )) bytes per connection"
+    echo "kernel TCP memory at peak (both ends, all sockets): $tcpmem pages"
 fi
