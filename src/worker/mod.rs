@@ -706,6 +706,10 @@ impl Worker {
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => {
+                    // Replies queued before the close (and tungstenite's
+                    // close reply) are still sent.
+                    let _ = open.ws.flush();
+                    let _ = io::Write::flush(open.ws.get_mut());
                     self.remove(slot, None);
                     return;
                 }
@@ -842,6 +846,25 @@ impl Worker {
             return;
         };
         let len = message.len();
+        if open.ws.can_write() {
+            // Data frames bypass tungstenite's write buffer (which keeps
+            // its largest size for good): see `Stream::send_frame`.
+            let frame = match &message {
+                Message::Text(t) => Some((1, t.as_bytes())),
+                Message::Binary(b) => Some((2, &b[..])),
+                _ => None,
+            };
+            if let Some((opcode, payload)) = frame {
+                match open.ws.get_mut().send_frame(opcode, payload) {
+                    Ok(()) => open.count_frame(len),
+                    Err(e) => {
+                        debug!("send to {} failed: {e}", open.info.id);
+                        self.remove(slot, None);
+                    }
+                }
+                return;
+            }
+        }
         match open.ws.write(message) {
             Ok(()) => open.count_frame(len),
             Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => open.count_frame(len),

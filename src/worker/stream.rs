@@ -27,7 +27,15 @@ pub struct Stream {
     /// how many of them it took since (freed once empty).
     spill: Vec<u8>,
     spill_pos: usize,
+    /// Output the socket did not take yet, in order (tungstenite's frames
+    /// and the worker's data frames alike); freed once sent.
+    out: Vec<u8>,
 }
+
+/// Data frames at least this large go to the socket straight from the
+/// message's buffer (one writev with the header) when nothing is queued;
+/// smaller ones are gathered in `out` and sent by `flush`.
+const DIRECT: usize = 4096;
 
 /// Plain reads smaller than this go through the worker's shared scratch
 /// buffer: the per-connection read buffer can stay small (idle
@@ -49,7 +57,106 @@ impl Stream {
             drained: false,
             spill: Vec::new(),
             spill_pos: 0,
+            out: Vec::new(),
         }
+    }
+
+    /// Queues one final, unmasked data frame (opcode 1 text, 2 binary):
+    /// a large payload goes to the socket from `payload` itself when
+    /// nothing is waiting before it, so it is not copied unless the socket
+    /// is full. `flush` sends what is queued.
+    pub fn send_frame(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        let mut head = [0u8; 10];
+        head[0] = 0x80 | opcode;
+        let h = match payload.len() {
+            n if n < 126 => {
+                head[1] = n as u8;
+                2
+            }
+            n if n <= 0xffff => {
+                head[1] = 126;
+                head[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+                4
+            }
+            n => {
+                head[1] = 127;
+                head[2..10].copy_from_slice(&(n as u64).to_be_bytes());
+                10
+            }
+        };
+        let mut done = 0;
+        if self.out.is_empty() && payload.len() >= DIRECT {
+            let total = h + payload.len();
+            while done < total {
+                let r = if done < h {
+                    let bufs = [io::IoSlice::new(&head[done..h]), io::IoSlice::new(payload)];
+                    self.write_socket_vectored(&bufs)
+                } else {
+                    self.write_socket(&payload[done - h..])
+                };
+                match r {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if done < h {
+            self.out.extend_from_slice(&head[done..h]);
+            self.out.extend_from_slice(payload);
+        } else if done - h < payload.len() {
+            self.out.extend_from_slice(&payload[done - h..]);
+        }
+        Ok(())
+    }
+
+    /// Writes what the socket takes of `out`; WouldBlock if some is left.
+    fn flush_out(&mut self) -> io::Result<()> {
+        let mut done = 0;
+        let mut result = Ok(());
+        while done < self.out.len() {
+            let out = std::mem::take(&mut self.out);
+            let r = self.write_socket(&out[done..]);
+            self.out = out;
+            match r {
+                Ok(0) => {
+                    result = Err(io::ErrorKind::WriteZero.into());
+                    break;
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if done == self.out.len() {
+            self.out = Vec::new();
+        } else {
+            self.out.drain(..done);
+        }
+        result
+    }
+
+    fn write_socket(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match &mut self.transport {
+            Transport::Plain(s) => s.write(buf)?,
+            Transport::Tls(s) => s.write(buf)?,
+        };
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn write_socket_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = match &mut self.transport {
+            Transport::Plain(s) => s.write_vectored(bufs)?,
+            Transport::Tls(s) => s.write_vectored(bufs)?,
+        };
+        self.written += n as u64;
+        Ok(n)
     }
 
     /// Called for each readiness event: reads go to the socket again.
@@ -138,25 +245,29 @@ impl Read for Stream {
 }
 
 impl Write for Stream {
+    /// Behind queued output, takes everything (after it, in order).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = match &mut self.transport {
-            Transport::Plain(s) => s.write(buf)?,
-            Transport::Tls(s) => s.write(buf)?,
-        };
-        self.written += n as u64;
-        Ok(n)
+        if !self.out.is_empty() {
+            self.out.extend_from_slice(buf);
+            return Ok(buf.len());
+        }
+        self.write_socket(buf)
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        let n = match &mut self.transport {
-            Transport::Plain(s) => s.write_vectored(bufs)?,
-            Transport::Tls(s) => s.write_vectored(bufs)?,
-        };
-        self.written += n as u64;
-        Ok(n)
+        if !self.out.is_empty() {
+            let mut n = 0;
+            for b in bufs {
+                self.out.extend_from_slice(b);
+                n += b.len();
+            }
+            return Ok(n);
+        }
+        self.write_socket_vectored(bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.flush_out()?;
         match &mut self.transport {
             Transport::Plain(s) => s.flush(),
             Transport::Tls(s) => s.flush(),
