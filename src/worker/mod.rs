@@ -122,6 +122,8 @@ pub(crate) struct Worker {
     next_delayed: u64,
     /// Connections whose reads were unpaused outside their own event.
     resume: Vec<usize>,
+    /// A local broadcast queued output for receivers this loop turn.
+    flush_pending: bool,
     now: Instant,
 }
 
@@ -183,6 +185,7 @@ impl Worker {
             delayed: Vec::new(),
             next_delayed: 0,
             resume: Vec::new(),
+            flush_pending: false,
             now: Instant::now(),
         })
     }
@@ -212,6 +215,9 @@ impl Worker {
                 }
             }
             self.fire_timers();
+            if std::mem::take(&mut self.flush_pending) {
+                self.flush_queued();
+            }
             while let Some(slot) = self.resume.pop() {
                 self.arm(slot, false);
                 self.drive(slot);
@@ -973,12 +979,15 @@ impl Worker {
                 });
             }
         }
-        self.deliver(&key, skip, &message, true);
+        // Receivers are flushed once at the end of this loop turn, so a
+        // burst of broadcasts costs one write per receiver.
+        self.deliver(&key, skip, &message);
+        self.flush_pending = true;
     }
 
-    /// Sends `message` to the local connections matching `key`; with
-    /// `flush` false the caller flushes them (`flush_queued`).
-    fn deliver(&mut self, key: &RoomKey, skip: Option<ConnId>, message: &Message, flush: bool) {
+    /// Queues `message` to the local connections matching `key`; the
+    /// caller flushes them (`flush_queued`).
+    fn deliver(&mut self, key: &RoomKey, skip: Option<ConnId>, message: &Message) {
         let max = self.config.server.max_send_buffer as u64;
         for slot in 0..self.conns.len() {
             let Some(Phase::Open(open)) = self.conns[slot].as_ref().map(|c| &c.phase) else {
@@ -1001,9 +1010,6 @@ impl Worker {
                 continue;
             }
             self.send(slot, message.clone());
-            if flush {
-                self.flush(slot);
-            }
         }
     }
 
@@ -1078,7 +1084,7 @@ impl Worker {
         // One write per receiver for the whole batch, not per message.
         let batch = !incoming.is_empty();
         for m in incoming {
-            self.deliver(&m.key, m.skip, &m.message, false);
+            self.deliver(&m.key, m.skip, &m.message);
         }
         if batch {
             self.flush_queued();
