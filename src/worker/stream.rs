@@ -103,6 +103,12 @@ impl Stream {
                 }
             }
         }
+        let rest = h + payload.len() - done;
+        if rest > 0 && self.out.capacity() == 0 {
+            // One allocation for a burst of small frames, not a chain of
+            // reallocations (the buffer is freed once sent).
+            self.out.reserve(rest.max(4096));
+        }
         if done < h {
             self.out.extend_from_slice(&head[done..h]);
             self.out.extend_from_slice(payload);
