@@ -592,12 +592,17 @@ impl Master {
                 link.deregister(self.poll.registry());
             }
         }
-        for frame in &frames {
-            for (i, w) in self.workers.iter_mut().enumerate() {
-                if i != pos {
-                    if let Some(link) = w.link.as_mut() {
-                        link.queue_frame(frame);
+        if frames.is_empty() {
+            return;
+        }
+        // Everything read in this event goes out in one write per link.
+        for (i, w) in self.workers.iter_mut().enumerate() {
+            if i != pos {
+                if let Some(link) = w.link.as_mut() {
+                    for frame in &frames {
+                        link.push_frame(frame);
                     }
+                    link.flush();
                 }
             }
         }

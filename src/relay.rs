@@ -211,6 +211,16 @@ impl Link {
     /// Queues a whole frame (length prefix included) and tries to send.
     /// Returns false if the frame was dropped because the queue is full.
     pub fn queue_frame(&mut self, frame: &[u8]) -> bool {
+        let queued = self.push_frame(frame);
+        if queued {
+            self.flush();
+        }
+        queued
+    }
+
+    /// Queues a whole frame without writing it (`flush` sends the batch).
+    /// Returns false if the frame was dropped because the queue is full.
+    pub fn push_frame(&mut self, frame: &[u8]) -> bool {
         if self.outbox.len() + frame.len() > MAX_QUEUE {
             self.dropped += 1;
             if self.dropped.is_power_of_two() {
@@ -222,7 +232,6 @@ impl Link {
             return false;
         }
         self.outbox.extend_from_slice(frame);
-        self.flush();
         true
     }
 

@@ -45,7 +45,9 @@ const FIRST_CONN: usize = 3;
 
 /// tungstenite's read buffer per connection: small, because idle
 /// connections dominate memory (its 128 KiB default costs ~135 KiB each).
-const READ_BUFFER: usize = 4096;
+/// Socket reads themselves go through a 64 KiB buffer shared by the
+/// worker's connections (see `stream.rs`), so this does not limit them.
+const READ_BUFFER: usize = 1024;
 /// Frames are gathered up to this many bytes before a socket write.
 const WRITE_BUFFER: usize = 64 * 1024;
 /// Output queued to one connection above which its reading pauses until
@@ -131,6 +133,8 @@ pub(crate) struct Worker {
     pending: std::collections::VecDeque<(RoomKey, Option<ConnId>, Message)>,
     /// Accepting resumed; accept between event batches.
     accept_pending: bool,
+    /// A local broadcast queued output for receivers this loop turn.
+    flush_pending: bool,
     now: Instant,
 }
 
@@ -191,6 +195,7 @@ impl Worker {
             resume: Vec::new(),
             pending: std::collections::VecDeque::new(),
             accept_pending: false,
+            flush_pending: false,
             now: Instant::now(),
         })
     }
@@ -199,7 +204,8 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         loop {
             self.now = Instant::now();
-            let timeout = if self.resume.is_empty() && !self.accept_pending {
+            let idle = self.resume.is_empty() && !self.accept_pending && !self.flush_pending;
+            let timeout = if idle {
                 self.timers.timeout(self.now)
             } else {
                 Some(Duration::ZERO)
@@ -216,7 +222,11 @@ impl Worker {
                     LISTENER => self.accept(),
                     SIGNALS => self.on_signals(),
                     RELAY => self.on_relay(event.is_readable(), event.is_writable()),
-                    Token(t) => self.drive(t - FIRST_CONN),
+                    Token(t) => {
+                        let slot = t - FIRST_CONN;
+                        self.arm(slot, !(event.is_read_closed() || event.is_error()));
+                        self.drive(slot)
+                    }
                 }
             }
             self.fire_timers();
@@ -234,11 +244,16 @@ impl Worker {
     /// per turn, so one busy peer cannot hold the loop), accepts after a
     /// slot freed, and broadcasts from `on_close`.
     fn run_deferred(&mut self) {
-        for slot in std::mem::take(&mut self.resume) {
-            self.drive(slot);
-        }
         while let Some((key, skip, message)) = self.pending.pop_front() {
             self.deliver(&key, skip, &message);
+            self.flush_pending = true;
+        }
+        if std::mem::take(&mut self.flush_pending) {
+            self.flush_queued();
+        }
+        for slot in std::mem::take(&mut self.resume) {
+            self.arm(slot, false);
+            self.drive(slot);
         }
         if std::mem::take(&mut self.accept_pending) {
             self.accept();
@@ -460,6 +475,18 @@ impl Worker {
             }
         }
         self.reschedule(slot);
+    }
+
+    /// A readiness event (or a resume) for `slot`: see `Stream::arm`.
+    fn arm(&mut self, slot: usize, short_read_ends: bool) {
+        let stream = match self.conn_mut(slot).map(|c| &mut c.phase) {
+            Some(Phase::Request { stream, .. })
+            | Some(Phase::Response { stream, .. })
+            | Some(Phase::Linger { stream }) => stream,
+            Some(Phase::Open(open)) => open.ws.get_mut(),
+            _ => return,
+        };
+        stream.arm(short_read_ends);
     }
 
     fn conn_mut(&mut self, slot: usize) -> Option<&mut Conn> {
@@ -750,6 +777,10 @@ impl Worker {
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => {
+                    // Replies queued before the close (and tungstenite's
+                    // close reply) are still sent.
+                    let _ = open.ws.flush();
+                    let _ = io::Write::flush(open.ws.get_mut());
                     self.remove(slot);
                     return;
                 }
@@ -897,6 +928,25 @@ impl Worker {
             return;
         };
         let len = message.len();
+        if open.ws.can_write() {
+            // Data frames bypass tungstenite's write buffer (which keeps
+            // its largest size for good): see `Stream::send_frame`.
+            let frame = match &message {
+                Message::Text(t) => Some((1, t.as_bytes())),
+                Message::Binary(b) => Some((2, &b[..])),
+                _ => None,
+            };
+            if let Some((opcode, payload)) = frame {
+                match open.ws.get_mut().send_frame(opcode, payload) {
+                    Ok(()) => open.count_frame(len),
+                    Err(e) => {
+                        debug!("send to {} failed: {e}", open.info.id);
+                        self.remove(slot);
+                    }
+                }
+                return;
+            }
+        }
         match open.ws.write(message) {
             Ok(()) => open.count_frame(len),
             Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => open.count_frame(len),
@@ -999,7 +1049,10 @@ impl Worker {
         if relay {
             self.publish(&key, skip, &message);
         }
+        // Receivers are flushed once at the end of this loop turn, so a
+        // burst of broadcasts costs one write per receiver.
         self.deliver(&key, skip, &message);
+        self.flush_pending = true;
     }
 
     /// Sends a broadcast to the other workers through the master.
@@ -1013,7 +1066,8 @@ impl Worker {
         }
     }
 
-    /// Sends `message` to the local connections matching `key`.
+    /// Queues `message` to the local connections matching `key`; the
+    /// caller flushes them (`flush_queued`).
     fn deliver(&mut self, key: &RoomKey, skip: Option<ConnId>, message: &Message) {
         let max = self.config.server.max_send_buffer as u64;
         for slot in 0..self.conns.len() {
@@ -1037,7 +1091,15 @@ impl Worker {
                 continue;
             }
             self.send(slot, message.clone());
-            self.flush(slot);
+        }
+    }
+
+    /// Flushes every open connection (a no-op without queued output).
+    fn flush_queued(&mut self) {
+        for slot in 0..self.conns.len() {
+            if let Some(Phase::Open(_)) = self.conns[slot].as_ref().map(|c| &c.phase) {
+                self.flush(slot);
+            }
         }
     }
 
@@ -1100,8 +1162,13 @@ impl Worker {
         }
         let mut incoming = Vec::new();
         let alive = link.receive(&mut incoming);
+        // One write per receiver for the whole batch, not per message.
+        let batch = !incoming.is_empty();
         for m in incoming {
             self.deliver(&m.key, m.skip, &m.message);
+        }
+        if batch {
+            self.flush_queued();
         }
         if !alive {
             // The master is gone; PDEATHSIG will end us, but do not spin.

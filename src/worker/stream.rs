@@ -18,6 +18,33 @@ pub enum Transport {
 pub struct Stream {
     transport: Transport,
     written: u64,
+    /// Plain TCP only: a read that returned less than asked for emptied
+    /// the socket's receive queue, so the next read would only say
+    /// WouldBlock; it does so without the syscall, until `arm`.
+    short_read_ends: bool,
+    drained: bool,
+    /// Bytes read from the socket that the caller did not take yet, and
+    /// how many of them it took since (freed once empty).
+    spill: Vec<u8>,
+    spill_pos: usize,
+    /// Output the socket did not take yet, in order (tungstenite's frames
+    /// and the worker's data frames alike); freed once sent.
+    out: Vec<u8>,
+}
+
+/// Data frames at least this large go to the socket straight from the
+/// message's buffer (one writev with the header) when nothing is queued;
+/// smaller ones are gathered in `out` and sent by `flush`.
+const DIRECT: usize = 4096;
+
+/// Plain reads smaller than this go through the worker's shared scratch
+/// buffer: the per-connection read buffer can stay small (idle
+/// connections dominate memory) while one syscall still takes everything
+/// the socket has.
+const SCRATCH: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Stream {
@@ -26,7 +53,125 @@ impl Stream {
         Stream {
             transport,
             written: 0,
+            short_read_ends: false,
+            drained: false,
+            spill: Vec::new(),
+            spill_pos: 0,
+            out: Vec::new(),
         }
+    }
+
+    /// Queues one final, unmasked data frame (opcode 1 text, 2 binary):
+    /// a large payload goes to the socket from `payload` itself when
+    /// nothing is waiting before it, so it is not copied unless the socket
+    /// is full. `flush` sends what is queued.
+    pub fn send_frame(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        let mut head = [0u8; 10];
+        head[0] = 0x80 | opcode;
+        let h = match payload.len() {
+            n if n < 126 => {
+                head[1] = n as u8;
+                2
+            }
+            n if n <= 0xffff => {
+                head[1] = 126;
+                head[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+                4
+            }
+            n => {
+                head[1] = 127;
+                head[2..10].copy_from_slice(&(n as u64).to_be_bytes());
+                10
+            }
+        };
+        let mut done = 0;
+        if self.out.is_empty() && payload.len() >= DIRECT {
+            let total = h + payload.len();
+            while done < total {
+                let r = if done < h {
+                    let bufs = [io::IoSlice::new(&head[done..h]), io::IoSlice::new(payload)];
+                    self.write_socket_vectored(&bufs)
+                } else {
+                    self.write_socket(&payload[done - h..])
+                };
+                match r {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let rest = h + payload.len() - done;
+        if rest > 0 && self.out.capacity() == 0 {
+            // One allocation for a burst of small frames, not a chain of
+            // reallocations (the buffer is freed once sent).
+            self.out.reserve(rest.max(4096));
+        }
+        if done < h {
+            self.out.extend_from_slice(&head[done..h]);
+            self.out.extend_from_slice(payload);
+        } else if done - h < payload.len() {
+            self.out.extend_from_slice(&payload[done - h..]);
+        }
+        Ok(())
+    }
+
+    /// Writes what the socket takes of `out`; WouldBlock if some is left.
+    fn flush_out(&mut self) -> io::Result<()> {
+        let mut done = 0;
+        let mut result = Ok(());
+        while done < self.out.len() {
+            let out = std::mem::take(&mut self.out);
+            let r = self.write_socket(&out[done..]);
+            self.out = out;
+            match r {
+                Ok(0) => {
+                    result = Err(io::ErrorKind::WriteZero.into());
+                    break;
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if done == self.out.len() {
+            self.out = Vec::new();
+        } else {
+            self.out.drain(..done);
+        }
+        result
+    }
+
+    fn write_socket(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match &mut self.transport {
+            Transport::Plain(s) => s.write(buf)?,
+            Transport::Tls(s) => s.write(buf)?,
+        };
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn write_socket_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = match &mut self.transport {
+            Transport::Plain(s) => s.write_vectored(bufs)?,
+            Transport::Tls(s) => s.write_vectored(bufs)?,
+        };
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    /// Called for each readiness event: reads go to the socket again.
+    /// `short_read_ends` must be false when the event reported EOF or an
+    /// error (a short read then does not mean more is to come with a new
+    /// event), or when the readiness edge may have been spent earlier.
+    pub fn arm(&mut self, short_read_ends: bool) {
+        self.short_read_ends = short_read_ends;
+        self.drained = false;
     }
 
     /// Total bytes the transport accepted for sending.
@@ -60,32 +205,73 @@ impl AsRawFd for Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.transport {
-            Transport::Plain(s) => s.read(buf),
+            Transport::Plain(s) => {
+                if self.spill_pos < self.spill.len() {
+                    let rest = &self.spill[self.spill_pos..];
+                    let n = rest.len().min(buf.len());
+                    buf[..n].copy_from_slice(&rest[..n]);
+                    self.spill_pos += n;
+                    if self.spill_pos == self.spill.len() {
+                        self.spill = Vec::new();
+                        self.spill_pos = 0;
+                    }
+                    return Ok(n);
+                }
+                if self.drained {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                if buf.len() >= SCRATCH {
+                    let n = s.read(buf)?;
+                    if self.short_read_ends && n > 0 && n < buf.len() {
+                        self.drained = true;
+                    }
+                    return Ok(n);
+                }
+                SCRATCH_BUF.with(|scratch| {
+                    let mut scratch = scratch.borrow_mut();
+                    if scratch.len() < SCRATCH {
+                        scratch.resize(SCRATCH, 0);
+                    }
+                    let got = s.read(&mut scratch[..])?;
+                    if self.short_read_ends && got > 0 && got < SCRATCH {
+                        self.drained = true;
+                    }
+                    let n = got.min(buf.len());
+                    buf[..n].copy_from_slice(&scratch[..n]);
+                    if got > n {
+                        self.spill = scratch[n..got].to_vec();
+                        self.spill_pos = 0;
+                    }
+                    Ok(n)
+                })
+            }
             Transport::Tls(s) => s.read(buf),
         }
     }
 }
 
 impl Write for Stream {
+    /// Takes everything, always: what the socket does not accept now is
+    /// queued behind what is already waiting. tungstenite (pongs, pings,
+    /// close frames) therefore never holds a partly written frame that a
+    /// data frame from `send_frame` could cut into; `flush` reports
+    /// `WouldBlock` while anything is queued.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = match &mut self.transport {
-            Transport::Plain(s) => s.write(buf)?,
-            Transport::Tls(s) => s.write(buf)?,
-        };
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        let n = match &mut self.transport {
-            Transport::Plain(s) => s.write_vectored(bufs)?,
-            Transport::Tls(s) => s.write_vectored(bufs)?,
-        };
-        self.written += n as u64;
-        Ok(n)
+        let mut done = 0;
+        if self.out.is_empty() {
+            done = match self.write_socket(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                Err(e) => return Err(e),
+            };
+        }
+        self.out.extend_from_slice(&buf[done..]);
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.flush_out()?;
         match &mut self.transport {
             Transport::Plain(s) => s.flush(),
             Transport::Tls(s) => s.flush(),
