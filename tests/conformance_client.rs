@@ -3,6 +3,9 @@
 //! fail-fast UTF-8, close codes when the server breaks the protocol,
 //! control frames between fragments, frames split byte by byte.
 
+#[path = "common/frames.rs"]
+mod frames;
+use frames::{server_frame as frame, CLOSE, CONT, PING, PONG, TEXT};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread::JoinHandle;
@@ -12,30 +15,6 @@ use wssd::client::{Client, ClientConfig, ClientError, Message};
 
 /// How long anything may take on a slow, loaded machine.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-const TEXT: u8 = 0x1;
-const CONT: u8 = 0x0;
-const CLOSE: u8 = 0x8;
-const PING: u8 = 0x9;
-const PONG: u8 = 0xa;
-
-/// An unmasked server frame.
-fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![(u8::from(fin) << 7) | opcode];
-    match payload.len() {
-        n if n < 126 => out.push(n as u8),
-        n if n < 65536 => {
-            out.push(126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(payload);
-    out
-}
 
 /// The server side of one connection.
 struct Peer {

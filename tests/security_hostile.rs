@@ -3,35 +3,11 @@
 //! daemon keeps serving everyone else.
 
 mod common;
+use common::frames::raw_frame as frame;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use tungstenite::Message;
-
-/// One frame: FIN, RSV bits (0–7), opcode, masked or not, payload.
-fn frame(fin: bool, rsv: u8, opcode: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![(u8::from(fin) << 7) | (rsv << 4) | opcode];
-    let m = if masked { 0x80 } else { 0 };
-    match payload.len() {
-        n @ 0..=125 => f.push(m | n as u8),
-        n @ 126..=65535 => {
-            f.push(m | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(m | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    let key = [0x12, 0x34, 0x56, 0x78];
-    if masked {
-        f.extend_from_slice(&key);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    } else {
-        f.extend_from_slice(payload);
-    }
-    f
-}
 
 fn text(fin: bool, payload: &[u8]) -> Vec<u8> {
     frame(fin, 0, 0x1, true, payload)

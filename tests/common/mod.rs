@@ -2,6 +2,8 @@
 //! its log, find its workers, and stop everything on drop.
 #![allow(dead_code)]
 
+pub mod frames;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
