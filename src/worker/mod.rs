@@ -98,9 +98,8 @@ enum TimerKey {
 /// A broadcast waiting for its turn (`broadcast_many` with a delay).
 struct Delayed {
     id: u64,
-    origin: ConnInfo,
-    scope: Scope,
-    skip_self: bool,
+    key: RoomKey,
+    skip: Option<ConnId>,
     messages: std::collections::VecDeque<Message>,
     delay: Duration,
 }
@@ -891,8 +890,8 @@ impl Worker {
                     message,
                     skip_self,
                 } => {
-                    if let Some(origin) = self.info(slot) {
-                        self.broadcast(&origin, scope, skip_self, message, true);
+                    if let Some((key, skip)) = self.target(slot, scope, skip_self) {
+                        self.broadcast(key, skip, message);
                     }
                 }
                 Action::BroadcastMany {
@@ -901,8 +900,8 @@ impl Worker {
                     delay,
                     skip_self,
                 } => {
-                    if let Some(origin) = self.info(slot) {
-                        self.schedule_many(origin, scope, skip_self, messages, delay);
+                    if let Some((key, skip)) = self.target(slot, scope, skip_self) {
+                        self.schedule_many(key, skip, messages, delay);
                     }
                 }
             }
@@ -910,14 +909,24 @@ impl Worker {
         self.actions = actions;
     }
 
-    fn info(&self, slot: usize) -> Option<ConnInfo> {
+    /// Who a broadcast from the connection in `slot` is for: the room key
+    /// of `scope` and, for "others", the sender to skip.
+    fn target(
+        &self,
+        slot: usize,
+        scope: Scope,
+        skip_self: bool,
+    ) -> Option<(RoomKey, Option<ConnId>)> {
         match self
             .conns
             .get(slot)
             .and_then(Option::as_ref)
             .map(|c| &c.phase)
         {
-            Some(Phase::Open(open)) => Some(open.info.clone()),
+            Some(Phase::Open(open)) => Some((
+                RoomKey::of(&open.info, scope),
+                skip_self.then_some(open.info.id),
+            )),
             _ => None,
         }
     }
@@ -1030,25 +1039,14 @@ impl Worker {
 
     // ---- broadcast ----
 
-    /// Delivers `message` to the local connections in `scope` of `origin`
-    /// and, when `relay` is set, to the other workers.
-    pub(crate) fn broadcast(
-        &mut self,
-        origin: &ConnInfo,
-        scope: Scope,
-        skip_self: bool,
-        message: Message,
-        relay: bool,
-    ) {
+    /// Delivers `message` to the local connections matching `key` (but
+    /// `skip`) and, through the master, to the other workers.
+    fn broadcast(&mut self, key: RoomKey, skip: Option<ConnId>, message: Message) {
         if !matches!(message, Message::Text(_) | Message::Binary(_)) {
             debug!("only text and binary messages can be broadcast; dropped");
             return;
         }
-        let key = RoomKey::of(origin, scope);
-        let skip = skip_self.then_some(origin.id);
-        if relay {
-            self.publish(&key, skip, &message);
-        }
+        self.publish(&key, skip, &message);
         // Receivers are flushed once at the end of this loop turn, so a
         // burst of broadcasts costs one write per receiver.
         self.deliver(&key, skip, &message);
@@ -1105,9 +1103,8 @@ impl Worker {
 
     fn schedule_many(
         &mut self,
-        origin: ConnInfo,
-        scope: Scope,
-        skip_self: bool,
+        key: RoomKey,
+        skip: Option<ConnId>,
         messages: Vec<Message>,
         delay: Duration,
     ) {
@@ -1115,7 +1112,7 @@ impl Worker {
         let Some(first) = queue.pop_front() else {
             return;
         };
-        self.broadcast(&origin, scope, skip_self, first, true);
+        self.broadcast(key.clone(), skip, first);
         if queue.is_empty() {
             return;
         }
@@ -1123,9 +1120,8 @@ impl Worker {
         let id = self.next_delayed;
         self.delayed.push(Delayed {
             id,
-            origin,
-            scope,
-            skip_self,
+            key,
+            skip,
             messages: queue,
             delay,
         });
@@ -1141,13 +1137,13 @@ impl Worker {
             return;
         };
         let d = &self.delayed[pos];
-        let (origin, scope, skip_self, delay) = (d.origin.clone(), d.scope, d.skip_self, d.delay);
-        if self.delayed[pos].messages.is_empty() {
+        let (key, skip, delay) = (d.key.clone(), d.skip, d.delay);
+        if d.messages.is_empty() {
             self.delayed.swap_remove(pos);
         } else {
             self.timers.push(self.now + delay, TimerKey::Delayed(id));
         }
-        self.broadcast(&origin, scope, skip_self, message, true);
+        self.broadcast(key, skip, message);
     }
 
     fn on_relay(&mut self, readable: bool, writable: bool) {
