@@ -713,7 +713,7 @@ impl Worker {
     }
 
     fn linger(&mut self, slot: usize, mut stream: Stream) {
-        stream.shutdown_write();
+        stream.close_write();
         let until = self.now + CLOSE_GRACE;
         if let Some(c) = self.conn_mut(slot) {
             c.linger_until = Some(until);
@@ -723,7 +723,11 @@ impl Worker {
 
     fn step_linger(&mut self, slot: usize) -> bool {
         let done = match self.conn_mut(slot).map(|c| &mut c.phase) {
-            Some(Phase::Linger { stream }) => !matches!(conn::discard(stream), Ok(false)),
+            Some(Phase::Linger { stream }) => {
+                // Our last words may still be queued behind a full socket.
+                stream.close_write();
+                !matches!(conn::discard(stream), Ok(false))
+            }
             _ => false,
         };
         if done {

@@ -30,6 +30,8 @@ pub struct Stream {
     /// Output the socket did not take yet, in order (tungstenite's frames
     /// and the worker's data frames alike); freed once sent.
     out: Vec<u8>,
+    /// The sending half is shut down (see `close_write`).
+    write_shut: bool,
 }
 
 /// Data frames at least this large go to the socket straight from the
@@ -58,6 +60,7 @@ impl Stream {
             spill: Vec::new(),
             spill_pos: 0,
             out: Vec::new(),
+            write_shut: false,
         }
     }
 
@@ -185,6 +188,26 @@ impl Stream {
             Transport::Plain(s) => s,
             Transport::Tls(s) => s.get_ref(),
         }
+    }
+
+    /// Sends what is still queued and then shuts down the sending half;
+    /// true once that is done. Call again on later readiness events until
+    /// it is: a close frame or error response queued behind a full socket
+    /// is not thrown away.
+    pub fn close_write(&mut self) -> bool {
+        if self.write_shut {
+            return true;
+        }
+        if !self.out.is_empty() {
+            match self.flush_out() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(_) => self.out = Vec::new(), // the peer is gone anyway
+                Ok(()) => {}
+            }
+        }
+        self.shutdown_write();
+        self.write_shut = true;
+        true
     }
 
     /// Shuts down the sending half (after a TLS close_notify, for TLS).
