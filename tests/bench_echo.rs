@@ -4,22 +4,11 @@
 
 mod bench_support;
 
-use bench_support::{closed_port, run_bench, BenchRun, Json, Server};
-
-/// Sum of the `per_connection` list.
-fn per_connection_sum(j: &Json) -> u64 {
-    j.get("per_connection").array().iter().map(Json::u64).sum()
-}
+use bench_support::{closed_port, per_connection_sum, run_bench, BenchRun, Json, Server};
 
 /// Asserts the run finished cleanly with consistent echo counts.
 fn assert_clean_echo(run: &BenchRun, connections: u64) -> Json {
-    assert_eq!(
-        run.status, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    let j = run.json();
-    assert_eq!(j.get("errors").u64(), 0, "{j:?}");
+    let j = run.clean_json();
     assert_eq!(j.get("connected").u64(), connections);
     let messages = j.get("messages").u64();
     assert!(messages > 0, "no message completed: {j:?}");

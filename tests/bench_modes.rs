@@ -3,25 +3,14 @@
 
 mod bench_support;
 
-use bench_support::{run_bench, Json, Server};
-
-/// Sum of the `per_connection` list.
-fn per_connection_sum(j: &Json) -> u64 {
-    j.get("per_connection").array().iter().map(Json::u64).sum()
-}
+use bench_support::{per_connection_sum, run_bench, Json, Server};
 
 #[test]
 fn handshake_mode_counts_handshakes() {
     let server = Server::start(&[]);
     let url = server.url("/");
     let run = run_bench(&[&url, "-c", "3", "-d", "1", "-m", "handshake", "--json"]);
-    assert_eq!(
-        run.status, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    let j = run.json();
-    assert_eq!(j.get("errors").u64(), 0);
+    let j = run.clean_json();
     let handshakes = j.get("handshakes").u64();
     assert!(handshakes > 0, "{j:?}");
     assert_eq!(handshakes, per_connection_sum(&j));
@@ -38,13 +27,7 @@ fn idle_mode_holds_connections_and_reports_memory() {
     let run = run_bench(&[
         &url, "-c", "50", "-d", "1", "-m", "idle", "--pid", &pid, "--json",
     ]);
-    assert_eq!(
-        run.status, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    let j = run.json();
-    assert_eq!(j.get("errors").u64(), 0);
+    let j = run.clean_json();
     assert_eq!(j.get("connected").u64(), 50);
     assert_eq!(j.get("messages").u64(), 50);
     assert!(
@@ -63,13 +46,7 @@ fn broadcast_mode_counts_deliveries() {
     let server = Server::start(&["--broadcast"]);
     let url = server.url("/room-a");
     let run = run_bench(&[&url, "-c", "5", "-d", "1", "-m", "broadcast", "--json"]);
-    assert_eq!(
-        run.status, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    let j = run.json();
-    assert_eq!(j.get("errors").u64(), 0);
+    let j = run.clean_json();
     let b = j.get("broadcast");
     let sent = b.get("messages_sent").u64();
     assert!(sent > 0, "{j:?}");
@@ -118,13 +95,7 @@ fn broadcast_with_excluded_sender() {
         "2",
         "--json",
     ]);
-    assert_eq!(
-        run.status, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    let j = run.json();
-    assert_eq!(j.get("errors").u64(), 0);
+    let j = run.clean_json();
     let b = j.get("broadcast");
     let sent = b.get("messages_sent").u64();
     assert!(sent > 0, "{j:?}");
@@ -145,12 +116,6 @@ fn idle_connections_answer_pings() {
     let server = Server::start(&["--ping-interval", "0.2", "--ping-timeout", "1"]);
     let url = server.url("/");
     let run = run_bench(&[&url, "-c", "10", "-d", "3", "-m", "idle", "--json"]);
-    assert_eq!(
-        run.status, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    let j = run.json();
-    assert_eq!(j.get("errors").u64(), 0);
+    let j = run.clean_json();
     assert_eq!(j.get("connected").u64(), 10);
 }

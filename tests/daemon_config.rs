@@ -65,8 +65,10 @@ fn missing_file_exits_2() {
 #[test]
 fn check_validates_without_serving() {
     let dir = TempDir::new();
-    // A fixed port that would fail to bind twice: --check must not bind it.
-    let good = dir.write("good.toml", &config("", ECHO));
+    // A port this test holds: --check succeeds only if it does not bind.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let good = dir.write("good.toml", &config("", ECHO).replace("127.0.0.1:0", &addr));
     let (code, out, _) = run(&["--check", "--config", good.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert!(out.contains("valid"), "{out}");

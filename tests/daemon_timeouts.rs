@@ -34,8 +34,15 @@ fn silent_tcp_connection_is_closed_after_handshake_timeout() {
 }
 
 #[test]
-fn idle_connection_is_closed_and_active_one_is_not() {
+fn idle_connection_is_closed_with_1001_and_the_daemon_serves_on() {
+    // (A peer that stays active is kept: see security_limits'
+    // idle_peer_that_ignores_pings_is_closed_but_one_that_answers_is_not.)
     let d = Daemon::start(&config("idle_timeout = \"1s\"", ECHO));
     let mut idle = connect(&d.url("/echo"));
     assert_eq!(read_close_code(&mut idle), Some(1001));
+    d.wait_log_contains("idle; closing it");
+    echo(
+        &mut connect(&d.url("/echo")),
+        Message::text("still serving"),
+    );
 }

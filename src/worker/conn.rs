@@ -73,8 +73,8 @@ pub(super) struct Open {
     pub ping_sent: bool,
     /// When we started the close handshake, if we did.
     pub closing_since: Option<Instant>,
-    /// Bytes of frames handed to tungstenite for sending.
-    pub queued_total: u64,
+    /// Queued for a flush at the end of this loop turn (broadcasts).
+    pub flush_due: bool,
     /// The peer's close code and reason, once its close frame arrived.
     pub peer_close: Option<(CloseCode, String)>,
     /// Reads are paused while output waits for the socket (backpressure).
@@ -82,20 +82,11 @@ pub(super) struct Open {
 }
 
 impl Open {
-    /// Bytes handed to tungstenite but not yet accepted by the kernel.
-    pub fn queued(&self) -> u64 {
-        self.queued_total
-            .saturating_sub(self.ws.get_ref().written())
-    }
-
-    /// Counts a frame with `payload` bytes as queued.
-    pub fn count_frame(&mut self, payload: usize) {
-        let header = match payload {
-            0..=125 => 2,
-            126..=65535 => 4,
-            _ => 10,
-        };
-        self.queued_total += (payload + header) as u64;
+    /// Bytes waiting to be sent to this peer. Data frames bypass
+    /// tungstenite's buffer and everything tungstenite writes is taken by
+    /// the stream, so the stream's queue is the whole backlog.
+    pub fn queued(&self) -> usize {
+        self.ws.get_ref().queued()
     }
 }
 

@@ -52,7 +52,7 @@ const READ_BUFFER: usize = 1024;
 const WRITE_BUFFER: usize = 64 * 1024;
 /// Output queued to one connection above which its reading pauses until
 /// the socket takes it: a client cannot grow its own queue by not reading.
-const PAUSE_QUEUED: u64 = 256 * 1024;
+const PAUSE_QUEUED: usize = 256 * 1024;
 /// Messages read from one connection before the others get a turn.
 const READ_BUDGET: usize = 256;
 
@@ -132,8 +132,8 @@ pub(crate) struct Worker {
     pending: std::collections::VecDeque<(RoomKey, Option<ConnId>, Message)>,
     /// Accepting resumed; accept between event batches.
     accept_pending: bool,
-    /// A local broadcast queued output for receivers this loop turn.
-    flush_pending: bool,
+    /// Receivers a broadcast queued output for this loop turn.
+    flush_due: Vec<usize>,
     now: Instant,
 }
 
@@ -194,7 +194,7 @@ impl Worker {
             resume: Vec::new(),
             pending: std::collections::VecDeque::new(),
             accept_pending: false,
-            flush_pending: false,
+            flush_due: Vec::new(),
             now: Instant::now(),
         })
     }
@@ -203,7 +203,7 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         loop {
             self.now = Instant::now();
-            let idle = self.resume.is_empty() && !self.accept_pending && !self.flush_pending;
+            let idle = self.resume.is_empty() && !self.accept_pending && self.flush_due.is_empty();
             let timeout = if idle {
                 self.timers.timeout(self.now)
             } else {
@@ -245,11 +245,8 @@ impl Worker {
     fn run_deferred(&mut self) {
         while let Some((key, skip, message)) = self.pending.pop_front() {
             self.deliver(&key, skip, &message);
-            self.flush_pending = true;
         }
-        if std::mem::take(&mut self.flush_pending) {
-            self.flush_queued();
-        }
+        self.flush_queued();
         for slot in std::mem::take(&mut self.resume) {
             self.arm(slot, false);
             self.drive(slot);
@@ -687,10 +684,7 @@ impl Worker {
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(WRITE_BUFFER)
             .max_message_size(Some(up.max_message_size))
-            .max_frame_size(Some(s.max_frame_size.min(up.max_message_size)))
-            // A hard backstop behind the queue accounting: a connection
-            // whose output passes this is dropped (WriteBufferFull).
-            .max_write_buffer_size(s.max_send_buffer + up.max_message_size + 2 * WRITE_BUFFER);
+            .max_frame_size(Some(s.max_frame_size.min(up.max_message_size)));
         let stream = TextChecked::frames(stream, &up.leftover);
         let ws = WebSocket::from_partially_read(stream, up.leftover, Role::Server, Some(config));
         let open = Open {
@@ -700,7 +694,7 @@ impl Worker {
             last_rx: self.now,
             ping_sent: false,
             closing_since: None,
-            queued_total: 0,
+            flush_due: false,
             peer_close: None,
             read_paused: false,
         };
@@ -935,12 +929,25 @@ impl Worker {
         }
     }
 
-    /// Queues a message to one connection (flushed later).
+    /// Queues a message to one connection (flushed later). A connection
+    /// whose backlog would pass `max_send_buffer` plus one largest message
+    /// is dropped: the hard bound behind read pausing and the broadcast
+    /// check, for handlers that send many messages in one callback.
     fn send(&mut self, slot: usize, message: Message) {
+        let limit = self.config.server.max_send_buffer + self.config.server.max_message_size;
         let Some(Phase::Open(open)) = self.conn_mut(slot).map(|c| &mut c.phase) else {
             return;
         };
-        let len = message.len();
+        if open.queued() + message.len() > limit {
+            warn!(
+                "connection {} from {}: {} bytes queued, over max_send_buffer + max_message_size; disconnecting it",
+                open.info.id,
+                open.info.peer,
+                open.queued()
+            );
+            self.remove(slot);
+            return;
+        }
         if open.ws.can_write() {
             // Data frames bypass tungstenite's write buffer (which keeps
             // its largest size for good): see `Stream::send_frame`.
@@ -951,7 +958,7 @@ impl Worker {
             };
             if let Some((opcode, payload)) = frame {
                 match open.ws.get_mut().send_frame(opcode, payload) {
-                    Ok(()) => open.count_frame(len),
+                    Ok(()) => {}
                     Err(e) => {
                         debug!("send to {} failed: {e}", open.info.id);
                         self.remove(slot);
@@ -961,8 +968,8 @@ impl Worker {
             }
         }
         match open.ws.write(message) {
-            Ok(()) => open.count_frame(len),
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => open.count_frame(len),
+            Ok(()) => {}
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(WsError::Protocol(ProtocolError::SendAfterClosing))
             | Err(WsError::AlreadyClosed) => {}
             Err(e) => {
@@ -1023,10 +1030,6 @@ impl Worker {
         };
         match open.ws.flush() {
             Ok(()) => {
-                // Everything handed over is written: resynchronise the count
-                // (pongs and close frames tungstenite writes itself are not
-                // counted going in, only coming out).
-                open.queued_total = open.ws.get_ref().written();
                 if open.read_paused {
                     // Input may have waited while we were paused, and its
                     // readiness edge is spent: read it after this event.
@@ -1054,7 +1057,6 @@ impl Worker {
         // Receivers are flushed once at the end of this loop turn, so a
         // burst of broadcasts costs one write per receiver.
         self.deliver(&key, skip, &message);
-        self.flush_pending = true;
     }
 
     /// Sends a broadcast to the other workers through the master.
@@ -1071,7 +1073,7 @@ impl Worker {
     /// Queues `message` to the local connections matching `key`; the
     /// caller flushes them (`flush_queued`).
     fn deliver(&mut self, key: &RoomKey, skip: Option<ConnId>, message: &Message) {
-        let max = self.config.server.max_send_buffer as u64;
+        let max = self.config.server.max_send_buffer;
         for slot in 0..self.conns.len() {
             let Some(Phase::Open(open)) = self.conns[slot].as_ref().map(|c| &c.phase) else {
                 continue;
@@ -1093,13 +1095,19 @@ impl Worker {
                 continue;
             }
             self.send(slot, message.clone());
+            if let Some(Phase::Open(open)) = self.conn_mut(slot).map(|c| &mut c.phase) {
+                if !std::mem::replace(&mut open.flush_due, true) {
+                    self.flush_due.push(slot);
+                }
+            }
         }
     }
 
-    /// Flushes every open connection (a no-op without queued output).
+    /// Flushes the receivers of this turn's broadcasts, once each.
     fn flush_queued(&mut self) {
-        for slot in 0..self.conns.len() {
-            if let Some(Phase::Open(_)) = self.conns[slot].as_ref().map(|c| &c.phase) {
+        for slot in std::mem::take(&mut self.flush_due) {
+            if let Some(Phase::Open(open)) = self.conn_mut(slot).map(|c| &mut c.phase) {
+                open.flush_due = false;
                 self.flush(slot);
             }
         }
@@ -1162,13 +1170,10 @@ impl Worker {
         }
         let mut incoming = Vec::new();
         let alive = link.receive(&mut incoming);
-        // One write per receiver for the whole batch, not per message.
-        let batch = !incoming.is_empty();
+        // Receivers are flushed once at the end of the loop turn
+        // (`run_deferred`): one write each for the whole batch.
         for m in incoming {
             self.deliver(&m.key, m.skip, &m.message);
-        }
-        if batch {
-            self.flush_queued();
         }
         if !alive {
             // The master is gone; PDEATHSIG will end us, but do not spin.

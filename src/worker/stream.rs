@@ -14,10 +14,9 @@ pub enum Transport {
     Tls(Box<native_tls::TlsStream<TcpStream>>),
 }
 
-/// A transport plus a count of bytes written through it.
+/// A transport plus the output the socket has not taken yet.
 pub struct Stream {
     transport: Transport,
-    written: u64,
     /// Plain TCP only: a read that returned less than asked for emptied
     /// the socket's receive queue, so the next read would only say
     /// WouldBlock; it does so without the syscall, until `arm`.
@@ -54,7 +53,6 @@ impl Stream {
     pub fn new(transport: Transport) -> Stream {
         Stream {
             transport,
-            written: 0,
             short_read_ends: false,
             drained: false,
             spill: Vec::new(),
@@ -155,7 +153,6 @@ impl Stream {
             Transport::Plain(s) => s.write(buf)?,
             Transport::Tls(s) => s.write(buf)?,
         };
-        self.written += n as u64;
         Ok(n)
     }
 
@@ -164,7 +161,6 @@ impl Stream {
             Transport::Plain(s) => s.write_vectored(bufs)?,
             Transport::Tls(s) => s.write_vectored(bufs)?,
         };
-        self.written += n as u64;
         Ok(n)
     }
 
@@ -177,9 +173,9 @@ impl Stream {
         self.drained = false;
     }
 
-    /// Total bytes the transport accepted for sending.
-    pub fn written(&self) -> u64 {
-        self.written
+    /// Bytes queued for the socket and not sent yet.
+    pub fn queued(&self) -> usize {
+        self.out.len()
     }
 
     /// The TCP socket under the transport.

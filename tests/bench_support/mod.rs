@@ -118,6 +118,19 @@ pub struct BenchRun {
 }
 
 impl BenchRun {
+    /// Asserts a clean run (exit 0, no errors counted) and returns its
+    /// `--json` object.
+    pub fn clean_json(&self) -> Json {
+        assert_eq!(
+            self.status, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        let j = self.json();
+        assert_eq!(j.get("errors").u64(), 0, "{j:?}");
+        j
+    }
+
     /// Parses stdout as the `--json` object.
     pub fn json(&self) -> Json {
         Json::parse(self.stdout.trim()).unwrap_or_else(|e| {
@@ -127,6 +140,11 @@ impl BenchRun {
             )
         })
     }
+}
+
+/// Sum of the `per_connection` list of a `--json` report.
+pub fn per_connection_sum(j: &Json) -> u64 {
+    j.get("per_connection").array().iter().map(Json::u64).sum()
 }
 
 /// Collects a pipe on a thread.
