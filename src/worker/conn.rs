@@ -1,93 +1,37 @@
 //! One client connection's life cycle, as an explicit state machine:
 //!
 //! ```text
-//! TlsHandshake ─► Request ─► Response ─┬─► Open ─► (closed, removed)
-//!                    │                 └─► Linger ─► (removed)
-//!                    └─ (garbage, timeout) ─► Response(error) ─► Linger
+//! Upgrading (TLS ─► Request ─► Response) ─┬─► Open ─► (closed, removed)
+//!                                         └─► Linger ─► (removed)
+//! Open ─(protocol error)─► Linger ─► (removed)
 //! ```
 //!
-//! `Request` collects the HTTP head without blocking; `Response` writes the
-//! 101 (or an error status) as the socket allows; `Open` is a tungstenite
-//! WebSocket; `Linger` discards input after we have said our last word so
-//! that closing the socket does not reset it before the peer has read that
-//! word.
+//! `Upgrading` is `upgrade.rs`, `Open` is a `session::Session`; `Linger`
+//! discards input after we have said our last word so that closing the
+//! socket does not reset it before the peer has read that word. The
+//! connection's deadlines, in every state, are computed by one
+//! [`Deadlines`] value.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::WebSocket;
-
+use super::session::Session;
 use super::stream::Stream;
-use crate::handler::ConnInfo;
-use crate::textcheck::TextChecked;
+use super::upgrade::Upgrading;
+use crate::config::ServerConfig;
 
 /// How long we wait for a close reply, or linger after a refusal.
 pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// The phases of a connection; see the module documentation.
-pub(super) enum Phase {
-    /// A TLS handshake in progress.
-    TlsHandshake(Box<native_tls::MidHandshakeTlsStream<mio::net::TcpStream>>),
-    /// Collecting the HTTP request head.
-    Request { stream: Stream, buf: Vec<u8> },
-    /// Writing an HTTP response; `upgrade` is `Some` for a 101.
-    Response {
-        stream: Stream,
-        out: Vec<u8>,
-        pos: usize,
-        upgrade: Option<Box<Upgrade>>,
-    },
+/// Where a connection is in its life; see the module documentation.
+pub(super) enum State {
+    /// TLS handshake, HTTP request, HTTP response.
+    Upgrading(Upgrading),
     /// A WebSocket.
-    Open(Box<Open>),
+    Open(Box<Session>),
     /// Discarding input until EOF or the linger deadline.
-    Linger { stream: Stream },
-    /// Placeholder while a phase is being replaced.
-    Gone,
-}
-
-/// What becomes of a connection once its 101 response is written.
-pub(super) struct Upgrade {
-    /// What the handler will see.
-    pub info: ConnInfo,
-    /// Index of the route (and its handler).
-    pub route: usize,
-    /// Bytes that arrived after the request head: the first frames.
-    pub leftover: Vec<u8>,
-    /// The route's message size limit.
-    pub max_message_size: usize,
-}
-
-/// An open WebSocket and its bookkeeping.
-pub(super) struct Open {
-    /// The protocol state over the stream (whose text messages are
-    /// checked for UTF-8 as they arrive).
-    pub ws: WebSocket<TextChecked<Stream>>,
-    /// What the handler sees.
-    pub info: ConnInfo,
-    /// Index of the route (and its handler).
-    pub route: usize,
-    /// When the peer last sent a frame; drives idle pings and timeouts.
-    pub last_rx: Instant,
-    /// Whether we pinged since `last_rx`.
-    pub ping_sent: bool,
-    /// When we started the close handshake, if we did.
-    pub closing_since: Option<Instant>,
-    /// Queued for a flush at the end of this loop turn (broadcasts).
-    pub flush_due: bool,
-    /// The peer's close code and reason, once its close frame arrived.
-    pub peer_close: Option<(CloseCode, String)>,
-    /// Reads are paused while output waits for the socket (backpressure).
-    pub read_paused: bool,
-}
-
-impl Open {
-    /// Bytes waiting to be sent to this peer. Data frames bypass
-    /// tungstenite's buffer and everything tungstenite writes is taken by
-    /// the stream, so the stream's queue is the whole backlog.
-    pub fn queued(&self) -> usize {
-        self.ws.get_ref().queued()
-    }
+    Linger(Linger),
 }
 
 /// One connection of a worker.
@@ -98,62 +42,80 @@ pub(super) struct Conn {
     pub peer: std::net::SocketAddr,
     /// When it was accepted; bounds the handshake.
     pub accepted: Instant,
-    /// Where it is in its life.
-    pub phase: Phase,
     /// The deadline currently in the worker's timer heap for it, if any.
     pub scheduled: Option<Instant>,
-    /// When a lingering or refused connection is dropped at the latest.
-    pub linger_until: Option<Instant>,
+    /// Where it is in its life.
+    pub state: State,
 }
 
-/// How reading a request head ended.
-pub(super) enum HeadRead {
-    /// The socket has no more bytes for now.
-    WouldBlock,
-    /// The peer closed its side.
-    Eof,
-    /// More than `limit` bytes arrived; stop reading.
-    Full,
-}
-
-/// Reads into `buf` until the socket would block, the peer closes, or
-/// `buf` holds more than `limit` bytes.
-pub(super) fn read_head(
-    stream: &mut Stream,
-    buf: &mut Vec<u8>,
-    limit: usize,
-) -> io::Result<HeadRead> {
-    let mut chunk = [0u8; 4096];
-    loop {
-        if buf.len() > limit {
-            return Ok(HeadRead::Full);
+impl Conn {
+    /// The socket's descriptor.
+    pub fn fd(&self) -> RawFd {
+        match &self.state {
+            State::Upgrading(u) => u.fd(),
+            State::Open(s) => s.stream().as_raw_fd(),
+            State::Linger(l) => l.stream.as_raw_fd(),
         }
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(HeadRead::Eof),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(HeadRead::WouldBlock),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+    }
+
+    /// A readiness event (or a resume) arrived: see `Stream::arm`.
+    pub fn arm(&mut self, short_read_ends: bool) {
+        let stream = match &mut self.state {
+            State::Upgrading(u) => u.stream_mut(),
+            State::Open(s) => Some(s.stream_mut()),
+            State::Linger(l) => Some(&mut l.stream),
+        };
+        if let Some(stream) = stream {
+            stream.arm(short_read_ends);
+        }
+    }
+
+    /// The session, if the connection is open.
+    pub fn session(&self) -> Option<&Session> {
+        match &self.state {
+            State::Open(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The session, if the connection is open.
+    pub fn session_mut(&mut self) -> Option<&mut Session> {
+        match &mut self.state {
+            State::Open(s) => Some(s),
+            _ => None,
         }
     }
 }
 
-/// Writes `out[*pos..]`; `Ok(true)` once all of it is written.
-pub(super) fn write_out(stream: &mut Stream, out: &[u8], pos: &mut usize) -> io::Result<bool> {
-    while *pos < out.len() {
-        match stream.write(&out[*pos..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => *pos += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+/// A connection that has said its last word: the write side is shut
+/// (once what is queued is sent) and input is discarded until the peer
+/// closes or `until` passes.
+pub(super) struct Linger {
+    stream: Stream,
+    until: Instant,
+}
+
+impl Linger {
+    /// Starts lingering on `stream`.
+    pub fn new(mut stream: Stream, now: Instant) -> Linger {
+        stream.close_write();
+        Linger {
+            stream,
+            until: now + CLOSE_GRACE,
         }
     }
-    Ok(true)
+
+    /// Sends what is still queued, discards input; true once the peer has
+    /// closed (or the socket failed): the connection is done.
+    pub fn step(&mut self) -> bool {
+        // Our last words may still be queued behind a full socket.
+        self.stream.close_write();
+        !matches!(discard(&mut self.stream), Ok(false))
+    }
 }
 
 /// Reads and drops input; `Ok(true)` once the peer has closed.
-pub(super) fn discard(stream: &mut Stream) -> io::Result<bool> {
+fn discard(stream: &mut Stream) -> io::Result<bool> {
     let mut chunk = [0u8; 4096];
     loop {
         match stream.read(&mut chunk) {
@@ -163,5 +125,85 @@ pub(super) fn discard(stream: &mut Stream) -> io::Result<bool> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// What a connection's deadline found due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Due {
+    /// Nothing yet (an early timer entry).
+    Nothing,
+    /// Drop the connection without a word, for this reason.
+    Drop(&'static str),
+    /// Idle too long: close with 1001.
+    Close,
+    /// Quiet for `ping_interval`: ping.
+    Ping,
+}
+
+/// The time limits of a connection, from the configuration: the one place
+/// that knows which deadline applies in which state.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Deadlines {
+    handshake: Duration,
+    idle: Option<Duration>,
+    ping: Option<Duration>,
+}
+
+impl Deadlines {
+    /// The limits of `server`.
+    pub fn new(server: &ServerConfig) -> Deadlines {
+        Deadlines {
+            handshake: server.handshake_timeout,
+            idle: server.idle_timeout,
+            ping: server.ping_interval,
+        }
+    }
+
+    /// The connection's deadlines with what each brings, most severe
+    /// first.
+    fn plan(&self, conn: &Conn) -> [(Option<Instant>, Due); 2] {
+        match &conn.state {
+            State::Upgrading(_) => [
+                (
+                    Some(conn.accepted + self.handshake),
+                    Due::Drop("handshake_timeout passed"),
+                ),
+                (None, Due::Nothing),
+            ],
+            State::Linger(l) => [
+                (Some(l.until), Due::Drop("linger time passed")),
+                (None, Due::Nothing),
+            ],
+            State::Open(s) => match s.closing_since {
+                Some(t) => [
+                    (Some(t + CLOSE_GRACE), Due::Drop("no close reply in time")),
+                    (None, Due::Nothing),
+                ],
+                None => {
+                    // Without an idle timeout, a peer that does not answer
+                    // two pings' worth of time is closed.
+                    let limit = self.idle.or(self.ping.map(|p| p * 2));
+                    let ping = self.ping.filter(|_| !s.ping_sent);
+                    [
+                        (limit.map(|l| s.last_rx + l), Due::Close),
+                        (ping.map(|p| s.last_rx + p), Due::Ping),
+                    ]
+                }
+            },
+        }
+    }
+
+    /// When the connection next needs attention, if ever.
+    pub fn next(&self, conn: &Conn) -> Option<Instant> {
+        self.plan(conn).iter().filter_map(|(at, _)| *at).min()
+    }
+
+    /// What is due at `now`.
+    pub fn due(&self, conn: &Conn, now: Instant) -> Due {
+        self.plan(conn)
+            .into_iter()
+            .find(|(at, _)| at.is_some_and(|t| now >= t))
+            .map_or(Due::Nothing, |(_, due)| due)
     }
 }

@@ -1,0 +1,205 @@
+//! Broadcasts in one worker: delivery to the local connections of a room,
+//! publication to the other workers through the relay link, broadcasts
+//! asked for in `on_close` (delivered between event batches), delayed
+//! series (`broadcast_many`), and the receivers to flush at the end of
+//! the loop turn (one write each for a burst of broadcasts).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use log::{debug, warn};
+use tungstenite::Message;
+
+use super::conn::Conn;
+use super::session::Sent;
+use super::slab::Slab;
+use crate::handler::ConnId;
+use crate::relay::{RelayLink, RelayMessage, RoomKey};
+
+/// A broadcast waiting for its turn (`broadcast_many` with a delay).
+struct Delayed {
+    id: u64,
+    key: RoomKey,
+    skip: Option<ConnId>,
+    messages: VecDeque<Message>,
+    delay: Duration,
+}
+
+/// One broadcast: who receives it, who does not, what.
+pub(super) struct Broadcast {
+    /// The receivers.
+    pub key: RoomKey,
+    /// The sender, for "others".
+    pub skip: Option<ConnId>,
+    /// A text or binary message.
+    pub message: Message,
+}
+
+/// The worker's broadcast state.
+#[derive(Default)]
+pub(super) struct Broadcasts {
+    /// The link to the master, which copies our broadcasts to the others.
+    pub relay: Option<RelayLink>,
+    delayed: Vec<Delayed>,
+    next_delayed: u64,
+    /// Broadcasts asked for in `on_close`, delivered between event batches.
+    pending: VecDeque<Broadcast>,
+    /// Receivers a broadcast queued output for this loop turn.
+    flush_due: Vec<usize>,
+}
+
+/// The limits a delivery checks a receiver against.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    /// A receiver with more than this queued is not reading: dropped.
+    pub max_send_buffer: usize,
+    /// The hard bound of `Session::send`.
+    pub send_limit: usize,
+}
+
+impl Broadcasts {
+    /// Broadcast state over the relay link to the master, if any.
+    pub fn new(relay: Option<RelayLink>) -> Broadcasts {
+        Broadcasts {
+            relay,
+            ..Broadcasts::default()
+        }
+    }
+
+    /// Sends a broadcast to the other workers through the master.
+    pub fn publish(&mut self, b: &Broadcast) {
+        if let Some(link) = self.relay.as_mut() {
+            link.publish(&RelayMessage {
+                key: b.key.clone(),
+                skip: b.skip,
+                message: b.message.clone(),
+            });
+        }
+    }
+
+    /// Publishes now and delivers locally later (`take_pending`): for a
+    /// connection being removed, which can happen inside a delivery.
+    pub fn defer(&mut self, b: Broadcast) {
+        self.publish(&b);
+        self.pending.push_back(b);
+    }
+
+    /// The next broadcast deferred by `defer`.
+    pub fn take_pending(&mut self) -> Option<Broadcast> {
+        self.pending.pop_front()
+    }
+
+    /// Whether receivers wait for their end-of-turn flush.
+    pub fn flush_pending(&self) -> bool {
+        !self.flush_due.is_empty()
+    }
+
+    /// The receivers to flush this turn, each once.
+    pub fn take_flush_due(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.flush_due)
+    }
+
+    /// Forgets the delayed series (the worker is shutting down).
+    pub fn clear_delayed(&mut self) {
+        self.delayed.clear();
+    }
+
+    /// Queues `b` to the local connections it is for; they are flushed at
+    /// the end of the loop turn (`take_flush_due`). Returns the receivers
+    /// to drop: not reading, or failed.
+    pub fn deliver(&mut self, conns: &mut Slab<Conn>, b: &Broadcast, limits: Limits) -> Vec<usize> {
+        if !matches!(b.message, Message::Text(_) | Message::Binary(_)) {
+            debug!("only text and binary messages can be broadcast; dropped");
+            return Vec::new();
+        }
+        let mut dropped = Vec::new();
+        for slot in 0..conns.capacity() {
+            let Some(session) = conns.get_mut(slot).and_then(Conn::session_mut) else {
+                continue;
+            };
+            if Some(session.info.id) == b.skip
+                || !b.key.matches(&session.info)
+                || session.closing_since.is_some()
+            {
+                continue;
+            }
+            let max = limits.max_send_buffer;
+            if session.queued() > max {
+                warn!(
+                    "connection {} from {} is not reading: {} bytes queued (max_send_buffer {max}); disconnecting it",
+                    session.info.id,
+                    session.info.peer,
+                    session.queued()
+                );
+                dropped.push(slot);
+                continue;
+            }
+            match session.send(b.message.clone(), limits.send_limit) {
+                Sent::Drop => dropped.push(slot),
+                Sent::Queued => {
+                    if !std::mem::replace(&mut session.flush_due, true) {
+                        self.flush_due.push(slot);
+                    }
+                }
+            }
+        }
+        dropped
+    }
+
+    /// Starts a delayed series: the first message now (returned, to be
+    /// broadcast by the caller), the rest one per `delay`; returns the id
+    /// of the timer to set, if any remain.
+    pub fn schedule(
+        &mut self,
+        key: RoomKey,
+        skip: Option<ConnId>,
+        messages: Vec<Message>,
+        delay: Duration,
+    ) -> (Option<Broadcast>, Option<u64>) {
+        let mut queue: VecDeque<Message> = messages.into();
+        let Some(message) = queue.pop_front() else {
+            return (None, None);
+        };
+        let first = Broadcast {
+            key: key.clone(),
+            skip,
+            message,
+        };
+        if queue.is_empty() {
+            return (Some(first), None);
+        }
+        self.next_delayed += 1;
+        let id = self.next_delayed;
+        self.delayed.push(Delayed {
+            id,
+            key,
+            skip,
+            messages: queue,
+            delay,
+        });
+        (Some(first), Some(id))
+    }
+
+    /// The delayed series `id`'s timer fired: its next message, and the
+    /// delay until the one after, if any.
+    pub fn fire(&mut self, id: u64) -> Option<(Broadcast, Option<Duration>)> {
+        let pos = self.delayed.iter().position(|d| d.id == id)?;
+        let Some(message) = self.delayed[pos].messages.pop_front() else {
+            self.delayed.swap_remove(pos);
+            return None;
+        };
+        let d = &self.delayed[pos];
+        let b = Broadcast {
+            key: d.key.clone(),
+            skip: d.skip,
+            message,
+        };
+        let again = if d.messages.is_empty() {
+            self.delayed.swap_remove(pos);
+            None
+        } else {
+            Some(d.delay)
+        };
+        Some((b, again))
+    }
+}
