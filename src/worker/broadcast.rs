@@ -48,15 +48,6 @@ pub(super) struct Broadcasts {
     flush_due: Vec<usize>,
 }
 
-/// The limits a delivery checks a receiver against.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Limits {
-    /// A receiver with more than this queued is not reading: dropped.
-    pub max_send_buffer: usize,
-    /// The hard bound of `Session::send`.
-    pub send_limit: usize,
-}
-
 impl Broadcasts {
     /// Broadcast state over the relay link to the master, if any.
     pub fn new(relay: Option<RelayLink>) -> Broadcasts {
@@ -106,8 +97,14 @@ impl Broadcasts {
 
     /// Queues `b` to the local connections it is for; they are flushed at
     /// the end of the loop turn (`take_flush_due`). Returns the receivers
-    /// to drop: not reading, or failed.
-    pub fn deliver(&mut self, conns: &mut Slab<Conn>, b: &Broadcast, limits: Limits) -> Vec<usize> {
+    /// to drop: with more than `max_send_buffer` queued (not reading), or
+    /// failed.
+    pub fn deliver(
+        &mut self,
+        conns: &mut Slab<Conn>,
+        b: &Broadcast,
+        max_send_buffer: usize,
+    ) -> Vec<usize> {
         if !matches!(b.message, Message::Text(_) | Message::Binary(_)) {
             debug!("only text and binary messages can be broadcast; dropped");
             return Vec::new();
@@ -123,7 +120,7 @@ impl Broadcasts {
             {
                 continue;
             }
-            let max = limits.max_send_buffer;
+            let max = max_send_buffer;
             if session.queued() > max {
                 warn!(
                     "connection {} from {} is not reading: {} bytes queued (max_send_buffer {max}); disconnecting it",
@@ -134,7 +131,7 @@ impl Broadcasts {
                 dropped.push(slot);
                 continue;
             }
-            match session.send(b.message.clone(), limits.send_limit) {
+            match session.send(b.message.clone(), max_send_buffer) {
                 Sent::Drop => dropped.push(slot),
                 Sent::Queued => {
                     if !std::mem::replace(&mut session.flush_due, true) {

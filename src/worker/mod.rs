@@ -38,7 +38,7 @@ use crate::relay::{RelayLink, RoomKey};
 use crate::server::App;
 use crate::signals::SignalPipe;
 use accept::{Accepted, Gate};
-use broadcast::{Broadcast, Broadcasts, Limits};
+use broadcast::{Broadcast, Broadcasts};
 use conn::{Conn, Deadlines, Due, Linger, State, CLOSE_GRACE};
 use session::{Flush, Read, Sent, Session, READ_BUDGET};
 use slab::Slab;
@@ -561,18 +561,9 @@ impl Worker {
         ))
     }
 
-    /// The limits a send or a broadcast delivery checks against.
-    fn limits(&self) -> Limits {
-        let server = &self.config.server;
-        Limits {
-            max_send_buffer: server.max_send_buffer,
-            send_limit: server.max_send_buffer + server.max_message_size,
-        }
-    }
-
     /// Queues a message to one connection (flushed later).
     fn send(&mut self, slot: usize, message: Message) {
-        let limit = self.limits().send_limit;
+        let limit = self.config.server.max_send_buffer;
         let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) else {
             return;
         };
@@ -662,8 +653,8 @@ impl Worker {
     /// Queues a broadcast to the local receivers; drops those that do not
     /// keep up.
     fn deliver(&mut self, b: &Broadcast) {
-        let limits = self.limits();
-        for slot in self.broadcasts.deliver(&mut self.conns, b, limits) {
+        let max = self.config.server.max_send_buffer;
+        for slot in self.broadcasts.deliver(&mut self.conns, b, max) {
             self.remove(slot);
         }
     }

@@ -41,6 +41,8 @@ pub(super) struct Session {
     pub info: ConnInfo,
     /// Index of the route (and its handler).
     pub route: usize,
+    /// The route's message size limit (bounds the send backlog too).
+    max_message_size: usize,
     /// When the peer last sent a frame; drives idle pings and timeouts.
     pub last_rx: Instant,
     /// Whether we pinged since `last_rx`.
@@ -103,6 +105,7 @@ impl Session {
             ws,
             info: up.info,
             route: up.route,
+            max_message_size: up.max_message_size,
             last_rx: now,
             ping_sent: false,
             closing_since: None,
@@ -207,10 +210,13 @@ impl Session {
     }
 
     /// Queues a message (flushed later). A connection whose backlog would
-    /// pass `limit` (`max_send_buffer` plus one largest message) is
+    /// pass `max_send_buffer` plus one largest message of its route is
     /// dropped: the hard bound behind read pausing and the broadcast
-    /// check, for handlers that send many messages in one callback.
-    pub fn send(&mut self, message: Message, limit: usize) -> Sent {
+    /// check, for handlers that send many messages in one callback. (The
+    /// route's limit, not the global one: a route may allow larger
+    /// messages, and echoing one must not drop the connection.)
+    pub fn send(&mut self, message: Message, max_send_buffer: usize) -> Sent {
+        let limit = max_send_buffer + self.max_message_size;
         if self.queued() + message.len() > limit {
             warn!(
                 "connection {} from {}: {} bytes queued, over max_send_buffer + max_message_size; disconnecting it",
