@@ -51,14 +51,6 @@ pub(crate) struct TextChecked<S> {
 }
 
 impl<S> TextChecked<S> {
-    /// Watches frames from the first byte read; `already_read` holds bytes
-    /// of frames that were read before (after the upgrade request head).
-    pub(crate) fn frames(inner: S, already_read: &[u8]) -> Self {
-        let mut watch = Watch::new(Parse::Header);
-        watch.feed(already_read);
-        TextChecked { inner, watch }
-    }
-
     /// Skips an HTTP response head first (a client reads the server's 101
     /// answer through the same stream), then watches frames.
     pub(crate) fn after_http_head(inner: S) -> Self {
@@ -66,11 +58,6 @@ impl<S> TextChecked<S> {
             inner,
             watch: Watch::new(Parse::HttpHead { matched: 0 }),
         }
-    }
-
-    /// The wrapped stream.
-    pub(crate) fn into_inner(self) -> S {
-        self.inner
     }
 }
 

@@ -28,11 +28,11 @@ use log::{debug, error, info, warn};
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use tungstenite::error::Error as WsError;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
 use crate::config::Config;
+use crate::frame::FrameError;
 use crate::handler::{Action, Conn as HandlerConn, ConnId, Handler, HandlerError, Scope};
 use crate::relay::{RelayLink, RoomKey};
 use crate::server::App;
@@ -108,6 +108,8 @@ pub(crate) struct Worker {
     broadcasts: Broadcasts,
     /// Connections whose reads were unpaused outside their own event.
     resume: Vec<usize>,
+    /// Messages of one read, reused from read to read.
+    batch: Vec<Message>,
     /// Accepting resumed; accept between event batches.
     accept_pending: bool,
     now: Instant,
@@ -160,6 +162,7 @@ impl Worker {
             mode: Mode::Serving,
             broadcasts: Broadcasts::new(relay),
             resume: Vec::new(),
+            batch: Vec::new(),
             accept_pending: false,
             now: Instant::now(),
         })
@@ -461,39 +464,47 @@ impl Worker {
 
     /// Reads and dispatches messages until the socket would block, the
     /// read budget is spent or reading pauses, then flushes what the
-    /// handlers queued.
+    /// handlers queued (one write for all the replies of the burst).
     fn read_open(&mut self, slot: usize) {
         let now = self.now;
         let mut budget = READ_BUDGET;
-        loop {
+        let mut batch = std::mem::take(&mut self.batch);
+        let flush = loop {
             let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) else {
-                return;
+                break false;
             };
-            match session.read(&mut budget, now) {
-                Read::Message(message) => self.dispatch(slot, message),
+            let read = session.read(&mut budget, now, &mut batch);
+            for message in batch.drain(..) {
+                self.dispatch(slot, message);
+            }
+            match read {
+                Read::More => {}
                 Read::Stop { resume } => {
                     if resume {
                         self.resume.push(slot);
                     }
-                    break;
+                    break true;
                 }
                 Read::Closed => {
                     self.remove(slot);
-                    return;
+                    break false;
                 }
                 Read::Failed(error) => {
                     self.fail(slot, error);
-                    return;
+                    break false;
                 }
             }
+        };
+        self.batch = batch;
+        if flush {
+            self.flush(slot);
         }
-        self.flush(slot);
     }
 
     /// Hands one received message to the route's handler and carries out
     /// what it asked for.
     fn dispatch(&mut self, slot: usize, message: Message) {
-        let Some(session) = self.conns.get(slot).and_then(Conn::session) else {
+        let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) else {
             return;
         };
         if let Some(handler) = self.handlers.get_mut(session.route) {
@@ -583,11 +594,8 @@ impl Worker {
 
     /// A protocol error: tell the handler and the peer why (1002, 1007,
     /// 1009), then linger until the peer closes.
-    fn fail(&mut self, slot: usize, error: WsError) {
-        let Some(code) = crate::protocol::close_code_for(&error) else {
-            self.remove(slot);
-            return;
-        };
+    fn fail(&mut self, slot: usize, error: FrameError) {
+        let code = error.close_code();
         let reason = error.to_string();
         debug!("closing a connection with {code}: {reason}");
         let err: HandlerError = reason.clone().into();

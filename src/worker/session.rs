@@ -2,41 +2,57 @@
 //! handler, the handler's messages back out as frames. The session owns
 //! its reading (with a budget and backpressure), sending, flushing,
 //! closing and failing; each returns what the loop has to do next.
+//!
+//! Socket reads go into one 64 KiB scratch buffer shared by the worker's
+//! connections; `frame::FrameReader` unmasks and validates the payloads
+//! there, in place, once. A connection keeps input only while a frame or
+//! message is unfinished (the reader's buffer, or `pending` when its read
+//! budget ran out mid-read) and output only until the socket takes it:
+//! between messages it holds no buffer at all.
 
-use std::io;
+use std::cell::RefCell;
+use std::io::{self, Read as _, Write as _};
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use log::{debug, error, warn};
-use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::frame::CloseFrame;
-use tungstenite::protocol::{Role, WebSocketConfig};
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
 
 use super::stream::Stream;
 use super::upgrade::Upgrade;
+use crate::frame::{self, Event, FrameError, FrameReader, Input, MessageKind, Payload, Role};
 use crate::handler::{Action, Conn as HandlerConn, ConnInfo, Handler, HandlerError};
-use crate::textcheck::TextChecked;
 
-/// tungstenite's read buffer per connection: small, because idle
-/// connections dominate memory (its 128 KiB default costs ~135 KiB each).
-/// Socket reads themselves go through a 64 KiB buffer shared by the
-/// worker's connections (see `stream.rs`), so this does not limit them.
-const READ_BUFFER: usize = 1024;
-/// Frames are gathered up to this many bytes before a socket write.
-const WRITE_BUFFER: usize = 64 * 1024;
+/// The worker's shared read buffer: one socket read takes up to this much.
+const SCRATCH: usize = 64 * 1024;
 /// Output queued to one connection above which its reading pauses until
 /// the socket takes it: a client cannot grow its own queue by not reading.
 const PAUSE_QUEUED: usize = 256 * 1024;
 /// Messages read from one connection before the others get a turn.
 pub(super) const READ_BUDGET: usize = 256;
 
+thread_local! {
+    static SCRATCH_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Frame opcodes the session writes.
+const TEXT: u8 = 0x1;
+const BINARY: u8 = 0x2;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+const PONG: u8 = 0xa;
+
 /// An open WebSocket and its bookkeeping.
 pub(super) struct Session {
-    /// The protocol state over the stream (whose text messages are
-    /// checked for UTF-8 as they arrive).
-    ws: WebSocket<TextChecked<Stream>>,
+    /// The socket and the output it has not taken yet.
+    stream: Stream,
+    /// Frames in: unmasked and validated in the read buffer.
+    reader: FrameReader,
+    /// Input not parsed yet: bytes that followed the request head, or the
+    /// rest of a read when the read budget ran out. Usually empty.
+    pending: Vec<u8>,
     /// What the handler sees.
     pub info: ConnInfo,
     /// Index of the route (and its handler).
@@ -55,12 +71,18 @@ pub(super) struct Session {
     peer_close: Option<(CloseCode, String)>,
     /// Reads are paused while output waits for the socket (backpressure).
     read_paused: bool,
+    /// Our close frame is queued: nothing may follow it.
+    close_sent: bool,
+    /// The peer's close frame arrived: answer it (if we did not start the
+    /// close) once the messages before it are handled, then hang up.
+    peer_closed: bool,
 }
 
-/// What one read from the session gave.
+/// What one read from the session gave. Messages it found are in the
+/// caller's batch, to be handed to the handler before acting on this.
 pub(super) enum Read {
-    /// A message for the handler (or a close frame to record).
-    Message(Message),
+    /// Read again (after the batch is handled).
+    More,
     /// Nothing more for now: the socket would block, reading is paused,
     /// or the budget is spent (`resume` says whether to come back after
     /// the other connections without a readiness event).
@@ -68,8 +90,8 @@ pub(super) enum Read {
     /// The close handshake is over (or the peer vanished): our last bytes
     /// were flushed as far as the socket took them; remove the connection.
     Closed,
-    /// A protocol or I/O error; see `Session::fail`.
-    Failed(WsError),
+    /// The peer broke the protocol; see `Session::fail`.
+    Failed(FrameError),
 }
 
 /// What a flush came to.
@@ -91,18 +113,29 @@ pub(super) enum Sent {
     Drop,
 }
 
+/// How a batch of input ended.
+enum Parsed {
+    /// All of it was consumed.
+    All,
+    /// The read budget ran out after `used` bytes.
+    Budget(usize),
+    /// A close frame ended the input (the reader ignores what follows).
+    Close,
+    /// A protocol error.
+    Failed(FrameError),
+}
+
 impl Session {
     /// A session over a stream whose 101 response has been written.
     pub fn new(stream: Stream, up: Upgrade, max_frame_size: usize, now: Instant) -> Session {
-        let config = WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER)
-            .write_buffer_size(WRITE_BUFFER)
-            .max_message_size(Some(up.max_message_size))
-            .max_frame_size(Some(max_frame_size.min(up.max_message_size)));
-        let stream = TextChecked::frames(stream, &up.leftover);
-        let ws = WebSocket::from_partially_read(stream, up.leftover, Role::Server, Some(config));
+        let limits = frame::Limits {
+            max_frame_size: Some(max_frame_size.min(up.max_message_size)),
+            max_message_size: Some(up.max_message_size),
+        };
         Session {
-            ws,
+            stream,
+            reader: FrameReader::new(Role::Server, limits),
+            pending: up.leftover,
             info: up.info,
             route: up.route,
             max_message_size: up.max_message_size,
@@ -112,40 +145,47 @@ impl Session {
             flush_due: false,
             peer_close: None,
             read_paused: false,
+            close_sent: false,
+            peer_closed: false,
         }
     }
 
     /// The stream under the protocol state.
     pub fn stream(&self) -> &Stream {
-        self.ws.get_ref()
+        &self.stream
     }
 
     /// The stream under the protocol state.
     pub fn stream_mut(&mut self) -> &mut Stream {
-        self.ws.get_mut()
+        &mut self.stream
     }
 
-    /// Bytes waiting to be sent to this peer. Data frames bypass
-    /// tungstenite's buffer and everything tungstenite writes is taken by
-    /// the stream, so the stream's queue is the whole backlog.
+    /// Bytes waiting to be sent to this peer.
     pub fn queued(&self) -> usize {
-        self.ws.get_ref().queued()
+        self.stream.queued()
     }
 
-    /// Reads the next message, within `budget` messages per turn. Reading
-    /// pauses while too much of our output waits for the socket.
-    pub fn read(&mut self, budget: &mut usize, now: Instant) -> Read {
-        if self.read_paused {
-            // Our replies piled up: see whether the socket took them.
-            if let Some(stop) = self.drain_backlog() {
-                return stop;
-            }
+    /// Heap bytes held for input: an unfinished frame or message, or input
+    /// left over by the read budget (0 between messages).
+    #[cfg(test)]
+    pub fn buffered(&self) -> usize {
+        self.reader.buffered_capacity() + self.pending.capacity() + self.stream.out_capacity()
+    }
+
+    /// Reads what the socket has, parsing it into `batch`, within
+    /// `budget` messages per turn. Reading pauses while too much of our
+    /// output waits for the socket.
+    pub fn read(&mut self, budget: &mut usize, now: Instant, batch: &mut Vec<Message>) -> Read {
+        if self.peer_closed {
+            return self.finish_close();
         }
-        if self.queued() > PAUSE_QUEUED {
+        if self.read_paused || self.queued() > PAUSE_QUEUED {
             // Our replies pile up faster than the peer reads them: write
             // what the socket takes and pause reading if it is full.
-            if let Some(stop) = self.drain_backlog() {
-                return stop;
+            match self.flush() {
+                Flush::Done { .. } => {}
+                Flush::Blocked => return Read::Stop { resume: false },
+                Flush::Broken => return Read::Closed,
             }
         }
         if *budget == 0 {
@@ -153,59 +193,138 @@ impl Session {
             // readiness edge is spent, so come back after them.
             return Read::Stop { resume: true };
         }
-        *budget -= 1;
+        if !self.pending.is_empty() {
+            let mut input = std::mem::take(&mut self.pending);
+            let parsed = self.parse(&mut input, budget, now, batch);
+            if let Parsed::Budget(used) = parsed {
+                input.drain(..used);
+                self.pending = input;
+            }
+            return self.after_parse(parsed);
+        }
         loop {
-            return match self.ws.read() {
-                Ok(message) => {
-                    self.last_rx = now;
-                    self.ping_sent = false;
-                    if let Message::Close(frame) = &message {
-                        // Our reply may never be read: bound the wait for it.
-                        self.closing_since.get_or_insert(now);
-                        self.peer_close = Some(match frame {
-                            Some(f) => (f.code, f.reason.to_string()),
-                            None => (CloseCode::Status, String::new()),
-                        });
-                    }
-                    Read::Message(message)
+            let got = SCRATCH_BUF.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                if scratch.len() < SCRATCH {
+                    scratch.resize(SCRATCH, 0);
                 }
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                let n = match self.stream.read(&mut scratch[..]) {
+                    Ok(0) => return Err(None),
+                    Ok(n) => n,
+                    Err(e) => return Err(Some(e)),
+                };
+                let parsed = self.parse(&mut scratch[..n], budget, now, batch);
+                if let Parsed::Budget(used) = parsed {
+                    self.pending = scratch[used..n].to_vec();
+                }
+                Ok(parsed)
+            });
+            return match got {
+                Ok(Parsed::All) if batch.is_empty() => continue,
+                Ok(parsed) => self.after_parse(parsed),
+                Err(Some(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     Read::Stop { resume: false }
                 }
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => {
-                    // Replies queued before the close (and tungstenite's
-                    // close reply) are still sent.
-                    let _ = self.ws.flush();
-                    let _ = io::Write::flush(self.ws.get_mut());
+                Err(Some(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // The peer is gone (with or without the close handshake):
+                // what we queued goes as far as the socket takes it.
+                Err(_) => {
+                    let _ = self.stream.flush();
                     Read::Closed
                 }
-                Err(e) => Read::Failed(e),
             };
         }
     }
 
-    /// Flushes while reading is paused or the backlog is large: `None`
-    /// to go on reading, or why to stop.
-    fn drain_backlog(&mut self) -> Option<Read> {
-        match self.flush() {
-            Flush::Done { .. } => None,
-            Flush::Blocked => Some(Read::Stop { resume: false }),
-            Flush::Broken => Some(Read::Closed),
+    fn after_parse(&mut self, parsed: Parsed) -> Read {
+        match parsed {
+            Parsed::All | Parsed::Close => Read::More,
+            Parsed::Budget(_) => Read::Stop { resume: true },
+            Parsed::Failed(e) => Read::Failed(e),
         }
+    }
+
+    /// Turns `input` into messages in `batch`; unmasks in place.
+    fn parse(
+        &mut self,
+        input: &mut [u8],
+        budget: &mut usize,
+        now: Instant,
+        batch: &mut Vec<Message>,
+    ) -> Parsed {
+        let total = input.len();
+        let mut input = Input::new(input);
+        loop {
+            if *budget == 0 && !input.is_empty() {
+                return Parsed::Budget(total - input.len());
+            }
+            let event = match self.reader.next(&mut input) {
+                Ok(Some(event)) => event,
+                Ok(None) => return Parsed::All,
+                Err(e) => return Parsed::Failed(e),
+            };
+            *budget = budget.saturating_sub(1);
+            self.last_rx = now;
+            self.ping_sent = false;
+            let message = match event {
+                Event::Message { kind, payload, .. } => match to_message(kind, payload) {
+                    Some(m) => m,
+                    None => return Parsed::Failed(FrameError::InvalidUtf8),
+                },
+                Event::Ping(p) => Message::Ping(p.into_vec().into()),
+                Event::Pong(p) => Message::Pong(p.into_vec().into()),
+                Event::Close(frame) => {
+                    // Our reply may never be read: bound the wait for it.
+                    self.closing_since.get_or_insert(now);
+                    self.peer_close = Some(match frame {
+                        Some(f) => (f.code, f.reason.to_string()),
+                        None => (CloseCode::Status, String::new()),
+                    });
+                    self.peer_closed = true;
+                    return Parsed::Close;
+                }
+            };
+            batch.push(message);
+        }
+    }
+
+    /// The peer's close frame arrived and what came before it is handled:
+    /// answer it (unless it answered ours), send what is queued, hang up.
+    fn finish_close(&mut self) -> Read {
+        if !self.close_sent {
+            let reply = match &self.peer_close {
+                Some((code, reason)) if *code != CloseCode::Status => close_payload(*code, reason),
+                _ => Vec::new(),
+            };
+            self.queue_frame(CLOSE, &reply);
+            self.close_sent = true;
+        }
+        let _ = self.stream.flush();
+        Read::Closed
     }
 
     /// Writes queued output; pauses reading while the socket is full.
     pub fn flush(&mut self) -> Flush {
-        match self.ws.flush() {
+        match self.stream.flush() {
             Ok(()) => Flush::Done {
                 resume: std::mem::replace(&mut self.read_paused, false),
             },
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.read_paused = true;
                 Flush::Blocked
             }
             Err(_) => Flush::Broken,
+        }
+    }
+
+    /// Queues one frame (sent by the next flush, or at once if large).
+    fn queue_frame(&mut self, opcode: u8, payload: &[u8]) -> bool {
+        match self.stream.send_frame(opcode, payload) {
+            Ok(()) => true,
+            Err(e) => {
+                debug!("send to {} failed: {e}", self.info.id);
+                false
+            }
         }
     }
 
@@ -226,43 +345,46 @@ impl Session {
             );
             return Sent::Drop;
         }
-        if self.ws.can_write() {
-            // Data frames bypass tungstenite's write buffer (which keeps
-            // its largest size for good): see `Stream::send_frame`.
-            let frame = match &message {
-                Message::Text(t) => Some((1, t.as_bytes())),
-                Message::Binary(b) => Some((2, &b[..])),
-                _ => None,
-            };
-            if let Some((opcode, payload)) = frame {
-                return match self.ws.get_mut().send_frame(opcode, payload) {
-                    Ok(()) => Sent::Queued,
-                    Err(e) => {
-                        debug!("send to {} failed: {e}", self.info.id);
-                        Sent::Drop
-                    }
-                };
-            }
+        if self.close_sent {
+            // Nothing may follow a close frame; the handler could not know.
+            return Sent::Queued;
         }
-        match self.ws.write(message) {
-            Ok(()) => Sent::Queued,
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Sent::Queued,
-            Err(WsError::Protocol(ProtocolError::SendAfterClosing))
-            | Err(WsError::AlreadyClosed) => Sent::Queued,
-            Err(e) => {
-                debug!("send to {} failed: {e}", self.info.id);
-                Sent::Drop
+        let ok = match &message {
+            Message::Text(t) => self.queue_frame(TEXT, t.as_bytes()),
+            Message::Binary(b) => self.queue_frame(BINARY, b),
+            Message::Ping(p) | Message::Pong(p) if p.len() > 125 => {
+                debug!(
+                    "connection {}: a control frame of {} bytes (at most 125)",
+                    self.info.id,
+                    p.len()
+                );
+                false
             }
+            Message::Ping(p) => self.queue_frame(PING, p),
+            Message::Pong(p) => self.queue_frame(PONG, p),
+            Message::Close(frame) => {
+                let payload = frame
+                    .as_ref()
+                    .map_or_else(Vec::new, |f| close_payload(f.code, &f.reason));
+                self.close_sent = true;
+                self.queue_frame(CLOSE, &payload)
+            }
+            Message::Frame(_) => true,
+        };
+        if ok {
+            Sent::Queued
+        } else {
+            Sent::Drop
         }
     }
 
     /// Starts the close handshake (once) and flushes the close frame.
     pub fn close(&mut self, code: CloseCode, reason: String, now: Instant) -> Flush {
         self.closing_since.get_or_insert(now);
-        let _ = self.ws.close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        }));
+        if !self.close_sent {
+            self.close_sent = true;
+            self.queue_frame(CLOSE, &close_payload(code, &reason));
+        }
         self.flush()
     }
 
@@ -270,11 +392,7 @@ impl Session {
     /// handshake is already under way.
     pub fn close_for_shutdown(&mut self, now: Instant) -> Flush {
         if self.closing_since.is_none() {
-            self.closing_since = Some(now);
-            let _ = self.ws.close(Some(CloseFrame {
-                code: CloseCode::Away,
-                reason: "server shutting down".into(),
-            }));
+            return self.close(CloseCode::Away, "server shutting down".into(), now);
         }
         self.flush()
     }
@@ -282,7 +400,9 @@ impl Session {
     /// Sends a ping because the peer has been quiet.
     pub fn ping(&mut self) -> Flush {
         self.ping_sent = true;
-        let _ = self.ws.write(Message::Ping(Default::default()));
+        if !self.close_sent {
+            self.queue_frame(PING, &[]);
+        }
         self.flush()
     }
 
@@ -290,12 +410,12 @@ impl Session {
     /// reason) as far as the socket takes it, and gives up the stream for
     /// lingering. The handler's `on_error` and `on_close` run before.
     pub fn fail(mut self, code: CloseCode, reason: &str) -> Stream {
-        let _ = self.ws.close(Some(CloseFrame {
-            code,
-            reason: reason.chars().take(100).collect::<String>().into(),
-        }));
-        let _ = self.ws.flush();
-        self.ws.into_inner().into_inner()
+        if !self.close_sent {
+            let reason: String = reason.chars().take(100).collect();
+            self.queue_frame(CLOSE, &close_payload(code, &reason));
+        }
+        let _ = self.stream.flush();
+        self.stream
     }
 
     /// Calls a handler callback for this connection, catching panics (the
@@ -328,21 +448,32 @@ impl Session {
         }
     }
 
-    /// Hands one received message to the handler.
-    pub fn dispatch(&self, handler: &mut dyn Handler, actions: &mut Vec<Action>, message: Message) {
+    /// Hands one received message to the handler; answers a ping first
+    /// (in turn with the replies to the messages before it).
+    pub fn dispatch(
+        &mut self,
+        handler: &mut dyn Handler,
+        actions: &mut Vec<Action>,
+        message: Message,
+    ) {
         match message {
             Message::Text(_) | Message::Binary(_) => {
                 self.call(handler, actions, |h, c| h.on_message(c, message));
             }
-            Message::Ping(payload) => self.call(handler, actions, |h, c| {
-                h.on_ping(c, &payload);
-                Ok(())
-            }),
+            Message::Ping(payload) => {
+                if !self.close_sent {
+                    self.queue_frame(PONG, &payload);
+                }
+                self.call(handler, actions, |h, c| {
+                    h.on_ping(c, &payload);
+                    Ok(())
+                })
+            }
             Message::Pong(payload) => self.call(handler, actions, |h, c| {
                 h.on_pong(c, &payload);
                 Ok(())
             }),
-            // Recorded by `read`; tungstenite queued the reply.
+            // A close is recorded by `read`, never batched.
             Message::Close(_) | Message::Frame(_) => {}
         }
     }
@@ -364,6 +495,115 @@ impl Session {
                 "route {}: handler panicked in on_close of {}",
                 info.route, info.id
             );
+        }
+    }
+}
+
+/// The message for the handler: one copy of a payload borrowed from the
+/// read buffer, none of one assembled from several reads. `None` if a
+/// text payload is not UTF-8 (the reader has checked it already).
+fn to_message(kind: MessageKind, payload: Payload<'_>) -> Option<Message> {
+    let bytes = payload.into_vec();
+    match kind {
+        MessageKind::Binary => Some(Message::Binary(bytes.into())),
+        MessageKind::Text => String::from_utf8(bytes).ok().map(Message::from),
+    }
+}
+
+/// A close frame's payload: the code and the reason, cut to fit.
+fn close_payload(code: CloseCode, reason: &str) -> Vec<u8> {
+    let reason = frame::truncate_reason(reason);
+    let mut payload = Vec::with_capacity(2 + reason.len());
+    payload.extend_from_slice(&u16::from(code).to_be_bytes());
+    payload.extend_from_slice(reason.as_bytes());
+    payload
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::ConnId;
+    use crate::worker::stream::Transport;
+    use std::io::Write;
+
+    /// A session over a real loopback socket, and the client's end.
+    fn session() -> (Session, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let stream = Stream::new(Transport::Plain(mio::net::TcpStream::from_std(server)));
+        let info = ConnInfo {
+            id: ConnId(1),
+            peer,
+            path: "/".into(),
+            query: String::new(),
+            headers: Vec::new(),
+            params: Vec::new(),
+            route: "/".into(),
+        };
+        let up = Upgrade {
+            info,
+            route: 0,
+            leftover: Vec::new(),
+            max_message_size: 16 << 20,
+        };
+        (Session::new(stream, up, 16 << 20, Instant::now()), client)
+    }
+
+    /// A masked binary frame as a client sends it.
+    fn client_frame(payload: &[u8]) -> Vec<u8> {
+        let key = [1, 2, 3, 4];
+        let mut out = vec![0x82, 0x80 | 127];
+        out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        out
+    }
+
+    #[test]
+    fn a_connection_that_received_a_large_message_holds_no_buffer_afterwards() {
+        let (mut s, mut client) = session();
+        let payload: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
+        let bytes = client_frame(&payload);
+        // The first 100 KB: the message is unfinished, its bytes held.
+        client.write_all(&bytes[..100_000]).unwrap();
+        let mut batch = Vec::new();
+        let read_all = |s: &mut Session, batch: &mut Vec<Message>| {
+            let mut budget = READ_BUDGET;
+            s.stream_mut().arm(false);
+            match s.read(&mut budget, Instant::now(), batch) {
+                Read::More | Read::Stop { .. } => {}
+                Read::Closed => panic!("closed"),
+                Read::Failed(e) => panic!("failed: {e}"),
+            }
+        };
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        while s.buffered() < 100_000 - 14 {
+            assert!(Instant::now() < deadline, "the first bytes did not arrive");
+            read_all(&mut s, &mut batch);
+            std::thread::yield_now();
+        }
+        assert!(batch.is_empty());
+        let rest = bytes[100_000..].to_vec();
+        let writer = std::thread::spawn(move || {
+            client.write_all(&rest).unwrap();
+            client
+        });
+        while batch.is_empty() {
+            assert!(Instant::now() < deadline, "the message did not arrive");
+            read_all(&mut s, &mut batch);
+            std::thread::yield_now();
+        }
+        let _client = writer.join().unwrap();
+        assert_eq!(batch, vec![Message::binary(payload)]);
+        assert_eq!(s.buffered(), 0, "nothing is held between messages");
+        // Echo it: the output queue is released once the socket took it
+        // (the client does not read here, so some of it may stay queued).
+        let message = batch.pop().unwrap();
+        assert!(matches!(s.send(message, 16 << 20), Sent::Queued));
+        if let Flush::Done { .. } = s.flush() {
+            assert_eq!(s.buffered(), 0);
         }
     }
 }

@@ -22,12 +22,8 @@ pub struct Stream {
     /// WouldBlock; it does so without the syscall, until `arm`.
     short_read_ends: bool,
     drained: bool,
-    /// Bytes read from the socket that the caller did not take yet, and
-    /// how many of them it took since (freed once empty).
-    spill: Vec<u8>,
-    spill_pos: usize,
-    /// Output the socket did not take yet, in order (tungstenite's frames
-    /// and the worker's data frames alike); freed once sent.
+    /// Output the socket did not take yet, in order (HTTP responses and
+    /// frames alike); freed once sent, so an idle connection holds none.
     out: Vec<u8>,
     /// The sending half is shut down (see `close_write`).
     write_shut: bool,
@@ -38,16 +34,6 @@ pub struct Stream {
 /// smaller ones are gathered in `out` and sent by `flush`.
 const DIRECT: usize = 4096;
 
-/// Plain reads smaller than this go through the worker's shared scratch
-/// buffer: the per-connection read buffer can stay small (idle
-/// connections dominate memory) while one syscall still takes everything
-/// the socket has.
-const SCRATCH: usize = 64 * 1024;
-
-thread_local! {
-    static SCRATCH_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 impl Stream {
     /// Wraps a transport.
     pub fn new(transport: Transport) -> Stream {
@@ -55,14 +41,13 @@ impl Stream {
             transport,
             short_read_ends: false,
             drained: false,
-            spill: Vec::new(),
-            spill_pos: 0,
             out: Vec::new(),
             write_shut: false,
         }
     }
 
-    /// Queues one final, unmasked data frame (opcode 1 text, 2 binary):
+    /// Queues one final, unmasked frame (opcode 1 text, 2 binary, or a
+    /// control frame):
     /// a large payload goes to the socket from `payload` itself when
     /// nothing is waiting before it, so it is not copied unless the socket
     /// is full. `flush` sends what is queued.
@@ -178,6 +163,12 @@ impl Stream {
         self.out.len()
     }
 
+    /// Heap bytes held for output (0 once everything is sent).
+    #[cfg(test)]
+    pub fn out_capacity(&self) -> usize {
+        self.out.capacity()
+    }
+
     /// The TCP socket under the transport.
     pub fn tcp(&self) -> &TcpStream {
         match &self.transport {
@@ -222,47 +213,20 @@ impl AsRawFd for Stream {
 }
 
 impl Read for Stream {
+    /// Reads from the socket. On plain TCP, once a read came back short
+    /// after a readiness event (`arm`), the next one says WouldBlock
+    /// without the syscall.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.transport {
             Transport::Plain(s) => {
-                if self.spill_pos < self.spill.len() {
-                    let rest = &self.spill[self.spill_pos..];
-                    let n = rest.len().min(buf.len());
-                    buf[..n].copy_from_slice(&rest[..n]);
-                    self.spill_pos += n;
-                    if self.spill_pos == self.spill.len() {
-                        self.spill = Vec::new();
-                        self.spill_pos = 0;
-                    }
-                    return Ok(n);
-                }
                 if self.drained {
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
-                if buf.len() >= SCRATCH {
-                    let n = s.read(buf)?;
-                    if self.short_read_ends && n > 0 && n < buf.len() {
-                        self.drained = true;
-                    }
-                    return Ok(n);
+                let n = s.read(buf)?;
+                if self.short_read_ends && n > 0 && n < buf.len() {
+                    self.drained = true;
                 }
-                SCRATCH_BUF.with(|scratch| {
-                    let mut scratch = scratch.borrow_mut();
-                    if scratch.len() < SCRATCH {
-                        scratch.resize(SCRATCH, 0);
-                    }
-                    let got = s.read(&mut scratch[..])?;
-                    if self.short_read_ends && got > 0 && got < SCRATCH {
-                        self.drained = true;
-                    }
-                    let n = got.min(buf.len());
-                    buf[..n].copy_from_slice(&scratch[..n]);
-                    if got > n {
-                        self.spill = scratch[n..got].to_vec();
-                        self.spill_pos = 0;
-                    }
-                    Ok(n)
-                })
+                Ok(n)
             }
             Transport::Tls(s) => s.read(buf),
         }
@@ -271,9 +235,7 @@ impl Read for Stream {
 
 impl Write for Stream {
     /// Takes everything, always: what the socket does not accept now is
-    /// queued behind what is already waiting. tungstenite (pongs, pings,
-    /// close frames) therefore never holds a partly written frame that a
-    /// data frame from `send_frame` could cut into; `flush` reports
+    /// queued behind what is already waiting; `flush` reports
     /// `WouldBlock` while anything is queued.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut done = 0;
