@@ -18,8 +18,8 @@
 //! The watcher never reports anything that tungstenite would accept: it
 //! stops watching at the first frame that tungstenite itself will reject
 //! (reserved bits, unknown opcodes, continuation errors), and only invalid
-//! bytes of text messages are reported. The daemon's workers and the client
-//! library both use it.
+//! bytes of text messages are reported. The daemon's workers use it (the
+//! client reads with `crate::frame`, which checks UTF-8 itself).
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -57,15 +57,6 @@ impl<S> TextChecked<S> {
         let mut watch = Watch::new(Parse::Header);
         watch.feed(already_read);
         TextChecked { inner, watch }
-    }
-
-    /// Skips an HTTP response head first (a client reads the server's 101
-    /// answer through the same stream), then watches frames.
-    pub(crate) fn after_http_head(inner: S) -> Self {
-        TextChecked {
-            inner,
-            watch: Watch::new(Parse::HttpHead { matched: 0 }),
-        }
     }
 
     /// The wrapped stream.
@@ -119,8 +110,6 @@ impl<S: Write> Write for TextChecked<S> {
 /// Where the watcher is in the byte stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Parse {
-    /// In an HTTP head; `matched` bytes of `\r\n\r\n` seen.
-    HttpHead { matched: usize },
     /// Collecting a frame header.
     Header,
     /// In a frame's payload.
@@ -172,28 +161,6 @@ impl Watch {
         while !data.is_empty() {
             match self.parse {
                 Parse::Off => return,
-                Parse::HttpHead { matched } => {
-                    let mut matched = matched;
-                    let mut used = 0;
-                    for &b in data {
-                        used += 1;
-                        matched = match (matched, b) {
-                            (0 | 2, b'\r') => matched + 1,
-                            (1 | 3, b'\n') => matched + 1,
-                            (_, b'\r') => 1,
-                            _ => 0,
-                        };
-                        if matched == 4 {
-                            break;
-                        }
-                    }
-                    data = &data[used..];
-                    self.parse = if matched == 4 {
-                        Parse::Header
-                    } else {
-                        Parse::HttpHead { matched }
-                    };
-                }
                 Parse::Header => {
                     let take = self.header_needed().saturating_sub(self.header_len);
                     let take = take.min(data.len()).max(1).min(data.len());
@@ -526,24 +493,5 @@ mod tests {
         let mut bytes = frame(true, 1, b"\xff", None);
         bytes[0] |= 0x40;
         assert!(!watch(&bytes, 1));
-    }
-
-    #[test]
-    fn http_head_is_skipped() {
-        let mut bytes = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n".to_vec();
-        bytes.extend(frame(true, 1, b"ok", None));
-        bytes.extend(frame(true, 1, b"\xc0\xaf", None));
-        let mut r = TextChecked::after_http_head(&bytes[..]);
-        let mut buf = vec![0u8; 3];
-        let mut total = 0;
-        let err = loop {
-            match r.read(&mut buf) {
-                Ok(0) => panic!("end without the error"),
-                Ok(n) => total += n,
-                Err(e) => break e,
-            }
-        };
-        assert!(is_invalid_utf8(&err));
-        assert!(total >= bytes.len() - 2);
     }
 }
