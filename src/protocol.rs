@@ -12,9 +12,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 /// connection is dropped without a close frame.
 ///
 /// - 1009 (`Size`): a frame or message over the configured limits.
-/// - 1007 (`Invalid`): invalid UTF-8 in a text message or close reason,
-///   also when seen by the fail-fast watcher (`textcheck`) before the
-///   frame is complete.
+/// - 1007 (`Invalid`): invalid UTF-8 in a text message or close reason.
 /// - 1002 (`Protocol`): any other violation of RFC 6455 (reserved bits,
 ///   unknown opcodes, unmasked client frames, oversized or fragmented
 ///   control frames, a continuation without a start, a bad close frame).
@@ -22,7 +20,6 @@ pub fn close_code_for(error: &WsError) -> Option<CloseCode> {
     match error {
         WsError::Capacity(_) => Some(CloseCode::Size),
         WsError::Utf8(_) => Some(CloseCode::Invalid),
-        WsError::Io(e) if crate::textcheck::is_invalid_utf8(e) => Some(CloseCode::Invalid),
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
         // Our own attempt to send after a close: nothing the peer did.
         WsError::Protocol(ProtocolError::SendAfterClosing) => None,
