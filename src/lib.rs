@@ -3,8 +3,13 @@
 //! A map of the crate, following a connection from the outside in:
 //!
 //! - [`config`]: the TOML configuration, validated key by key.
-//! - [`server`]: the embedding API ([`Server`]) and the binary's entry point.
-//! - `master`: binds, forks and supervises workers, reloads, drains, relays.
+//! - [`server`]: the embedding API ([`Server`]).
+//! - `master`: the loop that reloads, drains and relays; `generation`
+//!   (load and bind) and `supervise` (fork, reap, back-off) under it.
+//! - `app`: what a generation runs: the route table and named handlers,
+//!   loaded from the configuration the same way at start and on reload.
+//! - [`error`]: why the daemon could not run, and exit statuses.
+//! - `logging`: log lines that name the process (master or worker K).
 //! - `worker`: one `mio` loop per process; connections as state machines.
 //! - [`handshake`]: the HTTP upgrade as pure functions over bytes.
 //! - [`route`]: path templates such as `/chat/{room}`.
@@ -17,11 +22,14 @@
 //! - [`client`]: the blocking client library and the `wssd client` CLI.
 //! - [`bench`]: `wssd bench`, the load generator.
 
+mod app;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod error;
 pub mod handler;
 pub mod handshake;
+mod logging;
 mod master;
 pub mod privileges;
 pub mod protocol;
@@ -34,7 +42,8 @@ pub(crate) mod textcheck;
 pub mod tls;
 mod worker;
 
+pub use error::Error;
 pub use handler::{
     CloseCode, Conn, ConnId, ConnInfo, Handler, HandlerError, HandlerResult, Message, Scope,
 };
-pub use server::{Error, Server};
+pub use server::Server;

@@ -27,11 +27,11 @@ use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
+use crate::app::App;
 use crate::config::Config;
 use crate::handler::{Action, Conn as HandlerConn, ConnId, ConnInfo, Handler, HandlerError, Scope};
 use crate::handshake::{self, Reject};
 use crate::relay::{RelayLink, RelayMessage, RoomKey};
-use crate::server::App;
 use crate::signals::SignalPipe;
 use crate::textcheck::TextChecked;
 use conn::{Conn, HeadRead, Open, Phase, Upgrade, CLOSE_GRACE};
