@@ -65,7 +65,7 @@ impl Handler for Chat {
         let text = match message {
             Message::Text(t) => t.to_string(),
             _ => {
-                conn.close(CloseCode::Unsupported, "text only");
+                conn.close(CloseCode::UNSUPPORTED, "text only");
                 return Ok(());
             }
         };

@@ -31,6 +31,7 @@ pub mod handler;
 pub mod handshake;
 mod logging;
 mod master;
+mod message;
 pub mod privileges;
 pub mod protocol;
 pub mod relay;
@@ -42,8 +43,8 @@ pub(crate) mod textcheck;
 pub mod tls;
 mod worker;
 
+pub use bytes::Bytes;
 pub use error::Error;
-pub use handler::{
-    CloseCode, Conn, ConnId, ConnInfo, Handler, HandlerError, HandlerResult, Message, Scope,
-};
+pub use handler::{Conn, ConnId, ConnInfo, Handler, HandlerError, HandlerResult, Scope};
+pub use message::{CloseCode, Message, Text, MAX_CLOSE_REASON};
 pub use server::Server;

@@ -32,24 +32,20 @@ use std::time::{Duration, Instant};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::HandshakeError;
 use tungstenite::http::{header, HeaderName, HeaderValue};
-use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::coding::{CloseCode as WsCloseCode, Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, Frame};
 use tungstenite::protocol::{WebSocket, WebSocketConfig};
 use tungstenite::{Bytes, Error as WsError};
 
+use crate::message::close_frame;
+pub use crate::message::{CloseCode, Message, Text};
 use crate::textcheck::{self, TextChecked};
 pub use error::ClientError;
 use transport::MaybeTls;
 use url::WsUrl;
 
-/// Close code sent when a close frame carried no code (RFC 6455 "no status received").
-pub const CLOSE_NO_STATUS: u16 = 1005;
-/// Close code used when the connection ended without a close frame (RFC 6455 "abnormal").
-pub const CLOSE_ABNORMAL: u16 = 1006;
 /// How long to wait for the server to end the TCP connection after its close reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// Longest close reason that fits a close frame, in bytes.
-const MAX_CLOSE_REASON: usize = 123;
 /// Handshake headers that tungstenite writes itself; user values replace them.
 const HANDSHAKE_HEADERS: [&str; 5] = [
     "host",
@@ -58,30 +54,6 @@ const HANDSHAKE_HEADERS: [&str; 5] = [
     "sec-websocket-version",
     "sec-websocket-key",
 ];
-
-/// A whole data message, received or to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
-    /// A text message (valid UTF-8).
-    Text(String),
-    /// A binary message.
-    Binary(Vec<u8>),
-}
-
-impl Message {
-    /// The payload bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            Message::Text(text) => text.as_bytes(),
-            Message::Binary(data) => data,
-        }
-    }
-
-    /// The payload as text; invalid UTF-8 in binary payloads is replaced.
-    pub fn to_text_lossy(&self) -> String {
-        String::from_utf8_lossy(self.as_bytes()).into_owned()
-    }
-}
 
 /// An HTTP CONNECT proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,7 +184,7 @@ pub struct Client {
     /// Data messages that arrived while waiting for a pong.
     pending: VecDeque<Message>,
     /// The peer's close code and reason, once known.
-    peer_close: Option<(u16, String)>,
+    peer_close: Option<(CloseCode, String)>,
     closed: bool,
 }
 
@@ -282,10 +254,12 @@ impl Client {
 
     /// Sends a [`Message`].
     pub fn send(&mut self, message: Message) -> Result<(), ClientError> {
-        match message {
-            Message::Text(text) => self.send_frames(Bytes::from(text.into_bytes()), Data::Text),
-            Message::Binary(data) => self.send_frames(Bytes::from(data), Data::Binary),
-        }
+        let kind = if message.is_text() {
+            Data::Text
+        } else {
+            Data::Binary
+        };
+        self.send_frames(message.into_payload(), kind)
     }
 
     /// Waits for the next whole data message. Pings are answered while waiting.
@@ -361,26 +335,23 @@ impl Client {
         }
     }
 
-    /// Closes the connection with `code` and `reason` (at most 123 bytes; longer is
-    /// cut) and waits for the server's close reply within the read timeout.
+    /// Closes the connection with `code` (a [`CloseCode`] or a number) and
+    /// `reason` (at most 123 bytes; longer is cut at a character boundary)
+    /// and waits for the server's close reply within the read timeout.
     /// Does nothing if the connection is already closed. Data messages that
     /// arrive before the server's close reply can still be taken with
     /// [`receive`](Self::receive) afterwards.
-    pub fn close(&mut self, code: u16, reason: &str) -> Result<(), ClientError> {
+    pub fn close(&mut self, code: impl Into<CloseCode>, reason: &str) -> Result<(), ClientError> {
         if self.closed {
             return Ok(());
         }
-        let close_code = CloseCode::from(code);
-        if !close_code.is_allowed() {
+        let code = code.into();
+        if !code.is_sendable() {
             return Err(ClientError::InvalidConfig(format!(
                 "{code} is not a valid close code"
             )));
         }
-        let frame = CloseFrame {
-            code: close_code,
-            reason: truncate(reason).into(),
-        };
-        if let Err(err) = self.ws.close(Some(frame)) {
+        if let Err(err) = self.ws.close(Some(close_frame(code, reason))) {
             return Err(self.map_error(err, "sending the close frame"));
         }
         let deadline = self.read_timeout.map(|t| Instant::now() + t);
@@ -392,7 +363,7 @@ impl Client {
 
     /// The close code the server sent (1005 if its close frame had none,
     /// 1006 if the connection ended without one), once the connection is closed.
-    pub fn close_code(&self) -> Option<u16> {
+    pub fn close_code(&self) -> Option<CloseCode> {
         self.peer_close.as_ref().map(|(code, _)| *code)
     }
 
@@ -418,13 +389,7 @@ impl Client {
             let result = result.and_then(|()| self.ws.read().map_err(ClientError::from_ws));
             match result {
                 Ok(tungstenite::Message::Close(frame)) => self.record_close(frame),
-                Ok(tungstenite::Message::Text(text)) => self
-                    .pending
-                    .push_back(Message::Text(text.as_str().to_string())),
-                Ok(tungstenite::Message::Binary(data)) => {
-                    self.pending.push_back(Message::Binary(data.to_vec()))
-                }
-                Ok(_) => {}
+                Ok(message) => self.pending.extend(Message::from_ws(message)),
                 Err(_) if self.peer_close.is_some() => return Ok(()),
                 Err(ClientError::Timeout { .. }) => {
                     return Err(ClientError::Timeout {
@@ -433,9 +398,9 @@ impl Client {
                     })
                 }
                 Err(_) => {
-                    self.peer_close = Some((CLOSE_ABNORMAL, String::new()));
+                    self.peer_close = Some((CloseCode::ABNORMAL, String::new()));
                     return Err(ClientError::Closed {
-                        code: CLOSE_ABNORMAL,
+                        code: CloseCode::ABNORMAL,
                         reason: "the connection ended without a close reply".into(),
                     });
                 }
@@ -487,8 +452,9 @@ impl Client {
     /// answered, a close is recorded and returned as [`ClientError::Closed`].
     fn handle(&mut self, message: tungstenite::Message) -> Result<Option<Message>, ClientError> {
         match message {
-            tungstenite::Message::Text(text) => Ok(Some(Message::Text(text.as_str().to_string()))),
-            tungstenite::Message::Binary(data) => Ok(Some(Message::Binary(data.to_vec()))),
+            data @ (tungstenite::Message::Text(_) | tungstenite::Message::Binary(_)) => {
+                Ok(Message::from_ws(data))
+            }
             tungstenite::Message::Ping(_) => {
                 self.flush_queued();
                 Ok(None)
@@ -521,19 +487,15 @@ impl Client {
     /// of the TCP connection and waits briefly for the server to end its
     /// half (so that unread input does not turn our close into a reset
     /// that could destroy the close frame in flight).
-    fn fail(&mut self, code: CloseCode, reason: &str) {
+    fn fail(&mut self, code: WsCloseCode, reason: &str) {
         if self.closed {
             return;
         }
         self.closed = true;
         if self.peer_close.is_none() {
-            self.peer_close = Some((CLOSE_ABNORMAL, String::new()));
+            self.peer_close = Some((CloseCode::ABNORMAL, String::new()));
         }
-        let frame = CloseFrame {
-            code,
-            reason: truncate(reason).into(),
-        };
-        let _ = self.ws.close(Some(frame));
+        let _ = self.ws.close(Some(close_frame(code, reason)));
         let _ = self.ws.flush();
         let stream = self.ws.get_mut();
         let _ = stream.tcp().shutdown(std::net::Shutdown::Write);
@@ -580,8 +542,8 @@ impl Client {
     /// Records the peer's close frame.
     fn record_close(&mut self, frame: Option<CloseFrame>) {
         self.peer_close = Some(match frame {
-            Some(frame) => (u16::from(frame.code), frame.reason.as_str().to_string()),
-            None => (CLOSE_NO_STATUS, String::new()),
+            Some(frame) => (frame.code.into(), frame.reason.as_str().to_string()),
+            None => (CloseCode::NO_STATUS, String::new()),
         });
     }
 
@@ -599,7 +561,7 @@ impl Client {
         let (code, reason) = self
             .peer_close
             .clone()
-            .unwrap_or((CLOSE_ABNORMAL, String::new()));
+            .unwrap_or((CloseCode::ABNORMAL, String::new()));
         ClientError::Closed { code, reason }
     }
 
@@ -625,7 +587,7 @@ impl Client {
             ClientError::Closed { reason, .. } => {
                 self.closed = true;
                 if self.peer_close.is_none() {
-                    self.peer_close = Some((CLOSE_ABNORMAL, reason));
+                    self.peer_close = Some((CloseCode::ABNORMAL, reason));
                 }
                 self.closed_error()
             }
@@ -646,17 +608,17 @@ impl ClientError {
                 ClientError::Protocol(err.to_string())
             }
             WsError::Io(err) if is_disconnect(&err) => ClientError::Closed {
-                code: CLOSE_ABNORMAL,
+                code: CloseCode::ABNORMAL,
                 reason: format!("the connection was lost: {err}"),
             },
             WsError::Io(err) => ClientError::Io(err),
             WsError::ConnectionClosed | WsError::AlreadyClosed => ClientError::Closed {
-                code: CLOSE_ABNORMAL,
+                code: CloseCode::ABNORMAL,
                 reason: "the connection is closed".into(),
             },
             WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
                 ClientError::Closed {
-                    code: CLOSE_ABNORMAL,
+                    code: CloseCode::ABNORMAL,
                     reason: "the server closed the connection without a close frame".into(),
                 }
             }
@@ -756,15 +718,6 @@ fn build_request(
     Ok(request)
 }
 
-/// Cuts `reason` to [`MAX_CLOSE_REASON`] bytes on a character boundary.
-fn truncate(reason: &str) -> String {
-    let mut end = reason.len().min(MAX_CLOSE_REASON);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason[..end].to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -794,13 +747,5 @@ mod tests {
             build_request(&url, &config),
             Err(ClientError::InvalidConfig(_))
         ));
-    }
-
-    #[test]
-    fn close_reason_is_cut_on_a_char_boundary() {
-        let long = "é".repeat(100);
-        let cut = truncate(&long);
-        assert!(cut.len() <= MAX_CLOSE_REASON);
-        assert_eq!(cut.len(), 122);
     }
 }

@@ -23,14 +23,14 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::{Role, WebSocketConfig};
-use tungstenite::{Message, WebSocket};
+use tungstenite::{Message as WsMessage, WebSocket};
 
 use crate::app::App;
 use crate::config::Config;
 use crate::handler::{Action, Conn as HandlerConn, ConnId, ConnInfo, Handler, HandlerError, Scope};
 use crate::handshake::{self, Reject};
+use crate::message::{self, close_frame, Message};
 use crate::relay::{RelayLink, RelayMessage, RoomKey};
 use crate::signals::SignalPipe;
 use crate::textcheck::TextChecked;
@@ -320,10 +320,9 @@ impl Worker {
             Phase::Open(open) => {
                 if open.closing_since.is_none() {
                     open.closing_since = Some(self.now);
-                    let _ = open.ws.close(Some(CloseFrame {
-                        code: CloseCode::Away,
-                        reason: "server shutting down".into(),
-                    }));
+                    let _ = open
+                        .ws
+                        .close(Some(close_frame(CloseCode::Away, "server shutting down")));
                 }
                 self.flush(slot);
             }
@@ -799,24 +798,21 @@ impl Worker {
     }
 
     /// Hands one received message to the route's handler.
-    fn dispatch(&mut self, slot: usize, message: Message) {
+    fn dispatch(&mut self, slot: usize, message: WsMessage) {
         match message {
-            Message::Text(_) | Message::Binary(_) => {
-                self.call(slot, |h, c| h.on_message(c, message));
-            }
-            Message::Ping(payload) => {
+            WsMessage::Ping(payload) => {
                 self.call(slot, |h, c| {
                     h.on_ping(c, &payload);
                     Ok(())
                 });
             }
-            Message::Pong(payload) => {
+            WsMessage::Pong(payload) => {
                 self.call(slot, |h, c| {
                     h.on_pong(c, &payload);
                     Ok(())
                 });
             }
-            Message::Close(frame) => {
+            WsMessage::Close(frame) => {
                 let now = self.now;
                 if let Some(Phase::Open(open)) = self.conn_mut(slot).map(|c| &mut c.phase) {
                     // Our reply may never be read: bound the wait for it.
@@ -827,7 +823,12 @@ impl Worker {
                     });
                 }
             }
-            Message::Frame(_) => {}
+            WsMessage::Frame(_) => {}
+            data => {
+                if let Some(message) = Message::from_ws(data) {
+                    self.call(slot, |h, c| h.on_message(c, message));
+                }
+            }
         }
         self.apply_actions(slot);
     }
@@ -871,8 +872,10 @@ impl Worker {
                 info.route, info.id
             );
             self.actions.clear();
-            self.actions
-                .push(Action::Close(CloseCode::Error, "internal error".into()));
+            self.actions.push(Action::Close(
+                message::CloseCode::ERROR,
+                "internal error".into(),
+            ));
         }
     }
 
@@ -882,7 +885,7 @@ impl Worker {
         for action in actions.drain(..) {
             match action {
                 Action::Send(message) => self.send(slot, message),
-                Action::Close(code, reason) => self.close(slot, code, reason),
+                Action::Close(code, reason) => self.close(slot, code.into(), reason),
                 Action::Broadcast {
                     scope,
                     message,
@@ -951,23 +954,20 @@ impl Worker {
         if open.ws.can_write() {
             // Data frames bypass tungstenite's write buffer (which keeps
             // its largest size for good): see `Stream::send_frame`.
-            let frame = match &message {
-                Message::Text(t) => Some((1, t.as_bytes())),
-                Message::Binary(b) => Some((2, &b[..])),
-                _ => None,
+            let (opcode, payload) = match &message {
+                Message::Text(t) => (1, t.as_bytes()),
+                Message::Binary(b) => (2, &b[..]),
             };
-            if let Some((opcode, payload)) = frame {
-                match open.ws.get_mut().send_frame(opcode, payload) {
-                    Ok(()) => {}
-                    Err(e) => {
-                        debug!("send to {} failed: {e}", open.info.id);
-                        self.remove(slot);
-                    }
+            match open.ws.get_mut().send_frame(opcode, payload) {
+                Ok(()) => {}
+                Err(e) => {
+                    debug!("send to {} failed: {e}", open.info.id);
+                    self.remove(slot);
                 }
-                return;
             }
+            return;
         }
-        match open.ws.write(message) {
+        match open.ws.write(message.into_ws()) {
             Ok(()) => {}
             Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(WsError::Protocol(ProtocolError::SendAfterClosing))
@@ -987,10 +987,7 @@ impl Worker {
         if open.closing_since.is_none() {
             open.closing_since = Some(now);
         }
-        let _ = open.ws.close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        }));
+        let _ = open.ws.close(Some(close_frame(code, &reason)));
         self.flush(slot);
     }
 
@@ -1011,10 +1008,7 @@ impl Worker {
         let Phase::Open(mut open) = self.take_phase(slot) else {
             return;
         };
-        let _ = open.ws.close(Some(CloseFrame {
-            code,
-            reason: reason.chars().take(100).collect::<String>().into(),
-        }));
+        let _ = open.ws.close(Some(close_frame(code, &reason)));
         let _ = open.ws.flush();
         self.notify_close(&mut open);
         let stream = open.ws.into_inner().into_inner();
@@ -1049,10 +1043,6 @@ impl Worker {
     /// Delivers `message` to the local connections matching `key` (but
     /// `skip`) and, through the master, to the other workers.
     fn broadcast(&mut self, key: RoomKey, skip: Option<ConnId>, message: Message) {
-        if !matches!(message, Message::Text(_) | Message::Binary(_)) {
-            debug!("only text and binary messages can be broadcast; dropped");
-            return;
-        }
         self.publish(&key, skip, &message);
         // Receivers are flushed once at the end of this loop turn, so a
         // burst of broadcasts costs one write per receiver.
@@ -1254,7 +1244,7 @@ impl Worker {
             Due::Ping => {
                 if let Phase::Open(open) = &mut conn.phase {
                     open.ping_sent = true;
-                    let _ = open.ws.write(Message::Ping(Default::default()));
+                    let _ = open.ws.write(WsMessage::Ping(Default::default()));
                 }
                 self.flush(slot);
             }
@@ -1301,7 +1291,7 @@ impl Worker {
 
     fn notify_close(&mut self, open: &mut Open) {
         let (code, reason) = match open.peer_close.take() {
-            Some((c, r)) => (Some(c), r),
+            Some((c, r)) => (Some(c.into()), r),
             None => (None, String::new()),
         };
         if let Some(handler) = self.handlers.get_mut(open.route) {
