@@ -38,7 +38,7 @@ impl Chat {
             .split('&')
             .find_map(|kv| kv.strip_prefix("name="))
             .filter(|n| !n.is_empty())
-            .map(|n| wssd::route::percent_decode(n).unwrap_or_else(|| n.to_string()))
+            .map(|n| wssd::internals::route::percent_decode(n).unwrap_or_else(|| n.to_string()))
             .unwrap_or_else(|| format!("guest-{}", conn.id()))
     }
 }
@@ -63,8 +63,8 @@ impl Handler for Chat {
             .cloned()
             .unwrap_or_default();
         let text = match message {
-            Message::Text(t) => t.to_string(),
-            _ => {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
                 conn.close(CloseCode::UNSUPPORTED, "text only");
                 return Ok(());
             }

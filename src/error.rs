@@ -6,9 +6,9 @@ use std::fmt;
 use crate::config::ConfigError;
 
 /// Exit status of a run-time failure (binding, forking, polling).
-pub const EXIT_RUNTIME: i32 = 1;
+pub(crate) const EXIT_RUNTIME: i32 = 1;
 /// Exit status of an unusable configuration.
-pub const EXIT_CONFIG: i32 = 2;
+pub(crate) const EXIT_CONFIG: i32 = 2;
 /// Exit status of a worker that could not take the listening socket.
 pub(crate) const EXIT_NO_LISTENER: i32 = 3;
 /// Exit status of a worker that could not switch to the configured user.
@@ -43,8 +43,8 @@ impl From<ConfigError> for Error {
 }
 
 impl Error {
-    /// The process exit status for this error: [`EXIT_CONFIG`] or
-    /// [`EXIT_RUNTIME`].
+    /// The process exit status for this error: 2 for [`Error::Config`],
+    /// 1 for [`Error::Runtime`].
     #[must_use]
     pub fn exit_status(&self) -> i32 {
         match self {

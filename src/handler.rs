@@ -262,7 +262,7 @@ pub trait Handler {
 }
 
 /// Makes the handler of a route, once in each worker process.
-pub type HandlerFactory = std::rc::Rc<dyn Fn() -> Box<dyn Handler>>;
+pub(crate) type HandlerFactory = std::rc::Rc<dyn Fn() -> Box<dyn Handler>>;
 
 /// Built-in `echo`: every message goes back to its sender.
 #[derive(Debug, Default)]

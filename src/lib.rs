@@ -1,46 +1,61 @@
 //! wssd: a pre-fork WebSocket server daemon and a blocking client library.
 //!
-//! A map of the crate, following a connection from the outside in:
+//! What an embedder uses: [`Server`] (run handlers with the daemon's
+//! process model), the [`Handler`] trait and its [`Conn`] handle, the
+//! shared vocabulary [`Message`] and [`CloseCode`], the [`config`] types,
+//! and the blocking [`client`]. See `docs/handlers.md` and `examples/`.
 //!
-//! - [`config`]: the TOML configuration, validated key by key.
-//! - [`server`]: the embedding API ([`Server`]).
+//! A map of the crate, top down (a module imports only modules below it):
+//!
+//! - `server`: the embedding API ([`Server`]).
 //! - `master`: the loop that reloads, drains and relays; `generation`
 //!   (load and bind) and `supervise` (fork, reap, back-off) under it.
 //! - `app`: what a generation runs: the route table and named handlers,
 //!   loaded from the configuration the same way at start and on reload.
-//! - [`error`]: why the daemon could not run, and exit statuses.
+//! - `error`: why the daemon could not run ([`Error`]), and exit statuses.
 //! - `logging`: log lines that name the process (master or worker K).
 //! - `worker`: one `mio` loop per process; connections as state machines.
-//! - [`handshake`]: the HTTP upgrade as pure functions over bytes.
-//! - [`route`]: path templates such as `/chat/{room}`.
+//! - `handshake`: the HTTP upgrade as pure functions over bytes.
+//! - `route`: path templates such as `/chat/{room}`.
+//! - `relay`: broadcast frames between workers through the master.
 //! - [`handler`]: the [`Handler`] trait, the [`Conn`] handle, built-ins.
-//! - [`relay`]: broadcast frames between workers through the master.
+//! - `message`: [`Message`], [`Text`], [`CloseCode`], shared by handlers
+//!   and the client.
+//! - `protocol`: which close code answers which protocol failure.
 //! - `textcheck`: fail-fast UTF-8 validation of text frames as bytes
 //!   arrive, under tungstenite, for the worker and the client.
-//! - [`tls`], [`privileges`], [`signals`], [`sdnotify`]: the operating
-//!   system edges.
-//! - [`client`]: the blocking client library and the `wssd client` CLI.
-//! - [`bench`]: `wssd bench`, the load generator.
+//! - [`config`]: the TOML configuration, validated key by key.
+//! - `tls`, `privileges`, `signals`, `sdnotify`: the operating system
+//!   edges.
+//! - [`client`]: the blocking client library (and, for now, the
+//!   `wssd client` command line).
+//! - `bench`: `wssd bench`, the load generator (its own package soon).
+//!
+//! `internals` re-exports what the fuzz targets drive; it is hidden and
+//! not part of the API.
+
+#![deny(missing_docs)]
 
 mod app;
+#[doc(hidden)] // `wssd bench`; moves to the wssd-bench package of the workspace
 pub mod bench;
 pub mod client;
 pub mod config;
-pub mod error;
+mod error;
 pub mod handler;
-pub mod handshake;
+mod handshake;
 mod logging;
 mod master;
 mod message;
-pub mod privileges;
-pub mod protocol;
-pub mod relay;
-pub mod route;
-pub mod sdnotify;
-pub mod server;
-pub mod signals;
-pub(crate) mod textcheck;
-pub mod tls;
+mod privileges;
+mod protocol;
+mod relay;
+mod route;
+mod sdnotify;
+mod server;
+mod signals;
+mod textcheck;
+mod tls;
 mod worker;
 
 pub use bytes::Bytes;
@@ -48,3 +63,26 @@ pub use error::Error;
 pub use handler::{Conn, ConnId, ConnInfo, Handler, HandlerError, HandlerResult, Scope};
 pub use message::{CloseCode, Message, Text, MAX_CLOSE_REASON};
 pub use server::Server;
+
+/// Internals re-exported for wssd's own fuzz targets (`fuzz/`), which
+/// drive the hostile-input paths directly. Not part of the API: no
+/// documentation, no semver promise.
+#[doc(hidden)]
+pub mod internals {
+    /// The HTTP upgrade request head.
+    pub mod handshake {
+        pub use crate::handshake::*;
+    }
+    /// How protocol failures are answered.
+    pub mod protocol {
+        pub use crate::protocol::*;
+    }
+    /// The broadcast relay frames.
+    pub mod relay {
+        pub use crate::relay::*;
+    }
+    /// Path templates and the route table.
+    pub mod route {
+        pub use crate::route::*;
+    }
+}

@@ -19,7 +19,7 @@ fn header_report(client: &mut Client) -> String {
         .expect("headers? reply")
     {
         Message::Text(text) => text.into(),
-        other => panic!("expected text, got {other:?}"),
+        other @ Message::Binary(_) => panic!("expected text, got {other:?}"),
     }
 }
 

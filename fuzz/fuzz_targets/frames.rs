@@ -5,7 +5,7 @@
 //! with `from_partially_read` (bytes that followed the request head),
 //! reading until the socket would block, echoing messages like the `echo`
 //! handler, and answering a read error with the close code of
-//! `wssd::protocol::close_code_for` (1002, 1007, 1009), as `Worker::fail`.
+//! `wssd::internals::protocol::close_code_for` (1002, 1007, 1009), as `Worker::fail`.
 //!
 //! Input: byte 0 picks the size limits, whether the peer closes the TCP
 //! stream at the end, and how many bytes arrive with the request head;
@@ -144,7 +144,7 @@ fn echo(ws: &mut WebSocket<MemStream<'_>>, message: Message) -> bool {
 
 /// `Worker::fail`: answer a read error with its close code, then stop.
 fn fail(ws: &mut WebSocket<MemStream<'_>>, error: WsError, outcome: &mut Outcome) {
-    let Some(code) = wssd::protocol::close_code_for(&error) else {
+    let Some(code) = wssd::internals::protocol::close_code_for(&error) else {
         return;
     };
     let open = ws.can_write();

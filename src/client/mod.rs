@@ -18,6 +18,7 @@
 //! ```
 
 mod base64;
+#[doc(hidden)] // the `wssd client` command line; moves to the binary package
 pub mod cli;
 mod error;
 
@@ -117,6 +118,7 @@ impl Default for ClientConfig {
 
 impl ClientConfig {
     /// Sets the connect, read and write timeouts at once (php-wss `setTimeout`).
+    #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
         self.read_timeout = Some(timeout);
@@ -125,24 +127,28 @@ impl ClientConfig {
     }
 
     /// Adds a handshake request header.
+    #[must_use]
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
 
     /// Offers a subprotocol.
+    #[must_use]
     pub fn with_subprotocol(mut self, protocol: impl Into<String>) -> Self {
         self.subprotocols.push(protocol.into());
         self
     }
 
     /// Sets the fragment size for outgoing messages.
+    #[must_use]
     pub fn with_fragment_size(mut self, size: usize) -> Self {
         self.fragment_size = Some(size);
         self
     }
 
     /// Connects through the proxy at `address` (`HOST:PORT`).
+    #[must_use]
     pub fn with_proxy(mut self, address: impl Into<String>) -> Self {
         let credentials = self.proxy.take().and_then(|p| p.credentials);
         self.proxy = Some(Proxy {
@@ -153,6 +159,7 @@ impl ClientConfig {
     }
 
     /// Sets the proxy credentials (call after [`with_proxy`](Self::with_proxy)).
+    #[must_use]
     pub fn with_proxy_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         if let Some(proxy) = &mut self.proxy {
             proxy.credentials = Some((user.into(), password.into()));
@@ -161,12 +168,14 @@ impl ClientConfig {
     }
 
     /// Trusts the CA certificates in this PEM file.
+    #[must_use]
     pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.tls.ca_file = Some(path.into());
         self
     }
 
     /// Accepts invalid certificates and host names (testing only).
+    #[must_use]
     pub fn with_accept_invalid_certs(mut self, accept: bool) -> Self {
         self.tls.accept_invalid_certs = accept;
         self

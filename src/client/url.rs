@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(url.credentials, Some(("al@ice".into(), "p:ss:w".into())));
         assert_eq!(url.request_uri(), "ws://host:81/p");
         let url = WsUrl::parse("ws://bob@host").unwrap();
-        assert_eq!(url.credentials, Some(("bob".into(), "".into())));
+        assert_eq!(url.credentials, Some(("bob".into(), String::new())));
     }
 
     #[test]

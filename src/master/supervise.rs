@@ -53,9 +53,11 @@ impl Master {
         // handlers are installed, so a SIGTERM sent right now is not lost.
         let mask = signals::block(signals::WORKER_SIGNALS)
             .map_err(|e| Error::runtime("sigprocmask", e))?;
+        // The one unsafe operation of the crate (`unsafe_code` is denied
+        // in Cargo.toml's [lints]).
+        #[allow(unsafe_code)]
         // SAFETY: the master is single-threaded (it never starts a thread),
         // so no lock can be held by another thread across the fork.
-        #[allow(unsafe_code)]
         let forked = unsafe { fork() };
         if !matches!(forked, Ok(ForkResult::Child)) {
             signals::restore(&mask);
