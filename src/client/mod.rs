@@ -17,7 +17,6 @@
 //! # Ok::<(), wssd::client::ClientError>(())
 //! ```
 
-mod base64;
 #[doc(hidden)] // the `wssd client` command line; moves to the binary package
 pub mod cli;
 mod error;
@@ -38,12 +37,12 @@ use tungstenite::protocol::frame::{CloseFrame, Frame};
 use tungstenite::protocol::{WebSocket, WebSocketConfig};
 use tungstenite::{Bytes, Error as WsError};
 
+use self::url::WsUrl;
 use crate::message::close_frame;
 pub use crate::message::{CloseCode, Message, Text};
 use crate::textcheck::{self, TextChecked};
 pub use error::ClientError;
 use transport::MaybeTls;
-use url::WsUrl;
 
 /// How long to wait for the server to end the TCP connection after its close reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -714,7 +713,7 @@ fn build_request(
     }
     if let Some((user, password)) = &url.credentials {
         if !headers.contains_key(header::AUTHORIZATION) {
-            let value = HeaderValue::from_str(&base64::basic_auth(user, password))
+            let value = HeaderValue::from_str(&basic_auth(user, password))
                 .map_err(|_| ClientError::InvalidConfig("unusable URL credentials".into()))?;
             headers.insert(header::AUTHORIZATION, value);
         }
@@ -725,6 +724,16 @@ fn build_request(
         headers.insert("Sec-WebSocket-Protocol", value);
     }
     Ok(request)
+}
+
+/// The value of a `Basic` `Authorization`/`Proxy-Authorization` header
+/// (RFC 7617): `user:password` in standard base64 with padding.
+pub(crate) fn basic_auth(user: &str, password: &str) -> String {
+    let credentials = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        data_encoding::BASE64.encode(credentials.as_bytes())
+    )
 }
 
 #[cfg(test)]
@@ -746,6 +755,15 @@ mod tests {
         assert_eq!(headers.get_all("host").iter().count(), 1);
         assert_eq!(headers["authorization"], "Basic dTpw");
         assert_eq!(headers["sec-websocket-protocol"], "chat");
+    }
+
+    #[test]
+    fn basic_auth_header() {
+        assert_eq!(
+            basic_auth("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert_eq!(basic_auth("", ""), "Basic Og==");
     }
 
     #[test]
