@@ -64,6 +64,13 @@ pub use handler::{Conn, ConnId, ConnInfo, Handler, HandlerError, HandlerResult, 
 pub use message::{CloseCode, Message, Text, MAX_CLOSE_REASON};
 pub use server::Server;
 
+/// docs/handlers.md and docs/client.md, compiled as doc tests so that
+/// their examples keep up with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/handlers.md")]
+#[doc = include_str!("../docs/client.md")]
+pub struct DocsCompile;
+
 /// Internals re-exported for wssd's own fuzz targets (`fuzz/`), which
 /// drive the hostile-input paths directly. Not part of the API: no
 /// documentation, no semver promise.
