@@ -20,10 +20,13 @@ test:
 	$(CARGO) build --examples
 	$(CARGO) test
 
-## fmt --check and clippy with warnings as errors.
+## fmt --check, clippy with warnings as errors (the lints are the
+## [lints] table of Cargo.toml and #![deny(missing_docs)] in src/lib.rs),
+## and rustdoc with warnings as errors.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
 fmt:
 	$(CARGO) fmt --all

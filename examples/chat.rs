@@ -38,7 +38,11 @@ impl Chat {
             .split('&')
             .find_map(|kv| kv.strip_prefix("name="))
             .filter(|n| !n.is_empty())
-            .map(|n| wssd::route::percent_decode(n).unwrap_or_else(|| n.to_string()))
+            .map(|n| {
+                percent_encoding::percent_decode_str(n)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
             .unwrap_or_else(|| format!("guest-{}", conn.id()))
     }
 }
@@ -63,9 +67,9 @@ impl Handler for Chat {
             .cloned()
             .unwrap_or_default();
         let text = match message {
-            Message::Text(t) => t.to_string(),
-            _ => {
-                conn.close(CloseCode::Unsupported, "text only");
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                conn.close(CloseCode::UNSUPPORTED, "text only");
                 return Ok(());
             }
         };

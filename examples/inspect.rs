@@ -28,9 +28,10 @@ struct Inspect;
 
 impl Default for Inspect {
     fn default() -> Self {
-        if std::env::var_os("INSPECT_PANIC_ON_START").is_some() {
-            panic!("INSPECT_PANIC_ON_START is set");
-        }
+        assert!(
+            std::env::var_os("INSPECT_PANIC_ON_START").is_none(),
+            "INSPECT_PANIC_ON_START is set"
+        );
         Inspect
     }
 }
@@ -62,8 +63,8 @@ fn info(conn: &Conn<'_>) -> String {
 impl Handler for Inspect {
     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message) -> HandlerResult {
         let text = match &message {
-            Message::Text(t) => t.to_string(),
-            _ => {
+            Message::Text(text) => text.clone(),
+            Message::Binary(_) => {
                 conn.send(message);
                 return Ok(());
             }

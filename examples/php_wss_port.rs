@@ -63,7 +63,7 @@ impl Handler for ServerHandler {
 
     fn on_error(&mut self, conn: &mut Conn<'_>, error: &HandlerError) {
         log::warn!("error on {}: {error}", conn.id());
-        conn.close(CloseCode::Error, "internal error");
+        conn.close(CloseCode::ERROR, "internal error");
     }
 }
 

@@ -18,8 +18,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use tungstenite::protocol::frame::coding::CloseCode;
-pub use tungstenite::Message;
+use bytes::Bytes;
+
+use crate::message::truncate_reason;
+pub use crate::message::{CloseCode, Message, Text};
 
 /// What a handler callback may fail with; passed to [`Handler::on_error`].
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
@@ -168,16 +170,16 @@ impl<'a> Conn<'a> {
     }
 
     /// Queues a text message to this connection.
-    pub fn send_text(&mut self, text: impl Into<String>) {
-        self.send(Message::text(text.into()));
+    pub fn send_text(&mut self, text: impl Into<Text>) {
+        self.send(Message::Text(text.into()));
     }
 
     /// Queues a binary message to this connection.
-    pub fn send_binary(&mut self, data: impl Into<Vec<u8>>) {
-        self.send(Message::binary(data.into()));
+    pub fn send_binary(&mut self, data: impl Into<Bytes>) {
+        self.send(Message::Binary(data.into()));
     }
 
-    /// Queues any message (text, binary, ping) to this connection.
+    /// Queues a message to this connection.
     pub fn send(&mut self, message: Message) {
         self.actions.push(Action::Send(message));
     }
@@ -220,15 +222,6 @@ impl<'a> Conn<'a> {
     }
 }
 
-/// Cuts a close reason to the 123 bytes a close frame can carry.
-fn truncate_reason(reason: &str) -> &str {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    &reason[..end]
-}
-
 /// The events of a route's connections. One value serves every connection
 /// of its route in one worker; see the module documentation.
 ///
@@ -241,7 +234,8 @@ pub trait Handler {
         Ok(())
     }
 
-    /// A whole text or binary message arrived.
+    /// A whole text or binary message arrived (fragments reassembled,
+    /// text checked for UTF-8). Pings and pongs have their own callbacks.
     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message) -> HandlerResult;
 
     /// The connection is gone: `code` is the peer's close code, or `None`
@@ -268,7 +262,7 @@ pub trait Handler {
 }
 
 /// Makes the handler of a route, once in each worker process.
-pub type HandlerFactory = std::rc::Rc<dyn Fn() -> Box<dyn Handler>>;
+pub(crate) type HandlerFactory = std::rc::Rc<dyn Fn() -> Box<dyn Handler>>;
 
 /// Built-in `echo`: every message goes back to its sender.
 #[derive(Debug, Default)]

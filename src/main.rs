@@ -4,10 +4,11 @@
 //! validates a configuration, `wssd client` and `wssd bench` are the
 //! client and the load generator.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use wssd::Server;
 
 /// A pre-fork WebSocket server daemon.
 #[derive(Debug, Parser)]
@@ -43,7 +44,39 @@ fn main() -> ExitCode {
     let status = match cli.command {
         Some(Command::Client(args)) => wssd::client::cli::run(args),
         Some(Command::Bench(args)) => wssd::bench::run(args),
-        None => wssd::server::run_binary(&cli.config, cli.check),
+        None => run_daemon(&cli.config, cli.check),
     };
     ExitCode::from(u8::try_from(status).unwrap_or(1))
+}
+
+/// Runs (or with `check`, validates) the daemon configured by `config`;
+/// returns the exit status.
+fn run_daemon(config: &Path, check: bool) -> i32 {
+    let server = match Server::from_config_file(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("wssd: {e}");
+            return e.exit_status();
+        }
+    };
+    if check {
+        return match server.check() {
+            Ok(()) => {
+                println!("wssd: configuration {} is valid", config.display());
+                0
+            }
+            Err(e) => {
+                eprintln!("wssd: {e}");
+                e.exit_status()
+            }
+        };
+    }
+    match server.run() {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("wssd: {e}");
+            e.exit_status()
+        }
+    }
 }

@@ -27,9 +27,9 @@ use std::os::unix::net::UnixStream;
 use log::warn;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
-use tungstenite::Message;
 
 use crate::handler::{ConnId, ConnInfo, Scope};
+use crate::message::Message;
 
 /// The most bytes queued towards one peer before frames are dropped.
 pub const MAX_QUEUE: usize = 64 << 20;
@@ -99,7 +99,6 @@ impl RelayMessage {
         let (opcode, payload): (u8, &[u8]) = match &self.message {
             Message::Text(t) => (1, t.as_bytes()),
             Message::Binary(b) => (2, b),
-            _ => (2, &[]),
         };
         out.push(opcode);
         put_str(out, route.as_bytes());
@@ -132,8 +131,8 @@ impl RelayMessage {
         };
         let payload = r.0.to_vec();
         let message = match opcode {
-            1 => Message::Text(String::from_utf8(payload).ok()?.into()),
-            _ => Message::Binary(payload.into()),
+            1 => Message::text(String::from_utf8(payload).ok()?),
+            _ => Message::binary(payload),
         };
         Some(RelayMessage {
             key,

@@ -179,37 +179,32 @@ fn parse_segment(part: &str, text: &str) -> Result<Segment, TemplateError> {
 }
 
 /// Decodes `%XX` escapes once; `None` if the result is not UTF-8 or an
-/// escape is malformed.
+/// escape is malformed (`percent-encoding` alone would pass `%ZZ` through
+/// as text; a path with a broken escape matches no route instead).
 pub fn percent_decode(s: &str) -> Option<String> {
-    if !s.contains('%') {
-        return Some(s.to_string());
+    if !escapes_well_formed(s) {
+        return None;
     }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hi = hex_digit(*bytes.get(i + 1)?)?;
-            let lo = hex_digit(*bytes.get(i + 2)?)?;
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
-/// The value of one hexadecimal digit. (Not `u8::from_str_radix`, which
-/// also accepts a sign: it read `%+F` as `%0F`.)
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+/// Whether every `%` is followed by two hexadecimal digits. (Not
+/// `u8::from_str_radix`, which also accepts a sign: it read `%+F` as
+/// `%0F`.)
+fn escapes_well_formed(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'%')
+        .all(|(i, _)| {
+            bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+        })
 }
 
 /// The routes of one daemon generation; `T` is what a route leads to.

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use wssd::client::{Client, ClientConfig, ClientError, Message};
+use wssd::client::{Client, ClientConfig, ClientError, CloseCode, Message};
 
 #[test]
 fn library_round_trips_a_fragmented_megabyte_and_sees_1001_on_shutdown() {
@@ -13,18 +13,18 @@ fn library_round_trips_a_fragmented_megabyte_and_sees_1001_on_shutdown() {
     let cfg = ClientConfig::default().with_fragment_size(1000);
     let mut c = Client::connect(&d.url("/echo"), &cfg).expect("connect");
     let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
-    let reply = c.send_receive(Message::Binary(big.clone())).expect("echo");
-    assert_eq!(reply, Message::Binary(big));
+    let reply = c.send_receive(Message::binary(big.clone())).expect("echo");
+    assert_eq!(reply, Message::binary(big));
     assert_eq!(
         c.send_receive_text("héllo").unwrap(),
-        Message::Text("héllo".into())
+        Message::text("héllo")
     );
     d.signal(nix::sys::signal::Signal::SIGTERM);
     match c.receive() {
-        Err(ClientError::Closed { code, .. }) => assert_eq!(code, 1001),
+        Err(ClientError::Closed { code, .. }) => assert_eq!(code, CloseCode::AWAY),
         other => panic!("expected close 1001, got {other:?}"),
     }
-    assert_eq!(c.close_code(), Some(1001));
+    assert_eq!(c.close_code(), Some(CloseCode::AWAY));
     assert_eq!(d.wait_exit(), Some(0));
 }
 

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use support::{PyServer, SilentServer};
-use wssd::client::{Client, ClientConfig, ClientError, Message};
+use wssd::client::{Client, ClientConfig, ClientError, CloseCode, Message};
 
 fn config() -> ClientConfig {
     ClientConfig::default().with_timeout(Duration::from_secs(20))
@@ -18,8 +18,8 @@ fn header_report(client: &mut Client) -> String {
         .send_receive_text("headers?")
         .expect("headers? reply")
     {
-        Message::Text(text) => text,
-        other => panic!("expected text, got {other:?}"),
+        Message::Text(text) => text.into(),
+        other @ Message::Binary(_) => panic!("expected text, got {other:?}"),
     }
 }
 
@@ -29,13 +29,13 @@ fn text_and_binary_echo() {
     let mut client = Client::connect(&server.url("/"), &config()).expect("connect");
     assert_eq!(
         client.send_receive_text("héllo").unwrap(),
-        Message::Text("héllo".into())
+        Message::text("héllo")
     );
     let bytes: Vec<u8> = (0..=255u8).collect();
     client.send_binary(&bytes).unwrap();
-    assert_eq!(client.receive().unwrap(), Message::Binary(bytes));
-    let reply = client.send_receive(Message::Text(String::new())).unwrap();
-    assert_eq!(reply, Message::Text(String::new()));
+    assert_eq!(client.receive().unwrap(), Message::binary(bytes));
+    let reply = client.send_receive(Message::text(String::new())).unwrap();
+    assert_eq!(reply, Message::text(String::new()));
     client.close(1000, "done").unwrap();
     assert!(client.is_closed());
 }
@@ -52,16 +52,16 @@ fn one_megabyte_in_fragments_of_1000_bytes() {
     client.send_text(&big).unwrap();
     assert_eq!(
         client.receive().unwrap(),
-        Message::Text("frames=1000 bytes=1000000".into())
+        Message::text("frames=1000 bytes=1000000")
     );
     // And the whole message arrives intact (binary too).
     assert_eq!(
         client.send_receive_text(&big).unwrap(),
-        Message::Text(big.clone())
+        Message::text(big.clone())
     );
     let data = big.into_bytes();
     client.send_binary(&data).unwrap();
-    assert_eq!(client.receive().unwrap(), Message::Binary(data));
+    assert_eq!(client.receive().unwrap(), Message::binary(data));
     client.close(1000, "").unwrap();
 }
 
@@ -73,7 +73,7 @@ fn unfragmented_by_default() {
     client.send_text(&"x".repeat(5000)).unwrap();
     assert_eq!(
         client.receive().unwrap(),
-        Message::Text("frames=1 bytes=5000".into())
+        Message::text("frames=1 bytes=5000")
     );
 }
 
@@ -116,7 +116,7 @@ fn subprotocol_is_negotiated() {
     assert_eq!(client.subprotocol(), Some("superchat"));
     assert_eq!(
         client.send_receive_text("subprotocol?").unwrap(),
-        Message::Text("superchat".into())
+        Message::text("superchat")
     );
 }
 
@@ -127,7 +127,7 @@ fn pings_from_the_server_are_answered_while_receiving() {
     // The server pings and only replies once our pong arrived.
     assert_eq!(
         client.send_receive_text("ping-me").unwrap(),
-        Message::Text("pong-received".into())
+        Message::text("pong-received")
     );
 }
 
@@ -140,7 +140,7 @@ fn ping_waits_for_the_pong_and_keeps_data_messages() {
     for i in 1..=3 {
         assert_eq!(
             client.receive().unwrap(),
-            Message::Text(format!("push-{i}"))
+            Message::text(format!("push-{i}"))
         );
     }
 }
@@ -152,7 +152,7 @@ fn client_close_gets_the_servers_close_code() {
     assert_eq!(client.close_code(), None);
     client.close(4000, "bye now").unwrap();
     // websockets echoes the client's close code in its reply.
-    assert_eq!(client.close_code(), Some(4000));
+    assert_eq!(client.close_code(), Some(CloseCode::new(4000)));
     assert!(matches!(
         client.send_text("x"),
         Err(ClientError::Closed { .. })
@@ -166,11 +166,14 @@ fn server_close_code_and_reason_are_reported() {
     client.send_text("close:4001:going away now").unwrap();
     match client.receive() {
         Err(ClientError::Closed { code, reason }) => {
-            assert_eq!((code, reason.as_str()), (4001, "going away now"))
+            assert_eq!(
+                (code, reason.as_str()),
+                (CloseCode::new(4001), "going away now")
+            )
         }
         other => panic!("expected Closed, got {other:?}"),
     }
-    assert_eq!(client.close_code(), Some(4001));
+    assert_eq!(client.close_code(), Some(CloseCode::new(4001)));
     assert_eq!(client.close_reason(), Some("going away now"));
     assert!(client.is_closed());
     client
@@ -260,7 +263,7 @@ fn receive_times_out_when_nothing_comes() {
     client.set_read_timeout(Some(Duration::from_secs(20)));
     assert_eq!(
         client.send_receive_text("still here").unwrap(),
-        Message::Text("still here".into())
+        Message::text("still here")
     );
 }
 

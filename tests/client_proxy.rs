@@ -16,10 +16,10 @@ fn base() -> ClientConfig {
 fn assert_echo(client: &mut Client) {
     assert_eq!(
         client.send_receive_text("via proxy").unwrap(),
-        Message::Text("via proxy".into())
+        Message::text("via proxy")
     );
     client.send_binary(&[9, 8, 7]).unwrap();
-    assert_eq!(client.receive().unwrap(), Message::Binary(vec![9, 8, 7]));
+    assert_eq!(client.receive().unwrap(), Message::binary(vec![9, 8, 7]));
 }
 
 #[test]
@@ -52,7 +52,7 @@ fn ws_and_wss_through_an_open_proxy() {
     client.send_text(&"q".repeat(1_000_000)).unwrap();
     assert_eq!(
         client.receive().unwrap(),
-        Message::Text("frames=1000 bytes=1000000".into())
+        Message::text("frames=1000 bytes=1000000")
     );
     client.close(1000, "").unwrap();
 }

@@ -8,7 +8,7 @@ use std::fs;
 use std::time::Duration;
 
 use support::{Certs, PyServer, TempDir};
-use wssd::client::{Client, ClientConfig, ClientError, Message};
+use wssd::client::{Client, ClientConfig, ClientError, CloseCode, Message};
 
 fn config() -> ClientConfig {
     ClientConfig::default().with_timeout(Duration::from_secs(20))
@@ -25,12 +25,12 @@ fn wss_with_ca_file_text_binary_headers_and_fragments() {
     let mut client = Client::connect(&server.url("/secure?a=1"), &config).expect("wss connect");
     assert_eq!(
         client.send_receive_text("over tls").unwrap(),
-        Message::Text("over tls".into())
+        Message::text("over tls")
     );
     client.send_binary(&[0, 1, 2, 255]).unwrap();
     assert_eq!(
         client.receive().unwrap(),
-        Message::Binary(vec![0, 1, 2, 255])
+        Message::binary(vec![0, 1, 2, 255])
     );
     let report = client
         .send_receive_text("headers?")
@@ -42,10 +42,10 @@ fn wss_with_ca_file_text_binary_headers_and_fragments() {
     client.send_text(&"z".repeat(1_000_000)).unwrap();
     assert_eq!(
         client.receive().unwrap(),
-        Message::Text("frames=1000 bytes=1000000".into())
+        Message::text("frames=1000 bytes=1000000")
     );
     client.close(4002, "tls bye").unwrap();
-    assert_eq!(client.close_code(), Some(4002));
+    assert_eq!(client.close_code(), Some(CloseCode::new(4002)));
 }
 
 #[test]
@@ -55,10 +55,7 @@ fn wss_by_host_name_checks_the_name() {
     let url = format!("wss://localhost:{}/", server.port);
     let mut client = Client::connect(&url, &config().with_ca_file(&certs.cert))
         .expect("localhost is in the SAN");
-    assert_eq!(
-        client.send_receive_text("hi").unwrap(),
-        Message::Text("hi".into())
-    );
+    assert_eq!(client.send_receive_text("hi").unwrap(), Message::text("hi"));
     client.close(1000, "").unwrap();
 }
 
@@ -75,7 +72,7 @@ fn ca_file_with_several_certificates() {
         .expect("second cert trusted");
     assert_eq!(
         client.send_receive_text("bundle").unwrap(),
-        Message::Text("bundle".into())
+        Message::text("bundle")
     );
 }
 
@@ -117,7 +114,7 @@ fn insecure_accepts_any_certificate() {
         .expect("insecure connect");
     assert_eq!(
         client.send_receive_text("anything").unwrap(),
-        Message::Text("anything".into())
+        Message::text("anything")
     );
 }
 

@@ -173,7 +173,7 @@ fn invalid_utf8_in_a_later_fragment_is_1007() {
         peer.expect_close()
     });
     let mut client = connect(&url);
-    assert_eq!(client.receive().unwrap(), Message::Text("first".into()));
+    assert_eq!(client.receive().unwrap(), Message::text("first"));
     assert!(matches!(client.receive(), Err(ClientError::Protocol(_))));
     assert_eq!(server.join().unwrap(), Some(1007));
 }
@@ -200,7 +200,7 @@ fn protocol_errors_are_answered_with_1002_after_earlier_messages() {
             peer.expect_close()
         });
         let mut client = connect(&url);
-        assert_eq!(client.receive().unwrap(), Message::Text("before".into()));
+        assert_eq!(client.receive().unwrap(), Message::text("before"));
         match client.receive() {
             Err(ClientError::Protocol(_)) => {}
             other => panic!("{what}: expected a protocol error, got {other:?}"),
@@ -228,7 +228,7 @@ fn pings_between_fragments_written_byte_by_byte() {
     });
     let mut client = connect(&url);
     let got = client.receive().unwrap();
-    assert_eq!(got, Message::Text(text.into()));
+    assert_eq!(got, Message::text(text));
     client.send(got).unwrap();
     client.close(1000, "").unwrap();
     let (pong, echo, code) = server.join().unwrap();

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use wssd::config::{parse_duration, parse_size, Config};
-use wssd::route::Template;
+use wssd::internals::route::Template;
 
 /// Whether parsing `text` could reach the resolver.
 fn resolves_names(text: &str) -> bool {

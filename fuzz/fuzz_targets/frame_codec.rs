@@ -1,4 +1,4 @@
-//! Fuzzes `wssd::frame`, the frame codec of the daemon and the client.
+//! Fuzzes `wssd::internals::frame`, the frame codec of the daemon and the client.
 //!
 //! Input: byte 0 picks the mode, role, limits and RSV1 permission, byte 1
 //! seeds the read sizes, the rest is the data (see docs/fuzzing.md).
@@ -17,7 +17,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wssd::frame::{
+use wssd::internals::frame::{
     is_valid_close_code, CloseCode, Control, Data, Event, FrameError, FrameReader, FrameWriter,
     Input, Limits, MessageKind, OpCode, Role,
 };
@@ -204,7 +204,7 @@ fn round_trip(config: u8, seed: u8, data: &[u8]) {
     }
     let reason = String::from_utf8_lossy(rest).into_owned();
     writer.append_close(&mut wire, Some((CloseCode::Normal, &reason)));
-    let cut = wssd::frame::truncate_reason(&reason).to_string();
+    let cut = wssd::internals::frame::truncate_reason(&reason).to_string();
     want.push(Got::Close(Some((1000, cut))));
     let splits = Splits {
         state: u32::from(seed) * 2_654_435_761 | 1,

@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wssd::relay::RelayMessage;
+use wssd::internals::relay::RelayMessage;
 
 fuzz_target!(|body: &[u8]| {
     let Some(message) = RelayMessage::decode(body) else {

@@ -10,8 +10,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wssd::handshake::{self, Reject, Request};
-use wssd::route::{percent_decode, RouteTable, Template};
+use wssd::internals::handshake::{self, Reject, Request};
+use wssd::internals::route::{percent_decode, RouteTable, Template};
 
 /// `max_request_head` values: the default, the configuration minimum, and
 /// tiny limits that push the size checks.

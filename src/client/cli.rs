@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{Client, ClientConfig, ClientError, Message, Proxy};
+use super::{Client, ClientConfig, ClientError, CloseCode, Message, Proxy};
 
 /// Exit status of a failed connection or exchange.
 const EXIT_FAILURE: i32 = 1;
@@ -199,7 +199,7 @@ fn interactive(
             }
             Ok(None) => {}
             Err(ClientError::Closed {
-                code: 1000 | 1001 | 1005,
+                code: CloseCode::NORMAL | CloseCode::AWAY | CloseCode::NO_STATUS,
                 ..
             }) => return Ok(()),
             Err(err) => return Err(err),
@@ -236,9 +236,9 @@ fn spawn_stdin_reader() -> Receiver<Vec<u8>> {
 /// The message to send for `payload`.
 fn outgoing(payload: &[u8], binary: bool) -> Message {
     if binary {
-        Message::Binary(payload.to_vec())
+        Message::binary(payload.to_vec())
     } else {
-        Message::Text(String::from_utf8_lossy(payload).into_owned())
+        Message::text(String::from_utf8_lossy(payload).into_owned())
     }
 }
 

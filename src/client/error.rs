@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
+use crate::message::CloseCode;
+
 /// An error of the client; its `Display` says what happened and what to try.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -105,7 +107,7 @@ pub enum ClientError {
     /// (1005 when the close frame carried none, 1006 when there was no close frame).
     Closed {
         /// The peer's close code.
-        code: u16,
+        code: CloseCode,
         /// The peer's close reason.
         reason: String,
     },

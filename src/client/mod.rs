@@ -3,7 +3,7 @@
 //! [`Client::connect`] opens a `ws://` or `wss://` connection (directly or
 //! through an HTTP CONNECT proxy) and performs the handshake; the client then
 //! sends and receives whole messages and closes with the close handshake.
-//! tungstenite does the opening handshake, [`crate::frame`] reads and
+//! tungstenite does the opening handshake, wssd's frame codec (`frame`) reads and
 //! writes the frames; TCP, the proxy tunnel and TLS are done here.
 //!
 //! ```no_run
@@ -18,7 +18,7 @@
 //! # Ok::<(), wssd::client::ClientError>(())
 //! ```
 
-mod base64;
+#[doc(hidden)] // the `wssd client` command line; moves to the binary package
 pub mod cli;
 mod error;
 mod head;
@@ -36,19 +36,16 @@ use tungstenite::handshake::HandshakeError;
 use tungstenite::http::{header, HeaderName, HeaderValue};
 use tungstenite::Error as WsError;
 
+use self::url::WsUrl;
 use crate::frame::{
-    CloseCode, CloseFrame, Control, Data, Event, FrameError, FrameReader, FrameWriter, Input,
-    Limits, MessageKind, OpCode, Role,
+    CloseFrame, Control, Data, Event, FrameError, FrameReader, FrameWriter, Input, Limits,
+    MessageKind, OpCode, Role,
 };
+pub use crate::message::{CloseCode, Message, Text};
 pub use error::ClientError;
 use head::UntilHead;
 use transport::MaybeTls;
-use url::WsUrl;
 
-/// Close code sent when a close frame carried no code (RFC 6455 "no status received").
-pub const CLOSE_NO_STATUS: u16 = 1005;
-/// Close code used when the connection ended without a close frame (RFC 6455 "abnormal").
-pub const CLOSE_ABNORMAL: u16 = 1006;
 /// How long to wait for the server to end the TCP connection after its close reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Handshake headers that tungstenite writes itself; user values replace them.
@@ -59,30 +56,6 @@ const HANDSHAKE_HEADERS: [&str; 5] = [
     "sec-websocket-version",
     "sec-websocket-key",
 ];
-
-/// A whole data message, received or to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
-    /// A text message (valid UTF-8).
-    Text(String),
-    /// A binary message.
-    Binary(Vec<u8>),
-}
-
-impl Message {
-    /// The payload bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            Message::Text(text) => text.as_bytes(),
-            Message::Binary(data) => data,
-        }
-    }
-
-    /// The payload as text; invalid UTF-8 in binary payloads is replaced.
-    pub fn to_text_lossy(&self) -> String {
-        String::from_utf8_lossy(self.as_bytes()).into_owned()
-    }
-}
 
 /// An HTTP CONNECT proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +119,7 @@ impl Default for ClientConfig {
 
 impl ClientConfig {
     /// Sets the connect, read and write timeouts at once (php-wss `setTimeout`).
+    #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
         self.read_timeout = Some(timeout);
@@ -154,24 +128,28 @@ impl ClientConfig {
     }
 
     /// Adds a handshake request header.
+    #[must_use]
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
 
     /// Offers a subprotocol.
+    #[must_use]
     pub fn with_subprotocol(mut self, protocol: impl Into<String>) -> Self {
         self.subprotocols.push(protocol.into());
         self
     }
 
     /// Sets the fragment size for outgoing messages.
+    #[must_use]
     pub fn with_fragment_size(mut self, size: usize) -> Self {
         self.fragment_size = Some(size);
         self
     }
 
     /// Connects through the proxy at `address` (`HOST:PORT`).
+    #[must_use]
     pub fn with_proxy(mut self, address: impl Into<String>) -> Self {
         let credentials = self.proxy.take().and_then(|p| p.credentials);
         self.proxy = Some(Proxy {
@@ -182,6 +160,7 @@ impl ClientConfig {
     }
 
     /// Sets the proxy credentials (call after [`with_proxy`](Self::with_proxy)).
+    #[must_use]
     pub fn with_proxy_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         if let Some(proxy) = &mut self.proxy {
             proxy.credentials = Some((user.into(), password.into()));
@@ -190,12 +169,14 @@ impl ClientConfig {
     }
 
     /// Trusts the CA certificates in this PEM file.
+    #[must_use]
     pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.tls.ca_file = Some(path.into());
         self
     }
 
     /// Accepts invalid certificates and host names (testing only).
+    #[must_use]
     pub fn with_accept_invalid_certs(mut self, accept: bool) -> Self {
         self.tls.accept_invalid_certs = accept;
         self
@@ -221,7 +202,7 @@ pub struct Client {
     /// Data messages that arrived while waiting for a pong.
     pending: VecDeque<Message>,
     /// The peer's close code and reason, once known.
-    peer_close: Option<(u16, String)>,
+    peer_close: Option<(CloseCode, String)>,
     /// We sent a close frame (no more frames may follow it).
     close_sent: bool,
     closed: bool,
@@ -394,23 +375,24 @@ impl Client {
         }
     }
 
-    /// Closes the connection with `code` and `reason` (at most 123 bytes; longer is
-    /// cut) and waits for the server's close reply within the read timeout.
+    /// Closes the connection with `code` (a [`CloseCode`] or a number) and
+    /// `reason` (at most 123 bytes; longer is cut at a character boundary)
+    /// and waits for the server's close reply within the read timeout.
     /// Does nothing if the connection is already closed. Data messages that
     /// arrive before the server's close reply can still be taken with
     /// [`receive`](Self::receive) afterwards.
-    pub fn close(&mut self, code: u16, reason: &str) -> Result<(), ClientError> {
+    pub fn close(&mut self, code: impl Into<CloseCode>, reason: &str) -> Result<(), ClientError> {
         if self.closed {
             return Ok(());
         }
-        let close_code = CloseCode::from(code);
-        if !close_code.is_allowed() {
+        let code = code.into();
+        if !code.is_sendable() {
             return Err(ClientError::InvalidConfig(format!(
                 "{code} is not a valid close code"
             )));
         }
         self.writer
-            .append_close(&mut self.out, Some((close_code, reason)));
+            .append_close(&mut self.out, Some((code.into(), reason)));
         self.close_sent = true;
         self.write_out("sending the close frame")?;
         let deadline = self.read_timeout.map(|t| Instant::now() + t);
@@ -422,7 +404,7 @@ impl Client {
 
     /// The close code the server sent (1005 if its close frame had none,
     /// 1006 if the connection ended without one), once the connection is closed.
-    pub fn close_code(&self) -> Option<u16> {
+    pub fn close_code(&self) -> Option<CloseCode> {
         self.peer_close.as_ref().map(|(code, _)| *code)
     }
 
@@ -456,9 +438,9 @@ impl Client {
                     })
                 }
                 Err(_) => {
-                    self.peer_close = Some((CLOSE_ABNORMAL, String::new()));
+                    self.peer_close = Some((CloseCode::ABNORMAL, String::new()));
                     return Err(ClientError::Closed {
-                        code: CLOSE_ABNORMAL,
+                        code: CloseCode::ABNORMAL,
                         reason: "the connection ended without a close reply".into(),
                     });
                 }
@@ -589,7 +571,7 @@ impl Client {
     /// A protocol violation by the server fails the connection (RFC 6455
     /// 7.1.7): a close frame with 1002, 1007 or 1009, then the TCP close.
     fn protocol_error(&mut self, err: FrameError) -> ClientError {
-        self.fail(err.close_code(), &err.to_string());
+        self.fail(err.close_code().into(), &err.to_string());
         match err {
             FrameError::FrameTooLarge { size, max } | FrameError::MessageTooLarge { size, max } => {
                 ClientError::MessageTooLarge {
@@ -611,12 +593,12 @@ impl Client {
         }
         self.closed = true;
         if self.peer_close.is_none() {
-            self.peer_close = Some((CLOSE_ABNORMAL, String::new()));
+            self.peer_close = Some((CloseCode::ABNORMAL, String::new()));
         }
         if !self.close_sent {
             self.close_sent = true;
             self.writer
-                .append_close(&mut self.out, Some((code, reason)));
+                .append_close(&mut self.out, Some((code.into(), reason)));
             let _ = self.write_out("failing the connection");
         }
         let _ = self.stream.tcp().shutdown(std::net::Shutdown::Write);
@@ -657,8 +639,8 @@ impl Client {
     /// Records the peer's close frame.
     fn record_close(&mut self, frame: Option<CloseFrame>) {
         self.peer_close = Some(match frame {
-            Some(frame) => (u16::from(frame.code), frame.reason.as_str().to_string()),
-            None => (CLOSE_NO_STATUS, String::new()),
+            Some(frame) => (frame.code.into(), frame.reason.as_str().to_string()),
+            None => (CloseCode::NO_STATUS, String::new()),
         });
     }
 
@@ -676,7 +658,7 @@ impl Client {
         let (code, reason) = self
             .peer_close
             .clone()
-            .unwrap_or((CLOSE_ABNORMAL, String::new()));
+            .unwrap_or((CloseCode::ABNORMAL, String::new()));
         ClientError::Closed { code, reason }
     }
 
@@ -684,7 +666,7 @@ impl Client {
     fn lost(&mut self, reason: String) -> ClientError {
         self.closed = true;
         if self.peer_close.is_none() {
-            self.peer_close = Some((CLOSE_ABNORMAL, reason));
+            self.peer_close = Some((CloseCode::ABNORMAL, reason));
         }
         self.closed_error()
     }
@@ -709,10 +691,10 @@ fn incoming(event: Event<'_>) -> Result<Incoming, ClientError> {
     Ok(match event {
         Event::Message { kind, payload, .. } => Incoming::Message(match kind {
             MessageKind::Text => Message::Text(
-                String::from_utf8(payload.into_vec())
+                Text::try_from(payload.into_vec())
                     .map_err(|_| ClientError::Protocol("invalid UTF-8 in a text message".into()))?,
             ),
-            MessageKind::Binary => Message::Binary(payload.into_vec()),
+            MessageKind::Binary => Message::Binary(payload.into_vec().into()),
         }),
         Event::Ping(payload) => Incoming::Ping(payload.into_vec()),
         Event::Pong(payload) => Incoming::Pong(payload.into_vec()),
@@ -791,7 +773,7 @@ fn build_request(
     }
     if let Some((user, password)) = &url.credentials {
         if !headers.contains_key(header::AUTHORIZATION) {
-            let value = HeaderValue::from_str(&base64::basic_auth(user, password))
+            let value = HeaderValue::from_str(&basic_auth(user, password))
                 .map_err(|_| ClientError::InvalidConfig("unusable URL credentials".into()))?;
             headers.insert(header::AUTHORIZATION, value);
         }
@@ -802,6 +784,16 @@ fn build_request(
         headers.insert("Sec-WebSocket-Protocol", value);
     }
     Ok(request)
+}
+
+/// The value of a `Basic` `Authorization`/`Proxy-Authorization` header
+/// (RFC 7617): `user:password` in standard base64 with padding.
+pub(crate) fn basic_auth(user: &str, password: &str) -> String {
+    let credentials = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        data_encoding::BASE64.encode(credentials.as_bytes())
+    )
 }
 
 #[cfg(test)]
@@ -836,10 +828,11 @@ mod tests {
     }
 
     #[test]
-    fn close_reason_is_cut_on_a_char_boundary() {
-        let long = "é".repeat(100);
-        let cut = crate::frame::truncate_reason(&long);
-        assert!(cut.len() <= crate::frame::MAX_CLOSE_REASON);
-        assert_eq!(cut.len(), 122);
+    fn basic_auth_header() {
+        assert_eq!(
+            basic_auth("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert_eq!(basic_auth("", ""), "Basic Og==");
     }
 }

@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use native_tls::{Certificate, HandshakeError, TlsConnector, TlsStream};
 
-use super::base64::basic_auth;
 use super::error::{is_timeout, ClientError};
 use super::url::{bracketed, parse_host_port, WsUrl};
-use super::{ClientConfig, Proxy, TlsOptions};
+use super::{basic_auth, ClientConfig, Proxy, TlsOptions};
 
 /// Largest proxy response head accepted, in bytes.
 const MAX_PROXY_HEAD: usize = 16 * 1024;

@@ -1,4 +1,5 @@
-//! Parsing of `ws://` and `wss://` URLs into the parts the client needs.
+//! `ws://` and `wss://` URLs, parsed by the `url` crate, in the parts the
+//! client needs; and the `HOST:PORT` of a proxy.
 
 /// The parts of a WebSocket URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,29 +17,45 @@ pub(crate) struct WsUrl {
 }
 
 impl WsUrl {
-    /// Parses `url`; the error says what is wrong with it.
+    /// Parses `url` (WHATWG rules, by the `url` crate); the error says
+    /// what is wrong with it.
     pub fn parse(url: &str) -> Result<WsUrl, String> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| "expected ws://HOST[:PORT][/PATH] or wss://...".to_string())?;
-        let tls = match scheme.to_ascii_lowercase().as_str() {
+        let parsed = ::url::Url::parse(url).map_err(|e| match e {
+            ::url::ParseError::RelativeUrlWithoutBase => {
+                "expected ws://HOST[:PORT][/PATH] or wss://...".to_string()
+            }
+            ::url::ParseError::EmptyHost => "missing host name".to_string(),
+            ::url::ParseError::InvalidPort => "invalid port: expected 1-65535".to_string(),
+            other => other.to_string(),
+        })?;
+        let tls = match parsed.scheme() {
             "ws" => false,
             "wss" => true,
             other => return Err(format!("unsupported scheme {other:?}: use ws:// or wss://")),
         };
-        let rest = rest.split('#').next().unwrap_or_default();
-        let end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, resource) = rest.split_at(end);
-        let (credentials, hostport) = match authority.rsplit_once('@') {
-            Some((userinfo, hostport)) => (Some(parse_userinfo(userinfo)?), hostport),
-            None => (None, authority),
+        let host = match parsed.host() {
+            Some(::url::Host::Ipv6(addr)) => addr.to_string(),
+            Some(host) => host.to_string(),
+            None => return Err("missing host name".to_string()),
         };
-        let default_port = if tls { 443 } else { 80 };
-        let (host, port) = parse_host_port(hostport, default_port)?;
-        let resource = match resource.chars().next() {
-            None => "/".to_string(),
-            Some('?') => format!("/{resource}"),
-            Some(_) => resource.to_string(),
+        if host.is_empty() {
+            return Err("missing host name".to_string());
+        }
+        let port = match parsed.port_or_known_default() {
+            Some(0) | None => return Err("invalid port 0: expected 1-65535".to_string()),
+            Some(port) => port,
+        };
+        let resource = match parsed.query() {
+            Some(query) => format!("{}?{query}", parsed.path()),
+            None => parsed.path().to_string(),
+        };
+        let credentials = if parsed.username().is_empty() && parsed.password().is_none() {
+            None
+        } else {
+            Some((
+                decode_userinfo(parsed.username())?,
+                decode_userinfo(parsed.password().unwrap_or_default())?,
+            ))
         };
         Ok(WsUrl {
             tls,
@@ -117,31 +134,12 @@ pub(crate) fn parse_host_port(hostport: &str, default_port: u16) -> Result<(Stri
     Ok((host.to_string(), port))
 }
 
-/// Parses `user[:password]`, percent-decoding both.
-fn parse_userinfo(userinfo: &str) -> Result<(String, String), String> {
-    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-    Ok((percent_decode(user)?, percent_decode(password)?))
-}
-
-/// Decodes `%XX` escapes; the result must be UTF-8.
-fn percent_decode(text: &str) -> Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("invalid percent escape in {text:?}"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("credentials in the URL are not UTF-8: {text:?}"))
+/// Percent-decodes a user name or password from the URL.
+fn decode_userinfo(text: &str) -> Result<String, String> {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| format!("credentials in the URL are not UTF-8: {text:?}"))
 }
 
 #[cfg(test)]
@@ -183,7 +181,7 @@ mod tests {
         assert_eq!(url.credentials, Some(("al@ice".into(), "p:ss:w".into())));
         assert_eq!(url.request_uri(), "ws://host:81/p");
         let url = WsUrl::parse("ws://bob@host").unwrap();
-        assert_eq!(url.credentials, Some(("bob".into(), "".into())));
+        assert_eq!(url.credentials, Some(("bob".into(), String::new())));
     }
 
     #[test]

@@ -23,7 +23,7 @@
 //! A typical read loop (the worker's, over its shared scratch buffer):
 //!
 //! ```
-//! use wssd::frame::{Event, FrameReader, Input, Limits, Role};
+//! use wssd::internals::frame::{Event, FrameReader, Input, Limits, Role};
 //!
 //! let mut reader = FrameReader::new(Role::Server, Limits::default());
 //! // A masked text frame "Hi" as a client sends it (key 1, 2, 3, 4).
@@ -36,7 +36,7 @@
 //!     }
 //! }
 //! assert_eq!(reader.buffered_capacity(), 0);
-//! # Ok::<(), wssd::frame::FrameError>(())
+//! # Ok::<(), wssd::internals::frame::FrameError>(())
 //! ```
 
 mod error;
@@ -57,4 +57,4 @@ pub use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode}
 pub use tungstenite::protocol::frame::CloseFrame;
 pub use tungstenite::protocol::Role;
 pub use utf8::Utf8Validator;
-pub use writer::{truncate_reason, write_frame, FrameWriter, MAX_CLOSE_REASON};
+pub use writer::{write_frame, FrameWriter};

@@ -10,9 +10,8 @@ use tungstenite::protocol::Role;
 
 use super::header::EncodedHeader;
 use super::mask::apply_mask;
-
-/// Longest close reason that fits a close frame, in bytes.
-pub const MAX_CLOSE_REASON: usize = 123;
+// The one close-reason rule of the crate (also for handlers and the client).
+use crate::message::truncate_reason;
 
 /// Encodes frames for one role: a client masks every frame with a fresh
 /// random key, a server never masks.
@@ -60,7 +59,7 @@ impl FrameWriter {
     }
 
     /// Appends a close frame: `None` for one without a code, else the code
-    /// and the reason cut to [`MAX_CLOSE_REASON`] bytes on a character
+    /// and the reason cut to [`MAX_CLOSE_REASON`](crate::MAX_CLOSE_REASON) bytes on a character
     /// boundary.
     pub fn append_close(&self, out: &mut Vec<u8>, close: Option<(CloseCode, &str)>) {
         let mut payload = [0u8; 125];
@@ -82,15 +81,6 @@ impl FrameWriter {
             Role::Server => None,
         }
     }
-}
-
-/// `reason` cut to at most [`MAX_CLOSE_REASON`] bytes on a character boundary.
-pub fn truncate_reason(reason: &str) -> &str {
-    let mut end = reason.len().min(MAX_CLOSE_REASON);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    &reason[..end]
 }
 
 /// Writes `header` then `payload` with vectored writes until all of it is

@@ -7,13 +7,13 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use log::{debug, warn};
-use tungstenite::Message;
+use log::warn;
 
 use super::conn::Conn;
 use super::session::Sent;
 use super::slab::Slab;
 use crate::handler::ConnId;
+use crate::message::Message;
 use crate::relay::{RelayLink, RelayMessage, RoomKey};
 
 /// A broadcast waiting for its turn (`broadcast_many` with a delay).
@@ -105,10 +105,6 @@ impl Broadcasts {
         b: &Broadcast,
         max_send_buffer: usize,
     ) -> Vec<usize> {
-        if !matches!(b.message, Message::Text(_) | Message::Binary(_)) {
-            debug!("only text and binary messages can be broadcast; dropped");
-            return Vec::new();
-        }
         let mut dropped = Vec::new();
         for slot in 0..conns.capacity() {
             let Some(session) = conns.get_mut(slot).and_then(Conn::session_mut) else {

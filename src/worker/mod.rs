@@ -28,19 +28,18 @@ use log::{debug, error, info, warn};
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::Message;
 
+use crate::app::App;
 use crate::config::Config;
 use crate::frame::FrameError;
 use crate::handler::{Action, Conn as HandlerConn, ConnId, Handler, HandlerError, Scope};
+use crate::message::{CloseCode, Message};
 use crate::relay::{RelayLink, RoomKey};
-use crate::server::App;
 use crate::signals::SignalPipe;
 use accept::{Accepted, Gate};
 use broadcast::{Broadcast, Broadcasts};
 use conn::{Conn, Deadlines, Due, Linger, State, CLOSE_GRACE};
-use session::{Flush, Read, Sent, Session, READ_BUDGET};
+use session::{Flush, Read, Received, Sent, Session, READ_BUDGET};
 use slab::Slab;
 use timers::Timers;
 use upgrade::{Step, Upgrading};
@@ -109,7 +108,7 @@ pub(crate) struct Worker {
     /// Connections whose reads were unpaused outside their own event.
     resume: Vec<usize>,
     /// Messages of one read, reused from read to read.
-    batch: Vec<Message>,
+    batch: Vec<Received>,
     /// Accepting resumed; accept between event batches.
     accept_pending: bool,
     now: Instant,
@@ -474,8 +473,8 @@ impl Worker {
                 break false;
             };
             let read = session.read(&mut budget, now, &mut batch);
-            for message in batch.drain(..) {
-                self.dispatch(slot, message);
+            for received in batch.drain(..) {
+                self.dispatch(slot, received);
             }
             match read {
                 Read::More => {}
@@ -503,12 +502,12 @@ impl Worker {
 
     /// Hands one received message to the route's handler and carries out
     /// what it asked for.
-    fn dispatch(&mut self, slot: usize, message: Message) {
+    fn dispatch(&mut self, slot: usize, received: Received) {
         let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) else {
             return;
         };
         if let Some(handler) = self.handlers.get_mut(session.route) {
-            session.dispatch(handler.as_mut(), &mut self.actions, message);
+            session.dispatch(handler.as_mut(), &mut self.actions, received);
         }
         self.apply_actions(slot);
     }
@@ -595,7 +594,7 @@ impl Worker {
     /// A protocol error: tell the handler and the peer why (1002, 1007,
     /// 1009), then linger until the peer closes.
     fn fail(&mut self, slot: usize, error: FrameError) {
-        let code = error.close_code();
+        let code = CloseCode::from(error.close_code());
         let reason = error.to_string();
         debug!("closing a connection with {code}: {reason}");
         let err: HandlerError = reason.clone().into();
@@ -648,10 +647,6 @@ impl Worker {
     /// Delivers a broadcast to the local connections it is for and,
     /// through the master, to the other workers.
     fn broadcast(&mut self, b: Broadcast) {
-        if !matches!(b.message, Message::Text(_) | Message::Binary(_)) {
-            debug!("only text and binary messages can be broadcast; dropped");
-            return;
-        }
         self.broadcasts.publish(&b);
         // Receivers are flushed once at the end of this loop turn, so a
         // burst of broadcasts costs one write per receiver.
@@ -792,7 +787,7 @@ impl Worker {
             }
             Due::Close => {
                 debug!("connection from {} idle; closing it", conn.peer);
-                self.close(slot, CloseCode::Away, "idle timeout".into());
+                self.close(slot, CloseCode::AWAY, "idle timeout".into());
             }
             Due::Ping => {
                 if let Some(session) = conn.session_mut() {

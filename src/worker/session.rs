@@ -16,14 +16,14 @@ use std::io::{self, Read as _, Write as _};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
+use bytes::Bytes;
 use log::{debug, error, warn};
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::Message;
 
 use super::stream::Stream;
 use super::upgrade::Upgrade;
 use crate::frame::{self, Event, FrameError, FrameReader, Input, MessageKind, Payload, Role};
 use crate::handler::{Action, Conn as HandlerConn, ConnInfo, Handler, HandlerError};
+use crate::message::{truncate_reason, CloseCode, Message, Text};
 
 /// The worker's shared read buffer: one socket read takes up to this much.
 const SCRATCH: usize = 64 * 1024;
@@ -76,6 +76,19 @@ pub(super) struct Session {
     /// The peer's close frame arrived: answer it (if we did not start the
     /// close) once the messages before it are handled, then hang up.
     peer_closed: bool,
+}
+
+/// What the reader found for the handler: a whole message, or a ping or
+/// pong (answered and passed to `on_ping`/`on_pong` in turn with the
+/// messages around it). A close is recorded by `read`, never batched.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Received {
+    /// A whole text or binary message.
+    Message(Message),
+    /// A ping and its payload.
+    Ping(Bytes),
+    /// A pong and its payload.
+    Pong(Bytes),
 }
 
 /// What one read from the session gave. Messages it found are in the
@@ -175,7 +188,7 @@ impl Session {
     /// Reads what the socket has, parsing it into `batch`, within
     /// `budget` messages per turn. Reading pauses while too much of our
     /// output waits for the socket.
-    pub fn read(&mut self, budget: &mut usize, now: Instant, batch: &mut Vec<Message>) -> Read {
+    pub fn read(&mut self, budget: &mut usize, now: Instant, batch: &mut Vec<Received>) -> Read {
         if self.peer_closed {
             return self.finish_close();
         }
@@ -250,7 +263,7 @@ impl Session {
         input: &mut [u8],
         budget: &mut usize,
         now: Instant,
-        batch: &mut Vec<Message>,
+        batch: &mut Vec<Received>,
     ) -> Parsed {
         let total = input.len();
         let mut input = Input::new(input);
@@ -266,25 +279,25 @@ impl Session {
             *budget = budget.saturating_sub(1);
             self.last_rx = now;
             self.ping_sent = false;
-            let message = match event {
+            let received = match event {
                 Event::Message { kind, payload, .. } => match to_message(kind, payload) {
-                    Some(m) => m,
+                    Some(m) => Received::Message(m),
                     None => return Parsed::Failed(FrameError::InvalidUtf8),
                 },
-                Event::Ping(p) => Message::Ping(p.into_vec().into()),
-                Event::Pong(p) => Message::Pong(p.into_vec().into()),
+                Event::Ping(p) => Received::Ping(p.into_vec().into()),
+                Event::Pong(p) => Received::Pong(p.into_vec().into()),
                 Event::Close(frame) => {
                     // Our reply may never be read: bound the wait for it.
                     self.closing_since.get_or_insert(now);
                     self.peer_close = Some(match frame {
-                        Some(f) => (f.code, f.reason.to_string()),
-                        None => (CloseCode::Status, String::new()),
+                        Some(f) => (f.code.into(), f.reason.to_string()),
+                        None => (CloseCode::NO_STATUS, String::new()),
                     });
                     self.peer_closed = true;
                     return Parsed::Close;
                 }
             };
-            batch.push(message);
+            batch.push(received);
         }
     }
 
@@ -293,7 +306,9 @@ impl Session {
     fn finish_close(&mut self) -> Read {
         if !self.close_sent {
             let reply = match &self.peer_close {
-                Some((code, reason)) if *code != CloseCode::Status => close_payload(*code, reason),
+                Some((code, reason)) if *code != CloseCode::NO_STATUS => {
+                    close_payload(*code, reason)
+                }
                 _ => Vec::new(),
             };
             self.queue_frame(CLOSE, &reply);
@@ -352,24 +367,6 @@ impl Session {
         let ok = match &message {
             Message::Text(t) => self.queue_frame(TEXT, t.as_bytes()),
             Message::Binary(b) => self.queue_frame(BINARY, b),
-            Message::Ping(p) | Message::Pong(p) if p.len() > 125 => {
-                debug!(
-                    "connection {}: a control frame of {} bytes (at most 125)",
-                    self.info.id,
-                    p.len()
-                );
-                false
-            }
-            Message::Ping(p) => self.queue_frame(PING, p),
-            Message::Pong(p) => self.queue_frame(PONG, p),
-            Message::Close(frame) => {
-                let payload = frame
-                    .as_ref()
-                    .map_or_else(Vec::new, |f| close_payload(f.code, &f.reason));
-                self.close_sent = true;
-                self.queue_frame(CLOSE, &payload)
-            }
-            Message::Frame(_) => true,
         };
         if ok {
             Sent::Queued
@@ -392,7 +389,7 @@ impl Session {
     /// handshake is already under way.
     pub fn close_for_shutdown(&mut self, now: Instant) -> Flush {
         if self.closing_since.is_none() {
-            return self.close(CloseCode::Away, "server shutting down".into(), now);
+            return self.close(CloseCode::AWAY, "server shutting down".into(), now);
         }
         self.flush()
     }
@@ -444,7 +441,7 @@ impl Session {
                 info.route, info.id
             );
             actions.clear();
-            actions.push(Action::Close(CloseCode::Error, "internal error".into()));
+            actions.push(Action::Close(CloseCode::ERROR, "internal error".into()));
         }
     }
 
@@ -454,13 +451,13 @@ impl Session {
         &mut self,
         handler: &mut dyn Handler,
         actions: &mut Vec<Action>,
-        message: Message,
+        received: Received,
     ) {
-        match message {
-            Message::Text(_) | Message::Binary(_) => {
+        match received {
+            Received::Message(message) => {
                 self.call(handler, actions, |h, c| h.on_message(c, message));
             }
-            Message::Ping(payload) => {
+            Received::Ping(payload) => {
                 if !self.close_sent {
                     self.queue_frame(PONG, &payload);
                 }
@@ -469,12 +466,10 @@ impl Session {
                     Ok(())
                 })
             }
-            Message::Pong(payload) => self.call(handler, actions, |h, c| {
+            Received::Pong(payload) => self.call(handler, actions, |h, c| {
                 h.on_pong(c, &payload);
                 Ok(())
             }),
-            // A close is recorded by `read`, never batched.
-            Message::Close(_) | Message::Frame(_) => {}
         }
     }
 
@@ -500,21 +495,23 @@ impl Session {
 }
 
 /// The message for the handler: one copy of a payload borrowed from the
-/// read buffer, none of one assembled from several reads. `None` if a
-/// text payload is not UTF-8 (the reader has checked it already).
+/// read buffer, none of one assembled from several reads (its buffer
+/// becomes the message's `Bytes`, shared from then on by every receiver
+/// of an echo or broadcast). `None` if a text payload is not UTF-8 (the
+/// reader has checked it already).
 fn to_message(kind: MessageKind, payload: Payload<'_>) -> Option<Message> {
     let bytes = payload.into_vec();
     match kind {
         MessageKind::Binary => Some(Message::Binary(bytes.into())),
-        MessageKind::Text => String::from_utf8(bytes).ok().map(Message::from),
+        MessageKind::Text => Text::try_from(bytes).ok().map(Message::Text),
     }
 }
 
 /// A close frame's payload: the code and the reason, cut to fit.
 fn close_payload(code: CloseCode, reason: &str) -> Vec<u8> {
-    let reason = frame::truncate_reason(reason);
+    let reason = truncate_reason(reason);
     let mut payload = Vec::with_capacity(2 + reason.len());
-    payload.extend_from_slice(&u16::from(code).to_be_bytes());
+    payload.extend_from_slice(&code.as_u16().to_be_bytes());
     payload.extend_from_slice(reason.as_bytes());
     payload
 }
@@ -569,7 +566,7 @@ mod tests {
         // The first 100 KB: the message is unfinished, its bytes held.
         client.write_all(&bytes[..100_000]).unwrap();
         let mut batch = Vec::new();
-        let read_all = |s: &mut Session, batch: &mut Vec<Message>| {
+        let read_all = |s: &mut Session, batch: &mut Vec<Received>| {
             let mut budget = READ_BUDGET;
             s.stream_mut().arm(false);
             match s.read(&mut budget, Instant::now(), batch) {
@@ -596,11 +593,13 @@ mod tests {
             std::thread::yield_now();
         }
         let _client = writer.join().unwrap();
-        assert_eq!(batch, vec![Message::binary(payload)]);
+        assert_eq!(batch, vec![Received::Message(Message::binary(payload))]);
         assert_eq!(s.buffered(), 0, "nothing is held between messages");
         // Echo it: the output queue is released once the socket took it
         // (the client does not read here, so some of it may stay queued).
-        let message = batch.pop().unwrap();
+        let Some(Received::Message(message)) = batch.pop() else {
+            panic!("not a message");
+        };
         assert!(matches!(s.send(message, 16 << 20), Sent::Queued));
         if let Flush::Done { .. } = s.flush() {
             assert_eq!(s.buffered(), 0);

@@ -15,10 +15,10 @@ use log::debug;
 use mio::net::TcpStream;
 
 use super::stream::{Stream, Transport};
+use crate::app::App;
 use crate::config::Config;
 use crate::handler::{ConnId, ConnInfo};
 use crate::handshake::{self, Reject};
-use crate::server::App;
 
 /// The phases before the WebSocket is open.
 pub(super) enum Upgrading {

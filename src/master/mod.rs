@@ -1,0 +1,291 @@
+//! The master process: binds the listening socket, forks and supervises
+//! the workers, relays broadcasts between them, and turns signals into
+//! reloads and drains. It is single-threaded and starts no thread, so
+//! forking is safe at any time.
+//!
+//! | signal          | what the master does                                          |
+//! |-----------------|---------------------------------------------------------------|
+//! | SIGHUP          | re-read the config; if valid, start a new generation and retire the old one |
+//! | SIGTERM, SIGINT | drain: workers close clients with 1001; a second one kills at once |
+//! | SIGCHLD         | reap; replace a worker of the current generation, with back-off |
+//!
+//! `generation` loads and binds a generation (the first and every reload
+//! the same way); `supervise` forks, reaps and restarts workers with
+//! back-off; this module is the loop, reload, drain and the relay hub.
+
+mod generation;
+mod supervise;
+
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+use mio::{Events, Poll, Token};
+use nix::sys::signal::Signal;
+
+use crate::app::AppLoader;
+use crate::error::Error;
+use crate::sdnotify;
+use crate::signals::{self, SignalPipe};
+use generation::Generation;
+use supervise::{Slot, WorkerProc, BACKOFF_START};
+
+const SIGNALS: Token = Token(0);
+const FIRST_LINK: usize = 16;
+
+/// Time beyond `drain_timeout` the master grants before SIGKILL: the
+/// workers' own close grace plus a margin.
+const KILL_SLACK: Duration = Duration::from_secs(7);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Running,
+    /// Draining; SIGKILL whatever is left at `kill_at`.
+    Stopping {
+        kill_at: Instant,
+    },
+}
+
+struct Master {
+    loader: AppLoader,
+    poll: Poll,
+    signals: Option<SignalPipe>,
+    current: Generation,
+    workers: Vec<WorkerProc>,
+    slots: Vec<Slot>,
+    state: State,
+    next_token: usize,
+    /// SIGCHLD arrived since the last reap.
+    child_exited: bool,
+}
+
+/// Runs the daemon `loader` describes until it has drained.
+pub(crate) fn run(loader: AppLoader) -> Result<(), Error> {
+    let mut master = Master::start(loader)?;
+    let result = master.serve();
+    if let Some(p) = &master.current.config.server.pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    result
+}
+
+impl Master {
+    fn start(loader: AppLoader) -> Result<Master, Error> {
+        let current = Generation::new(&loader, None)?;
+        let poll = Poll::new().map_err(|e| Error::runtime("creating the poller", e))?;
+        let signals = SignalPipe::new(&[
+            signal_hook::consts::SIGHUP,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGCHLD,
+            signal_hook::consts::SIGQUIT,
+        ])
+        .map_err(|e| Error::runtime("installing signal handlers", e))?;
+        signals
+            .register(poll.registry(), SIGNALS)
+            .map_err(|e| Error::runtime("registering the signal pipe", e))?;
+        if let Some(p) = &current.config.server.pid_file {
+            std::fs::write(p, format!("{}\n", std::process::id())).map_err(|e| {
+                Error::Runtime(format!("cannot write pid_file {}: {e}", p.display()))
+            })?;
+        }
+        let (addr, workers) = (current.addr, current.config.server.workers);
+        info!(
+            "master pid {} listening on {addr} ({workers} workers)",
+            std::process::id(),
+        );
+        let mut master = Master {
+            loader,
+            poll,
+            signals: Some(signals),
+            current,
+            workers: Vec::new(),
+            slots: (0..workers).map(|_| Slot::default()).collect(),
+            state: State::Running,
+            next_token: FIRST_LINK,
+            child_exited: false,
+        };
+        for index in 0..workers {
+            master.spawn(index)?;
+        }
+        sdnotify::notify(&format!(
+            "READY=1\nSTATUS=listening on {addr}\nMAINPID={}",
+            std::process::id()
+        ));
+        Ok(master)
+    }
+
+    /// The event loop: signals, relay traffic, restart and kill deadlines.
+    fn serve(&mut self) -> Result<(), Error> {
+        let mut events = Events::with_capacity(64);
+        loop {
+            let timeout = self
+                .next_deadline()
+                .map(|t| t.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(Error::runtime("poll failed", e));
+                }
+            }
+            for event in &events {
+                match event.token() {
+                    SIGNALS => self.on_signals(),
+                    token => self.on_link(token, event.is_readable(), event.is_writable()),
+                }
+            }
+            if std::mem::take(&mut self.child_exited) {
+                self.reap();
+            }
+            self.restart_due();
+            self.enforce_kill_deadline();
+            if let State::Stopping { .. } = self.state {
+                if self.workers.is_empty() {
+                    info!(
+                        "master pid {} exiting: all workers are gone",
+                        std::process::id()
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let restart = self.slots.iter().filter_map(|s| s.restart_at).min();
+        let kill = match self.state {
+            State::Stopping { kill_at } => Some(kill_at),
+            State::Running => None,
+        };
+        [restart, kill].into_iter().flatten().min()
+    }
+
+    fn on_signals(&mut self) {
+        let taken = match self.signals.as_mut() {
+            Some(s) => s.take(),
+            None => Vec::new(),
+        };
+        for sig in taken {
+            match sig {
+                signal_hook::consts::SIGHUP => self.reload(),
+                signal_hook::consts::SIGTERM
+                | signal_hook::consts::SIGINT
+                | signal_hook::consts::SIGQUIT => self.stop(sig),
+                signal_hook::consts::SIGCHLD => self.child_exited = true,
+                _ => {}
+            }
+        }
+    }
+
+    // ---- reload and stop ----
+
+    fn reload(&mut self) {
+        if self.state != State::Running {
+            return;
+        }
+        sdnotify::reloading();
+        info!("SIGHUP: reloading the configuration");
+        match Generation::new(&self.loader, Some(&self.current)) {
+            Ok(next) => {
+                let old = std::mem::replace(&mut self.current, next);
+                let (old_number, old_drain) = (old.number, old.config.server.drain_timeout);
+                // Dropped before forking: a child would otherwise keep the
+                // old listening socket open for as long as it lives.
+                drop(old);
+                self.slots = (0..self.current.config.server.workers)
+                    .map(|_| Slot::default())
+                    .collect();
+                log::set_max_level(crate::logging::level_filter(&self.current.config.log.level));
+                for index in 0..self.slots.len() {
+                    if let Err(e) = self.spawn(index) {
+                        error!("{e}; trying again");
+                        self.slots[index].restart_at = Some(Instant::now() + BACKOFF_START);
+                    }
+                }
+                self.signal_workers(Some(old_number), Signal::SIGQUIT);
+                info!(
+                    "reloaded {}: generation {} listening on {}; generation {} drains for up to {:?}",
+                    self.current.config.source.display(),
+                    self.current.number,
+                    self.current.addr,
+                    old_number,
+                    old_drain
+                );
+            }
+            Err(e) => error!("reload failed, keeping the running configuration: {e}"),
+        }
+        sdnotify::notify("READY=1");
+    }
+
+    fn stop(&mut self, sig: i32) {
+        match self.state {
+            State::Running => {
+                let drain = self.current.config.server.drain_timeout;
+                info!(
+                    "{}: draining {} workers (up to {drain:?}); send it again to stop at once",
+                    signals::name(sig),
+                    self.workers.len()
+                );
+                sdnotify::notify("STOPPING=1");
+                self.state = State::Stopping {
+                    kill_at: Instant::now() + drain + KILL_SLACK,
+                };
+                for slot in &mut self.slots {
+                    slot.restart_at = None;
+                }
+                self.signal_workers(None, Signal::SIGTERM);
+            }
+            State::Stopping { .. } => {
+                warn!("{} again: stopping at once", signals::name(sig));
+                self.kill_all();
+            }
+        }
+    }
+
+    fn enforce_kill_deadline(&mut self) {
+        if let State::Stopping { kill_at } = self.state {
+            if Instant::now() >= kill_at && !self.workers.is_empty() {
+                warn!(
+                    "drain deadline passed: killing {} workers",
+                    self.workers.len()
+                );
+                self.kill_all();
+            }
+        }
+    }
+
+    // ---- relay ----
+
+    fn on_link(&mut self, token: Token, readable: bool, writable: bool) {
+        let Some(pos) = self.workers.iter().position(|w| w.token == token) else {
+            return;
+        };
+        let mut frames: Vec<Vec<u8>> = Vec::new();
+        let mut closed = false;
+        if let Some(link) = self.workers[pos].link.as_mut() {
+            if writable {
+                link.flush();
+            }
+            if readable {
+                closed = !link.read_frames(|f| frames.push(f.to_vec()));
+            }
+        }
+        if closed {
+            if let Some(link) = self.workers[pos].link.take() {
+                link.deregister(self.poll.registry());
+            }
+        }
+        if frames.is_empty() {
+            return;
+        }
+        // Everything read in this event goes out in one write per link.
+        for (i, w) in self.workers.iter_mut().enumerate() {
+            if i != pos {
+                if let Some(link) = w.link.as_mut() {
+                    for frame in &frames {
+                        link.push_frame(frame);
+                    }
+                    link.flush();
+                }
+            }
+        }
+    }
+}
