@@ -2,7 +2,7 @@
 PREFIX ?= /usr/local
 CARGO ?= cargo
 
-.PHONY: build release test lint fmt bench autobahn install run
+.PHONY: build release test lint fmt bench autobahn install run units
 
 build:
 	$(CARGO) build
@@ -28,6 +28,10 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+## systemd-analyze verify + security --offline=yes (exposure <= 2.0).
+units: build
+	scripts/systemd-check.sh
+
 ## RFC 6455 conformance: the Autobahn|Testsuite against the daemon and
 ## the client (docs/conformance.md). Part of CI.
 autobahn:
@@ -42,5 +46,6 @@ install: release
 	install -D -m 0755 target/release/wssd $(DESTDIR)$(PREFIX)/bin/wssd
 	install -D -m 0644 config/wssd.toml $(DESTDIR)/etc/wssd/wssd.toml.example
 	test -e $(DESTDIR)/etc/wssd/wssd.toml || install -D -m 0644 config/wssd.toml $(DESTDIR)/etc/wssd/wssd.toml
-	install -D -m 0644 systemd/wssd.service $(DESTDIR)/etc/systemd/system/wssd.service
+	install -d $(DESTDIR)/etc/systemd/system
+	sed 's|/usr/bin/wssd|$(PREFIX)/bin/wssd|g' systemd/wssd.service >$(DESTDIR)/etc/systemd/system/wssd.service
 	install -D -m 0644 docs/operations.md $(DESTDIR)$(PREFIX)/share/doc/wssd/operations.md
