@@ -23,6 +23,7 @@ pub mod config;
 pub mod handler;
 pub mod handshake;
 mod master;
+pub mod preflight;
 pub mod privileges;
 pub mod protocol;
 pub mod relay;

@@ -119,7 +119,7 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, Error> {
         AddressFamily::Inet
     };
     let fail =
-        |what: &str, e: nix::Error| Error::Runtime(format!("cannot listen on {addr}: {what}: {e}"));
+        |what: &str, e: nix::Error| Error::Runtime(crate::preflight::listen_failed(addr, what, e));
     let fd = socket(
         family,
         SockType::Stream,
@@ -163,7 +163,10 @@ impl Master {
             .map_err(runtime("registering the signal pipe"))?;
         if let Some(p) = &config.server.pid_file {
             std::fs::write(p, format!("{}\n", std::process::id())).map_err(|e| {
-                Error::Runtime(format!("cannot write pid_file {}: {e}", p.display()))
+                Error::Runtime(format!(
+                    "key `server.pid_file`: cannot write {}: {e}",
+                    p.display()
+                ))
             })?;
         }
         info!(

@@ -144,14 +144,22 @@ impl Server {
         &self.config
     }
 
-    /// Validates everything `run` would need; `Ok` means it would start.
+    /// Validates everything `run` would need, on this host too (see
+    /// [`crate::preflight`]); `Ok` means it would start. Reports every
+    /// problem found, not only the first.
     pub fn check(&self) -> Result<(), Error> {
-        self.build_app(&self.config)?;
-        if let Some(tls) = &self.config.tls {
-            crate::tls::load_acceptor(tls, &self.config.source)?;
+        let config = &self.config;
+        let mut errors = Vec::new();
+        errors.extend(self.build_app(config).err());
+        if let Some(tls) = &config.tls {
+            errors.extend(crate::tls::load_acceptor(tls, &config.source).err());
         }
-        crate::privileges::resolve(&self.config)?;
-        Ok(())
+        errors.extend(crate::privileges::resolve(config).err());
+        errors.extend(crate::preflight::check(config));
+        match ConfigError::join(errors) {
+            None => Ok(()),
+            Some(e) => Err(e.into()),
+        }
     }
 
     /// Runs the daemon until SIGTERM or SIGINT has drained it. Sets up
@@ -287,7 +295,8 @@ pub fn run_binary(config: &Path, check: bool) -> i32 {
     match server.run() {
         Ok(()) => 0,
         Err(e) => {
-            log::error!("{e}");
+            // Once, on stderr (which journald captures): not through the
+            // logger as well.
             eprintln!("wssd: {e}");
             e.exit_status()
         }
