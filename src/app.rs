@@ -84,6 +84,24 @@ impl AppLoader {
         self.load_from(self.config.clone())
     }
 
+    /// Validates the configuration read at start as [`load`](Self::load)
+    /// does, and checks it against this host (see [`crate::preflight`]),
+    /// collecting every problem instead of stopping at the first.
+    pub fn check(&self) -> Result<(), Error> {
+        let config = &self.config;
+        let mut errors = Vec::new();
+        errors.extend(self.build_app(config).err());
+        if let Some(tls) = &config.tls {
+            errors.extend(crate::tls::load_acceptor(tls, &config.source).err());
+        }
+        errors.extend(privileges::resolve(config).err());
+        errors.extend(crate::preflight::check(config));
+        match ConfigError::join(errors) {
+            None => Ok(()),
+            Some(e) => Err(e.into()),
+        }
+    }
+
     /// Loads the next generation: re-reads the file (a configuration
     /// given in code stays as it is), then as [`load`](Self::load).
     pub fn reload(&self) -> Result<Loaded, Error> {

@@ -25,6 +25,7 @@
 //! - `textcheck`: fail-fast UTF-8 validation of text frames as bytes
 //!   arrive, under tungstenite, for the worker and the client.
 //! - [`config`]: the TOML configuration, validated key by key.
+//! - `preflight`: whether a valid configuration can start on this host.
 //! - `tls`, `privileges`, `signals`, `sdnotify`: the operating system
 //!   edges.
 //! - [`client`]: the blocking client library (and, for now, the
@@ -47,6 +48,7 @@ mod handshake;
 mod logging;
 mod master;
 mod message;
+mod preflight;
 mod privileges;
 mod protocol;
 mod relay;

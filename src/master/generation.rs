@@ -90,7 +90,7 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
         AddressFamily::Inet
     };
     let fail =
-        |what: &str, e: nix::Error| Error::Runtime(format!("cannot listen on {addr}: {what}: {e}"));
+        |what: &str, e: nix::Error| Error::Runtime(crate::preflight::listen_failed(addr, what, e));
     let fd = socket(
         family,
         SockType::Stream,

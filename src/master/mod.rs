@@ -85,7 +85,10 @@ impl Master {
             .map_err(|e| Error::runtime("registering the signal pipe", e))?;
         if let Some(p) = &current.config.server.pid_file {
             std::fs::write(p, format!("{}\n", std::process::id())).map_err(|e| {
-                Error::Runtime(format!("cannot write pid_file {}: {e}", p.display()))
+                Error::Runtime(format!(
+                    "key `server.pid_file`: cannot write {}: {e}",
+                    p.display()
+                ))
             })?;
         }
         let (addr, workers) = (current.addr, current.config.server.workers);
