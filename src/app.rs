@@ -88,6 +88,12 @@ impl AppLoader {
     /// does, and checks it against this host (see [`crate::preflight`]),
     /// collecting every problem instead of stopping at the first.
     pub fn check(&self) -> Result<(), Error> {
+        self.check_for_start(false)
+    }
+
+    /// As [`check`](Self::check); with `listen_inherited` (systemd or an
+    /// old master passed the socket) the address is not test-bound.
+    pub fn check_for_start(&self, listen_inherited: bool) -> Result<(), Error> {
         let config = &self.config;
         let mut errors = Vec::new();
         errors.extend(self.build_app(config).err());
@@ -95,7 +101,7 @@ impl AppLoader {
             errors.extend(crate::tls::load_acceptor(tls, &config.source).err());
         }
         errors.extend(privileges::resolve(config).err());
-        errors.extend(crate::preflight::check(config));
+        errors.extend(crate::preflight::check(config, !listen_inherited));
         match ConfigError::join(errors) {
             None => Ok(()),
             Some(e) => Err(e.into()),

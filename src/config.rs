@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// File the master writes its pid to, removed on exit.
     pub pid_file: Option<PathBuf>,
+    /// The binary SIGUSR2 starts as the new master; `None`: the path the
+    /// running master was started with.
+    pub upgrade_binary: Option<PathBuf>,
     /// Largest message (after reassembly of fragments) a peer may send.
     pub max_message_size: usize,
     /// Largest single frame a peer may send.
@@ -509,6 +512,10 @@ fn parse_server(mut t: Fields<'_>, errs: &mut Errors) -> ServerConfig {
         .opt(t.duration("drain_timeout"))
         .unwrap_or(Duration::from_secs(defaults::DRAIN_TIMEOUT_SECS));
     let pid_file = errs.opt(t.string("pid_file")).map(PathBuf::from);
+    let upgrade_binary = errs.opt(t.string("upgrade_binary")).map(PathBuf::from);
+    if upgrade_binary.as_ref().is_some_and(|p| p.is_relative()) {
+        errs.push(t.err("upgrade_binary", "must be an absolute path"));
+    }
     let max_message_size = errs
         .opt(t.size("max_message_size", 1))
         .unwrap_or(defaults::MAX_MESSAGE_SIZE);
@@ -545,6 +552,7 @@ fn parse_server(mut t: Fields<'_>, errs: &mut Errors) -> ServerConfig {
         ping_interval,
         drain_timeout,
         pid_file,
+        upgrade_binary,
         max_message_size,
         max_frame_size,
         max_request_head,

@@ -25,6 +25,7 @@
 //! - `textcheck`: fail-fast UTF-8 validation of text frames as bytes
 //!   arrive, under tungstenite, for the worker and the client.
 //! - [`config`]: the TOML configuration, validated key by key.
+//! - `inherit`: listening sockets passed by systemd or an upgrading master.
 //! - `preflight`: whether a valid configuration can start on this host.
 //! - `tls`, `privileges`, `signals`, `sdnotify`: the operating system
 //!   edges.
@@ -45,6 +46,7 @@ pub mod config;
 mod error;
 pub mod handler;
 mod handshake;
+mod inherit;
 mod logging;
 mod master;
 mod message;

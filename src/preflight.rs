@@ -15,12 +15,16 @@ use crate::config::{Config, ConfigError};
 /// The Linux capability number of `CAP_NET_BIND_SERVICE`.
 const CAP_NET_BIND_SERVICE: u32 = 10;
 
-/// Every problem `config` would meet on this host, each naming its key.
-pub fn check(config: &Config) -> Vec<ConfigError> {
+/// Every problem `config` would meet on this host, each naming its key;
+/// `listen` is checked only with `bind_listen` (not for a socket passed
+/// by systemd or an upgrading master).
+pub fn check(config: &Config, bind_listen: bool) -> Vec<ConfigError> {
     let file = &config.source;
     let mut errors = Vec::new();
-    if let Err(reason) = check_listen(config.server.listen) {
-        errors.push(ConfigError::new(file, "server.listen", reason));
+    if bind_listen {
+        if let Err(reason) = check_listen(config.server.listen) {
+            errors.push(ConfigError::new(file, "server.listen", reason));
+        }
     }
     if let Some(path) = &config.server.pid_file {
         if let Err(reason) = check_pid_file(path) {

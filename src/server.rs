@@ -106,8 +106,9 @@ impl Server {
     /// [`Error::Runtime`] when binding, forking or polling fails.
     pub fn run(self) -> Result<(), Error> {
         crate::logging::init(&self.loader.config().log.level);
-        self.loader.check()?;
-        crate::master::run(self.loader)
+        let inherited = crate::inherit::Inherited::from_env()?;
+        self.loader.check_for_start(inherited.is_some())?;
+        crate::master::run(self.loader, inherited)
     }
 }
 

@@ -11,6 +11,7 @@ use log::{info, warn};
 use crate::app::{App, AppLoader};
 use crate::config::Config;
 use crate::error::Error;
+use crate::inherit::Inherited;
 use crate::privileges::Ids;
 
 /// Everything a generation's workers need.
@@ -30,14 +31,29 @@ pub(super) struct Generation {
 impl Generation {
     /// Loads the first generation (`previous` is `None`) or the one after
     /// `previous` (re-reading the configuration file). The listening
-    /// socket is bound anew only when `listen` changed.
-    pub fn new(loader: &AppLoader, previous: Option<&Generation>) -> Result<Generation, Error> {
+    /// socket is bound anew only when `listen` changed; the first
+    /// generation takes it from `inherited` when sockets were passed.
+    pub fn new(
+        loader: &AppLoader,
+        previous: Option<&Generation>,
+        inherited: Option<&mut Inherited>,
+    ) -> Result<Generation, Error> {
         let mut loaded = match previous {
             None => loader.load()?,
             Some(_) => loader.reload()?,
         };
         let (listener, addr) = match previous {
             Some(p) if p.listens_as(&loaded.config) => (p.listener.clone(), p.addr),
+            None if inherited.is_some() => {
+                let l = inherited
+                    .map(|i| i.take(&loaded.config))
+                    .transpose()?
+                    .ok_or_else(|| Error::Runtime("no inherited socket".into()))?;
+                let addr = l
+                    .local_addr()
+                    .map_err(|e| Error::runtime("local_addr", e))?;
+                (Some(Rc::new(l)), addr)
+            }
             _ => {
                 let l = bind(loaded.config.server.listen)?;
                 let addr = l
