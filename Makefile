@@ -56,6 +56,8 @@ install: release
 	install -d $(DESTDIR)/etc/systemd/system
 	sed -e 's|/usr/bin/wssd|$(PREFIX)/bin/wssd|g' -e 's|/usr/share/doc/wssd|$(PREFIX)/share/doc/wssd|g' \
 		systemd/wssd.service >$(DESTDIR)/etc/systemd/system/wssd.service
+	sed -e 's|/usr/share/doc/wssd|$(PREFIX)/share/doc/wssd|g' \
+		systemd/wssd.socket >$(DESTDIR)/etc/systemd/system/wssd.socket
 	install -D -m 0644 docs/operations.md $(DESTDIR)$(PREFIX)/share/doc/wssd/operations.md
 	install -D -m 0644 docs/configuration.md $(DESTDIR)$(PREFIX)/share/doc/wssd/configuration.md
 	test -n "$(DESTDIR)" || id -u wssd >/dev/null 2>&1 || \

@@ -34,10 +34,11 @@ install -D -m 0755 "$WSSD_BIN" "$root/usr/bin/wssd"
 strip --strip-unneeded --remove-section=.comment --remove-section=.note "$root/usr/bin/wssd"
 
 # Configuration (a conffile: dpkg keeps local changes on upgrade) and the
-# systemd unit. systemd/wssd.socket stays out until wssd takes sockets
-# from systemd (docs/operations.md, "Socket activation").
+# systemd units; wssd.socket is installed but not enabled (opt-in:
+# docs/operations.md, "Socket activation").
 install -D -m 0644 config/installed.toml "$root/etc/wssd/wssd.toml"
 install -D -m 0644 systemd/wssd.service "$root/lib/systemd/system/wssd.service"
+install -D -m 0644 systemd/wssd.socket "$root/lib/systemd/system/wssd.socket"
 
 # Documentation: compressed, as Debian policy asks.
 doc=$root/usr/share/doc/wssd

@@ -41,8 +41,8 @@ pub(crate) enum Origin {
 impl Origin {
     fn describe(self) -> &'static str {
         match self {
-            Origin::Systemd => "systemd (socket activation)",
-            Origin::Upgrade => "the old master (binary upgrade)",
+            Origin::Systemd => "systemd passed (socket activation)",
+            Origin::Upgrade => "the old master passed (binary upgrade)",
         }
     }
 }
@@ -53,6 +53,9 @@ pub(crate) struct Inherited {
     listeners: Vec<(SocketAddr, TcpListener)>,
     /// Binary upgrade only: where to say "ready".
     ready: Option<UnixStream>,
+    /// A socket was taken: the others are left over (a failed match
+    /// says so in its own error).
+    matched: bool,
 }
 
 impl Inherited {
@@ -110,13 +113,14 @@ impl Inherited {
         let mut listeners = Vec::new();
         for &fd in fds {
             let l = take_listener(fd)
-                .map_err(|e| Error::Runtime(format!("fd {fd} from {}: {e}", origin.describe())))?;
+                .map_err(|e| Error::Runtime(format!("fd {fd} that {}: {e}", origin.describe())))?;
             listeners.push(l);
         }
         Ok(Inherited {
             origin,
             listeners,
             ready,
+            matched: false,
         })
     }
 
@@ -134,7 +138,10 @@ impl Inherited {
             .iter()
             .position(|(addr, _)| *addr == want || (want.port() == 0 && addr.ip() == want.ip()));
         match pos {
-            Some(i) => Ok(self.listeners.swap_remove(i).1),
+            Some(i) => {
+                self.matched = true;
+                Ok(self.listeners.swap_remove(i).1)
+            }
             None => {
                 let have: Vec<String> = self.listeners.iter().map(|(a, _)| a.to_string()).collect();
                 let fix = match self.origin {
@@ -145,7 +152,7 @@ impl Inherited {
                     &config.source,
                     "server.listen",
                     format!(
-                        "{want} is not among the sockets passed by {} ({}): {fix}",
+                        "{want} is not among the sockets {}, which are on {}: {fix}",
                         self.origin.describe(),
                         if have.is_empty() {
                             "none".to_string()
@@ -171,9 +178,12 @@ impl Inherited {
 
 impl Drop for Inherited {
     fn drop(&mut self) {
+        if !self.matched {
+            return;
+        }
         for (addr, _) in &self.listeners {
             warn!(
-                "closing the socket on {addr} passed by {}: no `listen` names it",
+                "closing the socket on {addr} that {}: no `listen` names it",
                 self.origin.describe()
             );
         }
