@@ -26,6 +26,7 @@
 //!   arrive, under tungstenite, for the worker and the client.
 //! - [`config`]: the TOML configuration, validated key by key.
 //! - `inherit`: listening sockets passed by systemd or an upgrading master.
+//! - `proctitle`: process titles as `ps` shows them.
 //! - `preflight`: whether a valid configuration can start on this host.
 //! - `tls`, `privileges`, `signals`, `sdnotify`: the operating system
 //!   edges.
@@ -52,6 +53,7 @@ mod master;
 mod message;
 mod preflight;
 mod privileges;
+mod proctitle;
 mod protocol;
 mod relay;
 mod route;

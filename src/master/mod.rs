@@ -75,9 +75,11 @@ struct Master {
 /// Runs the daemon `loader` describes until it has drained, on the
 /// sockets in `inherited` if systemd or an upgrading master passed any.
 pub(crate) fn run(loader: AppLoader, inherited: Option<Inherited>) -> Result<(), Error> {
+    // Captured before the title overwrites the memory they are read from.
     let exec = Exec {
         argv: std::env::args_os().collect(),
     };
+    crate::proctitle::init();
     let mut master = Master::start(loader, inherited, exec)?;
     let result = master.serve();
     if let Some(p) = &master.pid_file {
@@ -116,6 +118,7 @@ impl Master {
         }
         let (addr, workers) = (current.addr, current.config.server.workers);
         let current_pid_file = current.config.server.pid_file.clone();
+        crate::proctitle::set(&exec.master_title());
         info!(
             "master pid {} listening on {addr} ({workers} workers)",
             std::process::id(),

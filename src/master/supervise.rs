@@ -112,6 +112,10 @@ impl Master {
     /// runs the worker loop. Returns the exit status.
     fn become_worker(&mut self, index: usize, link: UnixStream) -> i32 {
         crate::logging::set_worker_role(index);
+        crate::proctitle::set(&format!(
+            "wssd: worker process {index} (generation {})",
+            self.current.number
+        ));
         if let Some(s) = self.signals.take() {
             s.uninstall();
         }

@@ -50,6 +50,18 @@ pub(super) struct Exec {
     pub argv: Vec<OsString>,
 }
 
+impl Exec {
+    /// `wssd: master process --config /etc/wssd/wssd.toml`
+    pub fn master_title(&self) -> String {
+        let mut title = String::from("wssd: master process");
+        for arg in self.argv.iter().skip(1) {
+            title.push(' ');
+            title.push_str(&arg.to_string_lossy());
+        }
+        title
+    }
+}
+
 impl Master {
     /// SIGUSR2: starts the new master, unless one is starting already.
     pub(super) fn start_upgrade(&mut self) {

@@ -289,6 +289,7 @@ impl Worker {
             "worker {} retiring: {} connections, drain deadline {:?}",
             self.index, self.live, self.config.server.drain_timeout
         );
+        crate::proctitle::mark_draining();
         self.stop_listening();
         let deadline = self.now + self.config.server.drain_timeout;
         self.mode = Mode::Retiring { deadline };
@@ -301,6 +302,7 @@ impl Worker {
             return;
         }
         info!("worker {} draining {} connections", self.index, self.live);
+        crate::proctitle::mark_draining();
         self.stop_listening();
         let deadline = self.now + self.config.server.drain_timeout;
         self.mode = Mode::Draining { deadline };
