@@ -73,6 +73,19 @@ pub struct ServerConfig {
 pub struct LogConfig {
     /// An `env_logger` filter such as `info` or `wssd=debug`.
     pub level: String,
+    /// The file master and workers append to; `None`: standard error.
+    pub file: Option<PathBuf>,
+    /// Plain lines or one JSON object per line.
+    pub format: LogFormat,
+}
+
+/// `log.format`: how a log line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `TIME LEVEL wssd[PID ROLE]: message`
+    Text,
+    /// `{"time":...,"level":...,"pid":...,"role":...,"worker":...,"message":...}`
+    Json,
 }
 
 /// Settings of the `[tls]` table.
@@ -625,8 +638,25 @@ fn parse_log(mut t: Fields<'_>, errs: &mut Errors) -> LogConfig {
             ),
         ));
     }
+    let base = t.file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let file = errs.opt(t.string("file")).map(|f| base.join(f));
+    let format = match errs.opt(t.string("format")).as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            errs.push(t.err(
+                "format",
+                format!("\"{other}\" is not a log format: use \"text\" or \"json\""),
+            ));
+            LogFormat::Text
+        }
+    };
     t.finish(errs);
-    LogConfig { level }
+    LogConfig {
+        level,
+        file,
+        format,
+    }
 }
 
 /// The `[tls]` table; `None` after an error.

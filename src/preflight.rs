@@ -31,6 +31,11 @@ pub fn check(config: &Config, bind_listen: bool) -> Vec<ConfigError> {
             errors.push(ConfigError::new(file, "server.pid_file", reason));
         }
     }
+    if let Some(path) = &config.log.file {
+        if let Err(reason) = check_pid_file(path) {
+            errors.push(ConfigError::new(file, "log.file", reason));
+        }
+    }
     errors
 }
 

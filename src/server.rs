@@ -105,7 +105,7 @@ impl Server {
     /// [`Error::Config`] for an unusable configuration,
     /// [`Error::Runtime`] when binding, forking or polling fails.
     pub fn run(self) -> Result<(), Error> {
-        crate::logging::init(&self.loader.config().log.level);
+        crate::logging::init(&self.loader.config().log)?;
         let inherited = crate::inherit::Inherited::from_env()?;
         self.loader.check_for_start(inherited.is_some())?;
         crate::master::run(self.loader, inherited)

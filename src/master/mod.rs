@@ -8,6 +8,7 @@
 //! | SIGHUP          | re-read the config; if valid, start a new generation and retire the old one |
 //! | SIGTERM, SIGINT | drain: workers close clients with 1001; a second one kills at once |
 //! | SIGCHLD         | reap; replace a worker of the current generation, with back-off |
+//! | SIGUSR1         | reopen the log file, and have every worker reopen it |
 //! | SIGUSR2         | binary upgrade: start the new binary on the same socket; once it is ready, retire and exit |
 //!
 //! `generation` loads and binds a generation (the first and every reload
@@ -102,6 +103,7 @@ impl Master {
             signal_hook::consts::SIGINT,
             signal_hook::consts::SIGCHLD,
             signal_hook::consts::SIGQUIT,
+            signal_hook::consts::SIGUSR1,
             signal_hook::consts::SIGUSR2,
         ])
         .map_err(|e| Error::runtime("installing signal handlers", e))?;
@@ -119,6 +121,7 @@ impl Master {
         let (addr, workers) = (current.addr, current.config.server.workers);
         let current_pid_file = current.config.server.pid_file.clone();
         crate::proctitle::set(&exec.master_title());
+        crate::logging::give_to(current.ids);
         info!(
             "master pid {} listening on {addr} ({workers} workers)",
             std::process::id(),
@@ -211,6 +214,7 @@ impl Master {
                 | signal_hook::consts::SIGINT
                 | signal_hook::consts::SIGQUIT => self.stop(sig),
                 signal_hook::consts::SIGCHLD => self.child_exited = true,
+                signal_hook::consts::SIGUSR1 => self.reopen_logs(),
                 signal_hook::consts::SIGUSR2 => self.start_upgrade(),
                 _ => {}
             }
@@ -259,6 +263,14 @@ impl Master {
             Err(e) => error!("reload failed, keeping the running configuration: {e}"),
         }
         sdnotify::notify("READY=1");
+    }
+
+    /// SIGUSR1 (logrotate): reopen the log file here, then in every
+    /// worker, old generations included.
+    fn reopen_logs(&mut self) {
+        crate::logging::reopen();
+        crate::logging::give_to(self.current.ids);
+        self.signal_workers(None, Signal::SIGUSR1);
     }
 
     fn stop(&mut self, sig: i32) {

@@ -268,6 +268,7 @@ impl Worker {
             match sig {
                 signal_hook::consts::SIGTERM | signal_hook::consts::SIGINT => self.start_drain(),
                 signal_hook::consts::SIGQUIT => self.start_retire(),
+                signal_hook::consts::SIGUSR1 => crate::logging::reopen(),
                 _ => {}
             }
         }
