@@ -74,6 +74,12 @@ impl Generation {
                 .server
                 .pid_file
                 .clone_from(&p.config.server.pid_file);
+            // What --check and the start test, a reload tests too (the
+            // address only if it changed: a kept socket needs no bind).
+            let host = crate::preflight::check(&loaded.config, !p.listens_as(&loaded.config));
+            if let Some(e) = crate::config::ConfigError::join(host) {
+                return Err(e.into());
+            }
         }
         Ok(Generation {
             number: previous.map_or(1, |p| p.number + 1),
