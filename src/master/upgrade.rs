@@ -260,6 +260,10 @@ impl Master {
         }
         self.release_listeners();
         self.signal_workers(None, Signal::SIGQUIT);
+        crate::proctitle::set(&format!(
+            "{} (old binary, retiring)",
+            self.exec.master_title()
+        ));
     }
 }
 
