@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{ConfigError, LogConfig, LogFormat};
 use crate::error::Error;
 
 /// Which process is logging: 0 for the master, `k + 1` for worker `k`.
@@ -37,8 +37,9 @@ pub(crate) fn set_worker_role(index: usize) {
 /// and format. Does nothing if the program already installed a logger.
 ///
 /// # Errors
-/// [`Error::Runtime`] naming `log.file` when the file cannot be opened.
-pub(crate) fn init(log: &LogConfig) -> Result<(), Error> {
+/// [`Error::Config`] naming `log.file` (in `source`) when the file cannot
+/// be opened: exit status 2, as the same failure found by `--check`.
+pub(crate) fn init(log: &LogConfig, source: &Path) -> Result<(), Error> {
     let mut builder = env_logger::Builder::new();
     builder.parse_filters(&log.level);
     if let Ok(env) = std::env::var("RUST_LOG") {
@@ -46,10 +47,11 @@ pub(crate) fn init(log: &LogConfig) -> Result<(), Error> {
     }
     if let Some(path) = &log.file {
         let file = open(path).map_err(|e| {
-            Error::Runtime(format!(
-                "key `log.file`: cannot open {}: {e}",
-                path.display()
-            ))
+            ConfigError::new(
+                source,
+                "log.file",
+                format!("cannot open {} for appending: {e}", path.display()),
+            )
         })?;
         if let Ok(mut f) = FILE.lock() {
             *f = Some((path.clone(), file));

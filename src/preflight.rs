@@ -27,12 +27,12 @@ pub fn check(config: &Config, bind_listen: bool) -> Vec<ConfigError> {
         }
     }
     if let Some(path) = &config.server.pid_file {
-        if let Err(reason) = check_pid_file(path) {
+        if let Err(reason) = check_writable(path, "/run/wssd") {
             errors.push(ConfigError::new(file, "server.pid_file", reason));
         }
     }
     if let Some(path) = &config.log.file {
-        if let Err(reason) = check_pid_file(path) {
+        if let Err(reason) = check_writable(path, "/var/log/wssd") {
             errors.push(ConfigError::new(file, "log.file", reason));
         }
     }
@@ -95,9 +95,10 @@ fn has_capability(cap: u32) -> bool {
         .is_none_or(|set| set & (1 << cap) != 0)
 }
 
-/// The pid file's directory exists and the file (or, while there is none,
-/// the directory) is writable.
-fn check_pid_file(path: &Path) -> Result<(), String> {
+/// The file's directory exists and the file (or, while there is none,
+/// the directory) is writable; `unit_dir` is the directory the systemd
+/// unit provides for such files.
+fn check_writable(path: &Path, unit_dir: &str) -> Result<(), String> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -106,7 +107,7 @@ fn check_pid_file(path: &Path) -> Result<(), String> {
         Err(e) => {
             return Err(format!(
                 "the directory {} cannot be used ({e}): create it, or choose a directory wssd may write \
-                 (the systemd unit provides /run/wssd)",
+                 (the systemd unit provides {unit_dir})",
                 dir.display()
             ))
         }
@@ -132,10 +133,11 @@ mod tests {
 
     #[test]
     fn pid_file_in_a_missing_directory_fails() {
-        let e = check_pid_file(Path::new("/nonexistent-wssd-dir/wssd.pid")).unwrap_err();
+        let e =
+            check_writable(Path::new("/nonexistent-wssd-dir/wssd.pid"), "/run/wssd").unwrap_err();
         assert!(e.contains("/nonexistent-wssd-dir"), "{e}");
         assert_eq!(
-            check_pid_file(&std::env::temp_dir().join("wssd-x.pid")),
+            check_writable(&std::env::temp_dir().join("wssd-x.pid"), "/run/wssd"),
             Ok(())
         );
     }

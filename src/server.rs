@@ -105,7 +105,8 @@ impl Server {
     /// [`Error::Config`] for an unusable configuration,
     /// [`Error::Runtime`] when binding, forking or polling fails.
     pub fn run(self) -> Result<(), Error> {
-        crate::logging::init(&self.loader.config().log)?;
+        let config = self.loader.config();
+        crate::logging::init(&config.log, &config.source)?;
         let inherited = crate::inherit::Inherited::from_env()?;
         self.loader.check_for_start(inherited.is_some())?;
         crate::master::run(self.loader, inherited)
