@@ -133,14 +133,21 @@ impl Master {
         let pid = Pid::from_raw(child.id() as i32);
         // Reaped by the master's own waitpid loop, like its workers.
         drop(child);
-        self.poll
-            .registry()
-            .register(
-                &mut SourceFd(&ours.as_raw_fd()),
-                UPGRADE,
-                Interest::READABLE,
-            )
-            .map_err(|e| format!("watching the readiness socket: {e}"))?;
+        let watched = self.poll.registry().register(
+            &mut SourceFd(&ours.as_raw_fd()),
+            UPGRADE,
+            Interest::READABLE,
+        );
+        if let Err(e) = watched {
+            // Without the socket watched it could never take over.
+            let _ = kill(pid, Signal::SIGTERM);
+            if let Some((pid_file, oldbin)) = &moved {
+                put_back(pid_file, oldbin);
+            }
+            return Err(format!(
+                "watching the readiness socket: {e} (sent new master pid {pid} SIGTERM)"
+            ));
+        }
         Ok(Upgrade {
             pid,
             ready: ours,
