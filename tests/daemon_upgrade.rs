@@ -15,7 +15,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use tungstenite::Message;
 
-const DRAIN_SECS: u64 = 3;
+/// Long enough that a short echo round never straddles the drain deadline.
+const DRAIN_SECS: u64 = 5;
 
 /// The old master exits during the test and its successor is orphaned:
 /// adopt orphans so that the test can reap the new master.
