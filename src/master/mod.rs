@@ -20,13 +20,12 @@ mod generation;
 mod supervise;
 mod upgrade;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 use mio::{Events, Poll, Token};
 use nix::sys::signal::Signal;
-
-use std::path::PathBuf;
 
 use crate::app::AppLoader;
 use crate::error::Error;
