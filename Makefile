@@ -1,8 +1,11 @@
 # wssd: common tasks. `make test` is what CI runs (through .ci/run).
 PREFIX ?= /usr/local
 CARGO ?= cargo
+# The daemon binary that install and deb use (one place to change if the
+# binary package moves).
+BIN ?= target/release/wssd
 
-.PHONY: build release test lint fmt bench autobahn install run
+.PHONY: build release test lint fmt bench autobahn install run units deb
 
 build:
 	$(CARGO) build
@@ -31,6 +34,10 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+## systemd-analyze verify + security --offline=yes (exposure <= 2.0).
+units: build
+	scripts/systemd-check.sh
+
 ## RFC 6455 conformance: the Autobahn|Testsuite against the daemon and
 ## the client (docs/conformance.md). Part of CI.
 autobahn:
@@ -40,10 +47,23 @@ autobahn:
 bench: release
 	bash scripts/bench.sh
 
-## Install the binary, the example config and the systemd unit.
+## Install the binary, the config (config/installed.toml, only if there
+## is none yet), the systemd unit and the user wssd it runs as.
 install: release
-	install -D -m 0755 target/release/wssd $(DESTDIR)$(PREFIX)/bin/wssd
-	install -D -m 0644 config/wssd.toml $(DESTDIR)/etc/wssd/wssd.toml.example
-	test -e $(DESTDIR)/etc/wssd/wssd.toml || install -D -m 0644 config/wssd.toml $(DESTDIR)/etc/wssd/wssd.toml
-	install -D -m 0644 systemd/wssd.service $(DESTDIR)/etc/systemd/system/wssd.service
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/wssd
+	install -D -m 0644 config/installed.toml $(DESTDIR)/etc/wssd/wssd.toml.example
+	test -e $(DESTDIR)/etc/wssd/wssd.toml || install -D -m 0644 config/installed.toml $(DESTDIR)/etc/wssd/wssd.toml
+	install -d $(DESTDIR)/etc/systemd/system
+	sed -e 's|/usr/bin/wssd|$(PREFIX)/bin/wssd|g' -e 's|/usr/share/doc/wssd|$(PREFIX)/share/doc/wssd|g' \
+		systemd/wssd.service >$(DESTDIR)/etc/systemd/system/wssd.service
+	sed -e 's|/usr/share/doc/wssd|$(PREFIX)/share/doc/wssd|g' \
+		systemd/wssd.socket >$(DESTDIR)/etc/systemd/system/wssd.socket
 	install -D -m 0644 docs/operations.md $(DESTDIR)$(PREFIX)/share/doc/wssd/operations.md
+	install -D -m 0644 docs/configuration.md $(DESTDIR)$(PREFIX)/share/doc/wssd/configuration.md
+	test -n "$(DESTDIR)" || id -u wssd >/dev/null 2>&1 || \
+		useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin wssd
+
+## Debian package: target/debian/wssd_VERSION_ARCH.deb (scripts/deb.sh;
+## needs dpkg-dev, fakeroot, help2man). `lintian` on it reports no error.
+deb: release
+	WSSD_BIN=$(BIN) scripts/deb.sh

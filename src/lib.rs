@@ -24,6 +24,9 @@
 //! - `frame`: the frame codec (reader and writer) for both roles: the
 //!   worker's connections and the client read and write frames with it.
 //! - [`config`]: the TOML configuration, validated key by key.
+//! - `inherit`: listening sockets passed by systemd or an upgrading master.
+//! - `proctitle`: process titles as `ps` shows them.
+//! - `preflight`: whether a valid configuration can start on this host.
 //! - `tls`, `privileges`, `signals`, `sdnotify`: the operating system
 //!   edges.
 //! - [`client`]: the blocking client library (and, for now, the
@@ -44,10 +47,13 @@ mod error;
 mod frame;
 pub mod handler;
 mod handshake;
+mod inherit;
 mod logging;
 mod master;
 mod message;
+mod preflight;
 mod privileges;
+mod proctitle;
 mod relay;
 mod route;
 mod sdnotify;

@@ -74,7 +74,8 @@ fn run_daemon(config: &Path, check: bool) -> i32 {
     match server.run() {
         Ok(()) => 0,
         Err(e) => {
-            log::error!("{e}");
+            // Once, on stderr (which journald captures): not through the
+            // logger as well.
             eprintln!("wssd: {e}");
             e.exit_status()
         }
