@@ -115,7 +115,7 @@ fn unreachable_server_exits_2() {
 
 #[test]
 fn bad_arguments_exit_2() {
-    let run = run_bench(&["wss://127.0.0.1:1/", "-d", "1"]);
+    let run = run_bench(&["http://127.0.0.1:1/", "-d", "1"]);
     assert_eq!(run.status, 2);
     assert!(run.stderr.contains("ws://"), "stderr: {}", run.stderr);
     let run = run_bench(&["ws://127.0.0.1:1/", "-c", "0"]);

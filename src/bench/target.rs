@@ -1,11 +1,16 @@
-//! The server under test: parsing and resolving the `ws://` URL.
+//! The server under test: parsing and resolving the `ws://` or `wss://` URL.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 
-/// A parsed and resolved `ws://` URL.
+/// A parsed and resolved `ws://` or `wss://` URL.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// `wss://`: TLS over the TCP connection.
+    pub tls: bool,
+    /// The host name or address as written (without IPv6 brackets): the
+    /// TLS server name.
+    pub host: String,
     /// The resolved socket address.
     pub addr: SocketAddr,
     /// The `Host` header value (host and port as written).
@@ -17,7 +22,7 @@ pub struct Target {
 /// Why a URL is unusable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UrlError {
-    /// Not a `ws://` URL (`wss://` is not supported).
+    /// Neither a `ws://` nor a `wss://` URL.
     Scheme(String),
     /// Bad or missing host or port.
     Authority(String),
@@ -31,7 +36,7 @@ impl fmt::Display for UrlError {
             UrlError::Scheme(url) => {
                 write!(
                     f,
-                    "unsupported URL {url:?}: only ws://HOST[:PORT][/PATH] is supported"
+                    "unsupported URL {url:?}: only ws:// or wss://HOST[:PORT][/PATH] is supported"
                 )
             }
             UrlError::Authority(a) => write!(f, "bad host or port {a:?} in URL"),
@@ -41,11 +46,13 @@ impl fmt::Display for UrlError {
 }
 
 impl Target {
-    /// Parses `ws://host[:port][/path]` and resolves the host.
+    /// Parses `ws[s]://host[:port][/path]` and resolves the host.
     pub fn parse(url: &str) -> Result<Target, UrlError> {
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| UrlError::Scheme(url.to_string()))?;
+        let (tls, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => return Err(UrlError::Scheme(url.to_string())),
+        };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -55,13 +62,15 @@ impl Target {
         } else {
             path.to_string()
         };
-        let (host, port) = split_host_port(authority)?;
+        let (host, port) = split_host_port(authority, if tls { 443 } else { 80 })?;
         let addr = (host.as_str(), port)
             .to_socket_addrs()
             .map_err(|e| UrlError::Resolve(format!("{host}: {e}")))?
             .min_by_key(|a| a.is_ipv6())
             .ok_or_else(|| UrlError::Resolve(format!("{host}: no address")))?;
         Ok(Target {
+            tls,
+            host,
             addr,
             host_header: authority.to_string(),
             path,
@@ -69,8 +78,8 @@ impl Target {
     }
 }
 
-/// Splits `host[:port]` or `[v6][:port]`; the port defaults to 80.
-fn split_host_port(authority: &str) -> Result<(String, u16), UrlError> {
+/// Splits `host[:port]` or `[v6][:port]`; the port defaults to `default`.
+fn split_host_port(authority: &str, default: u16) -> Result<(String, u16), UrlError> {
     let bad = || UrlError::Authority(authority.to_string());
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) = v6.split_once(']').ok_or_else(bad)?;
@@ -85,7 +94,7 @@ fn split_host_port(authority: &str) -> Result<(String, u16), UrlError> {
         return Err(bad());
     }
     let port = match port {
-        None => 80,
+        None => default,
         Some(p) => p.parse().map_err(|_| bad())?,
     };
     Ok((host.to_string(), port))
@@ -105,8 +114,11 @@ mod tests {
         assert_eq!((t.addr.port(), t.path.as_str()), (80, "/"));
         let t = Target::parse("ws://[::1]:5/").unwrap();
         assert!(t.addr.is_ipv6());
+        let t = Target::parse("wss://localhost/x").unwrap();
+        assert!(t.tls);
+        assert_eq!((t.addr.port(), t.host.as_str()), (443, "localhost"));
         assert!(matches!(
-            Target::parse("wss://x/"),
+            Target::parse("http://x/"),
             Err(UrlError::Scheme(_))
         ));
         assert!(matches!(
