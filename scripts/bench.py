@@ -7,21 +7,34 @@ server's CPU time (utime + stime of the server process and all its
 descendants, from /proc, before and after each run) and the load
 generator's CPU time (rusage), and writes a Markdown report.
 
+The servers: wssd (1 worker, 1 worker with TLS, 2 workers) and the peers
+of the PEERS table below (tokio-tungstenite, uWebSockets' examples from
+../shared/peers/uws when that directory exists). Each peer names the
+suites it takes part in; every server of a suite gets the same runs under
+the same pinning, so ratios per server CPU-second within one run compare
+like with like.
+
 Environment knobs (all optional):
   BENCH_SECS      seconds per measured run (default 4)
   BENCH_REPEAT    repetitions of the echo/handshake runs (default 2)
   BENCH_IDLE      idle connections for the memory run (default 10000)
   BENCH_BCAST     broadcast receiver counts (default "1000 10000")
   BENCH_OUT       report file (default docs/benchmarks.md; "-" = stdout only)
-  BENCH_PEERS     peers to compare (default "tokio"; "" = none)
+  BENCH_PEERS     peers to compare (default: every peer of PEERS whose
+                  binary exists; "" = none)
+  BENCH_UWS_DIR   uWebSockets peer binaries (default ../shared/peers/uws
+                  relative to the repository root)
+  BENCH_WSSD      the wssd binary (default target/release/wssd)
 """
 
 import datetime
+import functools
 import json
 import os
 import platform
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,15 +42,16 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WSSD = os.path.join(ROOT, "target", "release", "wssd")
+WSSD = os.environ.get("BENCH_WSSD", os.path.join(ROOT, "target", "release", "wssd"))
 TOKIO = os.path.join(ROOT, "bench", "peers", "tokio-echo", "target", "release", "tokio-echo")
+UWS = os.environ.get("BENCH_UWS_DIR", os.path.join(ROOT, "..", "shared", "peers", "uws"))
 
 SECS = float(os.environ.get("BENCH_SECS", "4"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "2"))
 IDLE = int(os.environ.get("BENCH_IDLE", "10000"))
 BCAST = [int(x) for x in os.environ.get("BENCH_BCAST", "1000 10000").split()]
 OUT = os.environ.get("BENCH_OUT", os.path.join(ROOT, "docs", "benchmarks.md"))
-PEERS = os.environ.get("BENCH_PEERS", "tokio").split()
+PEERS_WANTED = os.environ.get("BENCH_PEERS")  # None: all available
 TICK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
@@ -118,48 +132,102 @@ def cpu_ticks(pid):
 
 # ---- servers ----
 
+class Peer:
+    """A server wssd is compared with: how to start it and which suites
+    (sets of runs, see SUITES) it takes part in."""
+
+    def __init__(self, key, label, argv, suites, about, listen=None):
+        self.key = key          # name in BENCH_PEERS
+        self.label = label      # server column of the report
+        self.argv = argv        # {port}, {cert}, {key} are filled in
+        self.suites = suites    # keys of SUITES
+        self.about = about      # one line for the report's Peers section
+        self.listen = listen    # regex for the address it prints, or None: probe {port}
+
+    def binary(self):
+        return self.argv[0]
+
+    def available(self):
+        return os.access(self.binary(), os.X_OK)
+
+
+def uws(name):
+    return os.path.join(UWS, name)
+
+
+# Every peer, in report order. Suites: "echo" (echo 64 B / 16 KiB / 64 B
+# w32, handshakes, idle memory after a 64 B and a 16 KiB echo), "wss" (the
+# same over TLS, against wssd with a [tls] config), "broadcast" (fan-out to
+# BCAST receivers), "deflate" (permessage-deflate echo: not run until
+# `wssd bench` can offer the extension).
+PEERS = [
+    Peer("tokio", "tokio-tungstenite", [TOKIO, "127.0.0.1:0"], ["echo"],
+         "`bench/peers/tokio-echo` (its own Cargo project, built by `scripts/bench.sh` into "
+         "`bench/peers/tokio-echo/target`): tokio *current_thread* runtime, default "
+         "`WebSocketConfig`, `ws.send(msg)` for each message received",
+         listen=r"listening on (\S+)"),
+    Peer("uws", "uWebSockets", [uws("EchoServer"), "{port}"], ["echo"],
+         "`EchoServer PORT`: uWebSockets' own `examples/EchoServer.cpp`, compression off"),
+    Peer("uws-ssl", "uWebSockets", [uws("EchoServerSSL"), "{port}", "{cert}", "{key}"], ["wss"],
+         "`EchoServerSSL PORT CERT KEY`: the same over OpenSSL, with the certificate and key "
+         "wssd gets (self-signed ECDSA P-256, made by the script)"),
+    Peer("uws-broadcast", "uWebSockets", [uws("BroadcastServer"), "{port}"], ["broadcast"],
+         "`BroadcastServer PORT`: uWebSockets' pub/sub, every connection subscribed to the "
+         "topic named by its path, every message published to it (sender included)"),
+    Peer("uws-deflate-shared", "uWebSockets deflate shared",
+         [uws("EchoServerDeflateShared"), "{port}"], ["deflate"],
+         "`EchoServerDeflateShared PORT`: shared compressor, no context takeover"),
+    Peer("uws-deflate-dedicated", "uWebSockets deflate dedicated",
+         [uws("EchoServerDeflateDedicated"), "{port}"], ["deflate"],
+         "`EchoServerDeflateDedicated PORT`: dedicated compressor, context takeover"),
+]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def accepts(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 class Server:
-    def __init__(self, kind, workers, tmp):
-        self.kind, self.workers, self.tmp = kind, workers, tmp
+    """A started server: wssd (`workers`, optionally TLS) or a peer."""
+
+    def __init__(self, label, argv, tmp, workers=1, listen=None, port=None, tls=None):
+        self.label, self.workers, self.tls = label, workers, tls
         self.cpus, self.load_cpus, self.threads, self.pin_note = pinning(workers)
-        errlog = os.path.join(tmp, f"{kind}-{workers}.log")
-        self.errlog = errlog
-        if kind == "wssd":
-            cfg = os.path.join(tmp, f"wssd-{workers}.toml")
-            with open(cfg, "w") as f:
-                f.write(
-                    '[server]\nlisten = "127.0.0.1:0"\n'
-                    f"workers = {workers}\nmax_connections_per_worker = 19000\n"
-                    '[log]\nlevel = "info"\n'
-                    '[[routes]]\npath = "/echo"\nhandler = "echo"\n'
-                    '[[routes]]\npath = "/chat/{room}"\nhandler = "broadcast"\n'
-                )
-            argv = [WSSD, "--config", cfg]
-            pattern = r"listening on (\S+?)(?:\s|$)"
-        else:
-            argv = [TOKIO, "127.0.0.1:0"]
-            pattern = r"listening on (\S+)"
-        self.proc = subprocess.Popen(pinned(self.cpus, argv), stderr=open(errlog, "w"),
+        name = re.sub(r"\W+", "-", label)
+        self.errlog = os.path.join(tmp, f"{name}-{len(STARTED)}.log")
+        self.proc = subprocess.Popen(pinned(self.cpus, argv), stderr=open(self.errlog, "w"),
                                      stdout=subprocess.DEVNULL)
         STARTED.append(self.proc)
         deadline = time.time() + 15
         self.addr = None
         while time.time() < deadline and self.addr is None:
             time.sleep(0.1)
-            with open(errlog) as f:
-                m = re.search(pattern, f.read())
-            if m:
-                self.addr = m.group(1)
+            if listen:
+                with open(self.errlog) as f:
+                    m = re.search(listen, f.read())
+                if m:
+                    self.addr = m.group(1)
+            elif accepts(port):
+                self.addr = f"127.0.0.1:{port}"
             if self.proc.poll() is not None:
                 break
         if self.addr is None:
             self.stop()
-            raise RuntimeError(f"{kind} did not start; see {errlog}")
+            raise RuntimeError(f"{label} did not start; see {self.errlog}")
         time.sleep(0.3)  # workers up
 
-    def label(self):
-        name = "wssd" if self.kind == "wssd" else "tokio-tungstenite"
-        return f"{name} {self.workers}w" if self.kind == "wssd" else name
+    def url(self, path):
+        return f"{'wss' if self.tls else 'ws'}://{self.addr}{path}"
 
     def stop(self):
         if self.proc.poll() is None:
@@ -171,16 +239,58 @@ class Server:
                 self.proc.wait()
 
 
+def start_wssd(workers, tmp, tls=None):
+    cfg = os.path.join(tmp, f"wssd-{workers}{'-tls' if tls else ''}.toml")
+    with open(cfg, "w") as f:
+        f.write(
+            '[server]\nlisten = "127.0.0.1:0"\n'
+            f"workers = {workers}\nmax_connections_per_worker = 19000\n"
+            '[log]\nlevel = "info"\n'
+            '[[routes]]\npath = "/echo"\nhandler = "echo"\n'
+            '[[routes]]\npath = "/chat/{room}"\nhandler = "broadcast"\n'
+        )
+        if tls:
+            f.write(f'[tls]\ncert = "{tls[0]}"\nkey = "{tls[1]}"\n')
+    return Server(f"wssd {workers}w", [WSSD, "--config", cfg], tmp, workers=workers,
+                  listen=r"listening on (\S+?)(?:\s|$)", tls=tls)
+
+
+def start_peer(peer, tmp, tls=None):
+    port = free_port()
+    cert, key = tls or ("", "")
+    argv = [a.format(port=port, cert=cert, key=key) for a in peer.argv]
+    return Server(peer.label, argv, tmp, listen=peer.listen, port=None if peer.listen else port,
+                  tls=tls)
+
+
+def make_cert(tmp):
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1; wssd and uWS get the
+    same one (P-256: what current servers deploy, and 10,000 TLS connections
+    set up in seconds rather than the minute RSA-2048 signatures take here)."""
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "cert.key")
+    try:
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                            "-keyout", key, "-out", cert],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+    return (cert, key) if r.returncode == 0 else None
+
+
 def run_bench(server, test, path, args, secs):
     """Runs one `wssd bench --json`; returns a result dict."""
-    url = f"ws://{server.addr}{path}"
-    argv = [WSSD, "bench", url, "--json", "-t", str(server.threads), "-d", str(secs)] + args
+    argv = [WSSD, "bench", server.url(path), "--json", "-t", str(server.threads),
+            "-d", str(secs)] + args
+    if server.tls:
+        argv += ["--ca-file", server.tls[0]]
     argv = pinned(server.load_cpus, argv)
     c0, t0 = cpu_ticks(server.proc.pid), time.time()
     errf = tempfile.TemporaryFile()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errf)
     STARTED.append(p)
-    killer = threading.Timer(secs + 90, p.kill)
+    killer = threading.Timer(secs + 120, p.kill)
     killer.start()
     out = p.stdout.read()
     _, status, usage = os.wait4(p.pid, 0)
@@ -196,27 +306,86 @@ def run_bench(server, test, path, args, secs):
     except (ValueError, IndexError):
         data = {}
     res = {
-        "server": server.label(), "kind": server.kind, "workers": server.workers,
+        "server": server.label, "workers": server.workers,
         "test": test, "rc": ru, "server_cpu_s": (c1 - c0) / TICK, "wall_s": t1 - t0,
         "client_cpu_s": client_cpu,
         "pin": server.pin_note, "json": data,
         "stderr": err.decode(errors="replace").strip().splitlines()[-3:],
     }
     j = data
-    log(f"  {server.label():22} {test:18} rc={ru} msg/s={j.get('messages_per_s', 0):.0f} "
+    log(f"  {server.label:22} {test:24} rc={ru} msg/s={j.get('messages_per_s', 0):.0f} "
         f"hs/s={j.get('handshakes_per_s', 0):.0f} server_cpu={res['server_cpu_s']:.2f}s "
         f"client_cpu={client_cpu:.2f}s wall={t1 - t0:.1f}s errors={j.get('errors', '?')}")
+    for line in res["stderr"] if ru != 0 else []:
+        log(f"    {line}")
     return res
 
 
-def echo_suite(server, results, rep):
+def echo_runs(server, results, rep, prefix=""):
+    """Echo 64 B / 16 KiB (text) / 64 B w32 (not over TLS) and handshakes."""
     s = SECS
-    results.append(dict(run_bench(server, "echo 64 B", "/echo", ["-c", "100", "-s", "64"], s), rep=rep))
-    results.append(dict(run_bench(server, "echo 16 KiB", "/echo", ["-c", "100", "-s", "16384"], s), rep=rep))
-    results.append(dict(run_bench(server, "echo 64 B w32", "/echo",
-                                  ["-c", "100", "-s", "64", "-w", "32"], s), rep=rep))
-    results.append(dict(run_bench(server, "handshakes", "/echo",
+    runs = [("echo 64 B", ["-s", "64"]), ("echo 16 KiB", ["-s", "16384"])]
+    if not prefix:
+        runs.append(("echo 64 B w32", ["-s", "64", "-w", "32"]))
+    for test, args in runs:
+        results.append(dict(run_bench(server, prefix + test, "/echo",
+                                      ["-c", "100", "--text"] + args, s), rep=rep))
+    results.append(dict(run_bench(server, prefix + "handshakes", "/echo",
                                   ["-c", "100", "-m", "handshake"], s), rep=rep))
+
+
+def idle_runs(server, results, sizes, prefix=""):
+    """Memory per idle connection after one echo of each size."""
+    for size in sizes:
+        what = "64 B" if size == 64 else "16 KiB"
+        results.append(dict(run_bench(
+            server, f"{prefix}idle {IDLE}, {what} echo", "/echo",
+            ["-c", str(IDLE), "-s", str(size), "--text", "-m", "idle", "--connect-timeout", "60",
+             "--pid", str(server.proc.pid)], min(SECS, 3)), rep=1))
+
+
+def broadcast_runs(server, results):
+    for n in BCAST:
+        results.append(dict(run_bench(
+            server, f"broadcast {n}", "/chat/bench",
+            ["-c", str(n), "-m", "broadcast", "-w", "4"], SECS), rep=1))
+
+
+def with_server(start, body):
+    """Starts a server, runs `body(server)`, stops it even on failure."""
+    srv = start()
+    try:
+        body(srv)
+    finally:
+        srv.stop()
+
+
+def echo_suite(srv, results, rep, prefix="", idle_sizes=(64, 16384)):
+    """The echo/handshake runs; the idle memory runs in the first repetition."""
+    echo_runs(srv, results, rep, prefix)
+    if rep == 1:
+        idle_runs(srv, results, idle_sizes, prefix)
+
+
+def both_bcast(srv, results):
+    echo_runs(srv, results, 1)
+    broadcast_runs(srv, results)
+
+
+def selected_peers():
+    """(peers to run, notes on peers left out)."""
+    wanted = None if PEERS_WANTED is None else set(PEERS_WANTED.split())
+    run, skipped = [], {}
+    for p in PEERS:
+        if "deflate" in p.suites:
+            skipped[p.key] = "not run yet: `wssd bench` cannot offer permessage-deflate"
+        elif wanted is not None and p.key not in wanted:
+            skipped[p.key] = "not selected (BENCH_PEERS)"
+        elif not p.available():
+            skipped[p.key] = f"not run: {os.path.relpath(p.binary(), ROOT)} is missing"
+        else:
+            run.append(p)
+    return run, skipped
 
 
 def main():
@@ -224,46 +393,38 @@ def main():
     results = []
     load_before = os.getloadavg()
     start = time.time()
-    peers = [p for p in PEERS if p == "tokio" and os.access(TOKIO, os.X_OK)]
+    peers, skipped = selected_peers()
+    in_suite = lambda suite: [p for p in peers if suite in p.suites]
+    tls = make_cert(tmp)
+    if tls is None:
+        skipped["wss"] = "not run: openssl could not make a certificate"
+    wssd1 = functools.partial(start_wssd, 1, tmp)
     try:
         for rep in range(1, REPEAT + 1):
-            for kind in ["wssd"] + peers:
-                log(f"[{rep}/{REPEAT}] {kind}, 1 worker")
-                srv = Server(kind, 1, tmp)
-                try:
-                    echo_suite(srv, results, rep)
-                    if rep == 1:
-                        results.append(dict(run_bench(
-                            srv, f"idle {IDLE}", "/echo",
-                            ["-c", str(IDLE), "-m", "idle", "--pid", str(srv.proc.pid)],
-                            min(SECS, 3)), rep=rep))
-                        if kind == "wssd":
-                            results.append(dict(run_bench(
-                                srv, f"idle {IDLE}, 16 KiB echo", "/echo",
-                                ["-c", str(IDLE), "-s", "16384", "-m", "idle",
-                                 "--pid", str(srv.proc.pid)], min(SECS, 3)), rep=rep))
-                            for n in BCAST:
-                                results.append(dict(run_bench(
-                                    srv, f"broadcast {n}", "/chat/bench",
-                                    ["-c", str(n), "-m", "broadcast", "-w", "4"], SECS), rep=rep))
-                finally:
-                    srv.stop()
+            echo_servers = [wssd1] + [functools.partial(start_peer, p, tmp)
+                                      for p in in_suite("echo")]
+            log(f"[{rep}/{REPEAT}] echo")
+            for start_server in echo_servers:
+                with_server(start_server, lambda srv: echo_suite(srv, results, rep))
+            if tls:
+                log(f"[{rep}/{REPEAT}] wss")
+                wss_servers = [functools.partial(start_wssd, 1, tmp, tls)] + [
+                    functools.partial(start_peer, p, tmp, tls) for p in in_suite("wss")]
+                for start_server in wss_servers:
+                    with_server(start_server,
+                                lambda srv: echo_suite(srv, results, rep, "wss ", (64,)))
+        log("broadcast")
+        for start_server in [wssd1] + [functools.partial(start_peer, p, tmp)
+                                       for p in in_suite("broadcast")]:
+            with_server(start_server, lambda srv: broadcast_runs(srv, results))
         log("wssd, 2 workers")
-        srv = Server("wssd", 2, tmp)
-        try:
-            echo_suite(srv, results, 1)
-            for n in BCAST:
-                results.append(dict(run_bench(
-                    srv, f"broadcast {n}", "/chat/bench",
-                    ["-c", str(n), "-m", "broadcast", "-w", "4"], SECS), rep=1))
-        finally:
-            srv.stop()
+        with_server(functools.partial(start_wssd, 2, tmp), lambda srv: both_bcast(srv, results))
     finally:
         cleanup()
     load_after = os.getloadavg()
     with open(os.path.join(tmp, "results.json"), "w") as f:
         json.dump(results, f)
-    report = render(results, load_before, load_after, time.time() - start, peers)
+    report = render(results, load_before, load_after, time.time() - start, peers, skipped)
     print(report)
     if OUT != "-":
         with open(OUT, "w") as f:
@@ -309,7 +470,7 @@ def commit():
 def metric(r):
     """(throughput, unit) of a result."""
     j = r["json"]
-    if r["test"].startswith("handshakes"):
+    if "handshakes" in r["test"]:
         return j.get("handshakes_per_s", 0.0), "handshakes/s"
     if r["test"].startswith("broadcast"):
         b = j.get("broadcast") or {}
@@ -319,7 +480,7 @@ def metric(r):
 
 def units(r):
     j = r["json"]
-    if r["test"].startswith("handshakes"):
+    if "handshakes" in r["test"]:
         return j.get("handshakes", 0)
     return j.get("messages", 0)
 
@@ -343,7 +504,7 @@ def rng(xs, f=fmt):
     return f"{f(xs[-1])} ({f(xs[0])}–{f(xs[-1])})"
 
 
-def render(results, lb, la, took, peers):
+def render(results, lb, la, took, peers, skipped):
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     L = []
     L.append("# Benchmarks\n")
@@ -374,7 +535,7 @@ def render(results, lb, la, took, peers):
             order.append(k)
     groups = {k: [r for r in results if (r["server"], r["test"]) == k] for k in order}
     for (srv, test), rs in groups.items():
-        if test.startswith("idle") or test.startswith("broadcast"):
+        if "idle" in test or test.startswith("broadcast"):
             continue
         _, unit = metric(rs[0])
         thr = rng([metric(r)[0] for r in rs])
@@ -397,36 +558,48 @@ def render(results, lb, la, took, peers):
         return max((metric(r)[0] for r in rs), default=0.0)
 
     L.append("## Ratios against the goals\n")
+    L.append("wssd 1 worker against each peer, per server CPU-second (units completed / "
+             "server CPU time), best of the repetitions; in parentheses the range of the "
+             "ratios of runs from the same repetition.\n")
     L.append("| ratio | measured | goal |")
     L.append("|---|---|---|")
-    def paired(test, f):
-        """Ratios wssd 1w / tokio of runs from the same repetition."""
+
+    def paired(a_srv, b_srv, test, f):
+        """Ratios a / b of runs from the same repetition."""
         out = []
         for rep in range(1, REPEAT + 1):
-            a = [f(r) for r in groups.get(("wssd 1w", test), []) if r.get("rep") == rep]
-            b = [f(r) for r in groups.get(("tokio-tungstenite", test), []) if r.get("rep") == rep]
+            a = [f(r) for r in groups.get((a_srv, test), []) if r.get("rep") == rep]
+            b = [f(r) for r in groups.get((b_srv, test), []) if r.get("rep") == rep]
             if a and b and b[0] > 0:
                 out.append(a[0] / b[0])
         if len(out) < 2:
             return ""
-        return f" (same-repetition pairs: {min(out):.2f}–{max(out):.2f})"
+        return f" ({min(out):.2f}–{max(out):.2f})"
 
-    if "tokio" in peers:
-        for test in ["echo 64 B", "echo 16 KiB", "echo 64 B w32"]:
-            a, _ = best_eff("wssd 1w", test)
-            b, _ = best_eff("tokio-tungstenite", test)
-            if b > 0:
-                goal = "≥ 1.5" if test != "echo 64 B w32" else "(no goal)"
-                L.append(f"| wssd / tokio-tungstenite, {test}, per server CPU-s | {a / b:.2f}"
-                         f"{paired(test, per_cpu)} | {goal} |")
-        a, b = best_thr("wssd 1w", "handshakes"), best_thr("tokio-tungstenite", "handshakes")
-        if b > 0:
-            L.append(f"| wssd / tokio-tungstenite, handshakes/s | {a / b:.2f}"
-                     f"{paired('handshakes', lambda r: metric(r)[0])} | ≥ 1.0 |")
-        a, _ = best_eff("wssd 1w", "handshakes")
-        b, _ = best_eff("tokio-tungstenite", "handshakes")
-        if b > 0:
-            L.append(f"| wssd / tokio-tungstenite, handshakes per server CPU-s | {a / b:.2f} | (no goal) |")
+    def ratio(peer, test, goal, what="per server CPU-s"):
+        a, _ = best_eff("wssd 1w", test)
+        b, _ = best_eff(peer, test)
+        if a > 0 and b > 0:
+            L.append(f"| wssd / {peer}, {test}, {what} | {a / b:.2f}"
+                     f"{paired('wssd 1w', peer, test, per_cpu)} | {goal} |")
+
+    # (peer, test, goal): issue 10's goals; "(no goal)" rows are for orientation.
+    for peer, test, goal in [
+        ("uWebSockets", "echo 64 B", "≥ 1.0"),
+        ("uWebSockets", "echo 16 KiB", "≥ 1.0"),
+        ("uWebSockets", "echo 64 B w32", "(no goal)"),
+        ("uWebSockets", "handshakes", "≥ 1.0"),
+        ("uWebSockets", f"broadcast {BCAST[0]}" if BCAST else "", "≥ 1.0"),
+        ("uWebSockets", f"broadcast {BCAST[-1]}" if BCAST else "", "≥ 1.0"),
+        ("uWebSockets", "wss echo 64 B", "≥ 1.0"),
+        ("uWebSockets", "wss echo 16 KiB", "≥ 1.0"),
+        ("uWebSockets", "wss handshakes", "≥ 1.0"),
+        ("tokio-tungstenite", "echo 64 B", "≥ 1.5"),
+        ("tokio-tungstenite", "echo 16 KiB", "≥ 1.5"),
+        ("tokio-tungstenite", "echo 64 B w32", "(no goal)"),
+        ("tokio-tungstenite", "handshakes", "≥ 1.0"),
+    ]:
+        ratio(peer, test, goal)
     shared = NCPU < 5
     for test in ["echo 64 B", "echo 16 KiB", "echo 64 B w32", "handshakes"]:
         a, b = best_thr("wssd 2w", test), best_thr("wssd 1w", test)
@@ -441,7 +614,6 @@ def render(results, lb, la, took, peers):
         if b > 0:
             L.append(f"| wssd 2 workers / 1 worker, {test} per server CPU-s | {a / b:.2f} | "
                      "(indicator: ≈ 1.0 means the second worker costs no extra CPU per message) |")
-    L.append("| wssd / uWebSockets | not measured (see below) | ≥ 1.0 |")
     L.append("")
 
     # load generator bottleneck hint
@@ -452,26 +624,27 @@ def render(results, lb, la, took, peers):
     L.append("| server | test | connections held | RSS per connection | PSS per connection | errors |")
     L.append("|---|---|---|---|---|---|")
     for (srv, test), rs in groups.items():
-        if not test.startswith("idle"):
+        if "idle" not in test:
             continue
         j = rs[0]["json"]
         m = j.get("memory") or {}
-        what = "after a 16 KiB echo" if "16 KiB" in test else "after a 64 B echo"
+        what = ("wss, " if test.startswith("wss") else "") + (
+            "after a 16 KiB echo" if "16 KiB" in test else "after a 64 B echo")
         L.append(f"| {srv} | {what} | {j.get('connected', 0):,} of {j.get('connections', 0):,} | "
                  f"{m.get('rss_per_connection_bytes', 0) / 1024:.2f} KiB | "
                  f"{m.get('pss_per_connection_bytes', 0) / 1024:.2f} KiB | {j.get('errors', '?')} |")
-    L.append("\nGoal: ≤ 4 KiB of server memory per idle connection after one echo at 10,000 "
-             "connections (the 64 B rows). The *16 KiB echo* row shows what a connection keeps "
-             "after one large message: tungstenite 0.30 grows its per-connection read buffer to "
-             "the largest frame received and has no way to shrink it (wssd's own write path "
-             "frees its buffer once sent). Kernel socket buffers are not in these figures. "
+    L.append("\nGoals: ≤ 1 KiB of server memory per idle connection at 10,000 connections "
+             "after a 64 B and after a 16 KiB echo alike; over `wss://`, at most uWebSockets' "
+             "memory per idle connection. The *16 KiB echo* rows show what a connection keeps "
+             "after one large message. Kernel socket buffers are not in these figures. "
              "100,000 idle connections: `scripts/bench-100k.sh`, see docs/operations.md, "
              "\"Many connections\".\n")
 
     L.append("## Broadcast fan-out\n")
-    L.append("`wssd bench -m broadcast -w 4`: all connections in room `/chat/bench` (route "
-             "`handler = \"broadcast\"`, sender included), connection 0 sends 64 B messages "
-             "with at most 4 in flight. Delay = from send to the *last* receiver.\n")
+    L.append("`wssd bench -m broadcast -w 4`: all connections in room `/chat/bench` (wssd: "
+             "route `handler = \"broadcast\"`; uWebSockets: `BroadcastServer`, topic = path; "
+             "sender included in both), connection 0 sends 64 B messages with at most 4 in "
+             "flight. Delay = from send to the *last* receiver.\n")
     L.append("| server | receivers | deliveries/s | per server CPU-s | messages sent | last-receiver delay p50 / p99 (ms) | CPU s: server / load | errors |")
     L.append("|---|---|---|---|---|---|---|---|")
     for (srv, test), rs in groups.items():
@@ -504,26 +677,25 @@ def render(results, lb, la, took, peers):
              "process's user + system time (`wait4` rusage).")
     L.append("")
     L.append("## Peers\n")
-    L.append("* **tokio-tungstenite**: `bench/peers/tokio-echo` (its own Cargo project, built by "
-             "`scripts/bench.sh` into `bench/peers/tokio-echo/target`): tokio *current_thread* "
-             "runtime, pinned to the same single core as 1-worker wssd, default "
-             "`WebSocketConfig`, `ws.send(msg)` for each message received." +
-             ("" if "tokio" in peers else " **Not run this time** (build failed or disabled)."))
-    L.append("* **uWebSockets**: not measured. It is not packaged in Debian "
-             "(`apt-cache search uwebsockets` finds nothing), and `uWebSockets.js` is not on "
-             "the npm registry (it is installed from GitHub, which this machine cannot reach). "
-             "The ≥ 1.0× uWebSockets goal is therefore unverified here. For orientation only "
-             "(not measured here): the issue that set the goals quotes, for this kind of machine, "
-             "uWebSockets at ~270k msg/s (64 B) and ~125k (16 KiB) against tokio-tungstenite's "
-             "~107k and ~69k, i.e. uWebSockets ≈ 2.5× and ≈ 1.8× tokio-tungstenite. Set beside "
-             "the wssd / tokio-tungstenite ratios measured above, that suggests wssd is at or "
-             "above uWebSockets' level for 64 B and below it for 16 KiB; only a run of both in "
-             "one place would settle it.")
+    L.append("Every server under the same pinning (1-worker servers on one core, the load "
+             "generator on the other); echo runs use text frames, 100 connections. "
+             "`scripts/bench.py` holds the peer table; a peer runs when its binary exists "
+             "(uWebSockets: `../shared/peers/uws/`, see its README.md, or `BENCH_UWS_DIR`).\n")
+    L.append("| peer | suites | server | this run |")
+    L.append("|---|---|---|---|")
+    ran = {p.key for p in peers}
+    for p in PEERS:
+        state = "ran" if p.key in ran else skipped.get(p.key, "not run")
+        L.append(f"| {p.key} | {', '.join(p.suites)} | {p.label}: {p.about} | {state} |")
+    L.append(f"| (wssd) | echo, wss, broadcast | wssd 1 worker (wss: with a `[tls]` config, "
+             f"same certificate as uWebSockets), 2 workers for echo and broadcast | "
+             f"{skipped.get('wss', 'ran')} |")
     L.append("")
     L.append("## How to reproduce\n")
     L.append("```\nmake bench            # release build, peers, all runs, rewrites docs/benchmarks.md\n"
              "BENCH_SECS=10 BENCH_REPEAT=3 make bench   # longer, more repetitions\n"
-             "BENCH_OUT=- make bench                    # print only\n```\n")
+             "BENCH_OUT=- make bench                    # print only\n"
+             "BENCH_PEERS=\"uws uws-ssl\" make bench     # only these peers (keys of the table above)\n```\n")
     L.append("Single runs by hand: start `./target/release/wssd --config FILE` pinned with "
              "`taskset -c 0`, then e.g. `taskset -c 1 ./target/release/wssd bench "
              "ws://127.0.0.1:PORT/echo -c 100 -s 64 -d 5`. The 10,000-connection idle run needs "
