@@ -5,25 +5,27 @@ CARGO ?= cargo
 .PHONY: build release test lint fmt bench autobahn install run
 
 build:
-	$(CARGO) build
+	$(CARGO) build --workspace
 
 release:
-	$(CARGO) build --release
+	$(CARGO) build --workspace --release
 
 ## Run the daemon on the shipped example config (127.0.0.1:8080).
 run: release
 	./target/release/wssd --config config/wssd.toml
 
-## Every test: unit, integration (real daemon processes, Python
-## websockets, tinyproxy, openssl), doc tests and example builds.
+## Every test of the workspace (wssd, wssd-bench, wssd-cli): unit,
+## integration (real daemon processes, Python websockets, tinyproxy,
+## openssl), doc tests and example builds. The integration tests run
+## target/debug/wssd, built here first (see tests/common/wssd_bin.rs).
 test:
-	$(CARGO) build --examples
-	$(CARGO) test
+	$(CARGO) build --workspace --bins --examples
+	$(CARGO) test --workspace
 
 ## fmt --check and clippy with warnings as errors.
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
@@ -33,9 +35,9 @@ fmt:
 autobahn:
 	tests/autobahn/run.sh all
 
-## Benchmarks (see docs/benchmarks.md).
+## Benchmarks (see docs/benchmarks.md; everything is in bench/).
 bench: release
-	bash scripts/bench.sh
+	bash bench/scripts/bench.sh
 
 ## Install the binary, the example config and the systemd unit.
 install: release

@@ -14,10 +14,11 @@
 //!   arrive, under tungstenite, for the worker and the client.
 //! - [`tls`], [`privileges`], [`signals`], [`sdnotify`]: the operating
 //!   system edges.
-//! - [`client`]: the blocking client library and the `wssd client` CLI.
-//! - [`bench`]: `wssd bench`, the load generator.
+//! - [`client`]: the blocking client library.
+//!
+//! The `wssd` binary (with `wssd client`) is the `wssd-cli` package (cli/),
+//! the load generator `wssd bench` the `wssd-bench` package (bench/).
 
-pub mod bench;
 pub mod client;
 pub mod config;
 pub mod handler;

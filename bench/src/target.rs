@@ -1,19 +1,23 @@
-//! The server under test: parsing and resolving the `ws://` or `wss://` URL.
+//! The server under test: the `ws://` or `wss://` URL, parsed with the
+//! `url` crate and resolved.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
+
+use url::{Host, Url};
 
 /// A parsed and resolved `ws://` or `wss://` URL.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// `wss://`: TLS over the TCP connection.
     pub tls: bool,
-    /// The host name or address as written (without IPv6 brackets): the
-    /// TLS server name.
+    /// The host name or address (without IPv6 brackets): the TLS server
+    /// name.
     pub host: String,
     /// The resolved socket address.
     pub addr: SocketAddr,
-    /// The `Host` header value (host and port as written).
+    /// The `Host` header value (host, and the port unless it is the
+    /// scheme's default).
     pub host_header: String,
     /// The request path including any query, at least `/`.
     pub path: String,
@@ -24,7 +28,7 @@ pub struct Target {
 pub enum UrlError {
     /// Neither a `ws://` nor a `wss://` URL.
     Scheme(String),
-    /// Bad or missing host or port.
+    /// Not a URL, or a bad or missing host or port.
     Authority(String),
     /// The host does not resolve.
     Resolve(String),
@@ -33,36 +37,45 @@ pub enum UrlError {
 impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UrlError::Scheme(url) => {
-                write!(
-                    f,
-                    "unsupported URL {url:?}: only ws:// or wss://HOST[:PORT][/PATH] is supported"
-                )
-            }
-            UrlError::Authority(a) => write!(f, "bad host or port {a:?} in URL"),
+            UrlError::Scheme(url) => write!(
+                f,
+                "unsupported URL {url:?}: only ws:// or wss://HOST[:PORT][/PATH] is supported"
+            ),
+            UrlError::Authority(e) => write!(f, "bad URL: {e}"),
             UrlError::Resolve(e) => write!(f, "cannot resolve host: {e}"),
         }
     }
 }
 
 impl Target {
-    /// Parses `ws[s]://host[:port][/path]` and resolves the host.
-    pub fn parse(url: &str) -> Result<Target, UrlError> {
-        let (tls, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
-            (Some(rest), _) => (false, rest),
-            (None, Some(rest)) => (true, rest),
-            (None, None) => return Err(UrlError::Scheme(url.to_string())),
+    /// Parses `ws[s]://host[:port][/path][?query]` and resolves the host.
+    pub fn parse(text: &str) -> Result<Target, UrlError> {
+        let bad = |e: String| UrlError::Authority(format!("{text:?}: {e}"));
+        let url = Url::parse(text).map_err(|e| bad(e.to_string()))?;
+        let tls = match url.scheme() {
+            "ws" => false,
+            "wss" => true,
+            _ => return Err(UrlError::Scheme(text.to_string())),
         };
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
+        let host = match url.host() {
+            Some(Host::Domain(d)) => d.to_string(),
+            Some(Host::Ipv4(ip)) => ip.to_string(),
+            Some(Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err(bad("no host".into())),
         };
-        let path = if path.starts_with('?') {
-            format!("/{path}")
-        } else {
-            path.to_string()
+        // ws and wss are special schemes: `url` knows their default ports.
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| bad("no port".into()))?;
+        let host_str = url.host_str().unwrap_or(&host);
+        let host_header = match url.port() {
+            Some(p) => format!("{host_str}:{p}"),
+            None => host_str.to_string(),
         };
-        let (host, port) = split_host_port(authority, if tls { 443 } else { 80 })?;
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
         let addr = (host.as_str(), port)
             .to_socket_addrs()
             .map_err(|e| UrlError::Resolve(format!("{host}: {e}")))?
@@ -72,32 +85,10 @@ impl Target {
             tls,
             host,
             addr,
-            host_header: authority.to_string(),
+            host_header,
             path,
         })
     }
-}
-
-/// Splits `host[:port]` or `[v6][:port]`; the port defaults to `default`.
-fn split_host_port(authority: &str, default: u16) -> Result<(String, u16), UrlError> {
-    let bad = || UrlError::Authority(authority.to_string());
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or_else(bad)?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(bad());
-    }
-    let port = match port {
-        None => default,
-        Some(p) => p.parse().map_err(|_| bad())?,
-    };
-    Ok((host.to_string(), port))
 }
 
 #[cfg(test)]
@@ -112,8 +103,14 @@ mod tests {
         assert_eq!(t.host_header, "127.0.0.1:9001");
         let t = Target::parse("ws://127.0.0.1").unwrap();
         assert_eq!((t.addr.port(), t.path.as_str()), (80, "/"));
+        let t = Target::parse("ws://127.0.0.1?q").unwrap();
+        assert_eq!(t.path, "/?q");
         let t = Target::parse("ws://[::1]:5/").unwrap();
         assert!(t.addr.is_ipv6());
+        assert_eq!(
+            (t.host.as_str(), t.host_header.as_str()),
+            ("::1", "[::1]:5")
+        );
         let t = Target::parse("wss://localhost/x").unwrap();
         assert!(t.tls);
         assert_eq!((t.addr.port(), t.host.as_str()), (443, "localhost"));

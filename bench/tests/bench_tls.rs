@@ -5,53 +5,20 @@
 //! asserted.
 
 mod bench_support;
-mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use bench_support::{per_connection_sum, run_bench, TlsDaemon};
 
-use bench_support::{per_connection_sum, run_bench};
-use common::{config, Daemon, TempDir, ECHO};
-
-/// A self-signed certificate for 127.0.0.1 and localhost in `dir`:
-/// `cert.pem` and `cert.key`.
-fn make_cert(dir: &Path) {
-    let status = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .arg("-keyout")
-        .arg(dir.join("cert.key"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl must be installed (see .ci/run)");
-    assert!(status.success(), "openssl failed");
+fn wss(d: &TlsDaemon, host: &str) -> String {
+    d.url(host)
 }
 
-/// The daemon serving `/echo` over TLS with a fresh certificate.
-fn tls_daemon() -> Daemon {
-    let dir = TempDir::new();
-    make_cert(dir.path());
-    let text = config("", ECHO) + "\n[tls]\ncert = \"cert.pem\"\nkey = \"cert.key\"\n";
-    let path = dir.write("wssd.toml", &text);
-    Daemon::start_in(dir, path)
-}
-
-fn wss(d: &Daemon, host: &str) -> String {
-    format!("wss://{host}:{}/echo", d.addr.port())
-}
-
-fn ca(d: &Daemon) -> String {
-    d.dir.path().join("cert.pem").display().to_string()
+fn ca(d: &TlsDaemon) -> String {
+    d.cert.display().to_string()
 }
 
 #[test]
 fn wss_echo_verifies_the_certificate_and_every_echo() {
-    let d = tls_daemon();
+    let d = TlsDaemon::start();
     let (url, ca) = (wss(&d, "localhost"), ca(&d));
     let run = run_bench(&[
         &url,
@@ -91,7 +58,7 @@ fn wss_echo_verifies_the_certificate_and_every_echo() {
 
 #[test]
 fn wss_handshake_mode_completes_tls_handshakes() {
-    let d = tls_daemon();
+    let d = TlsDaemon::start();
     let run = run_bench(&[
         &wss(&d, "127.0.0.1"),
         "--insecure",
@@ -111,7 +78,7 @@ fn wss_handshake_mode_completes_tls_handshakes() {
 
 #[test]
 fn wss_idle_mode_reports_memory_per_tls_connection() {
-    let d = tls_daemon();
+    let d = TlsDaemon::start();
     let pid = d.pid().to_string();
     let run = run_bench(&[
         &wss(&d, "127.0.0.1"),
@@ -135,7 +102,7 @@ fn wss_idle_mode_reports_memory_per_tls_connection() {
 
 #[test]
 fn an_unverifiable_certificate_is_a_handshake_error() {
-    let d = tls_daemon();
+    let d = TlsDaemon::start();
     // No --ca-file: the self-signed certificate is not trusted.
     let run = run_bench(&[&wss(&d, "localhost"), "-c", "2", "-d", "1", "--json"]);
     assert_eq!(

@@ -1,7 +1,12 @@
 //! `wssd bench`: a load generator for WebSocket servers, in the spirit of
-//! `redis-benchmark`.
+//! `redis-benchmark` (the `wssd-bench` package; the `wssd` binary of the
+//! `wssd-cli` package runs it as its `bench` subcommand).
 //!
-//! This module owns the command line, the run plan and the orchestration
+//! Its own package, beside everything else benchmark-related: the peers
+//! (`bench/peers/`), `make bench`'s scripts (`bench/scripts/`) and its tests
+//! (`bench/tests/`); docs/bench.md and docs/benchmarks.md describe them.
+//!
+//! This crate root owns the command line, the run plan and the orchestration
 //! of a run (setup barrier, measurement window, memory samples, stop);
 //! the submodules own the rest:
 //!
@@ -10,12 +15,13 @@
 //! - `conn`: a connection's state, buffers and error categories;
 //! - `frame`: the client-side WebSocket codec and opening handshake;
 //! - `payload`: checkable message payloads;
-//! - `histogram`: the latency histogram;
+//! - `histogram`: the latency histogram (over `hdrhistogram`);
 //! - `net`: sockets, source addresses, the open-file limit;
 //! - `stream`: plain TCP or TLS, the non-blocking TLS handshake;
 //! - `procmem`: the server's memory (RSS/PSS of a process tree);
-//! - `target`: the `ws://` URL;
-//! - `report`: the summary, the human table, the JSON and the progress line.
+//! - `target`: the `ws://` or `wss://` URL (parsed by `url`);
+//! - `report`: the summary, the human table, the JSON (`serde_json`) and
+//!   the progress line.
 
 mod conn;
 mod frame;

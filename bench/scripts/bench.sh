@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# `make bench`: builds the comparison peers, then runs scripts/bench.py,
+# `make bench`: builds the comparison peers, then runs bench/scripts/bench.py,
 # which starts the release daemon (1 worker, then 2) and the peers pinned
 # with taskset, drives them with `wssd bench`, and writes docs/benchmarks.md.
 # The uWebSockets peers are used when ../shared/peers/uws (relative to the
 # repository root; BENCH_UWS_DIR overrides) holds them.
 # Knobs: BENCH_SECS, BENCH_REPEAT, BENCH_IDLE, BENCH_BCAST, BENCH_OUT,
-# BENCH_PEERS, BENCH_UWS_DIR, BENCH_WSSD (see scripts/bench.py).
+# BENCH_PEERS, BENCH_UWS_DIR, BENCH_WSSD (see bench/scripts/bench.py).
 # Takes about 8 minutes with defaults.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 runner=
 cleanup() {
@@ -42,7 +42,7 @@ if [[ " ${BENCH_PEERS-tokio} " == *" tokio "* ]]; then  # unset: all peers
     fi
 fi
 
-python3 scripts/bench.py &
+python3 bench/scripts/bench.py &
 runner=$!
 status=0
 wait "$runner" || status=$?
