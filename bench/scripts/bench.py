@@ -490,6 +490,11 @@ def per_cpu(r):
     return units(r) / r["server_cpu_s"] if r["server_cpu_s"] > 0 else 0.0
 
 
+def rss_per_conn(r):
+    """Server RSS per held connection (bytes) of an idle run, 0 if unknown."""
+    return ((r["json"].get("memory") or {}).get("rss_per_connection_bytes") or 0.0)
+
+
 def fmt(x):
     if x >= 100:
         return f"{x:,.0f}"
@@ -601,6 +606,17 @@ def render(results, lb, la, took, peers, skipped):
         ("tokio-tungstenite", "handshakes", "≥ 1.0"),
     ]:
         ratio(peer, test, goal)
+    # Memory per idle connection: RSS per connection, wssd / uWebSockets.
+    for test, label, goal in [
+        (f"idle {IDLE}, 64 B echo", "after a 64 B echo", "(absolute goal ≤ 1 KiB: see below)"),
+        (f"idle {IDLE}, 16 KiB echo", "after a 16 KiB echo", "(absolute goal ≤ 1 KiB: see below)"),
+        (f"wss idle {IDLE}, 64 B echo", "wss, after a 64 B echo", "≤ 1.0"),
+    ]:
+        a = [rss_per_conn(r) for r in groups.get(("wssd 1w", test), [])]
+        b = [rss_per_conn(r) for r in groups.get(("uWebSockets", test), [])]
+        if a and b and b[0] > 0:
+            L.append(f"| wssd / uWebSockets, memory per idle connection {label} | "
+                     f"{a[0] / b[0]:.2f} | {goal} |")
     shared = NCPU < 5
     for test in ["echo 64 B", "echo 16 KiB", "echo 64 B w32", "handshakes"]:
         a, b = best_thr("wssd 2w", test), best_thr("wssd 1w", test)
@@ -681,7 +697,8 @@ def render(results, lb, la, took, peers, skipped):
     L.append("Every server under the same pinning (1-worker servers on one core, the load "
              "generator on the other); echo runs use text frames, 100 connections. "
              "`bench/scripts/bench.py` holds the peer table; a peer runs when its binary exists "
-             "(uWebSockets: `../shared/peers/uws/`, see its README.md, or `BENCH_UWS_DIR`).\n")
+             "(uWebSockets: `../shared/peers/uws/` relative to the repository root, see its README.md, "
+             "or `BENCH_UWS_DIR`).\n")
     L.append("| peer | suites | server | this run |")
     L.append("|---|---|---|---|")
     ran = {p.key for p in peers}
@@ -692,14 +709,22 @@ def render(results, lb, la, took, peers, skipped):
              f"same certificate as uWebSockets), 2 workers for echo and broadcast | "
              f"{skipped.get('wss', 'ran')} |")
     L.append("")
+    L.append("Suites: *echo* = echo 64 B / 16 KiB / 64 B w32, handshakes, idle memory after a "
+             f"64 B and after a 16 KiB echo at {IDLE:,} connections; *wss* = the same over TLS "
+             "(echo 64 B / 16 KiB, TLS handshakes, memory per idle TLS connection); *broadcast* = "
+             "`wssd bench -m broadcast -w 4` at " + " and ".join(f"{n:,}" for n in BCAST) +
+             " receivers; *deflate* waits for `wssd bench` to offer permessage-deflate.")
+    L.append("")
     L.append("## How to reproduce\n")
     L.append("```\nmake bench            # release build, peers, all runs, rewrites docs/benchmarks.md\n"
              "BENCH_SECS=10 BENCH_REPEAT=3 make bench   # longer, more repetitions\n"
              "BENCH_OUT=- make bench                    # print only\n"
-             "BENCH_PEERS=\"uws uws-ssl\" make bench     # only these peers (keys of the table above)\n```\n")
+             "BENCH_PEERS=\"uws uws-ssl\" make bench     # only these peers (keys of the table above)\n"
+             "BENCH_UWS_DIR=/path/to/uws make bench     # uWebSockets binaries elsewhere\n```\n")
     L.append("Single runs by hand: start `./target/release/wssd --config FILE` pinned with "
              "`taskset -c 0`, then e.g. `taskset -c 1 ./target/release/wssd bench "
-             "ws://127.0.0.1:PORT/echo -c 100 -s 64 -d 5`. The 10,000-connection idle run needs "
+             "ws://127.0.0.1:PORT/echo -c 100 -s 64 -d 5` (over TLS: `wss://127.0.0.1:PORT/echo "
+             "--ca-file CERT`). The 10,000-connection idle run needs "
              "`ulimit -n` ≥ 10,100 for both processes (see docs/operations.md, \"Many connections\").")
     L.append("")
     return "\n".join(L)
