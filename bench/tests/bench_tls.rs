@@ -6,7 +6,7 @@
 
 mod bench_support;
 
-use bench_support::{per_connection_sum, run_bench, TlsDaemon};
+use bench_support::{per_connection_sum, run_bench, JsonExt, TlsDaemon};
 
 fn wss(d: &TlsDaemon, host: &str) -> String {
     d.url(host)
@@ -34,11 +34,11 @@ fn wss_echo_verifies_the_certificate_and_every_echo() {
         "--json",
     ]);
     let j = run.clean_json();
-    assert_eq!(j.get("connected").u64(), 4);
-    let messages = j.get("messages").u64();
+    assert_eq!(j["connected"].u64(), 4);
+    let messages = j["messages"].u64();
     assert!(messages > 0, "{j:?}");
     assert_eq!(messages, per_connection_sum(&j));
-    assert_eq!(j.get("messages_sent").u64(), messages);
+    assert_eq!(j["messages_sent"].u64(), messages);
     // Large messages span many TLS records and reads.
     let run = run_bench(&[
         &url,
@@ -53,7 +53,7 @@ fn wss_echo_verifies_the_certificate_and_every_echo() {
         "--json",
     ]);
     let j = run.clean_json();
-    assert!(j.get("messages").u64() > 0, "{j:?}");
+    assert!(j["messages"].u64() > 0, "{j:?}");
 }
 
 #[test]
@@ -71,7 +71,7 @@ fn wss_handshake_mode_completes_tls_handshakes() {
         "--json",
     ]);
     let j = run.clean_json();
-    let handshakes = j.get("handshakes").u64();
+    let handshakes = j["handshakes"].u64();
     assert!(handshakes > 0, "{j:?}");
     assert_eq!(handshakes, per_connection_sum(&j));
 }
@@ -95,9 +95,9 @@ fn wss_idle_mode_reports_memory_per_tls_connection() {
         "--json",
     ]);
     let j = run.clean_json();
-    assert_eq!(j.get("connected").u64(), 20);
-    assert_eq!(j.get("messages").u64(), 20);
-    assert!(j.get("memory").get("holding_rss_kib").u64() > 0, "{j:?}");
+    assert_eq!(j["connected"].u64(), 20);
+    assert_eq!(j["messages"].u64(), 20);
+    assert!(j["memory"]["holding_rss_kib"].u64() > 0, "{j:?}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Helpers for the `wssd bench` integration tests: the Python test server
 //! (`bench/tests/py/echo_server.py`), the real daemon with a
 //! TLS config, running the bench binary with a
-//! deadline, and a minimal JSON reader for its `--json` output.
+//! deadline, and reading its `--json` output (serde_json).
 //!
 //! Every spawned process is wrapped in a [`Reaped`] guard that kills and
 //! waits for it on drop, so nothing outlives a failing test.
@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use json::Json;
+pub use json::{Json, JsonExt};
 pub use wssd_bin::wssd_bin;
 
 /// How long a server may take to print its port.
@@ -224,13 +224,13 @@ impl BenchRun {
             self.stdout, self.stderr
         );
         let j = self.json();
-        assert_eq!(j.get("errors").u64(), 0, "{j:?}");
+        assert_eq!(j["errors"].u64(), 0, "{j:?}");
         j
     }
 
     /// Parses stdout as the `--json` object.
     pub fn json(&self) -> Json {
-        Json::parse(self.stdout.trim()).unwrap_or_else(|e| {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
             panic!(
                 "bench output is not JSON ({e}):\n{}\nstderr:\n{}",
                 self.stdout, self.stderr
@@ -241,7 +241,7 @@ impl BenchRun {
 
 /// Sum of the `per_connection` list of a `--json` report.
 pub fn per_connection_sum(j: &Json) -> u64 {
-    j.get("per_connection").array().iter().map(Json::u64).sum()
+    j["per_connection"].array().iter().map(JsonExt::u64).sum()
 }
 
 /// Collects a pipe on a thread.
