@@ -8,28 +8,30 @@ BIN ?= target/release/wssd
 .PHONY: build release test lint fmt bench autobahn install run units deb
 
 build:
-	$(CARGO) build
+	$(CARGO) build --workspace
 
 release:
-	$(CARGO) build --release
+	$(CARGO) build --workspace --release
 
 ## Run the daemon on the shipped example config (127.0.0.1:8080).
 run: release
 	./target/release/wssd --config config/wssd.toml
 
-## Every test: unit, integration (real daemon processes, Python
-## websockets, tinyproxy, openssl), doc tests and example builds.
+## Every test of the workspace (wssd, wssd-bench, wssd-cli): unit,
+## integration (real daemon processes, Python websockets, tinyproxy,
+## openssl), doc tests and example builds. The integration tests run
+## target/debug/wssd, built here first (see tests/common/wssd_bin.rs).
 test:
-	$(CARGO) build --examples
-	$(CARGO) test
+	$(CARGO) build --workspace --bins --examples
+	$(CARGO) test --workspace
 
 ## fmt --check, clippy with warnings as errors (the lints are the
 ## [lints] table of Cargo.toml and #![deny(missing_docs)] in src/lib.rs),
 ## and rustdoc with warnings as errors.
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --lib
 
 fmt:
 	$(CARGO) fmt --all
@@ -43,9 +45,9 @@ units: build
 autobahn:
 	tests/autobahn/run.sh all
 
-## Benchmarks (see docs/benchmarks.md).
+## Benchmarks (see docs/benchmarks.md; everything is in bench/).
 bench: release
-	bash scripts/bench.sh
+	bash bench/scripts/bench.sh
 
 ## Install the binary, the config (config/installed.toml, only if there
 ## is none yet), the systemd unit and the user wssd it runs as.

@@ -22,9 +22,10 @@ use nix::unistd::Pid;
 fn run_wssd(wrapper: &[&str], args: &[&str]) -> (i32, String, String) {
     let dir = TempDir::new();
     let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let bin = wssd_bin().to_str().expect("a UTF-8 path to wssd");
     let (program, rest) = match wrapper.split_first() {
-        Some((p, rest)) => (p.to_string(), [rest, &[wssd_bin()]].concat()),
-        None => (wssd_bin().to_string(), Vec::new()),
+        Some((p, rest)) => (p.to_string(), [rest, &[bin]].concat()),
+        None => (bin.to_string(), Vec::new()),
     };
     let mut child = Command::new(program)
         .args(rest)

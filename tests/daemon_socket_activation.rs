@@ -158,7 +158,12 @@ fn restarting_behind_the_same_socket_refuses_no_connection() {
     let port_text = port.to_string();
     let holder = PyProc::spawn(
         "socket_holder.py",
-        &[&port_text, wssd_bin(), "--config", path.to_str().unwrap()],
+        &[
+            &port_text,
+            wssd_bin().to_str().unwrap(),
+            "--config",
+            path.to_str().unwrap(),
+        ],
     );
     assert_eq!(holder.line(), format!("port {port}"));
     let started = |line: String| -> i32 {

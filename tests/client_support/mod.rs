@@ -6,6 +6,9 @@
 //! daemon can report its bound port.
 #![allow(dead_code)]
 
+#[path = "../common/wssd_bin.rs"]
+mod wssd_bin;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -365,7 +368,7 @@ impl CliOutput {
 
 /// Runs `wssd ARGS` with `stdin` as input; kills it after 60 s.
 pub fn run_wssd(args: &[&str], stdin: &[u8]) -> CliOutput {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wssd"))
+    let mut child = Command::new(wssd_bin::wssd_bin())
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 
 pub mod frames;
+mod wssd_bin;
+
+pub use wssd_bin::wssd_bin;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -16,11 +19,6 @@ use tungstenite::{Message, WebSocket};
 
 /// How long any condition may take on a slow, loaded machine.
 pub const DEADLINE: Duration = Duration::from_secs(60);
-
-/// The path of the built `wssd` binary.
-pub fn wssd_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_wssd")
-}
 
 /// Polls `cond` until it returns `Some` or `DEADLINE` passes.
 pub fn wait_for<T>(what: &str, mut cond: impl FnMut() -> Option<T>) -> T {

@@ -6,15 +6,16 @@ use std::fmt;
 use std::io::{self, Write};
 use std::time::Instant;
 
-use mio::net::TcpStream;
-
 use super::frame::{self, FrameError, ResponseError, OP_CLOSE};
+use super::stream::Stream;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// TCP connect in progress.
     Connecting,
+    /// `wss://`: TLS handshake in progress.
+    TlsHandshake,
     /// Upgrade request sent, waiting for the response.
     Upgrading,
     /// WebSocket open.
@@ -75,6 +76,8 @@ pub enum ConnError {
     Connect(io::Error),
     /// Connect, upgrade or first answer took too long.
     SetupTimeout(Phase),
+    /// The TLS handshake failed (certificate refused, protocol error).
+    Tls(String),
     /// Bad handshake response.
     Handshake(ResponseError),
     /// EOF or reset before the upgrade completed.
@@ -114,9 +117,10 @@ impl ConnError {
             ConnError::Connect(_) | ConnError::SetupTimeout(Phase::Connecting) => {
                 ErrorKind::Connect
             }
-            ConnError::SetupTimeout(_) | ConnError::Handshake(_) | ConnError::HandshakeEof => {
-                ErrorKind::Handshake
-            }
+            ConnError::SetupTimeout(_)
+            | ConnError::Tls(_)
+            | ConnError::Handshake(_)
+            | ConnError::HandshakeEof => ErrorKind::Handshake,
             ConnError::Frame(_) | ConnError::Unexpected(_) | ConnError::WrongOpcode(_) => {
                 ErrorKind::Protocol
             }
@@ -140,6 +144,7 @@ impl fmt::Display for ConnError {
         match self {
             ConnError::Connect(e) => write!(f, "connect failed: {e}"),
             ConnError::SetupTimeout(p) => write!(f, "timed out while {p:?}"),
+            ConnError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
             ConnError::Handshake(e) => write!(f, "handshake failed: {e}"),
             ConnError::HandshakeEof => write!(f, "connection closed during the handshake"),
             ConnError::Frame(e) => write!(f, "protocol error: {e}"),
@@ -163,8 +168,8 @@ impl fmt::Display for ConnError {
 pub struct Conn {
     /// Global connection index (also identifies its payloads).
     pub id: u32,
-    /// The socket.
-    pub stream: TcpStream,
+    /// The socket, with TLS for `wss://`.
+    pub stream: Stream,
     /// Current phase.
     pub phase: Phase,
     /// Bytes queued for writing.
@@ -198,7 +203,7 @@ pub struct Conn {
 
 impl Conn {
     /// A connection whose connect has just been started.
-    pub fn new(id: u32, stream: TcpStream, now: Instant) -> Self {
+    pub fn new(id: u32, stream: Stream, now: Instant) -> Self {
         let [a, b, c, d] = id.wrapping_mul(0x9E37_79B9).to_le_bytes();
         Conn {
             id,

@@ -8,16 +8,19 @@ mod broadcast;
 mod modes;
 
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use super::conn::{Conn, ConnError, ErrorKind, Phase};
 use super::frame::{self, FrameHead, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT};
 use super::histogram::Histogram;
 use super::shared::Shared;
+use super::stream::{Stream, TlsStep};
 use super::{net, Mode, Plan};
 
 /// Token of the waker that interrupts a worker's poll.
@@ -267,7 +270,7 @@ impl Worker {
                 Interest::READABLE | Interest::WRITABLE,
             )
             .map_err(ConnError::Io)?;
-        let mut conn = Conn::new(id, stream, now);
+        let mut conn = Conn::new(id, Stream::Tcp(stream), now);
         conn.deadline = Some(now + self.plan.connect_timeout);
         // Handshake mode: sequence numbers continue over the slot's cycles.
         conn.send_seq = self.slot_done[slot];
@@ -306,7 +309,9 @@ impl Worker {
                 continue;
             };
             let outcome = match conn.phase {
-                Phase::Connecting | Phase::Upgrading => Err(ConnError::SetupTimeout(conn.phase)),
+                Phase::Connecting | Phase::TlsHandshake | Phase::Upgrading => {
+                    Err(ConnError::SetupTimeout(conn.phase))
+                }
                 Phase::Closing if conn.got_close => Ok(Next::Done),
                 Phase::Closing => Err(ConnError::CloseTimeout),
                 Phase::Open => {
@@ -379,10 +384,13 @@ impl Worker {
     }
 
     /// Forgets a connection, keeping its count.
-    fn end(&mut self, slot: usize, mut conn: Conn) {
+    fn end(&mut self, slot: usize, conn: Conn) {
         self.slot_done[slot] += conn.completed;
         // Closing the socket deregisters it too; this just keeps mio tidy.
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let fd = conn.stream.as_raw_fd();
+        if fd >= 0 {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
         self.live -= 1;
     }
 
@@ -399,7 +407,11 @@ impl Worker {
     /// Progresses a connection after a readiness event.
     fn drive(&mut self, conn: &mut Conn, drain: bool) -> Result<Next, ConnError> {
         if conn.phase == Phase::Connecting {
-            match net::connect_done(&conn.stream) {
+            let Some(tcp) = conn.stream.tcp() else {
+                return Err(ConnError::Eof);
+            };
+            match net::connect_done(tcp) {
+                Ok(true) if self.plan.tls.is_some() => conn.phase = Phase::TlsHandshake,
                 Ok(true) => {
                     conn.phase = Phase::Upgrading;
                     conn.queue_raw(&self.plan.handshake.request);
@@ -408,6 +420,20 @@ impl Worker {
                 Err(e) => return Err(ConnError::Connect(e)),
             }
         }
+        if conn.phase == Phase::TlsHandshake {
+            let Some(tls) = &self.plan.tls else {
+                return Err(ConnError::Unexpected("TLS handshake without TLS"));
+            };
+            match conn.stream.tls_step(tls).map_err(ConnError::Tls)? {
+                TlsStep::Pending => return Ok(Next::Keep),
+                TlsStep::Done => {
+                    conn.phase = Phase::Upgrading;
+                    conn.queue_raw(&self.plan.handshake.request);
+                }
+            }
+        }
+        // TLS may hold decrypted bytes back that raise no new edge.
+        let drain = drain || conn.stream.buffers_reads();
         if let Next::Done = self.read_all(conn, drain)? {
             return Ok(Next::Done);
         }
@@ -445,7 +471,9 @@ impl Worker {
     fn on_eof(&mut self, conn: &mut Conn) -> Result<Next, ConnError> {
         match conn.phase {
             Phase::Closing if conn.got_close => Ok(Next::Done),
-            Phase::Connecting | Phase::Upgrading => Err(ConnError::HandshakeEof),
+            Phase::Connecting | Phase::TlsHandshake | Phase::Upgrading => {
+                Err(ConnError::HandshakeEof)
+            }
             _ => Err(ConnError::Eof),
         }
     }

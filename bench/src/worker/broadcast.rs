@@ -5,9 +5,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{Next, Worker};
-use crate::bench::conn::{Conn, ConnError, ErrorKind, Phase};
-use crate::bench::payload;
-use crate::bench::shared::NOT_FINAL;
+use crate::conn::{Conn, ConnError, ErrorKind, Phase};
+use crate::payload;
+use crate::shared::NOT_FINAL;
 
 impl Worker {
     /// Broadcast: pumps the sender and, once the total is known, closes

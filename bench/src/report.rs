@@ -6,6 +6,8 @@ use std::io::{IsTerminal, Write as _};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Map, Value};
+
 use super::conn::ErrorKind;
 use super::histogram::Histogram;
 use super::procmem::MemSample;
@@ -341,89 +343,88 @@ impl Summary {
 
     /// The `--json` object (one line).
     pub fn to_json(&self) -> String {
-        let mut j = JsonObject::new();
-        j.str("mode", self.mode.name());
-        j.str("url", &self.url);
-        j.num("connections", self.connections);
-        j.num("connected", self.connected);
-        j.num("threads", self.threads);
-        j.num("size", self.size);
-        j.num("window", self.window);
-        j.raw("text", if self.text { "true" } else { "false" });
-        j.float("duration_s", self.duration.as_secs_f64());
-        j.float("elapsed_s", self.elapsed.as_secs_f64());
-        j.num("messages", self.echoes);
-        j.num("messages_sent", self.sent);
-        j.float("messages_per_s", self.rate(self.echoes));
-        j.float("bytes_per_s", self.rate(self.echoes) * self.size as f64);
-        j.num("handshakes", self.handshakes);
-        j.float("handshakes_per_s", self.rate(self.handshakes));
-        j.raw("latency_us", &latency_json(&self.latency));
-        j.num(
-            "per_connection_min",
-            self.per_conn.iter().min().copied().unwrap_or(0),
-        );
-        j.num(
-            "per_connection_max",
-            self.per_conn.iter().max().copied().unwrap_or(0),
-        );
+        let mut j = json!({
+            "mode": self.mode.name(),
+            "url": self.url,
+            "connections": self.connections,
+            "connected": self.connected,
+            "threads": self.threads,
+            "size": self.size,
+            "window": self.window,
+            "text": self.text,
+            "duration_s": num(self.duration.as_secs_f64()),
+            "elapsed_s": num(self.elapsed.as_secs_f64()),
+            "messages": self.echoes,
+            "messages_sent": self.sent,
+            "messages_per_s": num(self.rate(self.echoes)),
+            "bytes_per_s": num(self.rate(self.echoes) * self.size as f64),
+            "handshakes": self.handshakes,
+            "handshakes_per_s": num(self.rate(self.handshakes)),
+            "latency_us": latency_json(&self.latency),
+            "per_connection_min": self.per_conn.iter().min().copied().unwrap_or(0),
+            "per_connection_max": self.per_conn.iter().max().copied().unwrap_or(0),
+            "memory": self.memory_json(),
+            "broadcast": self.broadcast_json(),
+            "errors": self.error_total(),
+            "error_counts": ErrorKind::ALL
+                .iter()
+                .zip(self.errors)
+                .map(|(kind, n)| (kind.name().to_string(), Value::from(n)))
+                .collect::<Map<String, Value>>(),
+            "error_samples": self.samples,
+            "notes": self.notes,
+        });
         if self.per_conn.len() <= MAX_PER_CONN_LISTED {
-            let list: Vec<String> = self.per_conn.iter().map(u64::to_string).collect();
-            j.raw("per_connection", &format!("[{}]", list.join(",")));
+            j["per_connection"] = json!(self.per_conn);
         }
-        j.raw("memory", &self.memory_json());
-        j.raw("broadcast", &self.broadcast_json());
-        j.num("errors", self.error_total());
-        let mut counts = JsonObject::new();
-        for (kind, n) in ErrorKind::ALL.iter().zip(self.errors) {
-            counts.num(kind.name(), n);
-        }
-        j.raw("error_counts", &counts.finish());
-        let samples: Vec<String> = self.samples.iter().map(|s| json_string(s)).collect();
-        j.raw("error_samples", &format!("[{}]", samples.join(",")));
-        let notes: Vec<String> = self.notes.iter().map(|s| json_string(s)).collect();
-        j.raw("notes", &format!("[{}]", notes.join(",")));
-        let mut out = j.finish();
+        let mut out = j.to_string();
         out.push('\n');
         out
     }
 
     /// The `memory` JSON value.
-    fn memory_json(&self) -> String {
+    fn memory_json(&self) -> Value {
         let (Some(m), Some((rss, pss))) = (self.memory, self.memory_per_conn()) else {
-            return "null".into();
+            return Value::Null;
         };
-        let mut j = JsonObject::new();
-        j.num("pid", m.pid);
-        j.num("processes", m.holding.processes);
-        j.num("baseline_rss_kib", m.baseline.rss_kib);
-        j.num("baseline_pss_kib", m.baseline.pss_kib);
-        j.num("holding_rss_kib", m.holding.rss_kib);
-        j.num("holding_pss_kib", m.holding.pss_kib);
-        j.float("rss_per_connection_bytes", rss);
-        j.float("pss_per_connection_bytes", pss);
-        j.finish()
+        json!({
+            "pid": m.pid,
+            "processes": m.holding.processes,
+            "baseline_rss_kib": m.baseline.rss_kib,
+            "baseline_pss_kib": m.baseline.pss_kib,
+            "holding_rss_kib": m.holding.rss_kib,
+            "holding_pss_kib": m.holding.pss_kib,
+            "rss_per_connection_bytes": num(rss),
+            "pss_per_connection_bytes": num(pss),
+        })
     }
 
     /// The `broadcast` JSON value.
-    fn broadcast_json(&self) -> String {
+    fn broadcast_json(&self) -> Value {
         let Some(b) = &self.broadcast else {
-            return "null".into();
+            return Value::Null;
         };
-        let mut j = JsonObject::new();
-        j.num("receivers", b.receivers);
-        j.num("messages_sent", b.sent);
-        j.num("deliveries", b.deliveries);
-        j.num("expected_deliveries", b.sent * b.receivers);
-        j.float("deliveries_per_s", self.rate(b.deliveries));
-        j.num("complete_messages", b.complete);
-        let mut d = JsonObject::new();
-        d.float("p50", us(b.last_delay.quantile(0.5)));
-        d.float("p99", us(b.last_delay.quantile(0.99)));
-        d.float("max", us(b.last_delay.max()));
-        j.raw("last_receiver_delay_us", &d.finish());
-        j.finish()
+        json!({
+            "receivers": b.receivers,
+            "messages_sent": b.sent,
+            "deliveries": b.deliveries,
+            "expected_deliveries": b.sent * b.receivers,
+            "deliveries_per_s": num(self.rate(b.deliveries)),
+            "complete_messages": b.complete,
+            "last_receiver_delay_us": {
+                "p50": num(us(b.last_delay.quantile(0.5))),
+                "p99": num(us(b.last_delay.quantile(0.99))),
+                "max": num(us(b.last_delay.max())),
+            },
+        })
     }
+}
+
+/// A measurement as a JSON number rounded to 3 decimals (`null` when not
+/// finite, e.g. a rate over no time).
+fn num(value: f64) -> Value {
+    serde_json::Number::from_f64((value * 1000.0).round() / 1000.0)
+        .map_or(Value::Null, Value::Number)
 }
 
 /// Nanoseconds as milliseconds.
@@ -453,80 +454,16 @@ fn latency_row(h: &Histogram) -> String {
 }
 
 /// Latency percentiles as a JSON object (microseconds).
-fn latency_json(h: &Histogram) -> String {
-    let mut j = JsonObject::new();
-    j.num("count", h.count());
-    j.float("mean", us(h.mean()));
-    for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)] {
-        j.float(name, us(h.quantile(q)));
-    }
-    j.float("max", us(h.max()));
-    j.finish()
-}
-
-/// A JSON object being written.
-struct JsonObject {
-    out: String,
-}
-
-impl JsonObject {
-    fn new() -> Self {
-        JsonObject {
-            out: String::from("{"),
-        }
-    }
-
-    /// Adds `"key":` followed by `value` written verbatim.
-    fn raw(&mut self, key: &str, value: &str) {
-        if self.out.len() > 1 {
-            self.out.push(',');
-        }
-        self.out.push_str(&json_string(key));
-        self.out.push(':');
-        self.out.push_str(value);
-    }
-
-    fn num(&mut self, key: &str, value: impl std::fmt::Display) {
-        self.raw(key, &value.to_string());
-    }
-
-    fn float(&mut self, key: &str, value: f64) {
-        if value.is_finite() {
-            self.raw(key, &format!("{value:.3}"));
-        } else {
-            self.raw(key, "null");
-        }
-    }
-
-    fn str(&mut self, key: &str, value: &str) {
-        self.raw(key, &json_string(value));
-    }
-
-    fn finish(mut self) -> String {
-        self.out.push('}');
-        self.out
-    }
-}
-
-/// A JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+fn latency_json(h: &Histogram) -> Value {
+    json!({
+        "count": h.count(),
+        "mean": num(us(h.mean())),
+        "p50": num(us(h.quantile(0.5))),
+        "p90": num(us(h.quantile(0.9))),
+        "p99": num(us(h.quantile(0.99))),
+        "p999": num(us(h.quantile(0.999))),
+        "max": num(us(h.max())),
+    })
 }
 
 /// The progress line on stderr.
@@ -646,18 +583,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_string("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
-    }
-
-    #[test]
-    fn json_objects_are_well_formed() {
-        let mut j = JsonObject::new();
-        j.num("n", 3);
-        j.float("x", 1.5);
-        j.float("inf", f64::INFINITY);
-        j.str("s", "v");
-        j.raw("o", &JsonObject::new().finish());
-        assert_eq!(j.finish(), r#"{"n":3,"x":1.500,"inf":null,"s":"v","o":{}}"#);
+    fn json_numbers_are_rounded_and_infinity_is_null() {
+        assert_eq!(num(1.23456).to_string(), "1.235");
+        assert_eq!(num(f64::INFINITY), Value::Null);
+        assert_eq!(num(f64::NAN), Value::Null);
     }
 }

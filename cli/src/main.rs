@@ -1,8 +1,12 @@
-//! The `wssd` binary: a thin wrapper over the library.
+//! The `wssd` binary (package `wssd-cli`): a thin wrapper over the
+//! libraries.
 //!
-//! `wssd --config FILE` runs the daemon, `wssd --check --config FILE`
-//! validates a configuration, `wssd client` and `wssd bench` are the
-//! client and the load generator.
+//! `wssd --config FILE` runs the daemon (the `wssd` library), `wssd --check
+//! --config FILE` validates a configuration, `wssd client` is the
+//! command-line client (`client.rs`, over `wssd::client`) and `wssd bench`
+//! the load generator (the `wssd-bench` package).
+
+mod client;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,16 +38,16 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Connect to a WebSocket server, send and receive messages.
-    Client(wssd::client::cli::ClientArgs),
+    Client(client::ClientArgs),
     /// Load-test a WebSocket server.
-    Bench(wssd::bench::BenchArgs),
+    Bench(wssd_bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let status = match cli.command {
-        Some(Command::Client(args)) => wssd::client::cli::run(args),
-        Some(Command::Bench(args)) => wssd::bench::run(args),
+        Some(Command::Client(args)) => client::run(args),
+        Some(Command::Bench(args)) => wssd_bench::run(args),
         None => run_daemon(&cli.config, cli.check),
     };
     ExitCode::from(u8::try_from(status).unwrap_or(1))

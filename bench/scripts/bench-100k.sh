@@ -8,7 +8,7 @@
 # most N+1000 connections each. Defaults: P=6, N=17000, A=5, W=6.
 # Prints the connections each process held and the daemon's memory.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 P=${P:-6}
 N=${N:-17000}

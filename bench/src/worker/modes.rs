@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{elapsed_ns, Next, Worker};
-use crate::bench::conn::{Conn, ConnError, Phase};
-use crate::bench::{payload, Mode};
+use crate::conn::{Conn, ConnError, Phase};
+use crate::{payload, Mode};
 
 impl Worker {
     /// Measurement starts: echo connections fill their window.

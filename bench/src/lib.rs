@@ -1,7 +1,12 @@
 //! `wssd bench`: a load generator for WebSocket servers, in the spirit of
-//! `redis-benchmark`.
+//! `redis-benchmark` (the `wssd-bench` package; the `wssd` binary of the
+//! `wssd-cli` package runs it as its `bench` subcommand).
 //!
-//! This module owns the command line, the run plan and the orchestration
+//! Its own package, beside everything else benchmark-related: the peers
+//! (`bench/peers/`), `make bench`'s scripts (`bench/scripts/`) and its tests
+//! (`bench/tests/`); docs/bench.md and docs/benchmarks.md describe them.
+//!
+//! This crate root owns the command line, the run plan and the orchestration
 //! of a run (setup barrier, measurement window, memory samples, stop);
 //! the submodules own the rest:
 //!
@@ -10,11 +15,13 @@
 //! - `conn`: a connection's state, buffers and error categories;
 //! - `frame`: the client-side WebSocket codec and opening handshake;
 //! - `payload`: checkable message payloads;
-//! - `histogram`: the latency histogram;
+//! - `histogram`: the latency histogram (over `hdrhistogram`);
 //! - `net`: sockets, source addresses, the open-file limit;
+//! - `stream`: plain TCP or TLS, the non-blocking TLS handshake;
 //! - `procmem`: the server's memory (RSS/PSS of a process tree);
-//! - `target`: the `ws://` URL;
-//! - `report`: the summary, the human table, the JSON and the progress line.
+//! - `target`: the `ws://` or `wss://` URL (parsed by `url`);
+//! - `report`: the summary, the human table, the JSON (`serde_json`) and
+//!   the progress line.
 
 mod conn;
 mod frame;
@@ -24,12 +31,14 @@ mod payload;
 mod procmem;
 mod report;
 mod shared;
+mod stream;
 mod target;
 mod worker;
 
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -41,6 +50,7 @@ use self::frame::Handshake;
 use self::procmem::{MemError, MemSample};
 use self::report::{Progress, Summary};
 use self::shared::Shared;
+use self::stream::TlsClient;
 use self::target::{Target, UrlError};
 use self::worker::{Worker, WorkerResult, WAKE};
 
@@ -72,8 +82,8 @@ impl Mode {
 /// Arguments of `wssd bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// ws:// URL of the server under test (for broadcast: a room of the
-    /// server's broadcast route).
+    /// ws:// or wss:// URL of the server under test (for broadcast: a
+    /// room of the server's broadcast route).
     pub url: String,
 
     /// Number of connections (handshake mode: concurrent handshake loops).
@@ -134,6 +144,16 @@ pub struct BenchArgs {
     /// (the sender then must not receive any).
     #[arg(long)]
     pub exclude_sender: bool,
+
+    /// wss://: trust the PEM certificate(s) in FILE besides the system's
+    /// roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// wss://: accept any certificate and host name (for self-signed
+    /// test servers; measures the same handshake work).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// Why a run could not be set up (exit status 2).
@@ -221,6 +241,8 @@ struct Plan {
     source_addrs: u32,
     /// Setup concurrency per thread.
     max_pending: usize,
+    /// `wss://`: how to connect.
+    tls: Option<TlsClient>,
     /// Broadcast: the sender gets no copy of its messages.
     exclude_sender: bool,
     /// Remarks for the report.
@@ -293,6 +315,18 @@ fn make_plan(args: &BenchArgs) -> Result<Plan, BenchError> {
         ));
     }
     let source_addrs = source_addrs(args, &target, &mut notes)?;
+    let tls = match (target.tls, args.ca_file.is_some() || args.insecure) {
+        (true, _) => Some(
+            TlsClient::new(&target.host, args.ca_file.as_deref(), args.insecure)
+                .map_err(BenchError::Usage)?,
+        ),
+        (false, true) => {
+            return Err(BenchError::Usage(
+                "--ca-file and --insecure need a wss:// URL".into(),
+            ))
+        }
+        (false, false) => None,
+    };
     let threads = args.threads.min(args.connections);
     Ok(Plan {
         mode: args.mode,
@@ -309,6 +343,7 @@ fn make_plan(args: &BenchArgs) -> Result<Plan, BenchError> {
         grace: Duration::from_secs(2).max(connect_timeout / 2),
         source_addrs,
         max_pending: MAX_PENDING,
+        tls,
         exclude_sender: args.exclude_sender,
         notes,
     })

@@ -1,4 +1,4 @@
-//! `wssd client`: the command-line front end of [`crate::client`].
+//! `wssd client`: the command-line front end of [`wssd::client`].
 //!
 //! With `--send MSG` (repeatable) each message is sent and its reply printed
 //! on its own line, then the connection is closed. Without `--send`, each
@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{Client, ClientConfig, ClientError, CloseCode, Message, Proxy};
+use wssd::client::{Client, ClientConfig, ClientError, CloseCode, Message, Proxy};
 
 /// Exit status of a failed connection or exchange.
 const EXIT_FAILURE: i32 = 1;
