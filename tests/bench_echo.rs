@@ -4,28 +4,30 @@
 
 mod bench_support;
 
-use bench_support::{closed_port, per_connection_sum, run_bench, BenchRun, Json, Server};
+use bench_support::{
+    closed_port, float, num, per_connection, per_connection_sum, run_bench, BenchRun, Json, Server,
+};
 
 /// Asserts the run finished cleanly with consistent echo counts.
 fn assert_clean_echo(run: &BenchRun, connections: u64) -> Json {
     let j = run.clean_json();
-    assert_eq!(j.get("connected").u64(), connections);
-    let messages = j.get("messages").u64();
-    assert!(messages > 0, "no message completed: {j:?}");
+    assert_eq!(num(&j, "/connected"), connections);
+    let messages = num(&j, "/messages");
+    assert!(messages > 0, "no message completed: {j}");
     assert_eq!(
         messages,
         per_connection_sum(&j),
         "messages != sum over connections"
     );
-    assert_eq!(j.get("per_connection").array().len() as u64, connections);
+    assert_eq!(per_connection(&j).len() as u64, connections);
     assert!(
-        j.get("per_connection_min").u64() > 0,
-        "a connection did nothing: {j:?}"
+        num(&j, "/per_connection_min") > 0,
+        "a connection did nothing: {j}"
     );
     // Every request was answered: nothing lost in flight.
-    assert_eq!(j.get("messages_sent").u64(), messages);
-    assert_eq!(j.get("latency_us").get("count").u64(), messages);
-    assert!(j.get("messages_per_s").f64() > 0.0);
+    assert_eq!(num(&j, "/messages_sent"), messages);
+    assert_eq!(num(&j, "/latency_us/count"), messages);
+    assert!(float(&j, "/messages_per_s") > 0.0);
     j
 }
 
@@ -35,10 +37,9 @@ fn echo_counts_are_consistent() {
     let url = server.url("/");
     let run = run_bench(&[&url, "-c", "4", "-d", "2", "--json"]);
     let j = assert_clean_echo(&run, 4);
-    assert_eq!(j.get("mode"), &Json::Str("echo".into()));
-    let lat = j.get("latency_us");
-    assert!(lat.get("p50").f64() <= lat.get("p99").f64());
-    assert!(lat.get("p99").f64() <= lat.get("max").f64());
+    assert_eq!(j["mode"], "echo");
+    assert!(float(&j, "/latency_us/p50") <= float(&j, "/latency_us/p99"));
+    assert!(float(&j, "/latency_us/p99") <= float(&j, "/latency_us/max"));
 }
 
 #[test]
@@ -49,8 +50,8 @@ fn echo_with_window_text_and_threads() {
         &url, "-c", "5", "-d", "1", "-w", "4", "--text", "-t", "2", "-s", "300", "--json",
     ]);
     let j = assert_clean_echo(&run, 5);
-    assert_eq!(j.get("threads").u64(), 2);
-    assert_eq!(j.get("window").u64(), 4);
+    assert_eq!(num(&j, "/threads"), 2);
+    assert_eq!(num(&j, "/window"), 4);
 }
 
 #[test]
@@ -72,14 +73,14 @@ fn corrupted_echo_is_counted_and_fails_the_run() {
         run.stdout, run.stderr
     );
     let j = run.json();
-    assert!(j.get("errors").u64() >= 1, "{j:?}");
-    assert!(j.get("error_counts").get("mismatch").u64() >= 1, "{j:?}");
+    assert!(num(&j, "/errors") >= 1, "{j}");
+    assert!(num(&j, "/error_counts/mismatch") >= 1, "{j}");
     assert!(run.stderr.contains("differs"), "stderr: {}", run.stderr);
     // The other messages still count, and the failed one is not counted.
-    let messages = j.get("messages").u64();
-    assert!(messages >= 9, "{j:?}");
+    let messages = num(&j, "/messages");
+    assert!(messages >= 9, "{j}");
     assert_eq!(messages, per_connection_sum(&j));
-    assert_eq!(j.get("messages_sent").u64(), messages + 1);
+    assert_eq!(num(&j, "/messages_sent"), messages + 1);
 }
 
 #[test]
@@ -138,9 +139,9 @@ fn unexpected_close_is_counted() {
         run.stdout, run.stderr
     );
     let j = run.json();
-    assert!(j.get("error_counts").get("closed").u64() >= 1, "{j:?}");
+    assert!(num(&j, "/error_counts/closed") >= 1, "{j}");
     assert!(run.stderr.contains("1011"), "stderr: {}", run.stderr);
-    assert_eq!(j.get("messages").u64(), per_connection_sum(&j));
+    assert_eq!(num(&j, "/messages"), per_connection_sum(&j));
 }
 
 #[test]
@@ -176,7 +177,7 @@ fn source_addresses_are_spread() {
     let url = server.url("/");
     let run = run_bench(&[&url, "-c", "4", "-d", "1", "--source-addrs", "2", "--json"]);
     let j = assert_clean_echo(&run, 4);
-    let notes = format!("{:?}", j.get("notes"));
+    let notes = j["notes"].to_string();
     assert!(notes.contains("127.0.0.2 to 127.0.0.3"), "{notes}");
 }
 

@@ -3,7 +3,7 @@
 
 mod bench_support;
 
-use bench_support::{per_connection_sum, run_bench, Json, Server};
+use bench_support::{float, num, per_connection, per_connection_sum, run_bench, Server};
 
 #[test]
 fn handshake_mode_counts_handshakes() {
@@ -11,12 +11,12 @@ fn handshake_mode_counts_handshakes() {
     let url = server.url("/");
     let run = run_bench(&[&url, "-c", "3", "-d", "1", "-m", "handshake", "--json"]);
     let j = run.clean_json();
-    let handshakes = j.get("handshakes").u64();
-    assert!(handshakes > 0, "{j:?}");
+    let handshakes = num(&j, "/handshakes");
+    assert!(handshakes > 0, "{j}");
     assert_eq!(handshakes, per_connection_sum(&j));
     // One verified echo per handshake cycle.
-    assert_eq!(j.get("messages").u64(), handshakes);
-    assert_eq!(j.get("latency_us").get("count").u64(), handshakes);
+    assert_eq!(num(&j, "/messages"), handshakes);
+    assert_eq!(num(&j, "/latency_us/count"), handshakes);
 }
 
 #[test]
@@ -28,17 +28,13 @@ fn idle_mode_holds_connections_and_reports_memory() {
         &url, "-c", "50", "-d", "1", "-m", "idle", "--pid", &pid, "--json",
     ]);
     let j = run.clean_json();
-    assert_eq!(j.get("connected").u64(), 50);
-    assert_eq!(j.get("messages").u64(), 50);
-    assert!(
-        j.get("per_connection").array().iter().all(|n| n.u64() == 1),
-        "{j:?}"
-    );
-    let mem = j.get("memory");
-    assert!(mem.get("processes").u64() >= 1, "{mem:?}");
-    assert!(mem.get("holding_rss_kib").u64() > 0, "{mem:?}");
-    assert!(mem.get("holding_pss_kib").u64() > 0, "{mem:?}");
-    mem.get("rss_per_connection_bytes").f64();
+    assert_eq!(num(&j, "/connected"), 50);
+    assert_eq!(num(&j, "/messages"), 50);
+    assert!(per_connection(&j).iter().all(|n| *n == 1), "{j}");
+    assert!(num(&j, "/memory/processes") >= 1, "{j}");
+    assert!(num(&j, "/memory/holding_rss_kib") > 0, "{j}");
+    assert!(num(&j, "/memory/holding_pss_kib") > 0, "{j}");
+    float(&j, "/memory/rss_per_connection_bytes");
 }
 
 #[test]
@@ -47,19 +43,14 @@ fn broadcast_mode_counts_deliveries() {
     let url = server.url("/room-a");
     let run = run_bench(&[&url, "-c", "5", "-d", "1", "-m", "broadcast", "--json"]);
     let j = run.clean_json();
-    let b = j.get("broadcast");
-    let sent = b.get("messages_sent").u64();
-    assert!(sent > 0, "{j:?}");
-    assert_eq!(b.get("receivers").u64(), 5);
-    assert_eq!(b.get("deliveries").u64(), sent * 5);
-    assert_eq!(b.get("expected_deliveries").u64(), sent * 5);
-    assert_eq!(b.get("complete_messages").u64(), sent);
+    let sent = num(&j, "/broadcast/messages_sent");
+    assert!(sent > 0, "{j}");
+    assert_eq!(num(&j, "/broadcast/receivers"), 5);
+    assert_eq!(num(&j, "/broadcast/deliveries"), sent * 5);
+    assert_eq!(num(&j, "/broadcast/expected_deliveries"), sent * 5);
+    assert_eq!(num(&j, "/broadcast/complete_messages"), sent);
     assert_eq!(per_connection_sum(&j), sent * 5);
-    assert!(j
-        .get("per_connection")
-        .array()
-        .iter()
-        .all(|n| n.u64() == sent));
+    assert!(per_connection(&j).iter().all(|n| *n == sent), "{j}");
 }
 
 #[test]
@@ -75,7 +66,7 @@ fn broadcast_detects_an_echo_server() {
         run.stdout, run.stderr
     );
     let j = run.json();
-    assert!(j.get("errors").u64() >= 1, "{j:?}");
+    assert!(num(&j, "/errors") >= 1, "{j}");
 }
 
 #[test]
@@ -96,18 +87,11 @@ fn broadcast_with_excluded_sender() {
         "--json",
     ]);
     let j = run.clean_json();
-    let b = j.get("broadcast");
-    let sent = b.get("messages_sent").u64();
-    assert!(sent > 0, "{j:?}");
-    assert_eq!(b.get("receivers").u64(), 3);
-    assert_eq!(b.get("deliveries").u64(), sent * 3);
-    let per_conn: Vec<u64> = j
-        .get("per_connection")
-        .array()
-        .iter()
-        .map(Json::u64)
-        .collect();
-    assert_eq!(per_conn, vec![0, sent, sent, sent]);
+    let sent = num(&j, "/broadcast/messages_sent");
+    assert!(sent > 0, "{j}");
+    assert_eq!(num(&j, "/broadcast/receivers"), 3);
+    assert_eq!(num(&j, "/broadcast/deliveries"), sent * 3);
+    assert_eq!(per_connection(&j), vec![0, sent, sent, sent]);
 }
 
 #[test]
@@ -117,5 +101,5 @@ fn idle_connections_answer_pings() {
     let url = server.url("/");
     let run = run_bench(&[&url, "-c", "10", "-d", "3", "-m", "idle", "--json"]);
     let j = run.clean_json();
-    assert_eq!(j.get("connected").u64(), 10);
+    assert_eq!(num(&j, "/connected"), 10);
 }

@@ -1,13 +1,11 @@
 //! Helpers for the `wssd bench` integration tests: the Python test server
 //! (`tests/bench/echo_server.py`), running the bench binary with a
-//! deadline, and a minimal JSON reader for its `--json` output.
+//! deadline, and reading its `--json` output (with `serde_json`).
 //!
 //! Every spawned process is wrapped in a [`Reaped`] guard that kills and
 //! waits for it on drop, so nothing outlives a failing test.
 
 #![allow(dead_code)]
-
-pub mod json;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -16,7 +14,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use json::Json;
+pub use serde_json::Value as Json;
 
 /// How long a server may take to print its port.
 const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -127,13 +125,13 @@ impl BenchRun {
             self.stdout, self.stderr
         );
         let j = self.json();
-        assert_eq!(j.get("errors").u64(), 0, "{j:?}");
+        assert_eq!(num(&j, "/errors"), 0, "{j}");
         j
     }
 
     /// Parses stdout as the `--json` object.
     pub fn json(&self) -> Json {
-        Json::parse(self.stdout.trim()).unwrap_or_else(|e| {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
             panic!(
                 "bench output is not JSON ({e}):\n{}\nstderr:\n{}",
                 self.stdout, self.stderr
@@ -142,9 +140,34 @@ impl BenchRun {
     }
 }
 
+/// The unsigned integer at `pointer` (e.g. `/latency_us/count`) of a
+/// `--json` report; fails the test naming the pointer if it is not one.
+pub fn num(j: &Json, pointer: &str) -> u64 {
+    j.pointer(pointer)
+        .and_then(Json::as_u64)
+        .unwrap_or_else(|| panic!("no unsigned integer at {pointer} in {j}"))
+}
+
+/// The number at `pointer` of a `--json` report.
+pub fn float(j: &Json, pointer: &str) -> f64 {
+    j.pointer(pointer)
+        .and_then(Json::as_f64)
+        .unwrap_or_else(|| panic!("no number at {pointer} in {j}"))
+}
+
+/// The `per_connection` list of a `--json` report.
+pub fn per_connection(j: &Json) -> Vec<u64> {
+    j.pointer("/per_connection")
+        .and_then(Json::as_array)
+        .unwrap_or_else(|| panic!("no per_connection list in {j}"))
+        .iter()
+        .map(|n| n.as_u64().unwrap_or_else(|| panic!("per_connection: {n}")))
+        .collect()
+}
+
 /// Sum of the `per_connection` list of a `--json` report.
 pub fn per_connection_sum(j: &Json) -> u64 {
-    j.get("per_connection").array().iter().map(Json::u64).sum()
+    per_connection(j).iter().sum()
 }
 
 /// Collects a pipe on a thread.
