@@ -2,9 +2,8 @@
 //! frame writer (not tungstenite): each gets the RFC's answer, and the
 //! daemon keeps serving everyone else.
 
-mod common;
-use common::frames::raw_frame as frame;
-use common::*;
+use crate::common::frames::raw_frame as frame;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use tungstenite::Message;

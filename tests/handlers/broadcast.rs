@@ -2,8 +2,7 @@
 //! twelve clients spread over three workers hear each message once, in
 //! order; other rooms hear nothing; `echo_self` decides the sender's copy.
 
-mod common;
-use common::*;
+use crate::common::*;
 use tungstenite::Message;
 
 const ROUTES: &str = "[[routes]]\npath = \"/chat/{room}\"\nhandler = \"broadcast\"\n\n\

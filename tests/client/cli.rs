@@ -1,10 +1,7 @@
 //! The `wssd client` CLI: --send exchange mode, stdin mode, binary, and the
 //! exit status and stderr line of each failure.
 
-#[path = "client_support/mod.rs"]
-mod support;
-
-use support::{run_wssd, Certs, CliOutput, PyServer, SilentServer, Tinyproxy};
+use crate::support::{run_wssd, Certs, CliOutput, PyServer, SilentServer, Tinyproxy};
 
 fn client(url: &str, extra: &[&str], stdin: &[u8]) -> CliOutput {
     let mut args = vec!["client", url, "--timeout", "20"];
@@ -161,7 +158,7 @@ fn failure_tls_verification() {
 
 #[test]
 fn failure_connection_refused() {
-    let port = support::closed_port();
+    let port = crate::support::closed_port();
     let out = client(&format!("ws://127.0.0.1:{port}/"), &["--send", "x"], b"");
     assert_failure(&out, &["connection refused", &format!("127.0.0.1:{port}")]);
 }
@@ -248,7 +245,7 @@ fn proxy_with_and_without_valid_credentials() {
 
 #[test]
 fn proxy_not_running() {
-    let port = support::closed_port();
+    let port = crate::support::closed_port();
     let out = client(
         "ws://127.0.0.1:1/",
         &["--proxy", &format!("127.0.0.1:{port}"), "--send", "x"],

@@ -1,8 +1,7 @@
 //! Deadlines: a silent TCP connection is dropped after handshake_timeout,
 //! an idle WebSocket after idle_timeout; others are unaffected.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::Read;
 use tungstenite::Message;
 

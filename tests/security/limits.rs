@@ -1,8 +1,7 @@
 //! Limits: origin allow-list, message size, idle pings, slow readers,
 //! many clients, privilege drop.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::time::Duration;
 use tungstenite::Message;

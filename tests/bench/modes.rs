@@ -1,9 +1,7 @@
 //! `wssd bench` handshake, idle and broadcast modes against the Python
 //! test server: counts are consistent and errors are zero.
 
-mod bench_support;
-
-use bench_support::{float, num, per_connection, per_connection_sum, run_bench, Server};
+use crate::bench_support::{float, num, per_connection, per_connection_sum, run_bench, Server};
 
 #[test]
 fn handshake_mode_counts_handshakes() {

@@ -2,8 +2,7 @@
 //! Python websockets; plain text to the TLS port fails alone; bad files
 //! are config errors naming the file; SIGHUP picks up a renewed cert.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::Command;
 

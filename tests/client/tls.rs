@@ -1,13 +1,10 @@
 //! Library: `wss://` against the Python `websockets` server with a
 //! certificate generated at test time; CA file, --insecure, verification errors.
 
-#[path = "client_support/mod.rs"]
-mod support;
-
 use std::fs;
 use std::time::Duration;
 
-use support::{Certs, PyServer, TempDir};
+use crate::support::{Certs, PyServer, TempDir};
 use wssd::client::{Client, ClientConfig, ClientError, Message};
 
 fn config() -> ClientConfig {
@@ -152,7 +149,7 @@ fn plain_ws_to_a_tls_server_fails_clearly() {
 
 #[test]
 fn silent_server_times_out_in_the_tls_handshake() {
-    let server = support::SilentServer::start();
+    let server = crate::support::SilentServer::start();
     let config = ClientConfig::default().with_timeout(Duration::from_secs(1));
     match Client::connect(&format!("wss://127.0.0.1:{}/", server.port), &config) {
         Err(err @ ClientError::Timeout { .. }) => {

@@ -1,8 +1,7 @@
 //! Our client against our daemon: the library (fragments, close codes)
 //! and the CLI in both modes.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use wssd::client::{Client, ClientConfig, ClientError, Message};

@@ -2,8 +2,7 @@
 //! path parameters and query, failure isolation, broadcast scopes across
 //! workers, and broadcast_many without blocking the worker.
 
-mod common;
-use common::*;
+use crate::common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tungstenite::Message;

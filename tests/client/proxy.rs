@@ -1,12 +1,9 @@
 //! Library: connections through a real HTTP CONNECT proxy (tinyproxy), open
 //! and with BasicAuth, for ws:// and wss://, and the proxy error cases.
 
-#[path = "client_support/mod.rs"]
-mod support;
-
 use std::time::Duration;
 
-use support::{Certs, PyServer, Tinyproxy};
+use crate::support::{Certs, PyServer, Tinyproxy};
 use wssd::client::{Client, ClientConfig, ClientError, Message};
 
 fn base() -> ClientConfig {
@@ -132,7 +129,7 @@ fn proxy_forbidding_the_target_port_is_a_403() {
 
 #[test]
 fn proxy_that_is_not_running() {
-    let port = support::closed_port();
+    let port = crate::support::closed_port();
     let config = base().with_proxy(format!("127.0.0.1:{port}"));
     match Client::connect("ws://127.0.0.1:1/", &config) {
         Err(err @ ClientError::ConnectionRefused { peer: "proxy", .. }) => {
@@ -145,7 +142,7 @@ fn proxy_that_is_not_running() {
 #[test]
 fn proxy_cannot_reach_the_target() {
     let proxy = Tinyproxy::start(None, &[]);
-    let port = support::closed_port();
+    let port = crate::support::closed_port();
     match Client::connect(
         &format!("ws://127.0.0.1:{port}/"),
         &base().with_proxy(proxy.address()),
@@ -166,7 +163,7 @@ fn proxy_address_without_port_is_a_config_error() {
 
 #[test]
 fn silent_proxy_times_out() {
-    let proxy = support::SilentServer::start();
+    let proxy = crate::support::SilentServer::start();
     let config = ClientConfig::default()
         .with_timeout(Duration::from_secs(1))
         .with_proxy(format!("127.0.0.1:{}", proxy.port));

@@ -1,8 +1,7 @@
 //! Echo over the real daemon: our client and Python `websockets`, text,
 //! binary and a 1 MB message; HTTP refusals before the upgrade.
 
-mod common;
-use common::*;
+use crate::common::*;
 use tungstenite::Message;
 
 #[test]

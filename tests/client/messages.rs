@@ -1,12 +1,9 @@
 //! Library: messages, headers, ping, fragmentation, close codes and
 //! connection errors, against the independent Python `websockets` server.
 
-#[path = "client_support/mod.rs"]
-mod support;
-
 use std::time::Duration;
 
-use support::{PyServer, SilentServer};
+use crate::support::{PyServer, SilentServer};
 use wssd::client::{Client, ClientConfig, ClientError, Message};
 
 fn config() -> ClientConfig {
@@ -219,7 +216,7 @@ fn handshake_refused_with_http_status() {
 
 #[test]
 fn connection_refused() {
-    let port = support::closed_port();
+    let port = crate::support::closed_port();
     match Client::connect(&format!("ws://127.0.0.1:{port}/"), &config()) {
         Err(err @ ClientError::ConnectionRefused { .. }) => {
             assert!(err.to_string().contains("connection refused"), "{err}")

@@ -1,8 +1,7 @@
 //! SIGTERM: every client gets close code 1001, the master exits 0, no
 //! worker is left and the pid file is gone.
 
-mod common;
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use tungstenite::Message;
 

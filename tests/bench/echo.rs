@@ -2,9 +2,7 @@
 //! `websockets`): counts are consistent, a corrupted echo is caught, and
 //! setup failures exit with status 2. Speed is never asserted.
 
-mod bench_support;
-
-use bench_support::{
+use crate::bench_support::{
     closed_port, float, num, per_connection, per_connection_sum, run_bench, BenchRun, Json, Server,
 };
 

@@ -3,9 +3,8 @@
 //! the behaviours of the Autobahn|Testsuite most likely to regress
 //! (tests/autobahn/run.sh runs the whole suite).
 
-mod common;
-use common::frames::{client_frame as frame, BINARY, CLOSE, CONT, PING, PONG, TEXT};
-use common::*;
+use crate::common::frames::{client_frame as frame, BINARY, CLOSE, CONT, PING, PONG, TEXT};
+use crate::common::*;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

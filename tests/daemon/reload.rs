@@ -1,8 +1,7 @@
 //! SIGHUP: a valid new config adds routes without dropping live clients;
 //! a broken one is reported and the old config keeps serving.
 
-mod common;
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use tungstenite::Message;
 

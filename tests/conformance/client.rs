@@ -3,9 +3,7 @@
 //! fail-fast UTF-8, close codes when the server breaks the protocol,
 //! control frames between fragments, frames split byte by byte.
 
-#[path = "common/frames.rs"]
-mod frames;
-use frames::{server_frame as frame, CLOSE, CONT, PING, PONG, TEXT};
+use crate::common::frames::{server_frame as frame, CLOSE, CONT, PING, PONG, TEXT};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread::JoinHandle;

@@ -1,8 +1,7 @@
 //! Configuration errors: exit status 2 and a message naming the key,
 //! before anything binds; `--check`, `--help`, `--version`.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::process::Command;
 
 fn run(args: &[&str]) -> (i32, String, String) {
