@@ -2,8 +2,9 @@
 //! `websockets`): counts are consistent, a corrupted echo is caught, and
 //! setup failures exit with status 2. Speed is never asserted.
 
-use crate::bench_support::{
-    closed_port, float, num, per_connection, per_connection_sum, run_bench, BenchRun, Json, Server,
+use crate::support::closed_port;
+use crate::{
+    echo_server, float, num, per_connection, per_connection_sum, run_bench, BenchRun, Json,
 };
 
 /// Asserts the run finished cleanly with consistent echo counts.
@@ -31,7 +32,7 @@ fn assert_clean_echo(run: &BenchRun, connections: u64) -> Json {
 
 #[test]
 fn echo_counts_are_consistent() {
-    let server = Server::start(&[]);
+    let server = echo_server(&[]);
     let url = server.url("/");
     let run = run_bench(&[&url, "-c", "4", "-d", "2", "--json"]);
     let j = assert_clean_echo(&run, 4);
@@ -42,7 +43,7 @@ fn echo_counts_are_consistent() {
 
 #[test]
 fn echo_with_window_text_and_threads() {
-    let server = Server::start(&[]);
+    let server = echo_server(&[]);
     let url = server.url("/path?q=1");
     let run = run_bench(&[
         &url, "-c", "5", "-d", "1", "-w", "4", "--text", "-t", "2", "-s", "300", "--json",
@@ -54,7 +55,7 @@ fn echo_with_window_text_and_threads() {
 
 #[test]
 fn echo_large_messages() {
-    let server = Server::start(&[]);
+    let server = echo_server(&[]);
     let url = server.url("/");
     let run = run_bench(&[&url, "-c", "2", "-d", "1", "-s", "100000", "--json"]);
     assert_clean_echo(&run, 2);
@@ -62,7 +63,7 @@ fn echo_large_messages() {
 
 #[test]
 fn corrupted_echo_is_counted_and_fails_the_run() {
-    let server = Server::start(&["--corrupt", "10"]);
+    let server = echo_server(&["--corrupt", "10"]);
     let url = server.url("/");
     let run = run_bench(&[&url, "-c", "4", "-d", "2", "--json"]);
     assert_eq!(
@@ -83,7 +84,7 @@ fn corrupted_echo_is_counted_and_fails_the_run() {
 
 #[test]
 fn corrupted_echo_fails_the_table_output_too() {
-    let server = Server::start(&["--corrupt", "3"]);
+    let server = echo_server(&["--corrupt", "3"]);
     let url = server.url("/");
     let run = run_bench(&[&url, "-c", "1", "-d", "1"]);
     assert_eq!(
@@ -128,7 +129,7 @@ fn bad_arguments_exit_2() {
 
 #[test]
 fn unexpected_close_is_counted() {
-    let server = Server::start(&["--close-after", "20"]);
+    let server = echo_server(&["--close-after", "20"]);
     let url = server.url("/");
     let run = run_bench(&[&url, "-c", "3", "-d", "1", "--json"]);
     assert_eq!(
@@ -144,7 +145,7 @@ fn unexpected_close_is_counted() {
 
 #[test]
 fn fragmented_echoes_are_reassembled() {
-    let server = Server::start(&["--fragment"]);
+    let server = echo_server(&["--fragment"]);
     let url = server.url("/");
     let run = run_bench(&[&url, "-c", "2", "-d", "1", "-s", "1000", "--text", "--json"]);
     assert_clean_echo(&run, 2);
@@ -152,7 +153,7 @@ fn fragmented_echoes_are_reassembled() {
 
 #[test]
 fn refused_upgrade_exits_2() {
-    let server = Server::start(&["--reject"]);
+    let server = echo_server(&["--reject"]);
     let url = server.url("/");
     let run = run_bench(&[&url, "-c", "2", "-d", "1", "--json"]);
     assert_eq!(
@@ -171,7 +172,7 @@ fn refused_upgrade_exits_2() {
 
 #[test]
 fn source_addresses_are_spread() {
-    let server = Server::start(&[]);
+    let server = echo_server(&[]);
     let url = server.url("/");
     let run = run_bench(&[&url, "-c", "4", "-d", "1", "--source-addrs", "2", "--json"]);
     let j = assert_clean_echo(&run, 4);

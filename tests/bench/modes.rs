@@ -1,11 +1,11 @@
 //! `wssd bench` handshake, idle and broadcast modes against the Python
 //! test server: counts are consistent and errors are zero.
 
-use crate::bench_support::{float, num, per_connection, per_connection_sum, run_bench, Server};
+use crate::{echo_server, float, num, per_connection, per_connection_sum, run_bench};
 
 #[test]
 fn handshake_mode_counts_handshakes() {
-    let server = Server::start(&[]);
+    let server = echo_server(&[]);
     let url = server.url("/");
     let run = run_bench(&[&url, "-c", "3", "-d", "1", "-m", "handshake", "--json"]);
     let j = run.clean_json();
@@ -19,7 +19,7 @@ fn handshake_mode_counts_handshakes() {
 
 #[test]
 fn idle_mode_holds_connections_and_reports_memory() {
-    let server = Server::start(&[]);
+    let server = echo_server(&[]);
     let url = server.url("/");
     let pid = server.pid().to_string();
     let run = run_bench(&[
@@ -37,7 +37,7 @@ fn idle_mode_holds_connections_and_reports_memory() {
 
 #[test]
 fn broadcast_mode_counts_deliveries() {
-    let server = Server::start(&["--broadcast"]);
+    let server = echo_server(&["--broadcast"]);
     let url = server.url("/room-a");
     let run = run_bench(&[&url, "-c", "5", "-d", "1", "-m", "broadcast", "--json"]);
     let j = run.clean_json();
@@ -55,7 +55,7 @@ fn broadcast_mode_counts_deliveries() {
 fn broadcast_detects_an_echo_server() {
     // Against a plain echo server, only the sender gets each message back:
     // the other receivers miss them, and that must be reported.
-    let server = Server::start(&[]);
+    let server = echo_server(&[]);
     let url = server.url("/");
     let run = run_bench(&[&url, "-c", "3", "-d", "1", "-m", "broadcast", "--json"]);
     assert_eq!(
@@ -69,7 +69,7 @@ fn broadcast_detects_an_echo_server() {
 
 #[test]
 fn broadcast_with_excluded_sender() {
-    let server = Server::start(&["--broadcast", "--exclude-sender"]);
+    let server = echo_server(&["--broadcast", "--exclude-sender"]);
     let url = server.url("/room-b");
     let run = run_bench(&[
         &url,
@@ -95,7 +95,7 @@ fn broadcast_with_excluded_sender() {
 #[test]
 fn idle_connections_answer_pings() {
     // The server closes any connection that misses a pong for 1 s.
-    let server = Server::start(&["--ping-interval", "0.2", "--ping-timeout", "1"]);
+    let server = echo_server(&["--ping-interval", "0.2", "--ping-timeout", "1"]);
     let url = server.url("/");
     let run = run_bench(&[&url, "-c", "10", "-d", "3", "-m", "idle", "--json"]);
     let j = run.clean_json();

@@ -1,16 +1,18 @@
 //! The `wssd client` CLI: --send exchange mode, stdin mode, binary, and the
 //! exit status and stderr line of each failure.
 
-use crate::support::{run_wssd, Certs, CliOutput, PyServer, SilentServer, Tinyproxy};
+use crate::support::{closed_port, Certs, Output, SilentServer, Tinyproxy, DEADLINE};
+use crate::{run_wssd, ws_server, ws_server_tls};
 
-fn client(url: &str, extra: &[&str], stdin: &[u8]) -> CliOutput {
-    let mut args = vec!["client", url, "--timeout", "20"];
+fn client(url: &str, extra: &[&str], stdin: &[u8]) -> Output {
+    let timeout = DEADLINE.as_secs().to_string();
+    let mut args = vec!["client", url, "--timeout", &timeout];
     args.extend_from_slice(extra);
     run_wssd(&args, stdin)
 }
 
 /// Asserts a failure: non-zero exit and exactly one stderr line containing all `needles`.
-fn assert_failure(out: &CliOutput, needles: &[&str]) {
+fn assert_failure(out: &Output, needles: &[&str]) {
     assert!(
         !out.status.success(),
         "expected failure, got {:?}; stdout {:?}",
@@ -36,7 +38,7 @@ fn assert_failure(out: &CliOutput, needles: &[&str]) {
 
 #[test]
 fn send_mode_prints_each_reply_on_its_own_line() {
-    let server = PyServer::start();
+    let server = ws_server();
     let out = client(
         &server.url("/"),
         &["--send", "one", "--send", "two words", "--send", "push:1"],
@@ -54,7 +56,7 @@ fn send_mode_prints_each_reply_on_its_own_line() {
 
 #[test]
 fn send_mode_with_headers_and_fragments() {
-    let server = PyServer::start();
+    let server = ws_server();
     let long = "L".repeat(10_000);
     let out = client(
         &server.url("/h?x=1"),
@@ -86,7 +88,7 @@ fn send_mode_with_headers_and_fragments() {
 
 #[test]
 fn binary_mode_sends_binary_messages() {
-    let server = PyServer::start();
+    let server = ws_server();
     // The server echoes binary as binary; the CLI prints the raw payload.
     let out = client(&server.url("/"), &["--binary", "--send", "raw bytes"], b"");
     assert!(out.status.success(), "stderr {}", out.stderr);
@@ -98,7 +100,7 @@ fn binary_mode_sends_binary_messages() {
 
 #[test]
 fn stdin_mode_sends_lines_and_prints_everything_received() {
-    let server = PyServer::start();
+    let server = ws_server();
     let out = client(
         &server.url("/"),
         &[],
@@ -119,7 +121,7 @@ fn stdin_mode_sends_lines_and_prints_everything_received() {
 
 #[test]
 fn stdin_mode_ends_when_the_server_closes() {
-    let server = PyServer::start();
+    let server = ws_server();
     let out = client(&server.url("/"), &[], b"hello\nclose:1000:done\n");
     assert!(out.status.success(), "stderr {}", out.stderr);
     assert_eq!(out.stdout, "hello\n");
@@ -130,7 +132,7 @@ fn stdin_mode_ends_when_the_server_closes() {
 #[test]
 fn wss_with_ca_file_and_insecure() {
     let certs = Certs::generate();
-    let server = PyServer::start_tls(&certs);
+    let server = ws_server_tls(&certs);
     let ca = certs.cert.to_str().unwrap();
     let out = client(
         &server.url("/"),
@@ -151,14 +153,14 @@ fn wss_with_ca_file_and_insecure() {
 #[test]
 fn failure_tls_verification() {
     let certs = Certs::generate();
-    let server = PyServer::start_tls(&certs);
+    let server = ws_server_tls(&certs);
     let out = client(&server.url("/"), &["--send", "x"], b"");
     assert_failure(&out, &["certificate verification failed", "--ca-file"]);
 }
 
 #[test]
 fn failure_connection_refused() {
-    let port = crate::support::closed_port();
+    let port = closed_port();
     let out = client(&format!("ws://127.0.0.1:{port}/"), &["--send", "x"], b"");
     assert_failure(&out, &["connection refused", &format!("127.0.0.1:{port}")]);
 }
@@ -171,7 +173,7 @@ fn failure_name_not_resolved() {
 
 #[test]
 fn failure_handshake_http_status() {
-    let server = PyServer::start();
+    let server = ws_server();
     let out = client(&server.url("/forbidden"), &["--send", "x"], b"");
     assert_failure(&out, &["HTTP 403"]);
 }
@@ -192,7 +194,7 @@ fn failure_timeout() {
     );
     assert_failure(&out, &["timed out"]);
     // A server that accepts the handshake but never answers the message.
-    let server = PyServer::start();
+    let server = ws_server();
     let out = run_wssd(
         &[
             "client",
@@ -210,7 +212,7 @@ fn failure_timeout() {
 #[test]
 fn proxy_with_and_without_valid_credentials() {
     let proxy = Tinyproxy::start(Some(("cliuser", "clipass")), &[]);
-    let server = PyServer::start();
+    let server = ws_server();
     let address = proxy.address();
     let ok = client(
         &server.url("/"),
@@ -245,7 +247,7 @@ fn proxy_with_and_without_valid_credentials() {
 
 #[test]
 fn proxy_not_running() {
-    let port = crate::support::closed_port();
+    let port = closed_port();
     let out = client(
         "ws://127.0.0.1:1/",
         &["--proxy", &format!("127.0.0.1:{port}"), "--send", "x"],

@@ -1,10 +1,17 @@
 //! Our client against our daemon: the library (fragments, close codes)
 //! and the CLI in both modes.
 
-use crate::common::*;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use crate::support::*;
+use std::process::Command;
 use wssd::client::{Client, ClientConfig, ClientError, Message};
+
+/// Runs `wssd client ARGS --timeout 60` with `stdin`.
+fn wssd_client(args: &[&str], stdin: &[u8]) -> Output {
+    let mut cmd = Command::new(wssd_bin());
+    let timeout = DEADLINE.as_secs().to_string();
+    cmd.arg("client").args(args).args(["--timeout", &timeout]);
+    run(cmd, stdin)
+}
 
 #[test]
 fn library_round_trips_a_fragmented_megabyte_and_sees_1001_on_shutdown() {
@@ -30,64 +37,24 @@ fn library_round_trips_a_fragmented_megabyte_and_sees_1001_on_shutdown() {
 #[test]
 fn cli_send_mode_prints_each_reply_and_exits_0() {
     let d = Daemon::start(&config("", ECHO));
-    let out = Command::new(wssd_bin())
-        .args([
-            "client",
-            &d.url("/echo"),
-            "--send",
-            "one",
-            "--send",
-            "two",
-            "--timeout",
-            "30",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\n");
+    let out = wssd_client(&[&d.url("/echo"), "--send", "one", "--send", "two"], b"");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "one\ntwo\n");
 }
 
 #[test]
 fn cli_stdin_mode_talks_to_a_room() {
     let routes = "[[routes]]\npath = \"/room/{r}\"\nhandler = \"broadcast\"\n";
     let d = Daemon::start(&config("", routes));
-    let mut child = Command::new(wssd_bin())
-        .args(["client", &d.url("/room/cli"), "--timeout", "30"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"first\nsecond\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "first\nsecond\n");
+    let out = wssd_client(&[&d.url("/room/cli")], b"first\nsecond\n");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "first\nsecond\n");
 }
 
 #[test]
 fn cli_reports_a_404_and_exits_non_zero() {
     let d = Daemon::start(&config("", ECHO));
-    let out = Command::new(wssd_bin())
-        .args([
-            "client",
-            &d.url("/missing"),
-            "--send",
-            "x",
-            "--timeout",
-            "30",
-        ])
-        .output()
-        .unwrap();
-    assert_ne!(out.status.code(), Some(0));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("404"), "{err}");
+    let out = wssd_client(&[&d.url("/missing"), "--send", "x"], b"");
+    assert_ne!(out.code(), Some(0));
+    assert!(out.stderr.contains("404"), "{}", out.stderr);
 }

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use crate::support::{PyServer, SilentServer};
+use crate::support::{closed_port, SilentServer, DEADLINE};
+use crate::ws_server;
 use wssd::client::{Client, ClientConfig, ClientError, Message};
 
 fn config() -> ClientConfig {
-    ClientConfig::default().with_timeout(Duration::from_secs(20))
+    ClientConfig::default().with_timeout(DEADLINE)
 }
 
 fn header_report(client: &mut Client) -> String {
@@ -22,7 +23,7 @@ fn header_report(client: &mut Client) -> String {
 
 #[test]
 fn text_and_binary_echo() {
-    let server = PyServer::start();
+    let server = ws_server();
     let mut client = Client::connect(&server.url("/"), &config()).expect("connect");
     assert_eq!(
         client.send_receive_text("héllo").unwrap(),
@@ -39,7 +40,7 @@ fn text_and_binary_echo() {
 
 #[test]
 fn one_megabyte_in_fragments_of_1000_bytes() {
-    let server = PyServer::start();
+    let server = ws_server();
     let mut client = Client::connect(&server.url("/"), &config().with_fragment_size(1000)).unwrap();
     let big: String = (0..1_000_000)
         .map(|i| char::from(b'a' + (i % 26) as u8))
@@ -64,7 +65,7 @@ fn one_megabyte_in_fragments_of_1000_bytes() {
 
 #[test]
 fn unfragmented_by_default() {
-    let server = PyServer::start();
+    let server = ws_server();
     let mut client = Client::connect(&server.url("/"), &config()).unwrap();
     client.send_text("frames-next").unwrap();
     client.send_text(&"x".repeat(5000)).unwrap();
@@ -76,7 +77,7 @@ fn unfragmented_by_default() {
 
 #[test]
 fn custom_headers_url_credentials_and_query_reach_the_server() {
-    let server = PyServer::start();
+    let server = ws_server();
     let url = format!(
         "ws://alice:s%3Acret@127.0.0.1:{}/room/1?token=abc&x=y",
         server.port
@@ -105,7 +106,7 @@ fn custom_headers_url_credentials_and_query_reach_the_server() {
 
 #[test]
 fn subprotocol_is_negotiated() {
-    let server = PyServer::start();
+    let server = ws_server();
     let config = config()
         .with_subprotocol("nope")
         .with_subprotocol("superchat");
@@ -119,7 +120,7 @@ fn subprotocol_is_negotiated() {
 
 #[test]
 fn pings_from_the_server_are_answered_while_receiving() {
-    let server = PyServer::start();
+    let server = ws_server();
     let mut client = Client::connect(&server.url("/"), &config()).unwrap();
     // The server pings and only replies once our pong arrived.
     assert_eq!(
@@ -130,7 +131,7 @@ fn pings_from_the_server_are_answered_while_receiving() {
 
 #[test]
 fn ping_waits_for_the_pong_and_keeps_data_messages() {
-    let server = PyServer::start();
+    let server = ws_server();
     let mut client = Client::connect(&server.url("/"), &config()).unwrap();
     client.send_text("push:3").unwrap();
     client.ping(b"hi").expect("pong");
@@ -144,7 +145,7 @@ fn ping_waits_for_the_pong_and_keeps_data_messages() {
 
 #[test]
 fn client_close_gets_the_servers_close_code() {
-    let server = PyServer::start();
+    let server = ws_server();
     let mut client = Client::connect(&server.url("/"), &config()).unwrap();
     assert_eq!(client.close_code(), None);
     client.close(4000, "bye now").unwrap();
@@ -158,7 +159,7 @@ fn client_close_gets_the_servers_close_code() {
 
 #[test]
 fn server_close_code_and_reason_are_reported() {
-    let server = PyServer::start();
+    let server = ws_server();
     let mut client = Client::connect(&server.url("/"), &config()).unwrap();
     client.send_text("close:4001:going away now").unwrap();
     match client.receive() {
@@ -177,7 +178,7 @@ fn server_close_code_and_reason_are_reported() {
 
 #[test]
 fn invalid_close_code_is_refused() {
-    let server = PyServer::start();
+    let server = ws_server();
     let mut client = Client::connect(&server.url("/"), &config()).unwrap();
     assert!(matches!(
         client.close(1005, ""),
@@ -188,7 +189,7 @@ fn invalid_close_code_is_refused() {
 
 #[test]
 fn incoming_message_over_the_limit_is_an_error() {
-    let server = PyServer::start();
+    let server = ws_server();
     let config = ClientConfig {
         max_message_size: Some(1000),
         ..config()
@@ -205,7 +206,7 @@ fn incoming_message_over_the_limit_is_an_error() {
 
 #[test]
 fn handshake_refused_with_http_status() {
-    let server = PyServer::start();
+    let server = ws_server();
     match Client::connect(&server.url("/forbidden"), &config()) {
         Err(err @ ClientError::HandshakeStatus { status: 403, .. }) => {
             assert!(err.to_string().contains("HTTP 403"), "{err}")
@@ -216,7 +217,7 @@ fn handshake_refused_with_http_status() {
 
 #[test]
 fn connection_refused() {
-    let port = crate::support::closed_port();
+    let port = closed_port();
     match Client::connect(&format!("ws://127.0.0.1:{port}/"), &config()) {
         Err(err @ ClientError::ConnectionRefused { .. }) => {
             assert!(err.to_string().contains("connection refused"), "{err}")
@@ -249,12 +250,12 @@ fn silent_server_times_out_in_the_handshake() {
 
 #[test]
 fn receive_times_out_when_nothing_comes() {
-    let server = PyServer::start();
+    let server = ws_server();
     let mut client = Client::connect(&server.url("/"), &config()).unwrap();
     client.set_read_timeout(Some(Duration::from_millis(300)));
     assert!(matches!(client.receive(), Err(ClientError::Timeout { .. })));
     // The connection is still usable afterwards.
-    client.set_read_timeout(Some(Duration::from_secs(20)));
+    client.set_read_timeout(Some(DEADLINE));
     assert_eq!(
         client.send_receive_text("still here").unwrap(),
         Message::Text("still here".into())

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use crate::support::{Certs, PyServer, Tinyproxy};
+use crate::support::{closed_port, Certs, SilentServer, Tinyproxy, DEADLINE};
+use crate::{ws_server, ws_server_tls};
 use wssd::client::{Client, ClientConfig, ClientError, Message};
 
 fn base() -> ClientConfig {
-    ClientConfig::default().with_timeout(Duration::from_secs(20))
+    ClientConfig::default().with_timeout(DEADLINE)
 }
 
 fn assert_echo(client: &mut Client) {
@@ -22,7 +23,7 @@ fn assert_echo(client: &mut Client) {
 #[test]
 fn ws_and_wss_through_an_open_proxy() {
     let proxy = Tinyproxy::start(None, &[]);
-    let server = PyServer::start();
+    let server = ws_server();
     let config = base()
         .with_proxy(proxy.address())
         .with_header("X-Through", "proxy");
@@ -38,7 +39,7 @@ fn ws_and_wss_through_an_open_proxy() {
     client.close(1000, "").unwrap();
 
     let certs = Certs::generate();
-    let tls_server = PyServer::start_tls(&certs);
+    let tls_server = ws_server_tls(&certs);
     let config = base()
         .with_proxy(proxy.address())
         .with_ca_file(&certs.cert)
@@ -57,7 +58,7 @@ fn ws_and_wss_through_an_open_proxy() {
 #[test]
 fn ws_and_wss_through_a_proxy_with_basic_auth() {
     let proxy = Tinyproxy::start(Some(("wsuser", "s3cret")), &[]);
-    let server = PyServer::start();
+    let server = ws_server();
     let config = base()
         .with_proxy(proxy.address())
         .with_proxy_auth("wsuser", "s3cret");
@@ -66,7 +67,7 @@ fn ws_and_wss_through_a_proxy_with_basic_auth() {
     client.close(1000, "").unwrap();
 
     let certs = Certs::generate();
-    let tls_server = PyServer::start_tls(&certs);
+    let tls_server = ws_server_tls(&certs);
     let config = config.with_ca_file(&certs.cert);
     let mut client = Client::connect(&tls_server.url("/"), &config).expect("wss via auth proxy");
     assert_echo(&mut client);
@@ -76,7 +77,7 @@ fn ws_and_wss_through_a_proxy_with_basic_auth() {
 #[test]
 fn wrong_or_missing_proxy_credentials() {
     let proxy = Tinyproxy::start(Some(("wsuser", "s3cret")), &[]);
-    let server = PyServer::start();
+    let server = ws_server();
     // tinyproxy 1.11 answers wrong credentials with 401, missing ones with 407.
     let wrong = base()
         .with_proxy(proxy.address())
@@ -118,7 +119,7 @@ fn wrong_or_missing_proxy_credentials() {
 #[test]
 fn proxy_forbidding_the_target_port_is_a_403() {
     let proxy = Tinyproxy::start(None, &["ConnectPort 443"]);
-    let server = PyServer::start();
+    let server = ws_server();
     match Client::connect(&server.url("/"), &base().with_proxy(proxy.address())) {
         Err(err @ ClientError::ProxyStatus { status: 403, .. }) => {
             assert!(err.to_string().contains("403"), "{err}")
@@ -129,7 +130,7 @@ fn proxy_forbidding_the_target_port_is_a_403() {
 
 #[test]
 fn proxy_that_is_not_running() {
-    let port = crate::support::closed_port();
+    let port = closed_port();
     let config = base().with_proxy(format!("127.0.0.1:{port}"));
     match Client::connect("ws://127.0.0.1:1/", &config) {
         Err(err @ ClientError::ConnectionRefused { peer: "proxy", .. }) => {
@@ -142,7 +143,7 @@ fn proxy_that_is_not_running() {
 #[test]
 fn proxy_cannot_reach_the_target() {
     let proxy = Tinyproxy::start(None, &[]);
-    let port = crate::support::closed_port();
+    let port = closed_port();
     match Client::connect(
         &format!("ws://127.0.0.1:{port}/"),
         &base().with_proxy(proxy.address()),
@@ -163,7 +164,7 @@ fn proxy_address_without_port_is_a_config_error() {
 
 #[test]
 fn silent_proxy_times_out() {
-    let proxy = crate::support::SilentServer::start();
+    let proxy = SilentServer::start();
     let config = ClientConfig::default()
         .with_timeout(Duration::from_secs(1))
         .with_proxy(format!("127.0.0.1:{}", proxy.port));

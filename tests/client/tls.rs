@@ -4,17 +4,18 @@
 use std::fs;
 use std::time::Duration;
 
-use crate::support::{Certs, PyServer, TempDir};
+use crate::support::{Certs, SilentServer, TempDir, DEADLINE};
+use crate::ws_server_tls;
 use wssd::client::{Client, ClientConfig, ClientError, Message};
 
 fn config() -> ClientConfig {
-    ClientConfig::default().with_timeout(Duration::from_secs(20))
+    ClientConfig::default().with_timeout(DEADLINE)
 }
 
 #[test]
 fn wss_with_ca_file_text_binary_headers_and_fragments() {
     let certs = Certs::generate();
-    let server = PyServer::start_tls(&certs);
+    let server = ws_server_tls(&certs);
     let config = config()
         .with_ca_file(&certs.cert)
         .with_header("X-Over-Tls", "yes")
@@ -48,7 +49,7 @@ fn wss_with_ca_file_text_binary_headers_and_fragments() {
 #[test]
 fn wss_by_host_name_checks_the_name() {
     let certs = Certs::generate();
-    let server = PyServer::start_tls(&certs);
+    let server = ws_server_tls(&certs);
     let url = format!("wss://localhost:{}/", server.port);
     let mut client = Client::connect(&url, &config().with_ca_file(&certs.cert))
         .expect("localhost is in the SAN");
@@ -63,8 +64,8 @@ fn wss_by_host_name_checks_the_name() {
 fn ca_file_with_several_certificates() {
     let other = Certs::generate_for("DNS:other.example");
     let certs = Certs::generate();
-    let server = PyServer::start_tls(&certs);
-    let dir = TempDir::new("bundle");
+    let server = ws_server_tls(&certs);
+    let dir = TempDir::new();
     let bundle = dir.path().join("bundle.pem");
     let text = fs::read_to_string(&other.cert).unwrap() + &fs::read_to_string(&certs.cert).unwrap();
     fs::write(&bundle, text).unwrap();
@@ -79,7 +80,7 @@ fn ca_file_with_several_certificates() {
 #[test]
 fn untrusted_certificate_is_a_verification_error() {
     let certs = Certs::generate();
-    let server = PyServer::start_tls(&certs);
+    let server = ws_server_tls(&certs);
     match Client::connect(&server.url("/"), &config()) {
         Err(
             err @ ClientError::Tls {
@@ -97,7 +98,7 @@ fn untrusted_certificate_is_a_verification_error() {
 #[test]
 fn wrong_host_name_is_a_verification_error() {
     let certs = Certs::generate_for("DNS:other.example");
-    let server = PyServer::start_tls(&certs);
+    let server = ws_server_tls(&certs);
     match Client::connect(&server.url("/"), &config().with_ca_file(&certs.cert)) {
         Err(ClientError::Tls {
             verification: true, ..
@@ -109,7 +110,7 @@ fn wrong_host_name_is_a_verification_error() {
 #[test]
 fn insecure_accepts_any_certificate() {
     let certs = Certs::generate_for("DNS:other.example");
-    let server = PyServer::start_tls(&certs);
+    let server = ws_server_tls(&certs);
     let mut client = Client::connect(&server.url("/"), &config().with_accept_invalid_certs(true))
         .expect("insecure connect");
     assert_eq!(
@@ -120,11 +121,11 @@ fn insecure_accepts_any_certificate() {
 
 #[test]
 fn missing_or_empty_ca_file() {
-    let dir = TempDir::new("ca");
+    let dir = TempDir::new();
     let empty = dir.path().join("empty.pem");
     fs::write(&empty, "not a certificate\n").unwrap();
     let certs = Certs::generate();
-    let server = PyServer::start_tls(&certs);
+    let server = ws_server_tls(&certs);
     for path in [empty, dir.path().join("missing.pem")] {
         match Client::connect(&server.url("/"), &config().with_ca_file(&path)) {
             Err(ClientError::CaFile { .. }) => {}
@@ -139,7 +140,7 @@ fn missing_or_empty_ca_file() {
 #[test]
 fn plain_ws_to_a_tls_server_fails_clearly() {
     let certs = Certs::generate();
-    let server = PyServer::start_tls(&certs);
+    let server = ws_server_tls(&certs);
     let url = format!("ws://127.0.0.1:{}/", server.port);
     match Client::connect(&url, &config()) {
         Err(ClientError::Handshake(_)) | Err(ClientError::HandshakeStatus { .. }) => {}
@@ -149,7 +150,7 @@ fn plain_ws_to_a_tls_server_fails_clearly() {
 
 #[test]
 fn silent_server_times_out_in_the_tls_handshake() {
-    let server = crate::support::SilentServer::start();
+    let server = SilentServer::start();
     let config = ClientConfig::default().with_timeout(Duration::from_secs(1));
     match Client::connect(&format!("wss://127.0.0.1:{}/", server.port), &config) {
         Err(err @ ClientError::Timeout { .. }) => {

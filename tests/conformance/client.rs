@@ -3,42 +3,25 @@
 //! fail-fast UTF-8, close codes when the server breaks the protocol,
 //! control frames between fragments, frames split byte by byte.
 
-use crate::common::frames::{server_frame as frame, CLOSE, CONT, PING, PONG, TEXT};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use crate::support::frames::{server_frame as frame, FrameStream, CLOSE, CONT, PING, PONG, TEXT};
+use crate::support::DEADLINE;
+use std::io::Write;
+use std::net::TcpListener;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use wssd::client::{Client, ClientConfig, ClientError, Message};
 
-/// How long anything may take on a slow, loaded machine.
-const DEADLINE: Duration = Duration::from_secs(60);
-
 /// The server side of one connection.
-struct Peer {
-    tcp: TcpStream,
-    buf: Vec<u8>,
-}
+struct Peer(FrameStream);
 
 impl Peer {
     /// Accepts one connection and answers its upgrade request with a 101;
     /// `after_head` goes in the same write as the 101.
     fn accept(listener: &TcpListener, after_head: &[u8]) -> Peer {
         let (tcp, _) = listener.accept().expect("accept");
-        tcp.set_nodelay(true).unwrap();
-        tcp.set_read_timeout(Some(DEADLINE)).unwrap();
-        let mut peer = Peer {
-            tcp,
-            buf: Vec::new(),
-        };
-        let end = loop {
-            if let Some(i) = peer.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            assert!(peer.fill(), "the client closed during the handshake");
-        };
-        let head = String::from_utf8_lossy(&peer.buf[..end]).into_owned();
-        peer.buf.drain(..end);
+        let mut s = FrameStream::new(tcp);
+        let head = s.read_head();
         let key = head
             .lines()
             .find_map(|l| {
@@ -53,34 +36,15 @@ impl Peer {
         )
         .into_bytes();
         out.extend_from_slice(after_head);
-        peer.tcp.write_all(&out).unwrap();
-        peer
-    }
-
-    fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 4096];
-        match self.tcp.read(&mut chunk) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
-            Err(e) => panic!("read from the client: {e}"),
-        }
+        s.send(&out);
+        Peer(s)
     }
 
     /// The next (masked) client frame as `(opcode, payload)`, `None` at EOF.
     fn next(&mut self) -> Option<(u8, Vec<u8>)> {
-        loop {
-            if let Some((got, used)) = parse_masked(&self.buf) {
-                self.buf.drain(..used);
-                return Some(got);
-            }
-            if !self.fill() {
-                return None;
-            }
-        }
+        let frame = self.0.next()?;
+        assert!(frame.masked, "client frames must be masked: {frame:?}");
+        Some((frame.opcode, frame.payload))
     }
 
     /// Expects a close frame; returns its code, then expects the TCP end.
@@ -88,40 +52,14 @@ impl Peer {
         let (opcode, payload) = self.next().expect("a close frame, not EOF");
         assert_eq!(opcode, CLOSE, "expected a close frame: {payload:?}");
         let _ = self
+            .0
             .tcp
             .write_all(&frame(true, CLOSE, &payload[..payload.len().min(2)]));
         // As a server should, end the TCP connection first.
-        let _ = self.tcp.shutdown(std::net::Shutdown::Write);
+        let _ = self.0.tcp.shutdown(std::net::Shutdown::Write);
         assert_eq!(self.next(), None, "the client must end the connection");
         (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]))
     }
-}
-
-/// Parses one masked client frame at the start of `buf`.
-fn parse_masked(buf: &[u8]) -> Option<((u8, Vec<u8>), usize)> {
-    if buf.len() < 2 {
-        return None;
-    }
-    assert_ne!(buf[1] & 0x80, 0, "client frames must be masked");
-    let (len, at) = match buf[1] & 0x7f {
-        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
-        127 if buf.len() >= 10 => (
-            u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
-            10,
-        ),
-        126 | 127 => return None,
-        n => (n as usize, 2),
-    };
-    if buf.len() < at + 4 + len {
-        return None;
-    }
-    let key = &buf[at..at + 4];
-    let payload = buf[at + 4..at + 4 + len]
-        .iter()
-        .enumerate()
-        .map(|(i, b)| b ^ key[i % 4])
-        .collect();
-    Some(((buf[0] & 0x0f, payload), at + 4 + len))
 }
 
 /// A listener on a free port and the server thread running `serve` on its
@@ -217,7 +155,7 @@ fn pings_between_fragments_written_byte_by_byte() {
         wire.extend(frame(true, CONT, &bytes[1..]));
         let mut peer = Peer::accept(l, &[]);
         for b in &wire {
-            peer.tcp.write_all(std::slice::from_ref(b)).unwrap();
+            peer.0.tcp.write_all(std::slice::from_ref(b)).unwrap();
         }
         let pong = peer.next();
         let echo = peer.next();

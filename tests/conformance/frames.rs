@@ -3,10 +3,12 @@
 //! the behaviours of the Autobahn|Testsuite most likely to regress
 //! (tests/autobahn/run.sh runs the whole suite).
 
-use crate::common::frames::{client_frame as frame, BINARY, CLOSE, CONT, PING, PONG, TEXT};
-use crate::common::*;
+use crate::support::frames::{
+    client_frame as frame, Frame, FrameStream, BINARY, CLOSE, CONT, PING, PONG, TEXT,
+};
+use crate::support::*;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
@@ -17,140 +19,48 @@ fn close_frame(code: u16, reason: &[u8]) -> Vec<u8> {
     frame(true, CLOSE, &payload)
 }
 
-/// What the server sent: one unmasked frame.
-#[derive(Debug, PartialEq, Eq)]
-enum Got {
-    Frame {
-        fin: bool,
-        opcode: u8,
-        payload: Vec<u8>,
-    },
-    /// The server closed the TCP connection.
-    Eof,
-}
-
 /// A raw WebSocket connection to the daemon's `/echo`.
-struct Raw {
-    tcp: TcpStream,
-    buf: Vec<u8>,
-}
+struct Raw(FrameStream);
 
 impl Raw {
     fn open(addr: SocketAddr) -> Raw {
-        let mut tcp = TcpStream::connect(addr).expect("connect");
-        tcp.set_nodelay(true).unwrap();
-        tcp.set_read_timeout(Some(DEADLINE)).unwrap();
-        tcp.write_all(upgrade_request("/echo", "").as_bytes())
-            .unwrap();
-        let mut raw = Raw {
-            tcp,
-            buf: Vec::new(),
-        };
-        let end = loop {
-            if let Some(i) = raw.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            assert!(raw.fill(), "the server closed during the handshake");
-        };
-        let head = String::from_utf8_lossy(&raw.buf[..end]).into_owned();
+        let mut s = FrameStream::new(TcpStream::connect(addr).expect("connect"));
+        s.send(upgrade_request("/echo", "").as_bytes());
+        let head = s.read_head();
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        raw.buf.drain(..end);
-        raw
-    }
-
-    /// Reads more bytes; false at EOF (or a reset).
-    fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 65536];
-        match self.tcp.read(&mut chunk) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
-            Err(e) => panic!("read from the server: {e} (nothing within {DEADLINE:?}?)"),
-        }
+        Raw(s)
     }
 
     fn send(&mut self, bytes: &[u8]) {
-        self.tcp.write_all(bytes).expect("write");
+        self.0.send(bytes);
     }
 
-    /// The next frame from the server, or EOF.
-    fn next(&mut self) -> Got {
-        loop {
-            if let Some((got, used)) = parse(&self.buf) {
-                self.buf.drain(..used);
-                return got;
-            }
-            if !self.fill() {
-                assert!(self.buf.is_empty(), "EOF inside a frame: {:?}", self.buf);
-                return Got::Eof;
-            }
-        }
+    /// The next frame from the server (never masked), `None` at EOF.
+    fn next(&mut self) -> Option<Frame> {
+        let frame = self.0.next()?;
+        assert!(!frame.masked, "server frames must not be masked: {frame:?}");
+        Some(frame)
     }
 
-    /// Expects a data or control frame with `opcode` and `payload`.
+    /// Expects a whole data or control frame with `opcode` and `payload`.
     fn expect(&mut self, opcode: u8, payload: &[u8]) {
-        let got = self.next();
+        let got = self.next().expect("a frame, not EOF");
         assert_eq!(
-            got,
-            Got::Frame {
-                fin: true,
-                opcode,
-                payload: payload.to_vec()
-            }
+            (got.fin, got.opcode, &got.payload[..]),
+            (true, opcode, payload),
+            "{got:?}"
         );
     }
 
     /// Expects a close frame and returns its code; then the server must end
     /// the TCP connection (it may wait for our close reply first).
     fn expect_close(&mut self) -> Option<u16> {
-        let code = match self.next() {
-            Got::Frame {
-                opcode: CLOSE,
-                payload,
-                ..
-            } => (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])),
-            other => panic!("expected a close frame, got {other:?}"),
-        };
+        let code = self.next().expect("a close frame, not EOF").close_code();
         // Answer the close (ignored if the server already hung up).
-        let _ = self.tcp.write_all(&frame(true, CLOSE, &[]));
-        assert_eq!(
-            self.next(),
-            Got::Eof,
-            "the server must close the connection"
-        );
+        let _ = self.0.tcp.write_all(&frame(true, CLOSE, &[]));
+        assert_eq!(self.next(), None, "the server must close the connection");
         code
     }
-}
-
-/// Parses one unmasked server frame at the start of `buf`.
-fn parse(buf: &[u8]) -> Option<(Got, usize)> {
-    if buf.len() < 2 {
-        return None;
-    }
-    assert_eq!(buf[1] & 0x80, 0, "server frames must not be masked");
-    let (len, at) = match buf[1] & 0x7f {
-        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
-        127 if buf.len() >= 10 => (
-            u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
-            10,
-        ),
-        126 | 127 => return None,
-        n => (n as usize, 2),
-    };
-    if buf.len() < at + len {
-        return None;
-    }
-    Some((
-        Got::Frame {
-            fin: buf[0] & 0x80 != 0,
-            opcode: buf[0] & 0x0f,
-            payload: buf[at..at + len].to_vec(),
-        },
-        at + len,
-    ))
 }
 
 fn daemon() -> Daemon {

@@ -1,8 +1,8 @@
 //! Integration tests, one binary for the area: RFC 6455 behaviour over raw frames, of the daemon and of the client library.
 //! How to add a test: see tests/README.md.
 
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod client;
 mod frames;

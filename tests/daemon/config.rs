@@ -1,25 +1,21 @@
 //! Configuration errors: exit status 2 and a message naming the key,
 //! before anything binds; `--check`, `--help`, `--version`.
 
-use crate::common::*;
+use crate::support::*;
 use std::process::Command;
 
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(wssd_bin())
-        .args(args)
-        .output()
-        .expect("run wssd");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// Runs `wssd ARGS`: exit code, stdout, stderr.
+fn wssd(args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(wssd_bin());
+    cmd.args(args);
+    let out = run(cmd, b"");
+    (out.code().unwrap_or(-1), out.stdout, out.stderr)
 }
 
 fn check(text: &str) -> (i32, String) {
     let dir = TempDir::new();
     let path = dir.write("bad.toml", text);
-    let (code, _, err) = run(&["--config", path.to_str().unwrap()]);
+    let (code, _, err) = wssd(&["--config", path.to_str().unwrap()]);
     (code, err)
 }
 
@@ -56,7 +52,7 @@ fn each_kind_of_bad_config_exits_2_naming_the_key() {
 
 #[test]
 fn missing_file_exits_2() {
-    let (code, _, err) = run(&["--config", "/nonexistent/wssd.toml"]);
+    let (code, _, err) = wssd(&["--config", "/nonexistent/wssd.toml"]);
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/wssd.toml"), "{err}");
 }
@@ -68,11 +64,11 @@ fn check_validates_without_serving() {
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = held.local_addr().unwrap().to_string();
     let good = dir.write("good.toml", &config("", ECHO).replace("127.0.0.1:0", &addr));
-    let (code, out, _) = run(&["--check", "--config", good.to_str().unwrap()]);
+    let (code, out, _) = wssd(&["--check", "--config", good.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert!(out.contains("valid"), "{out}");
     let bad = dir.write("bad.toml", "[server]\nworkers = -1\n");
-    let (code, _, err) = run(&["--check", "--config", bad.to_str().unwrap()]);
+    let (code, _, err) = wssd(&["--check", "--config", bad.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(err.contains("server.workers"), "{err}");
 }
@@ -80,16 +76,16 @@ fn check_validates_without_serving() {
 #[test]
 fn shipped_example_config_is_valid() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/wssd.toml");
-    let (code, out, err) = run(&["--check", "--config", path]);
+    let (code, out, err) = wssd(&["--check", "--config", path]);
     assert_eq!(code, 0, "{out}{err}");
 }
 
 #[test]
 fn help_and_version() {
-    let (code, out, _) = run(&["--help"]);
+    let (code, out, _) = wssd(&["--help"]);
     assert_eq!(code, 0);
     assert!(out.contains("--config") && out.contains("--check"), "{out}");
-    let (code, out, _) = run(&["--version"]);
+    let (code, out, _) = wssd(&["--version"]);
     assert_eq!(code, 0);
     assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
 }

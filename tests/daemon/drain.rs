@@ -1,7 +1,7 @@
 //! SIGTERM: every client gets close code 1001, the master exits 0, no
 //! worker is left and the pid file is gone.
 
-use crate::common::*;
+use crate::support::*;
 use nix::sys::signal::Signal;
 use tungstenite::Message;
 
@@ -20,7 +20,7 @@ fn sigterm_closes_clients_with_1001_and_exits_0() {
     for c in &mut ours {
         echo(c, Message::text("hi"));
     }
-    let py = PyProc::spawn("wsprobe.py", &["hold", &d.url("/echo")]);
+    let py = PyProc::wsprobe(&["hold", &d.url("/echo")]);
     assert_eq!(py.line(), "open");
 
     d.signal(Signal::SIGTERM);

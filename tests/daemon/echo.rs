@@ -1,7 +1,7 @@
 //! Echo over the real daemon: our client and Python `websockets`, text,
 //! binary and a 1 MB message; HTTP refusals before the upgrade.
 
-use crate::common::*;
+use crate::support::*;
 use tungstenite::Message;
 
 #[test]
@@ -20,10 +20,7 @@ fn echoes_text_binary_and_large_messages() {
 #[test]
 fn python_websockets_client_echoes() {
     let d = Daemon::start(&config("", ECHO));
-    assert_eq!(
-        python("wsprobe.py", &["echo", &d.url("/echo")]).trim(),
-        "ok"
-    );
+    assert_eq!(wsprobe(&["echo", &d.url("/echo")]).trim(), "ok");
 }
 
 #[test]
@@ -43,10 +40,7 @@ fn unknown_path_is_404_and_daemon_keeps_serving() {
     let d = Daemon::start(&config("", ECHO));
     let reply = raw_exchange(d.addr, upgrade_request("/nope", "").as_bytes());
     assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
-    assert_eq!(
-        python("wsprobe.py", &["status", &d.url("/nope")]).trim(),
-        "status 404"
-    );
+    assert_eq!(wsprobe(&["status", &d.url("/nope")]).trim(), "status 404");
     echo(&mut connect(&d.url("/echo")), Message::text("still here"));
 }
 

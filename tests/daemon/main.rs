@@ -1,8 +1,8 @@
 //! Integration tests, one binary for the area: the daemon as a process: config errors, echo, reload, drain, timeouts, workers.
 //! How to add a test: see tests/README.md.
 
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod config;
 mod drain;

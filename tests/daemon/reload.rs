@@ -1,7 +1,7 @@
 //! SIGHUP: a valid new config adds routes without dropping live clients;
 //! a broken one is reported and the old config keeps serving.
 
-use crate::common::*;
+use crate::support::*;
 use nix::sys::signal::Signal;
 use tungstenite::Message;
 

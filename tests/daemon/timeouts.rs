@@ -1,7 +1,7 @@
 //! Deadlines: a silent TCP connection is dropped after handshake_timeout,
 //! an idle WebSocket after idle_timeout; others are unaffected.
 
-use crate::common::*;
+use crate::support::*;
 use std::io::Read;
 use tungstenite::Message;
 

@@ -1,7 +1,7 @@
 //! The process model: N workers as children of the master, and a worker
 //! killed with SIGKILL is replaced while the others' clients carry on.
 
-use crate::common::*;
+use crate::support::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tungstenite::Message;

@@ -2,17 +2,10 @@
 //! path parameters and query, failure isolation, broadcast scopes across
 //! workers, and broadcast_many without blocking the worker.
 
-use crate::common::*;
+use crate::support::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tungstenite::Message;
-
-fn text(m: Message) -> String {
-    match m {
-        Message::Text(t) => t.to_string(),
-        other => panic!("expected text, got {other:?}"),
-    }
-}
 
 /// Sends `info` and parses the `key=value` reply.
 fn info(ws: &mut Ws) -> std::collections::HashMap<String, String> {

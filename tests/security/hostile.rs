@@ -2,8 +2,8 @@
 //! frame writer (not tungstenite): each gets the RFC's answer, and the
 //! daemon keeps serving everyone else.
 
-use crate::common::frames::raw_frame as frame;
-use crate::common::*;
+use crate::support::frames::{head_end, parse_all, raw_frame as frame, Frame, TEXT};
+use crate::support::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use tungstenite::Message;
@@ -12,51 +12,21 @@ fn text(fin: bool, payload: &[u8]) -> Vec<u8> {
     frame(fin, 0, 0x1, true, payload)
 }
 
-/// Opens a raw WebSocket, sends `bytes`, returns the server's frames as
-/// (opcode, payload) until it closes the connection.
-fn exchange(d: &Daemon, bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    let mut s = TcpStream::connect(d.addr).unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s.write_all(upgrade_request("/echo", "").as_bytes())
-        .unwrap();
-    s.write_all(bytes).unwrap();
-    let mut all = Vec::new();
-    let _ = s.read_to_end(&mut all);
-    let start = all
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head")
-        + 4;
-    assert!(all.starts_with(b"HTTP/1.1 101"));
-    parse_frames(&all[start..])
+/// Opens a raw WebSocket, sends `bytes`, returns the server's frames
+/// until it closes the connection.
+fn exchange(d: &Daemon, bytes: &[u8]) -> Vec<Frame> {
+    let mut request = upgrade_request("/echo", "").into_bytes();
+    request.extend_from_slice(bytes);
+    let all = raw_exchange_bytes(d.addr, &request);
+    assert!(all.starts_with(b"HTTP/1.1 101"), "{all:?}");
+    parse_all(&all[head_end(&all).expect("a response head")..])
 }
 
-fn parse_frames(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    let mut out = Vec::new();
-    while b.len() >= 2 {
-        let (op, len7) = (b[0] & 0x0f, (b[1] & 0x7f) as usize);
-        let (len, hdr) = match len7 {
-            126 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
-            127 => (
-                u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
-                10,
-            ),
-            n => (n, 2),
-        };
-        if b.len() < hdr + len {
-            break;
-        }
-        out.push((op, b[hdr..hdr + len].to_vec()));
-        b = &b[hdr + len..];
-    }
-    out
-}
-
-/// The close code in the last frame, which must be a close frame.
-fn close_code(frames: &[(u8, Vec<u8>)]) -> u16 {
-    let (op, payload) = frames.last().expect("at least a close frame");
-    assert_eq!(*op, 0x8, "last frame must be a close: {frames:?}");
-    u16::from_be_bytes([payload[0], payload[1]])
+/// The close code in the last frame, which must be a close frame with one.
+fn close_code(frames: &[Frame]) -> u16 {
+    let last = frames.last().expect("at least a close frame");
+    last.close_code()
+        .unwrap_or_else(|| panic!("no code: {frames:?}"))
 }
 
 #[test]
@@ -154,7 +124,10 @@ fn valid_frames_before_an_error_are_echoed_first() {
     let d = Daemon::start(&config("", ECHO));
     let bytes = [text(true, b"first"), text(true, b"\xff")].concat();
     let frames = exchange(&d, &bytes);
-    assert_eq!(frames[0], (0x1, b"first".to_vec()));
+    assert_eq!(
+        (frames[0].opcode, &frames[0].payload[..]),
+        (TEXT, &b"first"[..])
+    );
     assert_eq!(close_code(&frames), 1007);
 }
 
@@ -178,9 +151,11 @@ fn a_message_split_byte_by_byte_is_reassembled() {
         .unwrap();
     let mut all = Vec::new();
     let _ = s.read_to_end(&mut all);
-    let start = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let frames = parse_frames(&all[start..]);
-    assert_eq!(frames[0], (0x1, "héllo wörld".as_bytes().to_vec()));
+    let frames = parse_all(&all[head_end(&all).expect("a response head")..]);
+    assert_eq!(
+        (frames[0].opcode, &frames[0].payload[..]),
+        (TEXT, "héllo wörld".as_bytes())
+    );
     assert_eq!(close_code(&frames), 1000);
 }
 

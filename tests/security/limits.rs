@@ -1,7 +1,8 @@
 //! Limits: origin allow-list, message size, idle pings, slow readers,
 //! many clients, privilege drop.
 
-use crate::common::*;
+use crate::support::frames::{head_end, parse_all, PING};
+use crate::support::*;
 use std::io::{Read, Write};
 use std::time::Duration;
 use tungstenite::Message;
@@ -60,14 +61,10 @@ fn idle_peer_that_ignores_pings_is_closed_but_one_that_answers_is_not() {
         .unwrap();
     let mut all = Vec::new();
     let _ = dead.read_to_end(&mut all);
-    let after_head = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let frames = &all[after_head..];
-    assert_eq!(frames[0], 0x89, "first a ping: {frames:?}");
-    let close = frames
-        .windows(2)
-        .position(|w| w[0] == 0x88)
-        .expect("then a close frame");
-    assert_eq!(&frames[close + 2..close + 4], &1001u16.to_be_bytes());
+    let frames = parse_all(&all[head_end(&all).expect("a response head")..]);
+    assert_eq!(frames[0].opcode, PING, "first a ping: {frames:?}");
+    let close = frames.last().expect("then a close frame");
+    assert_eq!(close.close_code(), Some(1001), "{frames:?}");
 }
 
 /// Resident memory (KiB) of the master's workers.
@@ -166,7 +163,7 @@ fn broadcast_to_a_stalled_reader_disconnects_it_and_not_the_others() {
 fn a_thousand_concurrent_clients_on_two_workers_echo() {
     let d = Daemon::start(&config("workers = 2", ECHO));
     assert_eq!(
-        python("wsprobe.py", &["many", &d.url("/echo"), "1000"]).trim(),
+        wsprobe(&["many", &d.url("/echo"), "1000"]).trim(),
         "ok 1000"
     );
 }
@@ -193,11 +190,9 @@ fn workers_run_as_the_configured_user() {
     }
     let dir = TempDir::new();
     let path = dir.write("w.toml", &config("user = \"no-such-user-here\"", ECHO));
-    let out = std::process::Command::new(wssd_bin())
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("server.user"));
+    let mut cmd = std::process::Command::new(wssd_bin());
+    cmd.arg("--config").arg(&path);
+    let out = run(cmd, b"");
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("server.user"), "{}", out.stderr);
 }

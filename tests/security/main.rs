@@ -1,8 +1,8 @@
 //! Integration tests, one binary for the area: hostile input, limits, TLS and privilege drop.
 //! How to add a test: see tests/README.md.
 
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod hostile;
 mod limits;

@@ -2,39 +2,19 @@
 //! Python websockets; plain text to the TLS port fails alone; bad files
 //! are config errors naming the file; SIGHUP picks up a renewed cert.
 
-use crate::common::*;
+use crate::support::*;
 use std::path::Path;
 use std::process::Command;
 
-/// A self-signed certificate for 127.0.0.1 with `serial` (hex).
-fn make_cert(dir: &Path, name: &str, serial: &str) {
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .args(["-set_serial", &format!("0x{serial}")])
-        .arg("-keyout")
-        .arg(dir.join(format!("{name}.key")))
-        .arg("-out")
-        .arg(dir.join(format!("{name}.pem")))
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl must be installed (see .ci/run)");
-    assert!(status.success(), "openssl failed");
+/// A self-signed certificate for 127.0.0.1 with `serial` (hex) as
+/// `dir/NAME.pem` and `dir/NAME.key`.
+fn cert_with_serial(dir: &Path, name: &str, serial: &str) {
+    make_cert(dir, name, LOCAL_SAN, Some(serial));
 }
 
 fn tls_daemon() -> Daemon {
     let dir = TempDir::new();
-    make_cert(dir.path(), "a", "A1A1");
+    cert_with_serial(dir.path(), "a", "A1A1");
     let text = config("", ECHO) + "\n[tls]\ncert = \"cert.pem\"\nkey = \"cert.key\"\n";
     std::fs::copy(dir.path().join("a.pem"), dir.path().join("cert.pem")).unwrap();
     std::fs::copy(dir.path().join("a.key"), dir.path().join("cert.key")).unwrap();
@@ -50,7 +30,7 @@ fn wss(d: &Daemon) -> String {
 fn python_verifies_the_certificate_and_echoes() {
     let d = tls_daemon();
     let ca = d.dir.path().join("a.pem");
-    let out = python("wsprobe.py", &["echo-tls", &wss(&d), ca.to_str().unwrap()]);
+    let out = wsprobe(&["echo-tls", &wss(&d), ca.to_str().unwrap()]);
     assert_eq!(out.trim(), "ok A1A1");
 }
 
@@ -65,21 +45,21 @@ fn plain_text_to_the_tls_port_fails_cleanly_and_others_are_served() {
     // A TLS handshake that never completes only costs its own connection.
     let _stalled = std::net::TcpStream::connect(d.addr).unwrap();
     let ca = d.dir.path().join("a.pem");
-    let out = python("wsprobe.py", &["echo-tls", &wss(&d), ca.to_str().unwrap()]);
+    let out = wsprobe(&["echo-tls", &wss(&d), ca.to_str().unwrap()]);
     assert!(out.starts_with("ok"), "{out}");
 }
 
 #[test]
 fn sighup_picks_up_a_renewed_certificate() {
     let d = tls_daemon();
-    make_cert(d.dir.path(), "b", "B2B2");
+    cert_with_serial(d.dir.path(), "b", "B2B2");
     std::fs::copy(d.dir.path().join("b.pem"), d.dir.path().join("cert.pem")).unwrap();
     std::fs::copy(d.dir.path().join("b.key"), d.dir.path().join("cert.key")).unwrap();
     d.signal(nix::sys::signal::Signal::SIGHUP);
     d.wait_log_contains("reloaded");
     let ca = d.dir.path().join("b.pem");
     let out = wait_for("the renewed certificate", || {
-        let out = python("wsprobe.py", &["echo-tls", &wss(&d), ca.to_str().unwrap()]);
+        let out = wsprobe(&["echo-tls", &wss(&d), ca.to_str().unwrap()]);
         out.contains("B2B2").then_some(out)
     });
     assert_eq!(out.trim(), "ok B2B2");
@@ -88,8 +68,8 @@ fn sighup_picks_up_a_renewed_certificate() {
 #[test]
 fn missing_or_mismatched_files_are_config_errors_naming_the_file() {
     let dir = TempDir::new();
-    make_cert(dir.path(), "a", "01");
-    make_cert(dir.path(), "b", "02");
+    cert_with_serial(dir.path(), "a", "01");
+    cert_with_serial(dir.path(), "b", "02");
     let cases = [
         (
             "cert = \"nope.pem\"\nkey = \"a.key\"",
@@ -106,14 +86,11 @@ fn missing_or_mismatched_files_are_config_errors_naming_the_file() {
     ];
     for (tls, key, file) in cases {
         let path = dir.write("w.toml", &(config("", ECHO) + "\n[tls]\n" + tls + "\n"));
-        let out = Command::new(wssd_bin())
-            .arg("--check")
-            .arg("--config")
-            .arg(&path)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{tls}: {err}");
+        let mut cmd = Command::new(wssd_bin());
+        cmd.arg("--check").arg("--config").arg(&path);
+        let out = run(cmd, b"");
+        let err = &out.stderr;
+        assert_eq!(out.code(), Some(2), "{tls}: {err}");
         assert!(err.contains(key) && err.contains(file), "{tls}: {err}");
     }
 }
