@@ -168,23 +168,36 @@ fn a_thousand_concurrent_clients_on_two_workers_echo() {
     );
 }
 
+/// The `Uid:` line (real, effective, saved, filesystem) of a process.
+fn uid_line(pid: i32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .map(str::to_string)
+}
+
 #[test]
 fn workers_run_as_the_configured_user() {
     if !nix::unistd::Uid::effective().is_root() {
         eprintln!("not root: checking only that an unknown user is refused");
     } else {
         let d = Daemon::start(&config("user = \"nobody\"", ECHO));
+        let nobody = nix::unistd::User::from_name("nobody")
+            .unwrap()
+            .expect("a user nobody")
+            .uid
+            .to_string();
+        // A worker shows up as the master's child right after fork, before
+        // it drops privileges: wait for the switch, which must come.
         for w in d.wait_workers(2) {
-            let status = std::fs::read_to_string(format!("/proc/{w}/status")).unwrap();
-            let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-            let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
-            assert!(
-                uid_line
-                    .split_whitespace()
+            wait_for(&format!("worker {w} to run as nobody ({nobody})"), || {
+                let uids = uid_line(w)?;
+                uids.split_whitespace()
                     .skip(1)
-                    .all(|u| u == nobody.to_string()),
-                "worker {w}: {uid_line}"
-            );
+                    .all(|u| u == nobody)
+                    .then_some(())
+            });
         }
         echo(&mut connect(&d.url("/echo")), Message::text("unprivileged"));
     }
