@@ -2,7 +2,8 @@
 //! worker is left and the pid file is gone.
 
 use crate::support::*;
-use nix::sys::signal::Signal;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use tungstenite::Message;
 
 #[test]
@@ -40,17 +41,30 @@ fn second_sigterm_stops_at_once() {
     let mut d =
         Daemon::start(&config("", ECHO).replace("drain_timeout = 10", "drain_timeout = 600"));
     let workers = d.wait_workers(2);
-    // A client that never answers the close keeps the drain waiting.
-    let stalled = std::net::TcpStream::connect(d.addr).unwrap();
-    use std::io::Write;
-    (&stalled)
-        .write_all(upgrade_request("/echo", "").as_bytes())
-        .unwrap();
+    // A wedged worker (stopped, so it cannot drain or exit) keeps the
+    // drain waiting until drain_timeout (600 s) plus the master's slack:
+    // only the second SIGTERM can end it within the test's deadline. (A
+    // client that does not answer the close would not do: the worker drops
+    // it after its 5 s close grace and exits by itself.)
+    let wedged = workers[0];
+    kill(Pid::from_raw(wedged), Signal::SIGSTOP).unwrap();
+    wait_for("the worker to stop", || stopped(wedged).then_some(()));
     d.signal(Signal::SIGTERM);
-    d.wait_log_contains("draining");
+    d.wait_log_contains("send it again to stop at once");
     d.signal(Signal::SIGTERM);
+    d.wait_log_contains("again: stopping at once");
     d.wait_exit();
+    d.wait_log_contains(&format!("pid {wedged} exited: killed by SIGKILL"));
     for w in workers {
-        assert!(!alive(w));
+        assert!(!alive(w), "worker {w} outlived the master");
     }
+}
+
+/// Whether the process is stopped (state T in /proc/PID/stat).
+fn stopped(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('T'))
+    })
 }
