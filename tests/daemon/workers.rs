@@ -57,19 +57,55 @@ fn killed_worker_is_replaced_and_others_keep_serving() {
     }
 }
 
+/// The pid of the worker serving `ws` (examples/inspect answers `info`
+/// with `id=PID-SEQ pid=PID ...`).
+fn served_by(ws: &mut Ws) -> i32 {
+    ws.send(Message::text("info")).unwrap();
+    let info = text(ws.read().unwrap());
+    info.split(' ')
+        .find_map(|kv| kv.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {info:?}"))
+}
+
 #[test]
 fn full_worker_lets_siblings_take_connections() {
-    let d = Daemon::start(&config("max_connections_per_worker = 1", ECHO));
-    d.wait_workers(2);
-    let mut a = connect(&d.url("/echo"));
-    let mut b = connect(&d.url("/echo"));
-    echo(&mut a, Message::text("a"));
-    echo(&mut b, Message::text("b"));
+    // 3 workers × 2 slots: six clients must land two on each worker. They
+    // connect in a burst, all queued before the handshakes, so that a
+    // worker without the limit would accept several of them at once.
+    let d = Daemon::start_example(
+        "inspect",
+        &config("workers = 3\nmax_connections_per_worker = 2", ""),
+    );
+    let workers = d.wait_workers(3);
+    let url = d.url("/inspect/cap");
+    let tcp: Vec<_> = (0..6)
+        .map(|_| std::net::TcpStream::connect(d.addr).expect("connect"))
+        .collect();
+    let mut clients: Vec<Ws> = tcp
+        .into_iter()
+        .map(|t| {
+            t.set_read_timeout(Some(DEADLINE)).unwrap();
+            tungstenite::client(url.as_str(), t).expect("handshake").0
+        })
+        .collect();
+    let pids: Vec<i32> = clients.iter_mut().map(served_by).collect();
+    for w in &workers {
+        let n = pids.iter().filter(|p| *p == w).count();
+        assert_eq!(n, 2, "worker {w} serves {n} clients: {pids:?}");
+    }
+    // A seventh waits (in the listen backlog) until a slot frees, and the
+    // only free slot is then on the worker of the client that left.
+    let seventh = std::thread::spawn(move || {
+        let mut ws = connect(&url);
+        let pid = served_by(&mut ws);
+        (ws, pid)
+    });
+    drop(clients.remove(0));
+    let (mut ws, pid) = seventh.join().expect("the seventh client");
+    assert_eq!(pid, pids[0], "the freed slot is the only one: {pids:?}");
+    echo(&mut ws, Message::text("served"));
     d.wait_log_contains("at max_connections_per_worker");
-    drop(a);
-    // A freed slot is taken again.
-    let mut c = connect(&d.url("/echo"));
-    echo(&mut c, Message::text("c"));
 }
 
 #[test]
