@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 use super::process::{run, spawn_lines, spawn_with_port, wait_for_port, ChildGuard, Lines};
 use super::{free_port, TempDir};
@@ -16,8 +17,18 @@ pub fn python_bin() -> String {
     std::env::var("WSSD_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
 
-/// Fails the test with a clear message if `program args` cannot run successfully.
+/// Fails the test with a clear message if `program args` cannot run
+/// successfully; a check that passed once is not repeated in this binary.
 pub fn require_tool(program: &str, args: &[&str], install: &str) {
+    static PASSED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let key = format!("{program} {args:?}");
+    if PASSED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&key)
+    {
+        return;
+    }
     let ok = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -30,6 +41,7 @@ pub fn require_tool(program: &str, args: &[&str], install: &str) {
         "required test tool missing: `{program} {}` failed; install it: {install} ({SEE_CI})",
         args.join(" ")
     );
+    PASSED.lock().unwrap_or_else(|e| e.into_inner()).push(key);
 }
 
 /// Python with the `websockets` package (>= 13, for its asyncio API).
