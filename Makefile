@@ -5,7 +5,7 @@ CARGO ?= cargo
 # binary package moves).
 BIN ?= target/release/wssd
 
-.PHONY: build release test lint fmt bench autobahn install run units deb
+.PHONY: build release test test-tools lint fmt bench autobahn install run units deb
 
 build:
 	$(CARGO) build --workspace
@@ -20,10 +20,28 @@ run: release
 ## Every test of the workspace (wssd, wssd-bench, wssd-cli): unit,
 ## integration (real daemon processes, Python websockets, tinyproxy,
 ## openssl), doc tests and example builds. The integration tests run
-## target/debug/wssd, built here first (see tests/common/wssd_bin.rs).
-test:
+## target/debug/wssd, built here first (see tests/support/bin.rs).
+test: test-tools
 	$(CARGO) build --workspace --bins --examples
 	$(CARGO) test --workspace
+
+## The independent peers the integration tests run besides Rust: checked
+## first so that a missing one is named with what installs it (.ci/run
+## installs them all on Debian). WSSD_TEST_PYTHON picks the interpreter.
+WSSD_TEST_PYTHON ?= python3
+export WSSD_TEST_PYTHON
+test-tools:
+	@missing=; \
+	$(WSSD_TEST_PYTHON) -c 'import websockets.asyncio.server' >/dev/null 2>&1 || \
+	  missing="$$missing\n  $(WSSD_TEST_PYTHON) with websockets >= 13: python3 -m pip install 'websockets>=13'"; \
+	command -v tinyproxy >/dev/null 2>&1 || \
+	  missing="$$missing\n  tinyproxy: apt-get install tinyproxy"; \
+	command -v openssl >/dev/null 2>&1 || \
+	  missing="$$missing\n  openssl: apt-get install openssl"; \
+	if [ -n "$$missing" ]; then \
+	  printf "make test needs tools that are missing:$$missing\n(.ci/run installs all of them on a Debian machine; WSSD_TEST_PYTHON=/path/to/python picks another interpreter)\n" >&2; \
+	  exit 1; \
+	fi
 
 ## fmt --check, clippy with warnings as errors (the lints are the
 ## [lints] table of Cargo.toml and #![deny(missing_docs)] in src/lib.rs),

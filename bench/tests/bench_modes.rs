@@ -107,10 +107,24 @@ fn broadcast_with_excluded_sender() {
 
 #[test]
 fn idle_connections_answer_pings() {
-    // The server closes any connection that misses a pong for 1 s.
-    let server = Server::start(&["--ping-interval", "0.2", "--ping-timeout", "1"]);
+    // The server echoes a connection's message only once that connection
+    // answered a ping (and waits for the pong as long as it takes): every
+    // idle connection gets its one echo only if the bench answers pings.
+    let server = Server::start(&["--ping-first"]);
     let url = server.url("/");
-    let run = run_bench(&[&url, "-c", "10", "-d", "3", "-m", "idle", "--json"]);
+    let run = run_bench(&[
+        &url,
+        "-c",
+        "10",
+        "-d",
+        "1",
+        "-m",
+        "idle",
+        "--connect-timeout",
+        "60",
+        "--json",
+    ]);
     let j = run.clean_json();
     assert_eq!(j["connected"].u64(), 10);
+    assert_eq!(j["messages"].u64(), 10, "{j:?}");
 }

@@ -10,7 +10,7 @@
 
 pub mod json;
 // The wssd binary belongs to wssd-cli; see that file for how it is found.
-#[path = "../../../tests/common/wssd_bin.rs"]
+#[path = "../../../tests/support/bin.rs"]
 mod wssd_bin;
 
 use std::io::{BufRead, BufReader, Read};

@@ -15,6 +15,9 @@ Modes:
   --reject         refuse every upgrade with 403 Forbidden.
   --ping-interval S, --ping-timeout S
                    ping every S seconds; close if no pong within S seconds.
+  --ping-first     before echoing a message, ping its sender and wait (with
+                   no time limit) for the pong: a client that does not
+                   answer pings never gets its echo.
   --broadcast      every message goes to every client connected to the same
                    path, the sender included (with --exclude-sender: not
                    the sender).
@@ -55,6 +58,7 @@ async def main():
     parser.add_argument("--reject", action="store_true")
     parser.add_argument("--ping-interval", type=float, default=None)
     parser.add_argument("--ping-timeout", type=float, default=None)
+    parser.add_argument("--ping-first", action="store_true")
     args = parser.parse_args()
     count = 0
     rooms = {}
@@ -66,6 +70,8 @@ async def main():
                 count += 1
                 if count == args.corrupt:
                     message = corrupt(message)
+                if args.ping_first:
+                    await (await ws.ping())
                 if count == args.close_after:
                     await ws.close(1011, "closing as asked")
                     return
