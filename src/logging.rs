@@ -7,12 +7,21 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Which process is logging: 0 for the master, `k + 1` for worker `k`.
+/// Which process is logging: 0 for the master, `k + 1` for worker `k`,
+/// [`CLUSTER`] for the cluster helper.
 static ROLE: AtomicUsize = AtomicUsize::new(0);
 
 /// Marks this process as worker `index` in log lines.
 pub(crate) fn set_worker_role(index: usize) {
     ROLE.store(index + 1, Ordering::Relaxed);
+}
+
+/// The role value of the cluster helper.
+const CLUSTER: usize = usize::MAX;
+
+/// Marks this process as the cluster helper in log lines.
+pub(crate) fn set_cluster_role() {
+    ROLE.store(CLUSTER, Ordering::Relaxed);
 }
 
 /// Sets up logging with `level` (`[log] level`, `env_logger` syntax);
@@ -27,6 +36,7 @@ pub(crate) fn init(level: &str) {
     builder.format(|buf, record| {
         let role = match ROLE.load(Ordering::Relaxed) {
             0 => "master".to_string(),
+            CLUSTER => "cluster".to_string(),
             k => format!("worker {}", k - 1),
         };
         writeln!(

@@ -33,6 +33,7 @@ use crate::handshake::{self, Reject};
 use crate::message::{self, close_frame, Message};
 use crate::relay::{RelayLink, RelayMessage, RoomKey};
 use crate::signals::SignalPipe;
+use crate::stats::WorkerSlot;
 use crate::textcheck::TextChecked;
 use conn::{Conn, HeadRead, Open, Phase, Upgrade, CLOSE_GRACE};
 use stream::{Stream, Transport};
@@ -71,6 +72,8 @@ pub(crate) struct WorkerSpec {
     pub relay: Option<std::os::unix::net::UnixStream>,
     /// TLS acceptor when `[tls]` is configured.
     pub tls: Option<native_tls::TlsAcceptor>,
+    /// This worker's counters in the master's shared table.
+    pub stats: Option<&'static WorkerSlot>,
 }
 
 /// Where the worker is in its own life.
@@ -135,6 +138,8 @@ pub(crate) struct Worker {
     /// Receivers a broadcast queued output for this loop turn.
     flush_due: Vec<usize>,
     now: Instant,
+    /// Shared counters (`stats.rs`); `STATS:` comments mark the call sites.
+    stats: Option<&'static WorkerSlot>,
 }
 
 /// Runs a worker until it has drained; returns the exit status.
@@ -196,6 +201,7 @@ impl Worker {
             accept_pending: false,
             flush_due: Vec::new(),
             now: Instant::now(),
+            stats: spec.stats,
         })
     }
 
@@ -393,6 +399,10 @@ impl Worker {
     }
 
     fn add_conn(&mut self, tcp: TcpStream, peer: SocketAddr) {
+        // STATS: accepted
+        if let Some(s) = self.stats {
+            WorkerSlot::add(&s.accepted, 1);
+        }
         let _ = tcp.set_nodelay(true);
         let slot = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
@@ -566,6 +576,10 @@ impl Worker {
         let (out, upgrade) = match outcome {
             Ok(upgrade) => (handshake::accept_response(&upgrade.1), Some(upgrade.0)),
             Err(reject) => {
+                // STATS: handshake failures by status
+                if let Some(s) = self.stats {
+                    s.handshake_failed(reject.status().0);
+                }
                 debug!(
                     "refused {:?}: {reject}",
                     self.conn_mut(slot).map(|c| c.peer)
@@ -698,6 +712,10 @@ impl Worker {
             read_paused: false,
         };
         self.set_phase(slot, Phase::Open(Box::new(open)));
+        // STATS: connections open (+1; -1 in `remove`)
+        if let Some(s) = self.stats {
+            s.opened();
+        }
         self.call(slot, |h, c| h.on_open(c));
         self.apply_actions(slot);
         if matches!(self.mode, Mode::Draining { .. }) {
@@ -826,6 +844,10 @@ impl Worker {
             WsMessage::Frame(_) => {}
             data => {
                 if let Some(message) = Message::from_ws(data) {
+                    // STATS: messages and bytes in
+                    if let Some(s) = self.stats {
+                        s.message_in(message.len());
+                    }
                     self.call(slot, |h, c| h.on_message(c, message));
                 }
             }
@@ -938,6 +960,7 @@ impl Worker {
     /// check, for handlers that send many messages in one callback.
     fn send(&mut self, slot: usize, message: Message) {
         let limit = self.config.server.max_send_buffer + self.config.server.max_message_size;
+        let stats = self.stats;
         let Some(Phase::Open(open)) = self.conn_mut(slot).map(|c| &mut c.phase) else {
             return;
         };
@@ -950,6 +973,10 @@ impl Worker {
             );
             self.remove(slot);
             return;
+        }
+        // STATS: messages and bytes out
+        if let Some(s) = stats {
+            s.message_out(message.len());
         }
         if open.ws.can_write() {
             // Data frames bypass tungstenite's write buffer (which keeps
@@ -1342,6 +1369,10 @@ impl Worker {
         self.free.push(slot);
         self.live -= 1;
         if let Phase::Open(mut open) = phase {
+            // STATS: connections open (-1)
+            if let Some(s) = self.stats {
+                s.closed();
+            }
             self.notify_close(&mut open);
         }
         drop(conn);
