@@ -157,7 +157,12 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
 }
 
 /// A per-worker metric: name, type, help, and how to read it.
-type Row = (&'static str, &'static str, &'static str, fn(&WorkerFigures) -> u64);
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&WorkerFigures) -> u64,
+);
 
 /// The `/metrics` text.
 pub(super) fn metrics_text(s: &Snapshot) -> String {
