@@ -468,7 +468,14 @@ impl Master {
             );
         }
         match (req.method.as_str(), req.path.as_str()) {
-            ("GET", "/status") => Response::json(200, &report::status_json(&self.snapshot())),
+            ("GET", "/status") => {
+                // 503 while draining, so that load balancers' health
+                // checks send new connections elsewhere.
+                let draining = self.state != State::Running;
+                let mut doc = report::status_json(&self.snapshot());
+                doc["state"] = if draining { "draining" } else { "running" }.into();
+                Response::json(if draining { 503 } else { 200 }, &doc)
+            }
             ("GET", "/metrics") => Response {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",

@@ -86,6 +86,7 @@ impl Response {
             408 => "Request Timeout",
             413 => "Content Too Large",
             431 => "Request Header Fields Too Large",
+            503 => "Service Unavailable",
             _ => "Error",
         };
         let extra = if self.status == 401 {
