@@ -294,3 +294,102 @@ fn publish_api_reaches_both_instances_and_refuses_bad_requests() {
         assert_eq!(next_text(ws), "end");
     }
 }
+
+/// Redis absent at start: the daemons serve locally and say so once;
+/// when Redis comes they connect. A SIGHUP that changes `[cluster]`
+/// (here the channel prefix, joining b to a's rooms) replaces b's helper.
+#[test]
+fn redis_absent_at_start_then_sighup_changes_the_cluster() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let with_prefix = |id: &str, prefix: &str| {
+        config(2, Some(&url), id, None, "").replace(
+            "[cluster]\n",
+            &format!("[cluster]\nchannel_prefix = \"{prefix}\"\n"),
+        )
+    };
+    let mut a = Instance::start(&with_prefix("a", "one"));
+    let mut b = Instance::start(&with_prefix("b", "two"));
+    let (mut a1, mut a2) = (client(&a.url(LOBBY)), client(&a.url(LOBBY)));
+    let mut b1 = client(&b.url(LOBBY));
+    a1.send(Message::text("local")).unwrap();
+    assert_eq!(next_text(&mut a2), "local");
+    a.daemon.wait_log_contains("cluster: Redis at");
+    assert_eq!(a.status()["cluster"]["connected"], false);
+    a.assert_running();
+
+    let _redis = Redis::start(port);
+    a.wait_cluster(true);
+    b.wait_cluster(true);
+    assert_eq!(
+        a.daemon.log_count("cluster: Redis at"),
+        1,
+        "logged per attempt"
+    );
+
+    b.daemon.rewrite_config(&with_prefix("b", "one"));
+    b.daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    b.daemon
+        .wait_log_contains("[cluster] changed: replacing the cluster helper");
+    b.daemon.wait_log_contains("channel one:broadcast");
+    b.wait_cluster(true);
+    // Now a's room reaches b: send until b1 sees it (b's new helper may
+    // subscribe a moment after the reload is logged).
+    let mut n = 0;
+    wait_for("a's broadcasts on b after the reload", || {
+        n += 1;
+        a1.send(Message::text(format!("joined-{n}"))).unwrap();
+        let got = next_text(&mut b1);
+        got.starts_with("joined-").then_some(())
+    });
+    a.assert_running();
+    b.assert_running();
+}
+
+/// One instance, no Redis: a refused handshake is counted by status, a
+/// killed worker's replacement takes its slot and counts a restart, and
+/// /status answers 503 while draining.
+#[test]
+fn status_counts_refusals_and_restarts_and_reports_draining() {
+    let mut a = Instance::start(&config(2, None, "a", None, ""));
+    let reply = common::raw_exchange(
+        a.daemon.addr,
+        common::upgrade_request("/nowhere", "").as_bytes(),
+    );
+    assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+    wait_for("a 404 counted", || {
+        let s = a.status();
+        let n: u64 = s["workers"]
+            .as_array()?
+            .iter()
+            .filter_map(|w| w["handshake_failures"]["404"].as_u64())
+            .sum();
+        (n == 1).then_some(())
+    });
+    let s = a.status();
+    assert_eq!(s["cluster"]["enabled"], false);
+    let victim = s["workers"][0]["pid"].as_i64().expect("pid") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let s = wait_for("the replacement in slot 0", || {
+        let s = a.status();
+        let w = &s["workers"][0];
+        (w["restarts"] == 1 && w["alive"] == true && w["pid"] != victim).then_some(s)
+    });
+    assert_eq!(s["workers"].as_array().map(Vec::len), Some(2), "{s}");
+
+    // A client keeps the drain going while we look.
+    let _held = client(&a.url(LOBBY));
+    wait_for("1 connection", || {
+        (a.status()["totals"]["connections"] == 1).then_some(())
+    });
+    a.daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    wait_for("503 while draining", || {
+        let (code, body) = http(a.status, "GET", "/status", &[], "");
+        (code == 503 && body.contains("\"draining\"")).then_some(())
+    });
+    a.assert_running();
+}

@@ -246,6 +246,15 @@ impl Master {
         if !self.shed_master_state() {
             return 0;
         }
+        // Not the helper's business; closing it here keeps a retired
+        // listener from living on in this process.
+        drop(self.current.listener.take());
+        if let Some(ids) = self.current.ids {
+            if let Err(e) = privileges::apply(ids) {
+                error!("cluster helper: refusing to run: cannot switch to user/group from the config: {e}");
+                return EXIT_PRIVILEGES;
+            }
+        }
         let Some(config) = self.current.config.cluster.clone() else {
             return 0;
         };
