@@ -314,6 +314,12 @@ impl Master {
     /// The cluster helper exited: restart it with back-off unless it was
     /// retired (reload with a new `[cluster]`) or the daemon stops.
     fn on_cluster_exit(&mut self, pid: Pid, reason: &str, lived: Duration, generation: u64) {
+        if let Some(t) = self.stats {
+            // Its successor reports again once connected.
+            t.cluster
+                .connected
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+        }
         let wanted = self.state == State::Running
             && generation == self.cluster_generation
             && self.current.config.cluster.is_some();
