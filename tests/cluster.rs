@@ -366,6 +366,16 @@ fn status_counts_refusals_and_restarts_and_reports_draining() {
             .sum();
         (n == 1).then_some(())
     });
+    // A protocol error (an unmasked frame) ends a connection through the
+    // failure path: the gauge comes back to 0.
+    let mut bad = common::upgrade_request(LOBBY, "").into_bytes();
+    bad.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
+    let reply = common::raw_exchange(a.daemon.addr, &bad);
+    assert!(reply.starts_with("HTTP/1.1 101"), "{reply}");
+    wait_for("the failed connection uncounted", || {
+        let s = a.status();
+        (s["totals"]["connections"] == 0 && s["totals"]["accepted_total"] == 2).then_some(())
+    });
     let s = a.status();
     assert_eq!(s["cluster"]["enabled"], false);
     let victim = s["workers"][0]["pid"].as_i64().expect("pid") as i32;

@@ -1317,6 +1317,11 @@ impl Worker {
     // ---- removal ----
 
     fn notify_close(&mut self, open: &mut Open) {
+        // STATS: connections open (-1); every open connection ends here
+        // once, whether removed or failed into linger.
+        if let Some(s) = self.stats {
+            s.closed();
+        }
         let (code, reason) = match open.peer_close.take() {
             Some((c, r)) => (Some(c.into()), r),
             None => (None, String::new()),
@@ -1369,10 +1374,6 @@ impl Worker {
         self.free.push(slot);
         self.live -= 1;
         if let Phase::Open(mut open) = phase {
-            // STATS: connections open (-1)
-            if let Some(s) = self.stats {
-                s.closed();
-            }
             self.notify_close(&mut open);
         }
         drop(conn);
