@@ -327,6 +327,19 @@ fn redis_absent_at_start_then_sighup_changes_the_cluster() {
         "logged per attempt"
     );
 
+    // A reload that leaves [cluster] alone keeps a's helper (and its
+    // connections); the final check below goes through it.
+    a.daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    a.daemon.wait_log_contains("reloaded");
+    a.daemon.wait_log_contains("worker 1 pid");
+    assert_eq!(
+        a.daemon.log_count("cluster helper pid"),
+        1,
+        "helper replaced"
+    );
+    assert_eq!(a.status()["generation"], 2);
+    a.wait_cluster(true);
+
     b.daemon.rewrite_config(&with_prefix("b", "one"));
     b.daemon.signal(nix::sys::signal::Signal::SIGHUP);
     b.daemon
@@ -343,6 +356,11 @@ fn redis_absent_at_start_then_sighup_changes_the_cluster() {
         got.starts_with("joined-").then_some(())
     });
     a.assert_running();
+    assert_eq!(
+        a.daemon.log_count("cluster helper pid"),
+        1,
+        "a's helper was replaced"
+    );
     b.assert_running();
 }
 

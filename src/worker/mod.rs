@@ -712,7 +712,7 @@ impl Worker {
             read_paused: false,
         };
         self.set_phase(slot, Phase::Open(Box::new(open)));
-        // STATS: connections open (+1; -1 in `remove`)
+        // STATS: connections open (+1; -1 in `notify_close`)
         if let Some(s) = self.stats {
             s.opened();
         }
