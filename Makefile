@@ -5,31 +5,51 @@ CARGO ?= cargo
 # binary package moves).
 BIN ?= target/release/wssd
 
-.PHONY: build release test lint fmt bench autobahn install run units deb
+.PHONY: build release test test-tools lint fmt bench autobahn install run units deb
 
 build:
-	$(CARGO) build
+	$(CARGO) build --workspace
 
 release:
-	$(CARGO) build --release
+	$(CARGO) build --workspace --release
 
 ## Run the daemon on the shipped example config (127.0.0.1:8080).
 run: release
 	./target/release/wssd --config config/wssd.toml
 
-## Every test: unit, integration (real daemon processes, Python
-## websockets, tinyproxy, openssl), doc tests and example builds.
-test:
-	$(CARGO) build --examples
-	$(CARGO) test
+## Every test of the workspace (wssd, wssd-bench, wssd-cli): unit,
+## integration (real daemon processes, Python websockets, tinyproxy,
+## openssl), doc tests and example builds. The integration tests run
+## target/debug/wssd, built here first (see tests/support/bin.rs).
+test: test-tools
+	$(CARGO) build --workspace --bins --examples
+	$(CARGO) test --workspace
+
+## The independent peers the integration tests run besides Rust: checked
+## first so that a missing one is named with what installs it (.ci/run
+## installs them all on Debian). WSSD_TEST_PYTHON picks the interpreter.
+WSSD_TEST_PYTHON ?= python3
+export WSSD_TEST_PYTHON
+test-tools:
+	@missing=; \
+	$(WSSD_TEST_PYTHON) -c 'import websockets.asyncio.server' >/dev/null 2>&1 || \
+	  missing="$$missing\n  $(WSSD_TEST_PYTHON) with websockets >= 13: python3 -m pip install 'websockets>=13'"; \
+	command -v tinyproxy >/dev/null 2>&1 || \
+	  missing="$$missing\n  tinyproxy: apt-get install tinyproxy"; \
+	command -v openssl >/dev/null 2>&1 || \
+	  missing="$$missing\n  openssl: apt-get install openssl"; \
+	if [ -n "$$missing" ]; then \
+	  printf "make test needs tools that are missing:$$missing\n(.ci/run installs all of them on a Debian machine; WSSD_TEST_PYTHON=/path/to/python picks another interpreter)\n" >&2; \
+	  exit 1; \
+	fi
 
 ## fmt --check, clippy with warnings as errors (the lints are the
 ## [lints] table of Cargo.toml and #![deny(missing_docs)] in src/lib.rs),
 ## and rustdoc with warnings as errors.
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --lib
 
 fmt:
 	$(CARGO) fmt --all
@@ -43,9 +63,9 @@ units: build
 autobahn:
 	tests/autobahn/run.sh all
 
-## Benchmarks (see docs/benchmarks.md).
+## Benchmarks (see docs/benchmarks.md; everything is in bench/).
 bench: release
-	bash scripts/bench.sh
+	bash bench/scripts/bench.sh
 
 ## Install the binary, the config (config/installed.toml, only if there
 ## is none yet), the systemd unit and the user wssd it runs as.

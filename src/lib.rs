@@ -32,18 +32,16 @@
 //! - `preflight`: whether a valid configuration can start on this host.
 //! - `tls`, `privileges`, `signals`, `sdnotify`: the operating system
 //!   edges.
-//! - [`client`]: the blocking client library (and, for now, the
-//!   `wssd client` command line).
-//! - `bench`: `wssd bench`, the load generator (its own package soon).
+//! - [`client`]: the blocking client library.
 //!
+//! The `wssd` binary (with `wssd client`) is the `wssd-cli` package (cli/),
+//! the load generator `wssd bench` the `wssd-bench` package (bench/).
 //! `internals` re-exports what the fuzz targets drive; it is hidden and
 //! not part of the API.
 
 #![deny(missing_docs)]
 
 mod app;
-#[doc(hidden)] // `wssd bench`; moves to the wssd-bench package of the workspace
-pub mod bench;
 pub mod client;
 mod cluster;
 pub mod config;
