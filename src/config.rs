@@ -26,6 +26,49 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// The `[[routes]]` tables, in file order.
     pub routes: Vec<RouteConfig>,
+    /// The `[status]` table; `None` (absent) runs no status listener.
+    pub status: Option<StatusConfig>,
+    /// The `[cluster]` table; `None` (absent) is one instance on its own.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Settings of the `[status]` table: the master's HTTP listener for
+/// `/status`, `/metrics` and `POST /publish`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusConfig {
+    /// Address of the status listener (loopback by default).
+    pub listen: SocketAddr,
+    /// Required as `Authorization: Bearer TOKEN` for `POST`, if set.
+    pub token: Option<String>,
+}
+
+/// Settings of the `[cluster]` table: broadcasts shared with other wssd
+/// instances through Redis pub/sub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `redis://[:password@]host:port[/db]` or `rediss://...` (TLS).
+    pub redis_url: String,
+    /// Prefix of the pub/sub channel (`PREFIX:broadcast`).
+    pub channel_prefix: String,
+    /// This instance's name in published messages; `None` means host
+    /// name and master pid (see [`ClusterConfig::instance_id`]).
+    pub instance_id: Option<String>,
+    /// Bytes of broadcasts that may wait for Redis; the oldest are
+    /// dropped (and counted) beyond it.
+    pub max_pending: usize,
+}
+
+impl ClusterConfig {
+    /// The configured instance id, or `HOSTNAME-PID` of this process.
+    pub fn instance_id(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(|| {
+            let host = nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "wssd".to_string());
+            format!("{host}-{}", std::process::id())
+        })
+    }
 }
 
 /// Settings of the `[server]` table.
@@ -129,6 +172,12 @@ pub mod defaults {
     pub const MAX_REQUEST_HEAD: usize = 16 << 10;
     /// `server.max_send_buffer`
     pub const MAX_SEND_BUFFER: usize = 16 << 20;
+    /// `status.listen`
+    pub const STATUS_LISTEN: &str = "127.0.0.1:9100";
+    /// `cluster.channel_prefix`
+    pub const CHANNEL_PREFIX: &str = "wssd";
+    /// `cluster.max_pending`
+    pub const MAX_PENDING: usize = 64 << 20;
 }
 
 /// A configuration that cannot be used, with where and why.
@@ -240,6 +289,18 @@ impl Config {
                 .and_then(|t| parse_tls(t, &mut errs)),
         };
         let routes = parse_routes(&mut root, &mut errs);
+        let status = match root.take("status") {
+            None => None,
+            Some(v) => errs
+                .keep(root.as_table("status", v))
+                .and_then(|t| parse_status(t, &mut errs)),
+        };
+        let cluster = match root.take("cluster") {
+            None => None,
+            Some(v) => errs
+                .keep(root.as_table("cluster", v))
+                .and_then(|t| parse_cluster(t, &mut errs)),
+        };
         root.finish(&mut errs);
         errs.into_result(Config {
             source: source.to_path_buf(),
@@ -247,6 +308,8 @@ impl Config {
             log,
             tls,
             routes,
+            status,
+            cluster,
         })
     }
 }
@@ -675,6 +738,73 @@ fn parse_tls(mut t: Fields<'_>, errs: &mut Errors) -> Option<TlsConfig> {
     })
 }
 
+fn parse_status(mut t: Fields<'_>, errs: &mut Errors) -> Option<StatusConfig> {
+    let status = errs.keep(status_fields(&mut t));
+    t.finish(errs);
+    status
+}
+
+fn status_fields(t: &mut Fields<'_>) -> Result<StatusConfig, ConfigError> {
+    let text = t
+        .string("listen")?
+        .unwrap_or_else(|| defaults::STATUS_LISTEN.to_string());
+    let listen = resolve_listen(&text).map_err(|reason| t.err("listen", reason))?;
+    let token = t.string("token")?;
+    if token
+        .as_deref()
+        .is_some_and(|k| k.is_empty() || k.contains(char::is_whitespace))
+    {
+        return Err(t.err(
+            "token",
+            "must be non-empty without spaces (it is sent as `Authorization: Bearer TOKEN`)",
+        ));
+    }
+    Ok(StatusConfig { listen, token })
+}
+
+fn parse_cluster(mut t: Fields<'_>, errs: &mut Errors) -> Option<ClusterConfig> {
+    let cluster = errs.keep(cluster_fields(&mut t));
+    t.finish(errs);
+    cluster
+}
+
+fn cluster_fields(t: &mut Fields<'_>) -> Result<ClusterConfig, ConfigError> {
+    let redis_url = t.string("redis_url")?.ok_or_else(|| {
+        t.err(
+            "redis_url",
+            "missing: name the Redis server, e.g. \"redis://127.0.0.1:6379/0\"",
+        )
+    })?;
+    if let Err(e) = redis::Client::open(redis_url.as_str()) {
+        return Err(t.err(
+            "redis_url",
+            format!("\"{redis_url}\" is not a usable Redis URL ({e}); write redis://[:password@]host:port[/db] or rediss://... for TLS"),
+        ));
+    }
+    let channel_prefix = t
+        .string("channel_prefix")?
+        .unwrap_or_else(|| defaults::CHANNEL_PREFIX.to_string());
+    if channel_prefix.is_empty() || channel_prefix.contains(char::is_whitespace) {
+        return Err(t.err("channel_prefix", "must be non-empty without spaces"));
+    }
+    let instance_id = t.string("instance_id")?;
+    if instance_id.as_deref().is_some_and(str::is_empty) {
+        return Err(t.err(
+            "instance_id",
+            "must not be empty (leave it out for host name and pid)",
+        ));
+    }
+    let max_pending = t
+        .size("max_pending", 1024)?
+        .unwrap_or(defaults::MAX_PENDING);
+    Ok(ClusterConfig {
+        redis_url,
+        channel_prefix,
+        instance_id,
+        max_pending,
+    })
+}
+
 fn parse_routes(root: &mut Fields<'_>, errs: &mut Errors) -> Vec<RouteConfig> {
     let items = match root.take("routes") {
         None => return Vec::new(),
@@ -878,6 +1008,28 @@ mod tests {
     fn workers_auto_is_cpu_count() {
         let c = parse("[server]\nworkers = \"auto\"\n").unwrap();
         assert_eq!(c.server.workers, cpu_count());
+    }
+
+    #[test]
+    fn status_and_cluster_tables_are_optional_and_checked() {
+        let c = parse("").unwrap();
+        assert!(c.status.is_none() && c.cluster.is_none());
+        let c =
+            parse("[status]\n[cluster]\nredis_url = \"redis://:pw@127.0.0.1:6380/0\"\n").unwrap();
+        assert_eq!(c.status.unwrap().listen, "127.0.0.1:9100".parse().unwrap());
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.channel_prefix, "wssd");
+        assert!(cluster
+            .instance_id()
+            .ends_with(&format!("-{}", std::process::id())));
+        let e = parse("[cluster]\nredis_url = \"http://x\"\n").unwrap_err();
+        assert_eq!(e.key, "cluster.redis_url");
+        let e = parse("[cluster]\n").unwrap_err();
+        assert_eq!(e.key, "cluster.redis_url");
+        let e = parse("[status]\nlisten = \"nowhere\"\n").unwrap_err();
+        assert_eq!(e.key, "status.listen");
+        let e = parse("[status]\ncolour = 1\n").unwrap_err();
+        assert_eq!(e.key, "status.colour");
     }
 
     #[test]

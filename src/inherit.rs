@@ -7,8 +7,9 @@
 //!
 //! Both are read once, when the master starts; the variables are removed
 //! so that nothing this process starts later inherits them. A socket is
-//! matched to `server.listen` by the address it is bound to
-//! (`getsockname`), never by position.
+//! matched to `server.listen` (and `[status] listen`) by the address it is
+//! bound to (`getsockname`); only two on one IP with port 0 configured
+//! fall back to the order passed.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
@@ -133,15 +134,8 @@ impl Inherited {
     /// any port of that IP); an error naming the key if none is.
     pub fn take(&mut self, config: &Config) -> Result<TcpListener, ConfigError> {
         let want = config.server.listen;
-        let pos = self
-            .listeners
-            .iter()
-            .position(|(addr, _)| *addr == want || (want.port() == 0 && addr.ip() == want.ip()));
-        match pos {
-            Some(i) => {
-                self.matched = true;
-                Ok(self.listeners.swap_remove(i).1)
-            }
+        match self.take_addr(want) {
+            Some(l) => Ok(l),
             None => {
                 let have: Vec<String> = self.listeners.iter().map(|(a, _)| a.to_string()).collect();
                 let fix = match self.origin {
@@ -163,6 +157,32 @@ impl Inherited {
                 ))
             }
         }
+    }
+
+    /// The passed socket bound where `[status] listen` says, if any: an
+    /// upgrading master hands its status listener over (the address stays
+    /// bound), systemd may pass one too. `None`: bind it here.
+    pub fn take_status(&mut self, want: SocketAddr) -> Option<TcpListener> {
+        self.take_addr(want)
+    }
+
+    /// The socket bound to `want`; for port 0, the first one on that IP
+    /// in the order passed (an upgrading master passes `server.listen`
+    /// first, then the status listener, and `server.listen` is taken
+    /// first), unless one is bound exactly to `want`.
+    fn take_addr(&mut self, want: SocketAddr) -> Option<TcpListener> {
+        let pos = self
+            .listeners
+            .iter()
+            .position(|(addr, _)| *addr == want)
+            .or_else(|| {
+                self.listeners
+                    .iter()
+                    .position(|(addr, _)| want.port() == 0 && addr.ip() == want.ip())
+            })?;
+        self.matched = true;
+        // `remove`, not `swap_remove`: keeps the passed order for the next.
+        Some(self.listeners.remove(pos).1)
     }
 
     /// Tells the old master (binary upgrade) that this one is ready:

@@ -17,7 +17,10 @@
 //! - `worker`: one `mio` loop per process; connections as state machines.
 //! - `handshake`: the HTTP upgrade as pure functions over bytes.
 //! - `route`: path templates such as `/chat/{room}`.
+//! - `cluster`: the cluster helper process, which carries broadcasts
+//!   between instances through Redis pub/sub.
 //! - `relay`: broadcast frames between workers through the master.
+//! - `stats`: the counters table shared by the master and its workers.
 //! - [`handler`]: the [`Handler`] trait, the [`Conn`] handle, built-ins.
 //! - `message`: [`Message`], [`Text`], [`CloseCode`], shared by handlers
 //!   and the client.
@@ -40,6 +43,7 @@
 
 mod app;
 pub mod client;
+mod cluster;
 pub mod config;
 mod error;
 mod frame;
@@ -57,6 +61,7 @@ mod route;
 mod sdnotify;
 mod server;
 mod signals;
+mod stats;
 mod tls;
 mod worker;
 

@@ -22,7 +22,8 @@ use std::sync::Mutex;
 use crate::config::{ConfigError, LogConfig, LogFormat};
 use crate::error::Error;
 
-/// Which process is logging: 0 for the master, `k + 1` for worker `k`.
+/// Which process is logging: 0 for the master, `k + 1` for worker `k`,
+/// [`CLUSTER`] for the cluster helper.
 static ROLE: AtomicUsize = AtomicUsize::new(0);
 
 /// The log file and its path, when `[log] file` is set.
@@ -31,6 +32,14 @@ static FILE: Mutex<Option<(PathBuf, File)>> = Mutex::new(None);
 /// Marks this process as worker `index` in log lines.
 pub(crate) fn set_worker_role(index: usize) {
     ROLE.store(index + 1, Ordering::Relaxed);
+}
+
+/// The role value of the cluster helper.
+const CLUSTER: usize = usize::MAX;
+
+/// Marks this process as the cluster helper in log lines.
+pub(crate) fn set_cluster_role() {
+    ROLE.store(CLUSTER, Ordering::Relaxed);
 }
 
 /// Sets up logging from `[log]`: level (`RUST_LOG` wins over it), file
@@ -62,6 +71,7 @@ pub(crate) fn init(log: &LogConfig, source: &Path) -> Result<(), Error> {
         LogFormat::Text => builder.format(|buf, record| {
             let role = match ROLE.load(Ordering::Relaxed) {
                 0 => "master".to_string(),
+                CLUSTER => "cluster".to_string(),
                 k => format!("worker {}", k - 1),
             };
             writeln!(
@@ -75,12 +85,17 @@ pub(crate) fn init(log: &LogConfig, source: &Path) -> Result<(), Error> {
             )
         }),
         LogFormat::Json => builder.format(|buf, record| {
-            let worker = ROLE.load(Ordering::Relaxed).checked_sub(1);
+            let role = ROLE.load(Ordering::Relaxed);
+            let worker = role.checked_sub(1).filter(|_| role != CLUSTER);
             let line = serde_json::json!({
                 "time": buf.timestamp_millis().to_string(),
                 "level": record.level().as_str(),
                 "pid": std::process::id(),
-                "role": if worker.is_some() { "worker" } else { "master" },
+                "role": match (role, worker) {
+                    (CLUSTER, _) => "cluster",
+                    (_, Some(_)) => "worker",
+                    _ => "master",
+                },
                 "worker": worker,
                 "target": record.target(),
                 "message": record.args().to_string(),

@@ -17,6 +17,9 @@
 //! loop, reload, drain and the relay hub.
 
 mod generation;
+mod publish;
+mod report;
+mod status;
 mod supervise;
 mod upgrade;
 
@@ -32,12 +35,18 @@ use crate::error::Error;
 use crate::inherit::{Inherited, Origin};
 use crate::sdnotify;
 use crate::signals::{self, SignalPipe};
+use crate::stats::Table;
 use generation::Generation;
-use supervise::{Slot, WorkerProc, BACKOFF_START};
+use status::StatusServer;
+use supervise::{Kind, Slot, WorkerProc, BACKOFF_START};
 use upgrade::{Exec, Upgrade, UPGRADE};
 
 const SIGNALS: Token = Token(0);
+/// The status listener (`upgrade::UPGRADE` is `Token(1)`).
+const STATUS_LISTENER: Token = Token(2);
 const FIRST_LINK: usize = 16;
+/// Status connections take tokens from here up (relay links stay below).
+const FIRST_STATUS_CONN: usize = 1 << 40;
 
 /// Time beyond `drain_timeout` the master grants before SIGKILL: the
 /// workers' own close grace plus a margin.
@@ -70,6 +79,19 @@ struct Master {
     /// The pid file this master removes when it exits: `pid_file`, or
     /// `pid_file.oldbin` once a new master has taken over.
     pid_file: Option<PathBuf>,
+    /// The shared counters, mapped before the first fork (`None` if the
+    /// mapping failed: the daemon runs, without figures).
+    stats: Option<&'static Table>,
+    /// When the master started, for `/status`.
+    started: Instant,
+    /// The status listener and its connections, when `[status]` is set.
+    status: Option<StatusServer>,
+    /// Restart bookkeeping of the cluster helper.
+    cluster_slot: Slot,
+    /// The generation whose `[cluster]` the running helper serves.
+    cluster_generation: u64,
+    /// This instance's id in the cluster (`[cluster] instance_id`).
+    instance_id: String,
 }
 
 /// Runs the daemon `loader` describes until it has drained, on the
@@ -117,6 +139,33 @@ impl Master {
                 ))
             })?;
         }
+        let stats = match Table::create() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                warn!(
+                    "no shared counters (mmap failed: {e}); /status and /metrics show no figures"
+                );
+                None
+            }
+        };
+        let status = match &current.config.status {
+            Some(s) => {
+                let passed = inherited.as_mut().and_then(|i| i.take_status(s.listen));
+                Some(StatusServer::bind(
+                    s,
+                    passed,
+                    poll.registry(),
+                    STATUS_LISTENER,
+                )?)
+            }
+            None => None,
+        };
+        let instance_id = current
+            .config
+            .cluster
+            .as_ref()
+            .map(|c| c.instance_id())
+            .unwrap_or_default();
         let (addr, workers) = (current.addr, current.config.server.workers);
         let current_pid_file = current.config.server.pid_file.clone();
         crate::proctitle::set(&exec.master_title());
@@ -138,10 +187,17 @@ impl Master {
             exec,
             upgrade: None,
             pid_file: current_pid_file,
+            stats,
+            started: Instant::now(),
+            status,
+            cluster_slot: Slot::default(),
+            cluster_generation: 0,
+            instance_id,
         };
         for index in 0..workers {
             master.spawn(index)?;
         }
+        master.spawn_cluster();
         match inherited.as_mut() {
             // The old master is systemd's main pid: it announces this one
             // (MAINPID=) once told, so NotifyAccess=main is enough.
@@ -170,9 +226,12 @@ impl Master {
                 match event.token() {
                     SIGNALS => self.on_signals(),
                     UPGRADE => self.on_upgrade_event(),
+                    STATUS_LISTENER => self.on_status_accept(),
+                    Token(t) if t >= FIRST_STATUS_CONN => self.on_status_conn(Token(t)),
                     token => self.on_link(token, event.is_readable(), event.is_writable()),
                 }
             }
+            self.status_timers();
             if std::mem::take(&mut self.child_exited) {
                 self.reap();
             }
@@ -192,13 +251,19 @@ impl Master {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let restart = self.slots.iter().filter_map(|s| s.restart_at).min();
+        let restart = self
+            .slots
+            .iter()
+            .chain(std::iter::once(&self.cluster_slot))
+            .filter_map(|s| s.restart_at)
+            .min();
         let kill = match self.state {
             State::Stopping { kill_at } => Some(kill_at),
             State::Running => None,
         };
         let upgrade = self.upgrade.as_ref().map(|u| u.deadline);
-        [restart, kill, upgrade].into_iter().flatten().min()
+        let status = self.status.as_ref().and_then(StatusServer::next_deadline);
+        [restart, kill, upgrade, status].into_iter().flatten().min()
     }
 
     fn on_signals(&mut self) {
@@ -236,6 +301,7 @@ impl Master {
             Ok(next) => {
                 let old = std::mem::replace(&mut self.current, next);
                 let (old_number, old_drain) = (old.number, old.config.server.drain_timeout);
+                let old_cluster = old.config.cluster.clone();
                 // Dropped before forking: a child would otherwise keep the
                 // old listening socket open for as long as it lives.
                 drop(old);
@@ -250,6 +316,8 @@ impl Master {
                     }
                 }
                 self.signal_workers(Some(old_number), Signal::SIGQUIT);
+                self.reload_cluster(old_number, old_cluster);
+                self.reload_status();
                 info!(
                     "reloaded {}: generation {} listening on {}; generation {} drains for up to {:?}",
                     self.current.config.source.display(),
@@ -272,6 +340,62 @@ impl Master {
         self.signal_workers(None, Signal::SIGUSR1);
     }
 
+    /// After a reload: keep the cluster helper if `[cluster]` is unchanged
+    /// (it now serves the new generation), else retire it and start one
+    /// for the new table (or none).
+    fn reload_cluster(&mut self, old_number: u64, old: Option<crate::config::ClusterConfig>) {
+        let new = self.current.config.cluster.clone();
+        if old == new {
+            if self.cluster_generation == old_number {
+                self.cluster_generation = self.current.number;
+                for w in &mut self.workers {
+                    if w.kind == Kind::Cluster && w.generation == old_number {
+                        w.generation = self.current.number;
+                    }
+                }
+            }
+            return;
+        }
+        info!("[cluster] changed: replacing the cluster helper");
+        self.cluster_slot = Slot::default();
+        for w in &self.workers {
+            if w.kind == Kind::Cluster {
+                let _ = nix::sys::signal::kill(w.pid, Signal::SIGTERM);
+            }
+        }
+        if let Some(c) = &new {
+            self.instance_id = c.instance_id();
+        }
+        self.cluster_generation = 0;
+        self.spawn_cluster();
+    }
+
+    /// After a reload: rebind the status listener if `[status] listen`
+    /// changed, take the new token either way.
+    fn reload_status(&mut self) {
+        let wanted = self.current.config.status.clone();
+        let same_listen = match (&self.status, &wanted) {
+            (Some(s), Some(w)) => s.listen_config() == w.listen,
+            (None, None) => true,
+            _ => false,
+        };
+        if same_listen {
+            if let (Some(s), Some(w)) = (self.status.as_mut(), &wanted) {
+                s.set_token(w.token.clone());
+            }
+            return;
+        }
+        if let Some(mut old) = self.status.take() {
+            old.close(self.poll.registry());
+        }
+        if let Some(w) = &wanted {
+            match StatusServer::bind(w, None, self.poll.registry(), STATUS_LISTENER) {
+                Ok(s) => self.status = Some(s),
+                Err(e) => error!("{e}; the status listener stays off"),
+            }
+        }
+    }
+
     fn stop(&mut self, sig: i32) {
         match self.state {
             State::Running => {
@@ -289,6 +413,7 @@ impl Master {
                 for slot in &mut self.slots {
                     slot.restart_at = None;
                 }
+                self.cluster_slot.restart_at = None;
                 self.signal_workers(None, Signal::SIGTERM);
             }
             State::Stopping { .. } => {
@@ -331,19 +456,158 @@ impl Master {
                 link.deregister(self.poll.registry());
             }
         }
-        if frames.is_empty() {
+        if frames.is_empty() || !self.is_relay_peer(&self.workers[pos]) {
             return;
         }
-        // Everything read in this event goes out in one write per link.
+        self.fan_out(Some(pos), &frames);
+    }
+
+    /// Whether `w`'s frames are relayed: every worker, and the current
+    /// cluster helper (a retired one may still be subscribed while its
+    /// successor is: its frames would be delivered twice).
+    fn is_relay_peer(&self, w: &WorkerProc) -> bool {
+        w.kind == Kind::Worker || w.generation == self.cluster_generation
+    }
+
+    /// Queues `frames` to every relay peer but `from` (the sender): the
+    /// workers of every generation and the cluster helper, which
+    /// publishes them to Redis (and whose own frames, from other
+    /// instances, go to the workers only). Everything goes out in one
+    /// write per link. Returns the number of workers reached.
+    fn fan_out(&mut self, from: Option<usize>, frames: &[Vec<u8>]) -> usize {
+        let mut reached = 0;
+        let helper = self.cluster_generation;
         for (i, w) in self.workers.iter_mut().enumerate() {
-            if i != pos {
-                if let Some(link) = w.link.as_mut() {
-                    for frame in &frames {
-                        link.push_frame(frame);
-                    }
-                    link.flush();
+            if Some(i) == from || (w.kind == Kind::Cluster && w.generation != helper) {
+                continue;
+            }
+            if let Some(link) = w.link.as_mut() {
+                let mut all = true;
+                for frame in frames {
+                    all &= link.push_frame(frame);
+                }
+                link.flush();
+                if all && w.kind == Kind::Worker {
+                    reached += 1;
                 }
             }
         }
+        reached
+    }
+}
+
+// ---- the status listener ----
+
+impl Master {
+    fn on_status_accept(&mut self) {
+        if let Some(s) = self.status.as_mut() {
+            s.accept(self.poll.registry(), Instant::now());
+        }
+    }
+
+    fn on_status_conn(&mut self, token: Token) {
+        // A publish body may be base64 (4/3 of the payload) and JSON-escaped.
+        let max_body = self.current.config.server.max_message_size * 2 + 4096;
+        let Some(s) = self.status.as_mut() else {
+            return;
+        };
+        if let status::Event::Request(req) = s.on_event(self.poll.registry(), token, max_body) {
+            let response = self.answer(&req);
+            if let Some(s) = self.status.as_mut() {
+                s.respond(self.poll.registry(), token, &response);
+            }
+        }
+    }
+
+    fn status_timers(&mut self) {
+        if let Some(s) = self.status.as_mut() {
+            s.expire(self.poll.registry(), Instant::now());
+        }
+    }
+
+    /// Answers one status request.
+    fn answer(&mut self, req: &status::Request) -> status::Response {
+        use status::Response;
+        if req.upgrade {
+            return Response::text(
+                400,
+                "the status listener does not accept WebSocket upgrades",
+            );
+        }
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/status") => {
+                // 503 while draining, so that load balancers' health
+                // checks send new connections elsewhere.
+                let draining = self.state != State::Running;
+                let mut doc = report::status_json(&self.snapshot());
+                doc["state"] = if draining { "draining" } else { "running" }.into();
+                Response::json(if draining { 503 } else { 200 }, &doc)
+            }
+            ("GET", "/metrics") => Response {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: report::metrics_text(&self.snapshot()).into_bytes(),
+            },
+            ("POST", "/publish") => self.publish(req),
+            (_, "/status" | "/metrics" | "/publish") => {
+                Response::text(405, "use GET /status, GET /metrics or POST /publish")
+            }
+            (_, path) => Response::text(404, format!("no such page: {path}")),
+        }
+    }
+
+    fn snapshot(&self) -> report::Snapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        let cluster = self.stats.map(|t| &t.cluster);
+        let get = |f: fn(&crate::stats::ClusterCounters) -> &std::sync::atomic::AtomicU64| {
+            cluster.map_or(0, |c| f(c).load(Relaxed))
+        };
+        report::Snapshot {
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            generation: self.current.number,
+            config_path: self.current.config.source.display().to_string(),
+            workers: self.stats.map(report::read_workers).unwrap_or_default(),
+            cluster: report::ClusterFigures {
+                enabled: self.current.config.cluster.is_some(),
+                instance_id: self.instance_id.clone(),
+                connected: get(|c| &c.connected) != 0,
+                published: get(|c| &c.published),
+                received: get(|c| &c.received),
+                dropped: get(|c| &c.dropped),
+            },
+        }
+    }
+
+    /// `POST /publish`: one relay frame to every worker and the cluster
+    /// helper. The answer counts the workers reached, not connections:
+    /// who is in a room is known only inside the workers, and asking
+    /// them would need a round trip the master cannot wait for.
+    fn publish(&mut self, req: &status::Request) -> status::Response {
+        use status::Response;
+        let token = self
+            .status
+            .as_ref()
+            .and_then(|s| s.token().map(str::to_string));
+        if let Some(token) = token {
+            if req.bearer.as_deref() != Some(token.as_str()) {
+                return Response::text(401, "POST needs Authorization: Bearer <[status] token>");
+            }
+        }
+        let (key, message) = match publish::parse(&req.body, &self.current.app) {
+            Ok(v) => v,
+            Err(publish::Refused(status, why)) => return Response::text(status, why),
+        };
+        let mut frame = Vec::new();
+        crate::relay::RelayMessage {
+            key,
+            skip: None,
+            message,
+        }
+        .encode(&mut frame);
+        let workers = self.fan_out(None, &[frame]);
+        Response::json(
+            202,
+            &serde_json::json!({ "workers": workers, "cluster": self.current.config.cluster.is_some() }),
+        )
     }
 }

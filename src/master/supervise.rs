@@ -25,10 +25,23 @@ pub(super) const BACKOFF_START: Duration = Duration::from_millis(100);
 /// The longest back-off delay.
 pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
-/// A live worker process.
+/// What a child process of the master is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// A worker serving connections.
+    Worker,
+    /// The cluster helper, talking to Redis (`crate::cluster`).
+    Cluster,
+}
+
+/// A live worker process (or the cluster helper, which the master treats
+/// as one more relay peer).
 pub(super) struct WorkerProc {
     pub pid: Pid,
+    pub kind: Kind,
     pub index: usize,
+    /// Its slot in the shared counters table, if it got one.
+    pub stat_slot: Option<usize>,
     pub generation: u64,
     started: Instant,
     pub link: Option<Link>,
@@ -42,11 +55,43 @@ pub(super) struct WorkerProc {
 pub(super) struct Slot {
     quick_failures: u32,
     pub restart_at: Option<Instant>,
+    /// The counters slot of this slot's last worker, reused by its
+    /// replacement so that the figures run on.
+    pub stat_slot: Option<usize>,
 }
 
 impl Master {
     /// Forks worker `index` of the current generation.
     pub(super) fn spawn(&mut self, index: usize) -> Result<(), Error> {
+        self.spawn_kind(Kind::Worker, index)
+    }
+
+    /// Picks the counters slot for worker `index`: its predecessor's (a
+    /// restart) or the first free one; resets it before the fork.
+    fn take_stat_slot(&mut self, index: usize) -> Option<usize> {
+        let table = self.stats?;
+        let previous = self.slots.get(index).and_then(|s| s.stat_slot);
+        let used = |i: usize| self.workers.iter().any(|w| w.stat_slot == Some(i));
+        let (slot, restart) = match previous {
+            Some(i) if !used(i) => (i, true),
+            _ => {
+                let i = (0..crate::stats::MAX_SLOTS).find(|i| !used(*i))?;
+                (i, false)
+            }
+        };
+        table.claim(slot, 0, self.current.number, index, restart);
+        if let Some(s) = self.slots.get_mut(index) {
+            s.stat_slot = Some(slot);
+        }
+        Some(slot)
+    }
+
+    /// Forks a worker (slot `index`) or the cluster helper.
+    pub(super) fn spawn_kind(&mut self, kind: Kind, index: usize) -> Result<(), Error> {
+        let stat_slot = match kind {
+            Kind::Worker => self.take_stat_slot(index),
+            Kind::Cluster => None,
+        };
         let (master_end, worker_end) =
             UnixStream::pair().map_err(|e| Error::runtime("socketpair", e))?;
         // Blocked across the fork: the child unblocks them once its own
@@ -66,19 +111,34 @@ impl Master {
             Err(e) => Err(Error::runtime("fork failed", e)),
             Ok(ForkResult::Child) => {
                 drop(master_end);
-                let status = self.become_worker(index, worker_end);
+                let status = match kind {
+                    Kind::Worker => self.become_worker(index, worker_end, stat_slot),
+                    Kind::Cluster => self.become_cluster(worker_end),
+                };
                 std::process::exit(status);
             }
             Ok(ForkResult::Parent { child }) => {
                 drop(worker_end);
-                self.adopt(child, index, master_end);
+                if let (Some(table), Some(i)) = (self.stats, stat_slot) {
+                    table.slots[i]
+                        .pid
+                        .store(child.as_raw() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                self.adopt(child, kind, index, stat_slot, master_end);
                 Ok(())
             }
         }
     }
 
     /// Records a forked worker and registers its relay link.
-    fn adopt(&mut self, pid: Pid, index: usize, link: UnixStream) {
+    fn adopt(
+        &mut self,
+        pid: Pid,
+        kind: Kind,
+        index: usize,
+        stat_slot: Option<usize>,
+        link: UnixStream,
+    ) {
         let token = Token(self.next_token);
         self.next_token += 1;
         let link = match Link::new(link) {
@@ -93,13 +153,18 @@ impl Master {
                 None
             }
         };
-        info!(
-            "worker {index} pid {pid} started (generation {})",
-            self.current.number
-        );
+        match kind {
+            Kind::Worker => info!(
+                "worker {index} pid {pid} started (generation {})",
+                self.current.number
+            ),
+            Kind::Cluster => info!("cluster helper pid {pid} started"),
+        }
         self.workers.push(WorkerProc {
             pid,
+            kind,
             index,
+            stat_slot,
             generation: self.current.number,
             started: Instant::now(),
             link,
@@ -110,24 +175,13 @@ impl Master {
 
     /// Runs in the child right after fork: sheds the master's state and
     /// runs the worker loop. Returns the exit status.
-    fn become_worker(&mut self, index: usize, link: UnixStream) -> i32 {
+    fn become_worker(&mut self, index: usize, link: UnixStream, stat_slot: Option<usize>) -> i32 {
         crate::logging::set_worker_role(index);
         crate::proctitle::set(&format!(
             "wssd: worker process {index} (generation {})",
             self.current.number
         ));
-        if let Some(s) = self.signals.take() {
-            s.uninstall();
-        }
-        // The siblings' relay sockets and older generations' listeners are
-        // the master's business; holding them would keep them open. So is
-        // a binary upgrade in progress.
-        self.workers.clear();
-        self.upgrade = None;
-        if let Err(e) = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGTERM)) {
-            warn!("worker {index}: cannot ask to be stopped with the master: {e}");
-        }
-        if nix::unistd::getppid() == Pid::from_raw(1) {
+        if !self.shed_master_state() {
             return 0; // the master died between fork and prctl
         }
         if let Some(ids) = self.current.ids {
@@ -153,8 +207,10 @@ impl Master {
                 return EXIT_NO_LISTENER;
             }
         };
+        let stats = self.stats.zip(stat_slot).map(|(t, i)| &t.slots[i]);
         let spec = WorkerSpec {
             index,
+            stats,
             config: Rc::clone(&self.current.config),
             app: Rc::clone(&self.current.app),
             listener,
@@ -169,6 +225,48 @@ impl Master {
                 EXIT_PANIC
             },
         )
+    }
+
+    /// In a freshly forked child: drops what belongs to the master (signal
+    /// handlers, the siblings' relay sockets, the status listener) and
+    /// asks to be stopped with the master. False if the master is gone.
+    fn shed_master_state(&mut self) -> bool {
+        if let Some(s) = self.signals.take() {
+            s.uninstall();
+        }
+        // The siblings' relay sockets and older generations' listeners are
+        // the master's business; holding them would keep them open. So is
+        // a binary upgrade in progress.
+        self.workers.clear();
+        self.status = None;
+        self.upgrade = None;
+        if let Err(e) = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGTERM)) {
+            warn!("cannot ask to be stopped with the master: {e}");
+        }
+        nix::unistd::getppid() != Pid::from_raw(1)
+    }
+
+    /// Runs in the cluster helper right after fork; returns the exit status.
+    fn become_cluster(&mut self, link: UnixStream) -> i32 {
+        crate::logging::set_cluster_role();
+        crate::proctitle::set("wssd: cluster process");
+        if !self.shed_master_state() {
+            return 0;
+        }
+        // Not the helper's business; closing it here keeps a retired
+        // listener from living on in this process.
+        drop(self.current.listener.take());
+        if let Some(ids) = self.current.ids {
+            if let Err(e) = privileges::apply(ids) {
+                error!("cluster helper: refusing to run: cannot switch to user/group from the config: {e}");
+                return EXIT_PRIVILEGES;
+            }
+        }
+        let Some(config) = self.current.config.cluster.clone() else {
+            return 0;
+        };
+        let counters = self.stats.map(|t| &t.cluster);
+        crate::cluster::run(&config, &self.instance_id, link, counters)
     }
 
     /// Reaps every exited child and schedules replacements.
@@ -198,8 +296,15 @@ impl Master {
         if let Some(link) = &w.link {
             link.deregister(self.poll.registry());
         }
+        if let (Some(table), Some(i)) = (self.stats, w.stat_slot) {
+            table.release(i);
+        }
         let reason = describe(status);
         let lived = w.started.elapsed();
+        if w.kind == Kind::Cluster {
+            self.on_cluster_exit(pid, &reason, lived, w.generation);
+            return;
+        }
         let current = w.generation == self.current.number;
         if self.state != State::Running || !current {
             info!("worker {} pid {pid} exited: {reason}", w.index);
@@ -208,16 +313,33 @@ impl Master {
         let Some(slot) = self.slots.get_mut(w.index) else {
             return;
         };
-        if lived < QUICK_FAILURE {
-            slot.quick_failures += 1;
-        } else {
-            slot.quick_failures = 0;
-        }
-        let delay = backoff(slot.quick_failures);
-        slot.restart_at = Some(Instant::now() + delay);
+        let delay = slot.schedule_restart(lived);
         warn!(
             "worker {} pid {pid} exited: {reason}; restarting it in {} ms",
             w.index,
+            delay.as_millis()
+        );
+    }
+
+    /// The cluster helper exited: restart it with back-off unless it was
+    /// retired (reload with a new `[cluster]`) or the daemon stops.
+    fn on_cluster_exit(&mut self, pid: Pid, reason: &str, lived: Duration, generation: u64) {
+        if let Some(t) = self.stats {
+            // Its successor reports again once connected.
+            t.cluster
+                .connected
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+        let wanted = self.state == State::Running
+            && generation == self.cluster_generation
+            && self.current.config.cluster.is_some();
+        if !wanted {
+            info!("cluster helper pid {pid} exited: {reason}");
+            return;
+        }
+        let delay = self.cluster_slot.schedule_restart(lived);
+        warn!(
+            "cluster helper pid {pid} exited: {reason}; restarting it in {} ms",
             delay.as_millis()
         );
     }
@@ -237,12 +359,30 @@ impl Master {
                 }
             }
         }
+        if self.cluster_slot.restart_at.is_some_and(|t| t <= now) {
+            self.cluster_slot.restart_at = None;
+            self.spawn_cluster();
+        }
+    }
+
+    /// Forks the cluster helper for the current `[cluster]`, if any.
+    pub(super) fn spawn_cluster(&mut self) {
+        if self.current.config.cluster.is_none() {
+            return;
+        }
+        self.cluster_generation = self.current.number;
+        if let Err(e) = self.spawn_kind(Kind::Cluster, 0) {
+            error!("{e}; trying again");
+            self.cluster_slot.restart_at = Some(Instant::now() + BACKOFF_MAX);
+        }
     }
 
     /// Sends `sig` to the workers of `generation`, or to all.
     pub(super) fn signal_workers(&self, generation: Option<u64>, sig: Signal) {
         for w in &self.workers {
-            if generation.is_none_or(|g| w.generation == g) {
+            // A generation's workers only: the cluster helper outlives
+            // generations (see `Master::reload_cluster`).
+            if generation.is_none_or(|g| w.generation == g && w.kind == Kind::Worker) {
                 let _ = kill(w.pid, sig);
             }
         }
@@ -265,7 +405,25 @@ impl Master {
             if let Ok(s) = status {
                 info!("worker {} pid {} exited: {}", w.index, w.pid, describe(&s));
             }
+            if let (Some(table), Some(i)) = (self.stats, w.stat_slot) {
+                table.release(i);
+            }
         }
+    }
+}
+
+impl Slot {
+    /// Counts a death after `lived` and sets the restart time; returns
+    /// the delay.
+    fn schedule_restart(&mut self, lived: Duration) -> Duration {
+        if lived < QUICK_FAILURE {
+            self.quick_failures += 1;
+        } else {
+            self.quick_failures = 0;
+        }
+        let delay = backoff(self.quick_failures);
+        self.restart_at = Some(Instant::now() + delay);
+        delay
     }
 }
 

@@ -103,17 +103,21 @@ impl Master {
         let (ours, theirs) = UnixStream::pair().map_err(|e| format!("readiness socket: {e}"))?;
         ours.set_nonblocking(true)
             .map_err(|e| format!("readiness socket: {e}"))?;
-        let listen_fd = listener.as_raw_fd();
-        let keep = [listen_fd, theirs.as_raw_fd()];
+        // `server.listen` first, then the status listener (the order
+        // `Inherited::take_addr` relies on for port 0).
+        let mut passed = vec![listener.as_raw_fd()];
+        passed.extend(self.status.as_ref().map(|s| s.listener_fd()));
+        let mut keep = passed.clone();
+        keep.push(theirs.as_raw_fd());
         let moved = self.pid_file.as_deref().map(move_aside).transpose()?;
         let mut cmd = Command::new(&binary);
         cmd.args(self.exec.argv.iter().skip(1))
-            .env(LISTEN_FDS_VAR, inherit::upgrade_env(&[listen_fd]))
+            .env(LISTEN_FDS_VAR, inherit::upgrade_env(&passed))
             .env(UPGRADE_FD_VAR, theirs.as_raw_fd().to_string());
         #[allow(unsafe_code)]
         // SAFETY: the closure runs in the forked child before exec and
         // calls only fcntl (async-signal-safe) on fds this process owns;
-        // it allocates nothing (`keep` is a fixed array moved in).
+        // it allocates nothing (`keep` is built before and moved in).
         unsafe {
             cmd.pre_exec(move || inherit::keep_across_exec(&keep));
         }

@@ -97,15 +97,16 @@ impl Broadcasts {
 
     /// Queues `b` to the local connections it is for; they are flushed at
     /// the end of the loop turn (`take_flush_due`). Returns the receivers
-    /// to drop: with more than `max_send_buffer` queued (not reading), or
-    /// failed.
+    /// to drop (with more than `max_send_buffer` queued, not reading, or
+    /// failed) and how many it was queued to (for the counters).
     pub fn deliver(
         &mut self,
         conns: &mut Slab<Conn>,
         b: &Broadcast,
         max_send_buffer: usize,
-    ) -> Vec<usize> {
+    ) -> (Vec<usize>, u64) {
         let mut dropped = Vec::new();
+        let mut queued = 0;
         for slot in 0..conns.capacity() {
             let Some(session) = conns.get_mut(slot).and_then(Conn::session_mut) else {
                 continue;
@@ -130,13 +131,14 @@ impl Broadcasts {
             match session.send(b.message.clone(), max_send_buffer) {
                 Sent::Drop => dropped.push(slot),
                 Sent::Queued => {
+                    queued += 1;
                     if !std::mem::replace(&mut session.flush_due, true) {
                         self.flush_due.push(slot);
                     }
                 }
             }
         }
-        dropped
+        (dropped, queued)
     }
 
     /// Starts a delayed series: the first message now (returned, to be

@@ -36,6 +36,7 @@ use crate::handler::{Action, Conn as HandlerConn, ConnId, Handler, HandlerError,
 use crate::message::{CloseCode, Message};
 use crate::relay::{RelayLink, RoomKey};
 use crate::signals::SignalPipe;
+use crate::stats::WorkerSlot;
 use accept::{Accepted, Gate};
 use broadcast::{Broadcast, Broadcasts};
 use conn::{Conn, Deadlines, Due, Linger, State, CLOSE_GRACE};
@@ -64,6 +65,8 @@ pub(crate) struct WorkerSpec {
     pub relay: Option<std::os::unix::net::UnixStream>,
     /// TLS acceptor when `[tls]` is configured.
     pub tls: Option<native_tls::TlsAcceptor>,
+    /// This worker's counters in the master's shared table.
+    pub stats: Option<&'static WorkerSlot>,
 }
 
 /// Where the worker is in its own life.
@@ -112,6 +115,8 @@ pub(crate) struct Worker {
     /// Accepting resumed; accept between event batches.
     accept_pending: bool,
     now: Instant,
+    /// Shared counters (`stats.rs`); `STATS:` comments mark the call sites.
+    stats: Option<&'static WorkerSlot>,
 }
 
 /// Runs a worker until it has drained; returns the exit status.
@@ -164,6 +169,7 @@ impl Worker {
             batch: Vec::new(),
             accept_pending: false,
             now: Instant::now(),
+            stats: spec.stats,
         })
     }
 
@@ -345,6 +351,10 @@ impl Worker {
     }
 
     fn add_conn(&mut self, tcp: TcpStream, peer: std::net::SocketAddr) {
+        // STATS: accepted
+        if let Some(s) = self.stats {
+            WorkerSlot::add(&s.accepted, 1);
+        }
         let _ = tcp.set_nodelay(true);
         let (slot, serial) = self.conns.vacant();
         let fd = tcp.as_raw_fd();
@@ -419,6 +429,7 @@ impl Worker {
             pid: self.pid,
             serial: conn.serial,
             peer: conn.peer,
+            stats: self.stats,
         };
         let (state, again) = match upgrading.step(&ctx) {
             Step::Wait(u) => (State::Upgrading(u), false),
@@ -447,6 +458,10 @@ impl Worker {
 
     /// A WebSocket is open: tell the handler.
     fn on_open(&mut self, slot: usize) {
+        // STATS: connections open (+1; -1 in `notify_close`)
+        if let Some(s) = self.stats {
+            s.opened();
+        }
         self.call(slot, |h, c| h.on_open(c));
         self.apply_actions(slot);
         if matches!(self.mode, Mode::Draining { .. }) {
@@ -509,6 +524,10 @@ impl Worker {
         let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) else {
             return;
         };
+        // STATS: messages and bytes in (data messages)
+        if let (Some(s), Received::Message(m)) = (self.stats, &received) {
+            s.message_in(m.len());
+        }
         if let Some(handler) = self.handlers.get_mut(session.route) {
             session.dispatch(handler.as_mut(), &mut self.actions, received);
         }
@@ -580,8 +599,15 @@ impl Worker {
         let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) else {
             return;
         };
-        if let Sent::Drop = session.send(message, limit) {
-            self.remove(slot);
+        let len = message.len();
+        match session.send(message, limit) {
+            Sent::Drop => self.remove(slot),
+            // STATS: messages and bytes out
+            Sent::Queued => {
+                if let Some(s) = self.stats {
+                    s.message_out(len);
+                }
+            }
         }
     }
 
@@ -660,7 +686,13 @@ impl Worker {
     /// keep up.
     fn deliver(&mut self, b: &Broadcast) {
         let max = self.config.server.max_send_buffer;
-        for slot in self.broadcasts.deliver(&mut self.conns, b, max) {
+        let (dropped, queued) = self.broadcasts.deliver(&mut self.conns, b, max);
+        // STATS: messages and bytes out (broadcast receivers), once per broadcast
+        if let Some(s) = self.stats {
+            WorkerSlot::add(&s.messages_out, queued);
+            WorkerSlot::add(&s.bytes_out, queued * b.message.len() as u64);
+        }
+        for slot in dropped {
             self.remove(slot);
         }
     }
@@ -823,6 +855,11 @@ impl Worker {
     /// delivered locally between event batches (a removal can happen
     /// inside a delivery loop).
     fn notify_close(&mut self, session: &mut Session) {
+        // STATS: connections open (-1); every open connection ends here
+        // once, whether removed or failed into linger.
+        if let Some(s) = self.stats {
+            s.closed();
+        }
         if let Some(handler) = self.handlers.get_mut(session.route) {
             session.notify_close(handler.as_mut(), &mut self.actions);
         }

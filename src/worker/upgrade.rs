@@ -19,6 +19,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::handler::{ConnId, ConnInfo};
 use crate::handshake::{self, Reject};
+use crate::stats::WorkerSlot;
 
 /// The phases before the WebSocket is open.
 pub(super) enum Upgrading {
@@ -73,6 +74,8 @@ pub(super) struct Context<'a> {
     pub serial: u32,
     /// The peer's address.
     pub peer: SocketAddr,
+    /// This worker's counters, for refused handshakes.
+    pub stats: Option<&'static WorkerSlot>,
 }
 
 impl Upgrading {
@@ -183,6 +186,10 @@ fn step_request(mut stream: Stream, mut buf: Vec<u8>, ctx: &Context<'_>) -> Step
     let (out, upgrade) = match outcome {
         Ok((upgrade, key)) => (handshake::accept_response(&key), Some(upgrade)),
         Err(reject) => {
+            // STATS: handshake failures by status
+            if let Some(s) = ctx.stats {
+                s.handshake_failed(reject.status().0);
+            }
             debug!("refused {}: {reject}", ctx.peer);
             (reject.response(), None)
         }

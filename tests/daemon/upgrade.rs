@@ -264,3 +264,44 @@ fn a_broken_config_for_the_new_master_is_rolled_back() {
         d.rewrite_config(&text.replace("workers = 2", "workers = \"lots\""));
     });
 }
+
+/// The status listener is handed over like `listen`: after the old master
+/// has exited, the new one answers on the same address (with port 0 a
+/// new master that bound its own would be on another port, and before
+/// the hand-over it could not bind a fixed one the old master held).
+#[test]
+fn the_status_listener_is_handed_to_the_new_master() {
+    adopt_orphans();
+    let dir = TempDir::new();
+    let text = upgrade_config(&dir, "") + "\n[status]\nlisten = \"127.0.0.1:0\"\n";
+    let path = dir.write("wssd.toml", &text);
+    let d = Daemon::start_in(dir, path);
+    let old_master = d.pid();
+    let status: std::net::SocketAddr = d.wait_log("the status listener", |l| {
+        l.split("status listener on ")
+            .nth(1)
+            .and_then(|a| a.trim().parse().ok())
+    });
+    let get = || {
+        raw_exchange(
+            status,
+            b"GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+    };
+    assert!(get().starts_with("HTTP/1.1 200"), "{}", get());
+
+    d.signal(Signal::SIGUSR2);
+    let new_master: i32 = d.wait_log("the new master to be ready", |l| {
+        l.split("new master pid ")
+            .nth(1)
+            .filter(|_| l.contains("is ready"))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+    });
+    let _guard = Adopted(new_master);
+    wait_for("the old master to exit", || {
+        (!alive(old_master)).then_some(())
+    });
+    let reply = get();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
