@@ -565,6 +565,11 @@ def rng(xs, f=fmt):
     return f"{f(xs[-1])} ({f(xs[0])}–{f(xs[-1])})"
 
 
+METHOD_DEFLATE = "### Method: compression (permessage-deflate)\n\n`wssd bench --deflate --payload json --text -s 16384 -c 100`: every connection offers `permessage-deflate; client_max_window_bits` as browsers do, checks the answer (RFC 7692 section 7.1), compresses its 16 KiB JSON-like messages (chat records from a seeded generator, different throughout every message; about 21 % of their size with a 15-bit window) with `flate2`/zlib-rs at level 6, honouring the answer's context takeover and window, and checks every byte of each inflated echo. Reported: messages per server CPU-second, bytes on the wire per message in each direction (socket bytes, framing included) against the 16,384 message bytes, the accepted answer, and (idle mode, `--pid`) server memory per idle connection after one such echo at 10,000 connections. A server whose answer lacks the extension is not measured uncompressed: `wssd bench` stops with *server declined permessage-deflate* and the row says so."
+
+METHOD_CLUSTER = "### Method: broadcast across instances (issue 13)\n\n`bench/scripts/bench-cluster.py` starts `redis-server` on a free loopback port (no persistence, not a system service) and two wssd instances (1 worker each) with `[cluster] redis_url` pointing at it, then runs `wssd bench -m broadcast -w 4 -c N ws://A/chat/bench ws://B/chat/bench` for each N of `BENCH_BCAST` (1,000 for the goal): receivers round-robin over A and B, the sender on A, every delivery counted per URL against the expected number, last-receiver delay p50/p99 per message. The same run against A alone gives the one-instance row; server CPU is both instances plus Redis, so the goal (the second instance costs no more than 20 % of one-instance throughput per server CPU-second) reads directly from *per server CPU-s*. `--no-redis` starts the instances without `[cluster]`: receivers on B then get nothing and the run reports it (expected vs received per URL, exit 1); that is the bench side's smoke run until the daemon has `[cluster]`."
+
+
 def render(results, lb, la, took, peers, skipped):
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     L = []
@@ -806,13 +811,16 @@ def render(results, lb, la, took, peers, skipped):
              f"connection after one at {IDLE:,} connections (wssd: `compression = \"deflate\"`; "
              "skipped with a note while the daemon's answer lacks the extension).")
     L.append("")
+    L.append(METHOD_DEFLATE + "\n")
+    L.append(METHOD_CLUSTER + "\n")
     L.append("## How to reproduce\n")
     L.append("```\nmake bench            # release build, peers, all runs, rewrites docs/benchmarks.md\n"
              "BENCH_SECS=10 BENCH_REPEAT=3 make bench   # longer, more repetitions\n"
              "BENCH_OUT=- make bench                    # print only\n"
              "BENCH_PEERS=\"uws uws-ssl\" make bench     # only these peers (keys of the table above)\n"
              "BENCH_UWS_DIR=/path/to/uws make bench     # uWebSockets binaries elsewhere\n"
-             "BENCH_SUITES=deflate make bench          # only these suites (echo wss broadcast deflate)\n```\n")
+             "BENCH_SUITES=deflate make bench          # only these suites (echo wss broadcast deflate)\n"
+             "BENCH_BCAST=1000 bench/scripts/bench-cluster.py   # two instances on one Redis vs one instance\n```\n")
     L.append("Single runs by hand: start `./target/release/wssd --config FILE` pinned with "
              "`taskset -c 0`, then e.g. `taskset -c 1 ./target/release/wssd bench "
              "ws://127.0.0.1:PORT/echo -c 100 -s 64 -d 5` (over TLS: `wss://127.0.0.1:PORT/echo "
