@@ -6,8 +6,12 @@
 //! Deflate state is large (a 15-bit compressor is a few hundred KiB), so a
 //! direction without context takeover borrows one state per worker
 //! ([`Spare`]) and resets it after each message; only a direction with
-//! context takeover keeps state in the connection, and idle connections
-//! release theirs ([`Codec::release`]).
+//! context takeover keeps state in the connection. Connections that
+//! exchange a single message (idle and handshake modes) use the shared
+//! state both ways: for a first message a fresh state is what a
+//! per-connection one would be, and no per-connection allocation is made
+//! (allocating and freeing a few hundred KiB per connection among
+//! long-lived buffers made glibc's heap grow to ~220 KiB per connection).
 
 use std::fmt;
 
@@ -184,6 +188,8 @@ pub struct Spare {
 pub struct Codec {
     /// What the server accepted.
     pub params: Params,
+    /// One message each way: use the worker's shared state both ways.
+    single: bool,
     /// Our compressor, kept between messages (context takeover only).
     tx: Option<Box<Compress>>,
     /// Our decompressor, kept between messages (server context takeover).
@@ -211,9 +217,11 @@ fn new_decompress(bits: u8) -> Decompress {
 
 impl Codec {
     /// A codec for what the server accepted; state is made on first use.
-    pub fn new(params: Params) -> Self {
+    /// `single`: the connection sends and receives one data message only.
+    pub fn new(params: Params, single: bool) -> Self {
         Codec {
             params,
+            single,
             tx: None,
             rx: None,
         }
@@ -237,7 +245,7 @@ impl Codec {
     ) -> Result<(), DeflateError> {
         out.clear();
         let bits = self.params.client_max_window_bits;
-        if self.params.client_no_context_takeover {
+        if self.params.client_no_context_takeover || self.single {
             let c = match &mut spare.tx {
                 Some((b, c)) if *b == bits => c,
                 slot => &mut slot.insert((bits, new_compress(bits))).1,
@@ -262,7 +270,7 @@ impl Codec {
     ) -> Result<(), DeflateError> {
         out.clear();
         let bits = self.params.server_max_window_bits;
-        if self.params.server_no_context_takeover {
+        if self.params.server_no_context_takeover || self.single {
             let d = match &mut spare.rx {
                 Some((b, d)) if *b == bits => d,
                 slot => &mut slot.insert((bits, new_decompress(bits))).1,
@@ -406,7 +414,7 @@ mod tests {
                 server_max_window_bits: 10,
                 client_max_window_bits: 10,
             };
-            let (mut a, mut b) = (Codec::new(params), Codec::new(params));
+            let (mut a, mut b) = (Codec::new(params, false), Codec::new(params, false));
             let (mut sa, mut sb) = (Spare::default(), Spare::default());
             let (mut packed, mut plain) = (Vec::new(), Vec::new());
             for _ in 0..3 {

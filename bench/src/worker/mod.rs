@@ -643,7 +643,8 @@ impl Worker {
                 if self.result.deflate_answer.is_none() {
                     self.result.deflate_answer = Some(params.to_string());
                 }
-                Ok(Some(Codec::new(params)))
+                let single = matches!(self.plan.mode, Mode::Idle | Mode::Handshake);
+                Ok(Some(Codec::new(params, single)))
             }
         }
     }
