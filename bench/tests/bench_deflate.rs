@@ -161,3 +161,33 @@ fn deflate_echo_against_uws_deflate_peers() {
         );
     }
 }
+
+#[test]
+fn deflate_handshake_cycles_negotiate_every_time() {
+    let server = Server::start(&["--compression"]);
+    let url = server.url("/");
+    let run = run_bench(&[
+        &url,
+        "--deflate",
+        "--payload",
+        "json",
+        "--text",
+        "-s",
+        "2000",
+        "-c",
+        "2",
+        "-d",
+        "1",
+        "-m",
+        "handshake",
+        "--json",
+    ]);
+    let j = run.clean_json();
+    let handshakes = j["handshakes"].u64();
+    assert!(handshakes > 0, "{j:?}");
+    assert_eq!(j["messages"].u64(), handshakes, "{j:?}");
+    assert!(
+        j["wire"]["received_bytes"].u64() > 0 && j["deflate"]["answer"].is_string(),
+        "{j:?}"
+    );
+}
