@@ -25,6 +25,7 @@ Environment knobs (all optional):
   BENCH_UWS_DIR   uWebSockets peer binaries (default ../shared/peers/uws
                   relative to the repository root)
   BENCH_WSSD      the wssd binary (default target/release/wssd)
+  BENCH_SUITES    suites to run (default "echo wss broadcast deflate")
 """
 
 import datetime
@@ -53,6 +54,7 @@ IDLE = int(os.environ.get("BENCH_IDLE", "10000"))
 BCAST = [int(x) for x in os.environ.get("BENCH_BCAST", "1000 10000").split()]
 OUT = os.environ.get("BENCH_OUT", os.path.join(ROOT, "docs", "benchmarks.md"))
 PEERS_WANTED = os.environ.get("BENCH_PEERS")  # None: all available
+SUITES = set(os.environ.get("BENCH_SUITES", "echo wss broadcast deflate").split())
 TICK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
@@ -159,8 +161,8 @@ def uws(name):
 # Every peer, in report order. Suites: "echo" (echo 64 B / 16 KiB / 64 B
 # w32, handshakes, idle memory after a 64 B and a 16 KiB echo), "wss" (the
 # same over TLS, against wssd with a [tls] config), "broadcast" (fan-out to
-# BCAST receivers), "deflate" (permessage-deflate echo: not run until
-# `wssd bench` can offer the extension).
+# BCAST receivers), "deflate" (permessage-deflate: 16 KiB JSON echo and
+# idle memory after one, `wssd bench --deflate`).
 PEERS = [
     Peer("tokio", "tokio-tungstenite", [TOKIO, "127.0.0.1:0"], ["echo"],
          "`bench/peers/tokio-echo` (its own Cargo project, built by `bench/scripts/bench.sh` into "
@@ -240,12 +242,14 @@ class Server:
                 self.proc.wait()
 
 
-def start_wssd(workers, tmp, tls=None):
-    cfg = os.path.join(tmp, f"wssd-{workers}{'-tls' if tls else ''}.toml")
+def start_wssd(workers, tmp, tls=None, compression=False):
+    cfg = os.path.join(tmp, f"wssd-{workers}{'-tls' if tls else ''}"
+                            f"{'-deflate' if compression else ''}.toml")
     with open(cfg, "w") as f:
         f.write(
             '[server]\nlisten = "127.0.0.1:0"\n'
             f"workers = {workers}\nmax_connections_per_worker = 19000\n"
+            + ('compression = "deflate"\n' if compression else '') +
             '[log]\nlevel = "info"\n'
             '[[routes]]\npath = "/echo"\nhandler = "echo"\n'
             '[[routes]]\npath = "/chat/{room}"\nhandler = "broadcast"\n'
@@ -280,14 +284,17 @@ def make_cert(tmp):
     return (cert, key) if r.returncode == 0 else None
 
 
-def run_bench(server, test, path, args, secs):
-    """Runs one `wssd bench --json`; returns a result dict."""
-    argv = [WSSD, "bench", server.url(path), "--json", "-t", str(server.threads),
-            "-d", str(secs)] + args
+def run_bench(server, test, path, args, secs, also=()):
+    """Runs one `wssd bench --json`; returns a result dict. `also`: more
+    servers (broadcast over several instances): their URLs follow the first
+    and their CPU time (and that of any `extra_pids`) is added."""
+    argv = [WSSD, "bench", server.url(path)] + [s.url(path) for s in also] + [
+        "--json", "-t", str(server.threads), "-d", str(secs)] + args
     if server.tls:
         argv += ["--ca-file", server.tls[0]]
     argv = pinned(server.load_cpus, argv)
-    c0, t0 = cpu_ticks(server.proc.pid), time.time()
+    pids = [server.proc.pid] + [s.proc.pid for s in also] + list(getattr(server, "extra_pids", []))
+    c0, t0 = sum(cpu_ticks(p) for p in pids), time.time()
     errf = tempfile.TemporaryFile()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errf)
     STARTED.append(p)
@@ -298,7 +305,7 @@ def run_bench(server, test, path, args, secs):
     p.returncode = os.waitstatus_to_exitcode(status)
     killer.cancel()
     ru = p.returncode
-    c1, t1 = cpu_ticks(server.proc.pid), time.time()
+    c1, t1 = sum(cpu_ticks(p) for p in pids), time.time()
     errf.seek(0)
     err = errf.read()
     client_cpu = usage.ru_utime + usage.ru_stime
@@ -352,6 +359,48 @@ def broadcast_runs(server, results):
             ["-c", str(n), "-m", "broadcast", "-w", "4"], SECS), rep=1))
 
 
+DEFLATE_ARGS = ["--deflate", "--payload", "json", "--text", "-s", "16384"]
+
+
+def start_wssd_deflate(tmp):
+    """wssd 1 worker with `compression = "deflate"`; with the plain config when
+    the daemon does not know that key yet (its answer then decides, see
+    `deflate_suite`)."""
+    try:
+        return start_wssd(1, tmp, compression=True)
+    except RuntimeError as e:
+        log(f"  wssd with compression = \"deflate\" did not start ({e}); trying without")
+        return start_wssd(1, tmp)
+
+
+def deflate_declined(server):
+    """None if `server` accepts a browser-like permessage-deflate offer, else why not."""
+    p = subprocess.run([WSSD, "bench", server.url("/echo"), "--deflate", "-c", "1", "-d", "0.2",
+                        "--json"], capture_output=True, text=True, timeout=60)
+    if p.returncode == 0:
+        return None
+    lines = p.stderr.strip().splitlines()
+    return lines[-1] if lines else f"wssd bench exited {p.returncode}"
+
+
+def deflate_suite(srv, results, skipped):
+    """16 KiB JSON text echo with permessage-deflate, and idle memory after one."""
+    why = deflate_declined(srv)
+    if why is not None:
+        key = "wssd-deflate" if srv.label.startswith("wssd") else srv.label
+        skipped[key] = ("skipped: its answer lacks permessage-deflate (the daemon does not "
+                        f"support compression yet): {why}" if "declined" in why
+                        else f"skipped: {why}")
+        log(f"  {srv.label}: deflate runs skipped: {why}")
+        return
+    results.append(dict(run_bench(srv, "deflate echo 16 KiB JSON", "/echo",
+                                  ["-c", "100"] + DEFLATE_ARGS, SECS), rep=1))
+    results.append(dict(run_bench(
+        srv, f"deflate idle {IDLE}, 16 KiB JSON echo", "/echo",
+        ["-c", str(IDLE), "-m", "idle", "--connect-timeout", "60",
+         "--pid", str(srv.proc.pid)] + DEFLATE_ARGS, min(SECS, 3)), rep=1))
+
+
 def with_server(start, body):
     """Starts a server, runs `body(server)`, stops it even on failure."""
     srv = start()
@@ -378,9 +427,7 @@ def selected_peers():
     wanted = None if PEERS_WANTED is None else set(PEERS_WANTED.split())
     run, skipped = [], {}
     for p in PEERS:
-        if "deflate" in p.suites:
-            skipped[p.key] = "not run yet: `wssd bench` cannot offer permessage-deflate"
-        elif wanted is not None and p.key not in wanted:
+        if wanted is not None and p.key not in wanted:
             skipped[p.key] = "not selected (BENCH_PEERS)"
         elif not p.available():
             skipped[p.key] = f"not run: {os.path.relpath(p.binary(), ROOT)} is missing"
@@ -401,25 +448,33 @@ def main():
         skipped["wss"] = "not run: openssl could not make a certificate"
     wssd1 = functools.partial(start_wssd, 1, tmp)
     try:
-        for rep in range(1, REPEAT + 1):
+        for rep in range(1, REPEAT + 1) if SUITES & {"echo", "wss"} else ():
             echo_servers = [wssd1] + [functools.partial(start_peer, p, tmp)
                                       for p in in_suite("echo")]
             log(f"[{rep}/{REPEAT}] echo")
-            for start_server in echo_servers:
+            for start_server in echo_servers if "echo" in SUITES else ():
                 with_server(start_server, lambda srv: echo_suite(srv, results, rep))
-            if tls:
+            if tls and "wss" in SUITES:
                 log(f"[{rep}/{REPEAT}] wss")
                 wss_servers = [functools.partial(start_wssd, 1, tmp, tls)] + [
                     functools.partial(start_peer, p, tmp, tls) for p in in_suite("wss")]
                 for start_server in wss_servers:
                     with_server(start_server,
                                 lambda srv: echo_suite(srv, results, rep, "wss ", (64,)))
-        log("broadcast")
-        for start_server in [wssd1] + [functools.partial(start_peer, p, tmp)
-                                       for p in in_suite("broadcast")]:
-            with_server(start_server, lambda srv: broadcast_runs(srv, results))
-        log("wssd, 2 workers")
-        with_server(functools.partial(start_wssd, 2, tmp), lambda srv: both_bcast(srv, results))
+        if "broadcast" in SUITES:
+            log("broadcast")
+            for start_server in [wssd1] + [functools.partial(start_peer, p, tmp)
+                                           for p in in_suite("broadcast")]:
+                with_server(start_server, lambda srv: broadcast_runs(srv, results))
+        if "deflate" in SUITES:
+            log("deflate")
+            for start_server in [functools.partial(start_wssd_deflate, tmp)] + [
+                    functools.partial(start_peer, p, tmp) for p in in_suite("deflate")]:
+                with_server(start_server, lambda srv: deflate_suite(srv, results, skipped))
+        if SUITES >= {"echo", "broadcast"}:
+            log("wssd, 2 workers")
+            with_server(functools.partial(start_wssd, 2, tmp),
+                        lambda srv: both_bcast(srv, results))
     finally:
         cleanup()
     load_after = os.getloadavg()
@@ -510,6 +565,11 @@ def rng(xs, f=fmt):
     return f"{f(xs[-1])} ({f(xs[0])}–{f(xs[-1])})"
 
 
+METHOD_DEFLATE = "### Method: compression (permessage-deflate)\n\n`wssd bench --deflate --payload json --text -s 16384 -c 100`: every connection offers `permessage-deflate; client_max_window_bits` as browsers do, checks the answer (RFC 7692 section 7.1), compresses its 16 KiB JSON-like messages (chat records from a seeded generator, different throughout every message; about 21 % of their size with a 15-bit window) with `flate2`/zlib-rs at level 6, honouring the answer's context takeover and window, and checks every byte of each inflated echo. Reported: messages per server CPU-second, bytes on the wire per message in each direction (socket bytes, framing included) against the 16,384 message bytes, the accepted answer, and (idle mode, `--pid`) server memory per idle connection after one such echo at 10,000 connections. A server whose answer lacks the extension is not measured uncompressed: `wssd bench` stops with *server declined permessage-deflate* and the row says so."
+
+METHOD_CLUSTER = "### Method: broadcast across instances (issue 13)\n\n`bench/scripts/bench-cluster.py` starts `redis-server` on a free loopback port (no persistence, not a system service) and two wssd instances (1 worker each) with `[cluster] redis_url` pointing at it, then runs `wssd bench -m broadcast -w 4 -c N ws://A/chat/bench ws://B/chat/bench` for each N of `BENCH_BCAST` (1,000 for the goal): receivers round-robin over A and B, the sender on A, every delivery counted per URL against the expected number, last-receiver delay p50/p99 per message. The same run against A alone gives the one-instance row; server CPU is both instances plus Redis, so the goal (the second instance costs no more than 20 % of one-instance throughput per server CPU-second) reads directly from *per server CPU-s*. `--no-redis` starts the instances without `[cluster]`: receivers on B then get nothing and the run reports it (expected vs received per URL, exit 1); that is the bench side's smoke run until the daemon has `[cluster]`."
+
+
 def render(results, lb, la, took, peers, skipped):
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     L = []
@@ -541,7 +601,7 @@ def render(results, lb, la, took, peers, skipped):
             order.append(k)
     groups = {k: [r for r in results if (r["server"], r["test"]) == k] for k in order}
     for (srv, test), rs in groups.items():
-        if "idle" in test or test.startswith("broadcast"):
+        if "idle" in test or test.startswith(("broadcast", "deflate")):
             continue
         _, unit = metric(rs[0])
         thr = rng([metric(r)[0] for r in rs])
@@ -645,6 +705,7 @@ def render(results, lb, la, took, peers, skipped):
         j = rs[0]["json"]
         m = j.get("memory") or {}
         what = ("wss, " if test.startswith("wss") else "") + (
+            "deflate, after a 16 KiB JSON echo" if test.startswith("deflate") else
             "after a 16 KiB echo" if "16 KiB" in test else "after a 64 B echo")
         L.append(f"| {srv} | {what} | {j.get('connected', 0):,} of {j.get('connections', 0):,} | "
                  f"{m.get('rss_per_connection_bytes', 0) / 1024:.2f} KiB | "
@@ -678,6 +739,40 @@ def render(results, lb, la, took, peers, skipped):
 
     L.append("Per server CPU-s here includes setting up the connections (one handshake each), "
              "which weighs on the 10,000-receiver rows.\n")
+
+    L.append("## Compression (permessage-deflate)\n")
+    L.append("`wssd bench --deflate --payload json --text -s 16384 -c 100`: every connection "
+             "offers `permessage-deflate; client_max_window_bits` (as browsers do), sends "
+             "16 KiB JSON-like text compressed and checks every byte of the inflated echo. "
+             "*On the wire* is socket bytes per message (framing included) against the "
+             "16,384 message bytes.\n")
+    L.append("| server | answer | msg/s | per server CPU-s | on the wire per message: sent / received | latency p50 / p99 (ms) | CPU s: server / load | errors |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    for (srv, test), rs in groups.items():
+        if test != "deflate echo 16 KiB JSON":
+            continue
+        r = rs[0]
+        j = r["json"]
+        w = j.get("wire") or {}
+        n = max(j.get("messages", 0), 1)
+        lat = j.get("latency_us") or {}
+        answer = ((j.get("deflate") or {}).get("answer") or "?").replace("permessage-deflate", "").strip("; ")
+        L.append(f"| {srv} | {answer or '(defaults)'} | {j.get('messages_per_s', 0):,.0f} | {fmt(per_cpu(r))} | "
+                 f"{w.get('sent_bytes', 0) / n:,.0f} / {w.get('received_bytes', 0) / n:,.0f} B | "
+                 f"{lat.get('p50', 0) / 1000:.2f} / {lat.get('p99', 0) / 1000:.2f} | "
+                 f"{r['server_cpu_s']:.2f} / {r['client_cpu_s']:.2f} of {r['wall_s']:.1f} s wall | "
+                 f"{j.get('errors', '?')} |")
+    if "wssd-deflate" in skipped:
+        L.append(f"| wssd 1w | – | – | – | – | – | – | {skipped['wssd-deflate']} |")
+    a, _ = best_eff("wssd 1w", "deflate echo 16 KiB JSON")
+    b, _ = best_eff("uWebSockets deflate shared", "deflate echo 16 KiB JSON")
+    if a > 0 and b > 0:
+        L.append(f"\nwssd / uWebSockets deflate shared, 16 KiB JSON echo per server CPU-s: "
+                 f"**{a / b:.2f}** (goal ≥ 1.0).")
+    L.append("\nGoals (issue 12): per server CPU-second at least as many 16 KiB JSON echoes as "
+             "uWebSockets' shared compressor; memory per idle compressed connection after one "
+             "16 KiB JSON echo ≤ 1 KiB with the defaults (see *Memory per idle connection*; "
+             "uWebSockets measured 0.33 KiB shared, 35.7 KiB dedicated).\n")
     L.append("## Reading these numbers\n")
     L.append("* Compare the *per server CPU-s* column and the ratios, not wall-clock throughput: "
              "on a shared machine a pinned process only gets the share of its core that other "
@@ -704,22 +799,28 @@ def render(results, lb, la, took, peers, skipped):
     for p in PEERS:
         state = "ran" if p.key in ran else skipped.get(p.key, "not run")
         L.append(f"| {p.key} | {', '.join(p.suites)} | {p.label}: {p.about} | {state} |")
-    L.append(f"| (wssd) | echo, wss, broadcast | wssd 1 worker (wss: with a `[tls]` config, "
+    L.append(f"| (wssd) | echo, wss, broadcast, deflate | wssd 1 worker (wss: with a `[tls]` config, "
              f"same certificate as uWebSockets), 2 workers for echo and broadcast | "
-             f"{skipped.get('wss', 'ran')} |")
+             f"{'; '.join(skipped[k] for k in ('wss', 'wssd-deflate') if k in skipped) or 'ran'} |")
     L.append("")
     L.append("Suites: *echo* = echo 64 B / 16 KiB / 64 B w32, handshakes, idle memory after a "
              f"64 B and after a 16 KiB echo at {IDLE:,} connections; *wss* = the same over TLS "
              "(echo 64 B / 16 KiB, TLS handshakes, memory per idle TLS connection); *broadcast* = "
              "`wssd bench -m broadcast -w 4` at " + " and ".join(f"{n:,}" for n in BCAST) +
-             " receivers; *deflate* waits for `wssd bench` to offer permessage-deflate.")
+             " receivers; *deflate* = 16 KiB JSON text echo with `--deflate` and memory per idle "
+             f"connection after one at {IDLE:,} connections (wssd: `compression = \"deflate\"`; "
+             "skipped with a note while the daemon's answer lacks the extension).")
     L.append("")
+    L.append(METHOD_DEFLATE + "\n")
+    L.append(METHOD_CLUSTER + "\n")
     L.append("## How to reproduce\n")
     L.append("```\nmake bench            # release build, peers, all runs, rewrites docs/benchmarks.md\n"
              "BENCH_SECS=10 BENCH_REPEAT=3 make bench   # longer, more repetitions\n"
              "BENCH_OUT=- make bench                    # print only\n"
              "BENCH_PEERS=\"uws uws-ssl\" make bench     # only these peers (keys of the table above)\n"
-             "BENCH_UWS_DIR=/path/to/uws make bench     # uWebSockets binaries elsewhere\n```\n")
+             "BENCH_UWS_DIR=/path/to/uws make bench     # uWebSockets binaries elsewhere\n"
+             "BENCH_SUITES=deflate make bench          # only these suites (echo wss broadcast deflate)\n"
+             "BENCH_BCAST=1000 bench/scripts/bench-cluster.py   # two instances on one Redis vs one instance\n```\n")
     L.append("Single runs by hand: start `./target/release/wssd --config FILE` pinned with "
              "`taskset -c 0`, then e.g. `taskset -c 1 ./target/release/wssd bench "
              "ws://127.0.0.1:PORT/echo -c 100 -s 64 -d 5` (over TLS: `wss://127.0.0.1:PORT/echo "

@@ -5,7 +5,7 @@
 # The uWebSockets peers are used when ../shared/peers/uws (relative to the
 # repository root; BENCH_UWS_DIR overrides) holds them.
 # Knobs: BENCH_SECS, BENCH_REPEAT, BENCH_IDLE, BENCH_BCAST, BENCH_OUT,
-# BENCH_PEERS, BENCH_UWS_DIR, BENCH_WSSD (see bench/scripts/bench.py).
+# BENCH_PEERS, BENCH_UWS_DIR, BENCH_WSSD, BENCH_SUITES (see bench/scripts/bench.py).
 # Takes about 8 minutes with defaults.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -6,6 +6,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::time::Instant;
 
+use super::deflate::{Codec, DeflateError};
 use super::frame::{self, FrameError, ResponseError, OP_CLOSE};
 use super::stream::Stream;
 
@@ -84,6 +85,9 @@ pub enum ConnError {
     HandshakeEof,
     /// Framing violation.
     Frame(FrameError),
+    /// A compressed message that does not inflate (or our compressor
+    /// failed).
+    Deflate(DeflateError),
     /// A frame that makes no sense at this point.
     Unexpected(&'static str),
     /// Wrong payload: message `seq`, first differing byte `at`.
@@ -121,9 +125,10 @@ impl ConnError {
             | ConnError::Tls(_)
             | ConnError::Handshake(_)
             | ConnError::HandshakeEof => ErrorKind::Handshake,
-            ConnError::Frame(_) | ConnError::Unexpected(_) | ConnError::WrongOpcode(_) => {
-                ErrorKind::Protocol
-            }
+            ConnError::Frame(_)
+            | ConnError::Deflate(_)
+            | ConnError::Unexpected(_)
+            | ConnError::WrongOpcode(_) => ErrorKind::Protocol,
             ConnError::Mismatch { .. } => ErrorKind::Mismatch,
             ConnError::ServerClose(_) | ConnError::Eof | ConnError::Io(_) => ErrorKind::Closed,
             ConnError::Timeout { .. } | ConnError::CloseTimeout => ErrorKind::Timeout,
@@ -148,6 +153,7 @@ impl fmt::Display for ConnError {
             ConnError::Handshake(e) => write!(f, "handshake failed: {e}"),
             ConnError::HandshakeEof => write!(f, "connection closed during the handshake"),
             ConnError::Frame(e) => write!(f, "protocol error: {e}"),
+            ConnError::Deflate(e) => write!(f, "permessage-deflate: {e}"),
             ConnError::Unexpected(what) => write!(f, "protocol error: {what}"),
             ConnError::Mismatch { seq, at } => {
                 write!(f, "payload of message {seq} differs at byte {at}")
@@ -178,8 +184,15 @@ pub struct Conn {
     wpos: usize,
     /// Bytes read and not yet parsed.
     pub rbuf: Vec<u8>,
-    /// A fragmented message being reassembled: opcode and data so far.
-    pub frag: Option<(u8, Vec<u8>)>,
+    /// A fragmented message being reassembled: opcode, compressed (RSV1
+    /// on its first frame), data so far.
+    pub frag: Option<(u8, bool, Vec<u8>)>,
+    /// permessage-deflate, when negotiated.
+    pub deflate: Option<Codec>,
+    /// Bytes written to the socket (TLS: before encryption).
+    pub wire_out: u64,
+    /// Bytes read from the socket (TLS: after decryption).
+    pub wire_in: u64,
     /// The (fixed) masking key.
     pub mask: [u8; 4],
     /// When the current wait gives up (setup, draining, closing).
@@ -213,6 +226,9 @@ impl Conn {
             wpos: 0,
             rbuf: Vec::new(),
             frag: None,
+            deflate: None,
+            wire_out: 0,
+            wire_in: 0,
             mask: [a | 1, b, c, d],
             deadline: None,
             send_seq: 0,
@@ -230,9 +246,20 @@ impl Conn {
         self.wbuf.extend_from_slice(bytes);
     }
 
-    /// Queues one frame of `len` bytes written by `fill`.
+    /// Queues one uncompressed frame of `len` bytes written by `fill`.
     pub fn queue_frame(&mut self, opcode: u8, len: usize, fill: impl FnOnce(&mut [u8])) {
-        frame::encode_frame(&mut self.wbuf, opcode, self.mask, len, fill);
+        frame::encode_frame(&mut self.wbuf, (opcode, false), self.mask, len, fill);
+    }
+
+    /// Queues one frame holding the compressed message `packed` (RSV1 set).
+    pub fn queue_compressed(&mut self, opcode: u8, packed: &[u8]) {
+        frame::encode_frame(
+            &mut self.wbuf,
+            (opcode, true),
+            self.mask,
+            packed.len(),
+            |b| b.copy_from_slice(packed),
+        );
     }
 
     /// Queues a close frame with status 1000 and enters [`Phase::Closing`].
@@ -267,7 +294,10 @@ impl Conn {
         while self.wpos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.wpos += n,
+                Ok(n) => {
+                    self.wpos += n;
+                    self.wire_out += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

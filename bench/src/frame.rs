@@ -55,6 +55,8 @@ impl fmt::Display for FrameError {
 pub struct FrameHead {
     /// FIN bit: last frame of a message.
     pub fin: bool,
+    /// RSV1 bit: a compressed message (permessage-deflate), first frame only.
+    pub rsv1: bool,
     /// The opcode (`OP_*`).
     pub opcode: u8,
     /// Length of the header in bytes.
@@ -70,11 +72,16 @@ impl FrameHead {
     }
 }
 
-/// Parses a server frame header at the start of `buf`.
+/// Parses a server frame header at the start of `buf`; `deflate` allows
+/// RSV1 on the first frame of a data message (RFC 7692 section 6).
 ///
 /// Returns `Ok(None)` when `buf` does not hold a whole header yet. The
 /// payload may still be incomplete: check `total_len()` against `buf.len()`.
-pub fn parse_head(buf: &[u8], max_payload: usize) -> Result<Option<FrameHead>, FrameError> {
+pub fn parse_head(
+    buf: &[u8],
+    max_payload: usize,
+    deflate: bool,
+) -> Result<Option<FrameHead>, FrameError> {
     if buf.len() < 2 {
         return Ok(None);
     }
@@ -82,11 +89,13 @@ pub fn parse_head(buf: &[u8], max_payload: usize) -> Result<Option<FrameHead>, F
     if b1 & 0x80 != 0 {
         return Err(FrameError::Masked);
     }
-    if b0 & 0x70 != 0 {
+    let fin = b0 & 0x80 != 0;
+    let rsv1 = b0 & 0x40 != 0;
+    let opcode = b0 & 0x0F;
+    let rsv1_allowed = deflate && matches!(opcode, OP_TEXT | OP_BINARY);
+    if b0 & 0x30 != 0 || (rsv1 && !rsv1_allowed) {
         return Err(FrameError::ReservedBits);
     }
-    let fin = b0 & 0x80 != 0;
-    let opcode = b0 & 0x0F;
     let control = match opcode {
         OP_CONT | OP_TEXT | OP_BINARY => false,
         OP_CLOSE | OP_PING | OP_PONG => true,
@@ -116,22 +125,24 @@ pub fn parse_head(buf: &[u8], max_payload: usize) -> Result<Option<FrameHead>, F
     };
     Ok(Some(FrameHead {
         fin,
+        rsv1,
         opcode,
         header_len,
         payload_len,
     }))
 }
 
-/// Appends one masked, final frame to `out`; `fill` writes the plain payload
-/// of `len` bytes, which is then masked in place.
+/// Appends one masked, final frame to `out` (with RSV1 set when
+/// `compressed`); `fill` writes the plain payload of `len` bytes, which is
+/// then masked in place.
 pub fn encode_frame(
     out: &mut Vec<u8>,
-    opcode: u8,
+    (opcode, compressed): (u8, bool),
     mask: [u8; 4],
     len: usize,
     fill: impl FnOnce(&mut [u8]),
 ) {
-    out.push(0x80 | opcode);
+    out.push(0x80 | if compressed { 0x40 } else { 0 } | opcode);
     if len < 126 {
         // The guard makes the cast lossless.
         out.push(0x80 | len as u8);
@@ -179,14 +190,18 @@ pub struct Handshake {
 }
 
 impl Handshake {
-    /// Builds the upgrade request for `host_header` and `path`.
-    pub fn new(host_header: &str, path: &str) -> Self {
+    /// Builds the upgrade request for `host_header` and `path`, offering
+    /// `extensions` (a `Sec-WebSocket-Extensions` value) if given.
+    pub fn new(host_header: &str, path: &str, extensions: Option<&str>) -> Self {
         let key = tungstenite::handshake::client::generate_key();
         let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
-             Sec-WebSocket-Version: 13\r\nUser-Agent: wssd-bench\r\n\r\n"
+             Sec-WebSocket-Version: 13\r\nUser-Agent: wssd-bench\r\n{}\r\n",
+            extensions.map_or(String::new(), |e| format!(
+                "Sec-WebSocket-Extensions: {e}\r\n"
+            ))
         );
         Handshake {
             request: request.into_bytes(),
@@ -204,6 +219,10 @@ pub enum ResponseError {
     BadAccept,
     /// The response headers were longer than accepted.
     TooLong,
+    /// A `Sec-WebSocket-Extensions` answer that is not acceptable.
+    Extension(String),
+    /// `--deflate` was given but the server did not accept it.
+    DeflateDeclined,
 }
 
 impl fmt::Display for ResponseError {
@@ -212,15 +231,29 @@ impl fmt::Display for ResponseError {
             ResponseError::Status(line) => write!(f, "server answered {line:?}"),
             ResponseError::BadAccept => write!(f, "missing or wrong Sec-WebSocket-Accept"),
             ResponseError::TooLong => write!(f, "handshake response longer than 16 KiB"),
+            ResponseError::Extension(e) => write!(f, "{e}"),
+            ResponseError::DeflateDeclined => write!(
+                f,
+                "server declined permessage-deflate (no Sec-WebSocket-Extensions in its answer)"
+            ),
         }
     }
 }
 
+/// A complete, accepted handshake response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Length of the response head.
+    pub len: usize,
+    /// The values of its `Sec-WebSocket-Extensions` headers.
+    pub extensions: Vec<String>,
+}
+
 /// Checks the handshake response at the start of `buf`.
 ///
-/// Returns the length of the response head once complete, `Ok(None)` if
-/// more bytes are needed.
-pub fn parse_response(buf: &[u8], accept: &str) -> Result<Option<usize>, ResponseError> {
+/// Returns the response once its head is complete, `Ok(None)` if more
+/// bytes are needed.
+pub fn parse_response(buf: &[u8], accept: &str) -> Result<Option<Response>, ResponseError> {
     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
         if buf.len() > MAX_RESPONSE {
             return Err(ResponseError::TooLong);
@@ -235,15 +268,23 @@ pub fn parse_response(buf: &[u8], accept: &str) -> Result<Option<usize>, Respons
     if parts.next() != Some("101") {
         return Err(ResponseError::Status(status.chars().take(80).collect()));
     }
-    let accepted = lines
-        .filter_map(|l| l.split_once(':'))
-        .any(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("sec-websocket-accept") && value.trim() == accept
-        });
+    let mut accepted = false;
+    let mut extensions = Vec::new();
+    for (name, value) in lines.filter_map(|l| l.split_once(':')) {
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("sec-websocket-accept") {
+            accepted |= value == accept;
+        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            extensions.push(value.to_string());
+        }
+    }
     if !accepted {
         return Err(ResponseError::BadAccept);
     }
-    Ok(Some(end + 4))
+    Ok(Some(Response {
+        len: end + 4,
+        extensions,
+    }))
 }
 
 #[cfg(test)]
@@ -254,13 +295,32 @@ mod tests {
     fn encode_then_parse_roundtrip_lengths() {
         for len in [0usize, 1, 125, 126, 65535, 65536] {
             let mut out = Vec::new();
-            encode_frame(&mut out, OP_BINARY, [1, 2, 3, 4], len, |b| b.fill(7));
+            encode_frame(&mut out, (OP_BINARY, false), [1, 2, 3, 4], len, |b| {
+                b.fill(7)
+            });
             // Clear the mask bit: the parser then reads the 4 mask-key
             // bytes as payload, so the frame looks 4 bytes shorter.
             out[1] &= 0x7F;
-            let head = parse_head(&out, 1 << 20).unwrap().unwrap();
+            let head = parse_head(&out, 1 << 20, false).unwrap().unwrap();
             assert_eq!(head.payload_len, len);
             assert_eq!(head.total_len() + 4, out.len());
+        }
+    }
+
+    #[test]
+    fn rsv1_only_on_first_data_frames_with_deflate() {
+        let frame = |b0: u8| [b0, 0x00];
+        let text_rsv1 = frame(0x80 | 0x40 | OP_TEXT);
+        assert!(parse_head(&text_rsv1, 10, true).unwrap().unwrap().rsv1);
+        assert_eq!(
+            parse_head(&text_rsv1, 10, false),
+            Err(FrameError::ReservedBits)
+        );
+        for bad in [0x40 | OP_CONT, 0x80 | 0x40 | OP_PING, 0x80 | 0x20 | OP_TEXT] {
+            assert_eq!(
+                parse_head(&frame(bad), 10, true),
+                Err(FrameError::ReservedBits)
+            );
         }
     }
 
@@ -279,7 +339,8 @@ mod tests {
     #[test]
     fn response_checks() {
         let ok = b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: abc\r\n\r\nxx";
-        assert_eq!(parse_response(ok, "abc"), Ok(Some(ok.len() - 2)));
+        let r = parse_response(ok, "abc").unwrap().unwrap();
+        assert_eq!((r.len, r.extensions.len()), (ok.len() - 2, 0));
         assert_eq!(parse_response(ok, "abd"), Err(ResponseError::BadAccept));
         assert_eq!(parse_response(&ok[..10], "abc"), Ok(None));
         let nf = b"HTTP/1.1 404 Not Found\r\n\r\n";

@@ -14,6 +14,7 @@
 //! - `shared`: the state shared by the main thread and the workers;
 //! - `conn`: a connection's state, buffers and error categories;
 //! - `frame`: the client-side WebSocket codec and opening handshake;
+//! - `deflate`: permessage-deflate (offer, answer, compression; `flate2`);
 //! - `payload`: checkable message payloads;
 //! - `histogram`: the latency histogram (over `hdrhistogram`);
 //! - `net`: sockets, source addresses, the open-file limit;
@@ -24,6 +25,7 @@
 //!   the progress line.
 
 mod conn;
+mod deflate;
 mod frame;
 mod histogram;
 mod net;
@@ -79,12 +81,25 @@ impl Mode {
     }
 }
 
+/// What the messages contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PayloadKind {
+    /// Sequence number, connection and a rotated `a..z` filler.
+    Pattern,
+    /// JSON-like chat records, compressible like real traffic (echo,
+    /// idle and handshake modes).
+    Json,
+}
+
 /// Arguments of `wssd bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// ws:// or wss:// URL of the server under test (for broadcast: a
-    /// room of the server's broadcast route).
-    pub url: String,
+    /// room of the server's broadcast route). Broadcast takes several: the
+    /// sender and connection 0 go to the first, connection i to URL
+    /// i mod N (instances of one cluster).
+    #[arg(required = true, value_name = "URL")]
+    pub urls: Vec<String>,
 
     /// Number of connections (handshake mode: concurrent handshake loops).
     #[arg(
@@ -154,6 +169,18 @@ pub struct BenchArgs {
     /// test servers; measures the same handshake work).
     #[arg(long)]
     pub insecure: bool,
+
+    /// Offer permessage-deflate as a browser does
+    /// (`permessage-deflate; client_max_window_bits`), compress what is
+    /// sent and inflate what is received; a server that declines it fails
+    /// the handshake.
+    #[arg(long)]
+    pub deflate: bool,
+
+    /// Message contents: `pattern` (default) or `json` (compressible
+    /// JSON-like text, for --deflate).
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = PayloadKind::Pattern)]
+    pub payload: PayloadKind,
 }
 
 /// Why a run could not be set up (exit status 2).
@@ -221,13 +248,28 @@ const FD_RESERVE: u64 = 64;
 /// Connects in progress per thread during setup.
 const MAX_PENDING: usize = 256;
 
+/// One server URL and how to connect to it.
+#[derive(Debug)]
+struct Endpoint {
+    /// The URL as given.
+    url: String,
+    target: Target,
+    handshake: Handshake,
+    /// `wss://`: how to connect.
+    tls: Option<TlsClient>,
+}
+
 /// Everything the workers need, fixed for the run.
 #[derive(Debug)]
 struct Plan {
     mode: Mode,
+    /// The URLs, space-separated (for reports).
     url: String,
-    target: Target,
-    handshake: Handshake,
+    /// Connection i goes to endpoint i mod len (at least one).
+    endpoints: Vec<Endpoint>,
+    /// Offer and use permessage-deflate.
+    deflate: bool,
+    payload: PayloadKind,
     connections: u32,
     size: usize,
     window: u32,
@@ -241,8 +283,6 @@ struct Plan {
     source_addrs: u32,
     /// Setup concurrency per thread.
     max_pending: usize,
-    /// `wss://`: how to connect.
-    tls: Option<TlsClient>,
     /// Broadcast: the sender gets no copy of its messages.
     exclude_sender: bool,
     /// Remarks for the report.
@@ -250,6 +290,11 @@ struct Plan {
 }
 
 impl Plan {
+    /// The endpoint of connection `id`.
+    fn endpoint(&self, id: u32) -> &Endpoint {
+        &self.endpoints[id as usize % self.endpoints.len()]
+    }
+
     /// Broadcast: how many connections receive each message.
     fn receivers(&self, connected: u64) -> u64 {
         connected
@@ -301,7 +346,21 @@ fn make_plan(args: &BenchArgs) -> Result<Plan, BenchError> {
     }
     let duration = seconds(args.duration, "--duration")?;
     let connect_timeout = seconds(args.connect_timeout, "--connect-timeout")?;
-    let target = Target::parse(&args.url)?;
+    if args.urls.len() > 1 && args.mode != Mode::Broadcast {
+        return Err(BenchError::Usage(
+            "several URLs need --mode broadcast (receivers spread over them)".into(),
+        ));
+    }
+    if args.payload == PayloadKind::Json && args.mode == Mode::Broadcast {
+        return Err(BenchError::Usage(
+            "--payload json is for echo, idle and handshake modes (broadcast payloads carry timestamps)".into(),
+        ));
+    }
+    let endpoints = args
+        .urls
+        .iter()
+        .map(|url| endpoint(url, args))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut size = args.size;
     if args.mode == Mode::Broadcast && size < payload::STAMP_LEN {
         size = payload::STAMP_LEN;
@@ -314,7 +373,39 @@ fn make_plan(args: &BenchArgs) -> Result<Plan, BenchError> {
             "--exclude-sender needs --mode broadcast and at least 2 connections".into(),
         ));
     }
-    let source_addrs = source_addrs(args, &target, &mut notes)?;
+    if endpoints.len() > 1 {
+        notes.push(format!(
+            "{} URLs: connection i goes to URL i mod {}, the sender to the first",
+            endpoints.len(),
+            endpoints.len()
+        ));
+    }
+    let source_addrs = source_addrs(args, &endpoints, &mut notes)?;
+    let threads = args.threads.min(args.connections);
+    Ok(Plan {
+        mode: args.mode,
+        url: args.urls.join(" "),
+        endpoints,
+        deflate: args.deflate,
+        payload: args.payload,
+        connections: args.connections,
+        size,
+        window: args.window,
+        text: args.text,
+        threads,
+        duration,
+        connect_timeout,
+        grace: Duration::from_secs(2).max(connect_timeout / 2),
+        source_addrs,
+        max_pending: MAX_PENDING,
+        exclude_sender: args.exclude_sender,
+        notes,
+    })
+}
+
+/// Parses one URL into an endpoint with its handshake and TLS client.
+fn endpoint(url: &str, args: &BenchArgs) -> Result<Endpoint, BenchError> {
+    let target = Target::parse(url)?;
     let tls = match (target.tls, args.ca_file.is_some() || args.insecure) {
         (true, _) => Some(
             TlsClient::new(&target.host, args.ca_file.as_deref(), args.insecure)
@@ -327,35 +418,24 @@ fn make_plan(args: &BenchArgs) -> Result<Plan, BenchError> {
         }
         (false, false) => None,
     };
-    let threads = args.threads.min(args.connections);
-    Ok(Plan {
-        mode: args.mode,
-        url: args.url.clone(),
-        handshake: Handshake::new(&target.host_header, &target.path),
+    let offer = args.deflate.then_some(deflate::OFFER);
+    Ok(Endpoint {
+        url: url.to_string(),
+        handshake: Handshake::new(&target.host_header, &target.path, offer),
         target,
-        connections: args.connections,
-        size,
-        window: args.window,
-        text: args.text,
-        threads,
-        duration,
-        connect_timeout,
-        grace: Duration::from_secs(2).max(connect_timeout / 2),
-        source_addrs,
-        max_pending: MAX_PENDING,
         tls,
-        exclude_sender: args.exclude_sender,
-        notes,
     })
 }
 
 /// How many loopback source addresses to use.
 fn source_addrs(
     args: &BenchArgs,
-    target: &Target,
+    endpoints: &[Endpoint],
     notes: &mut Vec<String>,
 ) -> Result<u32, BenchError> {
-    let loopback_v4 = matches!(target.addr.ip(), IpAddr::V4(ip) if ip.is_loopback());
+    let loopback_v4 = endpoints
+        .iter()
+        .all(|e| matches!(e.target.addr.ip(), IpAddr::V4(ip) if ip.is_loopback()));
     let per_addr = net::ephemeral_ports() * 9 / 10;
     let count = match args.source_addrs {
         Some(0) => 0,
@@ -401,11 +481,14 @@ fn check_fd_limit(plan: &Plan) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// Checks that the server accepts TCP connections at all.
+/// Checks that every server accepts TCP connections at all.
 fn probe(plan: &Plan) -> Result<(), BenchError> {
-    std::net::TcpStream::connect_timeout(&plan.target.addr, plan.connect_timeout)
-        .map(drop)
-        .map_err(|e| BenchError::Unreachable(plan.target.addr.to_string(), e))
+    for e in &plan.endpoints {
+        std::net::TcpStream::connect_timeout(&e.target.addr, plan.connect_timeout)
+            .map(drop)
+            .map_err(|err| BenchError::Unreachable(e.target.addr.to_string(), err))?;
+    }
+    Ok(())
 }
 
 /// Sets up, runs and summarises one benchmark.

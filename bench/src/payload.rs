@@ -6,6 +6,14 @@
 //! or corrupted echo therefore never matches. A broadcast payload carries
 //! the sequence number and the send timestamp instead of the connection.
 //! Everything is ASCII, so the same payloads serve text and binary modes.
+//!
+//! The `json` kind (for permessage-deflate) is a JSON-like chat log that
+//! compresses like real traffic: the same header, then records whose
+//! numbers and words are drawn from a generator seeded by the connection
+//! and the sequence number, so every message differs throughout and is
+//! regenerated to be checked.
+
+use std::io::Write as _;
 
 /// The filler alphabet.
 const ALPHABET: &[u8; 26] = b"abcdefghijklmnopqrstuvwxyz";
@@ -130,9 +138,128 @@ pub fn check_stamp(input: &[u8], len: usize) -> Option<(u64, u64)> {
     is_filler(&input[STAMP_LEN..], rotation(u32::MAX, seq)).then_some((seq, sent_ns))
 }
 
+/// Words of the JSON payload's texts.
+const WORDS: [&str; 32] = [
+    "hello", "world", "message", "chat", "lobby", "online", "typing", "ok", "thanks", "see", "you",
+    "later", "the", "build", "passed", "failed", "deploy", "server", "client", "room", "join",
+    "leave", "ping", "pong", "status", "update", "price", "order", "item", "cart", "user", "ready",
+];
+/// Users of the JSON payload.
+const USERS: [&str; 8] = [
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+];
+/// Longest record the generator writes, in bytes.
+const MAX_RECORD: usize = 200;
+
+/// A small deterministic generator (splitmix64).
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A value below `n` (`n` is small, so the cast is lossless).
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Fills `out` with the JSON-like payload of message `seq` of connection
+/// `conn`: `{"seq":"…","conn":"…","items":[{…},…]}`, padded with spaces
+/// before the closing `]}` to exactly `out.len()` bytes (shorter sizes are
+/// a truncated header).
+pub fn fill_json(out: &mut [u8], conn: u32, seq: u64) {
+    let len = out.len();
+    let mut head = [0u8; 24];
+    let n = put_hex(&mut head, seq, 16);
+    put_hex(&mut head[n..], u64::from(conn), 8);
+    let mut w: &mut [u8] = out;
+    // Writes into a slice only fail when it is full: truncation is the
+    // intended result for tiny sizes.
+    let _ = w.write_all(b"{\"seq\":\"");
+    let _ = w.write_all(&head[..16]);
+    let _ = w.write_all(b"\",\"conn\":\"");
+    let _ = w.write_all(&head[16..]);
+    let _ = w.write_all(b"\",\"items\":[");
+    let mut mix = Mix(seq.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ u64::from(conn));
+    let mut first = true;
+    while w.len() >= MAX_RECORD + 2 {
+        let sep = if first { "" } else { "," };
+        first = false;
+        let _ = write!(
+            w,
+            "{sep}{{\"id\":{},\"user\":\"{}\",\"room\":\"lobby-{}\",\"text\":\"{} {} {} {} {}\",\"score\":{}.{:02},\"ok\":{}}}",
+            mix.next() % 1_000_000,
+            USERS[mix.below(USERS.len())],
+            mix.below(16),
+            WORDS[mix.below(WORDS.len())],
+            WORDS[mix.below(WORDS.len())],
+            WORDS[mix.below(WORDS.len())],
+            WORDS[mix.below(WORDS.len())],
+            WORDS[mix.below(WORDS.len())],
+            mix.below(100),
+            mix.below(100),
+            mix.below(2) == 1,
+        );
+    }
+    let rest = w.len();
+    if len >= 2 && rest >= 2 {
+        w[..rest - 2].fill(b' ');
+        w[rest - 2..].copy_from_slice(b"]}");
+    }
+}
+
+/// Returns the first byte where `input` differs from the JSON payload of
+/// message `seq` of connection `conn` of `len` bytes (regenerated into
+/// `scratch`), or `None` when it matches exactly.
+pub fn check_json(
+    input: &[u8],
+    len: usize,
+    conn: u32,
+    seq: u64,
+    scratch: &mut Vec<u8>,
+) -> Option<usize> {
+    if input.len() != len {
+        return Some(input.len().min(len));
+    }
+    scratch.clear();
+    scratch.resize(len, 0);
+    fill_json(scratch, conn, seq);
+    first_difference(input, scratch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_payload_is_distinct_exact_and_checked() {
+        let mut scratch = Vec::new();
+        for len in [0usize, 1, 10, 64, 300, 16384] {
+            let mut a = vec![0u8; len];
+            fill_json(&mut a, 3, 9);
+            assert_eq!(check_json(&a, len, 3, 9, &mut scratch), None);
+            if len > 40 {
+                assert!(check_json(&a, len, 3, 10, &mut scratch).is_some());
+                assert!(a.starts_with(b"{\"seq\":\"9"));
+                assert!(a.ends_with(b"]}"));
+                let last = len - 3;
+                a[last] ^= 1;
+                assert_eq!(check_json(&a, len, 3, 9, &mut scratch), Some(last));
+            }
+        }
+        let mut a = vec![0u8; 16384];
+        let mut b = vec![0u8; 16384];
+        fill_json(&mut a, 1, 1);
+        fill_json(&mut b, 1, 2);
+        // Differs throughout, not only in the header.
+        assert_ne!(a[8000..9000], b[8000..9000]);
+    }
 
     #[test]
     fn echo_payload_roundtrip_and_corruption() {

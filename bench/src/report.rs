@@ -70,7 +70,22 @@ pub struct Summary {
     pub samples: Vec<String>,
     memory: Option<Memory>,
     broadcast: Option<Broadcast>,
+    /// Socket bytes written and read, all connections together.
+    wire_out: u64,
+    wire_in: u64,
+    /// `--deflate`: the first answer accepted, canonical form.
+    deflate: Option<Option<String>>,
+    /// Broadcast over several URLs: per URL, its receivers and deliveries.
+    per_endpoint: Vec<EndpointCount>,
     notes: Vec<String>,
+}
+
+/// What one URL's connections did (broadcast over several URLs).
+#[derive(Debug, Clone)]
+struct EndpointCount {
+    url: String,
+    receivers: u64,
+    deliveries: u64,
 }
 
 impl Summary {
@@ -90,6 +105,27 @@ impl Summary {
             last_done = last_done.max(r.last_done);
         }
         per_conn.sort_unstable();
+        let n = plan.endpoints.len();
+        let mut per_endpoint: Vec<EndpointCount> = plan
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| EndpointCount {
+                url: e.url.clone(),
+                receivers: results
+                    .iter()
+                    .filter_map(|r| r.ready_per_endpoint.get(i))
+                    .sum(),
+                deliveries: per_conn
+                    .iter()
+                    .filter(|(id, _)| *id as usize % n == i)
+                    .map(|(_, c)| c)
+                    .sum(),
+            })
+            .collect();
+        if n < 2 {
+            per_endpoint.clear();
+        }
         let window = stopped.duration_since(start);
         let elapsed = match (plan.mode, last_done) {
             (Mode::Idle, _) | (_, None) => window,
@@ -116,6 +152,12 @@ impl Summary {
             samples: Vec::new(),
             memory: None,
             broadcast: None,
+            wire_out: results.iter().map(|r| r.wire_out).sum(),
+            wire_in: results.iter().map(|r| r.wire_in).sum(),
+            deflate: plan
+                .deflate
+                .then(|| results.iter().find_map(|r| r.deflate_answer.clone())),
+            per_endpoint,
             notes: plan.notes.clone(),
         }
     }
@@ -278,6 +320,7 @@ impl Summary {
             let _ = writeln!(t, "  {:<18}min {min}, max {max}", "per connection");
         }
         self.memory_rows(&mut t);
+        self.wire_rows(&mut t);
         let _ = writeln!(t, "  {:<18}{}", "errors", self.error_total());
         for (kind, n) in ErrorKind::ALL.iter().zip(self.errors) {
             if n > 0 {
@@ -308,6 +351,17 @@ impl Summary {
             "  {:<18}{} messages reached everyone",
             "complete", b.complete
         );
+        for e in &self.per_endpoint {
+            let _ = writeln!(
+                t,
+                "  {:<18}{}: {} receivers, {} of {} deliveries",
+                "per URL",
+                e.url,
+                e.receivers,
+                e.deliveries,
+                b.sent * e.receivers
+            );
+        }
         let _ = writeln!(
             t,
             "  {:<18}p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
@@ -315,6 +369,32 @@ impl Summary {
             ms(b.last_delay.quantile(0.5)),
             ms(b.last_delay.quantile(0.99)),
             ms(b.last_delay.max())
+        );
+    }
+
+    /// Message bytes (uncompressed payloads) sent and received.
+    fn message_bytes(&self) -> (u64, u64) {
+        let size = self.size as u64;
+        (self.sent * size, self.echoes * size)
+    }
+
+    /// Compression and bytes-on-the-wire rows of the table.
+    fn wire_rows(&self, t: &mut String) {
+        if let Some(answer) = &self.deflate {
+            let answer = answer.as_deref().unwrap_or("(no connection negotiated it)");
+            let _ = writeln!(t, "  {:<18}{answer}", "deflate");
+        }
+        let (msg_out, msg_in) = self.message_bytes();
+        let _ = writeln!(
+            t,
+            "  {:<18}sent {} B ({} B of messages, {}), received {} B ({} B of messages, {})",
+            "on the wire",
+            self.wire_out,
+            msg_out,
+            ratio(self.wire_out, msg_out),
+            self.wire_in,
+            msg_in,
+            ratio(self.wire_in, msg_in)
         );
     }
 
@@ -365,6 +445,11 @@ impl Summary {
             "per_connection_max": self.per_conn.iter().max().copied().unwrap_or(0),
             "memory": self.memory_json(),
             "broadcast": self.broadcast_json(),
+            "wire": self.wire_json(),
+            "deflate": match &self.deflate {
+                None => Value::Null,
+                Some(answer) => json!({ "offer": crate::deflate::OFFER, "answer": answer }),
+            },
             "errors": self.error_total(),
             "error_counts": ErrorKind::ALL
                 .iter()
@@ -399,6 +484,19 @@ impl Summary {
         })
     }
 
+    /// The `wire` JSON value: socket bytes next to message bytes.
+    fn wire_json(&self) -> Value {
+        let (msg_out, msg_in) = self.message_bytes();
+        json!({
+            "sent_bytes": self.wire_out,
+            "received_bytes": self.wire_in,
+            "message_bytes_sent": msg_out,
+            "message_bytes_received": msg_in,
+            "sent_bytes_per_s": num(self.rate(self.wire_out)),
+            "received_bytes_per_s": num(self.rate(self.wire_in)),
+        })
+    }
+
     /// The `broadcast` JSON value.
     fn broadcast_json(&self) -> Value {
         let Some(b) = &self.broadcast else {
@@ -411,6 +509,12 @@ impl Summary {
             "expected_deliveries": b.sent * b.receivers,
             "deliveries_per_s": num(self.rate(b.deliveries)),
             "complete_messages": b.complete,
+            "per_url": self.per_endpoint.iter().map(|e| json!({
+                "url": e.url,
+                "receivers": e.receivers,
+                "deliveries": e.deliveries,
+                "expected_deliveries": b.sent * e.receivers,
+            })).collect::<Vec<_>>(),
             "last_receiver_delay_us": {
                 "p50": num(us(b.last_delay.quantile(0.5))),
                 "p99": num(us(b.last_delay.quantile(0.99))),
@@ -425,6 +529,14 @@ impl Summary {
 fn num(value: f64) -> Value {
     serde_json::Number::from_f64((value * 1000.0).round() / 1000.0)
         .map_or(Value::Null, Value::Number)
+}
+
+/// `wire` as a percentage of `messages`, for the table.
+fn ratio(wire: u64, messages: u64) -> String {
+    if messages == 0 {
+        return "-".into();
+    }
+    format!("{:.1} %", wire as f64 * 100.0 / messages as f64)
 }
 
 /// Nanoseconds as milliseconds.

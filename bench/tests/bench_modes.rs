@@ -128,3 +128,63 @@ fn idle_connections_answer_pings() {
     assert_eq!(j["connected"].u64(), 10);
     assert_eq!(j["messages"].u64(), 10, "{j:?}");
 }
+
+#[test]
+fn broadcast_over_two_urls_spreads_receivers() {
+    // The same room reached through two URLs of one server: every
+    // receiver gets everything, counted per URL.
+    let server = Server::start(&["--broadcast"]);
+    let a = server.url("/room-c");
+    let b = format!("ws://localhost:{}/room-c", server.port);
+    let run = run_bench(&[&a, &b, "-c", "5", "-d", "1", "-m", "broadcast", "--json"]);
+    let j = run.clean_json();
+    let bc = &j["broadcast"];
+    let sent = bc["messages_sent"].u64();
+    assert!(sent > 0, "{j:?}");
+    let per_url = bc["per_url"].array();
+    assert_eq!(per_url.len(), 2, "{j:?}");
+    // Connections 0, 2, 4 on the first URL, 1 and 3 on the second.
+    assert_eq!(per_url[0]["receivers"].u64(), 3);
+    assert_eq!(per_url[1]["receivers"].u64(), 2);
+    assert_eq!(per_url[0]["deliveries"].u64(), sent * 3);
+    assert_eq!(per_url[1]["deliveries"].u64(), sent * 2);
+    assert_eq!(per_url[1]["expected_deliveries"].u64(), sent * 2);
+}
+
+#[test]
+fn broadcast_over_unconnected_servers_reports_missing_deliveries() {
+    // Two independent servers (like two instances without a cluster):
+    // receivers on the second get nothing, and the report says so.
+    let first = Server::start(&["--broadcast"]);
+    let second = Server::start(&["--broadcast"]);
+    let (a, b) = (first.url("/room-d"), second.url("/room-d"));
+    let run = run_bench(&[&a, &b, "-c", "4", "-d", "1", "-m", "broadcast", "--json"]);
+    assert_eq!(
+        run.status, 1,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    let j = run.json();
+    let bc = &j["broadcast"];
+    let sent = bc["messages_sent"].u64();
+    assert!(sent > 0, "{j:?}");
+    let per_url = bc["per_url"].array();
+    assert_eq!(per_url[0]["deliveries"].u64(), sent * 2, "{j:?}");
+    assert_eq!(per_url[1]["deliveries"].u64(), 0, "{j:?}");
+    assert_eq!(per_url[1]["expected_deliveries"].u64(), sent * 2, "{j:?}");
+    assert_eq!(bc["complete_messages"].u64(), 0, "{j:?}");
+    assert!(j["error_counts"]["timeout"].u64() >= 2, "{j:?}");
+}
+
+#[test]
+fn several_urls_need_broadcast_mode() {
+    let server = Server::start(&[]);
+    let url = server.url("/");
+    let run = run_bench(&[&url, &url, "-c", "2", "-d", "1"]);
+    assert_eq!(run.status, 2, "stderr: {}", run.stderr);
+    assert!(
+        run.stderr.contains("several URLs"),
+        "stderr: {}",
+        run.stderr
+    );
+}

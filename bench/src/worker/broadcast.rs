@@ -48,10 +48,11 @@ impl Worker {
             // Some receiver is gone or stuck: keep going rather than stall.
             allowed = allowed.max(self.bcast_sent + 1);
         }
-        let (op, size) = (self.opcode(), self.plan.size);
-        while conn.phase == Phase::Open && self.bcast_sent < allowed {
+        let size = self.plan.size;
+        let mut outcome = Ok(());
+        while conn.phase == Phase::Open && self.bcast_sent < allowed && outcome.is_ok() {
             let (seq, stamp) = (self.bcast_sent, self.shared.now_ns(Instant::now()));
-            conn.queue_frame(op, size, |b| payload::fill_stamp(b, seq, stamp));
+            outcome = self.queue_message(&mut conn, size, |b| payload::fill_stamp(b, seq, stamp));
             self.bcast_sent += 1;
             self.result.sent += 1;
             self.last_send = now;
@@ -59,7 +60,8 @@ impl Worker {
                 .bcast_sent
                 .store(self.bcast_sent, Ordering::Release);
         }
-        let outcome = conn.flush().map(|()| Next::Keep).map_err(ConnError::Io);
+        let outcome =
+            outcome.and_then(|()| conn.flush().map(|()| Next::Keep).map_err(ConnError::Io));
         self.settle(0, conn, outcome, now);
     }
 

@@ -17,7 +17,10 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use super::conn::{Conn, ConnError, ErrorKind, Phase};
-use super::frame::{self, FrameHead, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT};
+use super::deflate::{self, Codec, Spare};
+use super::frame::{
+    self, FrameHead, ResponseError, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
+};
 use super::histogram::Histogram;
 use super::shared::Shared;
 use super::stream::{Stream, TlsStep};
@@ -49,6 +52,14 @@ pub struct WorkerResult {
     pub last_done: Option<Instant>,
     /// Broadcast: per sequence number, receivers and the largest delay.
     pub bcast: Vec<(u64, u64)>,
+    /// Bytes written to sockets, all connections together.
+    pub wire_out: u64,
+    /// Bytes read from sockets, all connections together.
+    pub wire_in: u64,
+    /// Connections that became ready, per endpoint (URL).
+    pub ready_per_endpoint: Vec<u64>,
+    /// The first permessage-deflate answer accepted, canonical form.
+    pub deflate_answer: Option<String>,
 }
 
 /// What happens to a connection after an event.
@@ -92,6 +103,16 @@ pub struct Worker {
     /// Completed units not yet published to `Shared::completed`.
     unflushed: u64,
     next_tick: Instant,
+    /// Deflate state of the directions without context takeover.
+    spare: Spare,
+    /// A message before compression.
+    plain: Vec<u8>,
+    /// A compressed message (sent or received).
+    packed: Vec<u8>,
+    /// A received message after inflation.
+    inflated: Vec<u8>,
+    /// The expected payload, regenerated to check a JSON echo.
+    expect: Vec<u8>,
     result: WorkerResult,
 }
 
@@ -107,7 +128,6 @@ impl Worker {
         let n = ids.len();
         let now = Instant::now();
         Worker {
-            plan,
             shared,
             poll,
             index,
@@ -126,7 +146,16 @@ impl Worker {
             last_send: now,
             unflushed: 0,
             next_tick: now,
-            result: WorkerResult::default(),
+            spare: Spare::default(),
+            plain: Vec::new(),
+            packed: Vec::new(),
+            inflated: Vec::new(),
+            expect: Vec::new(),
+            result: WorkerResult {
+                ready_per_endpoint: vec![0; plan.endpoints.len()],
+                ..WorkerResult::default()
+            },
+            plan,
         }
     }
 
@@ -164,6 +193,8 @@ impl Worker {
         for (slot, conn) in self.slots.iter().enumerate() {
             if let Some(c) = conn {
                 self.slot_done[slot] += c.completed;
+                self.result.wire_out += c.wire_out;
+                self.result.wire_in += c.wire_in;
             }
         }
         self.result.per_conn = self
@@ -261,7 +292,8 @@ impl Worker {
     fn open(&mut self, slot: usize, now: Instant) -> Result<Conn, ConnError> {
         let id = self.ids[slot];
         let source = net::source_addr(id, self.plan.source_addrs);
-        let mut stream = net::connect(self.plan.target.addr, source).map_err(ConnError::Connect)?;
+        let addr = self.plan.endpoint(id).target.addr;
+        let mut stream = net::connect(addr, source).map_err(ConnError::Connect)?;
         self.poll
             .registry()
             .register(
@@ -386,6 +418,8 @@ impl Worker {
     /// Forgets a connection, keeping its count.
     fn end(&mut self, slot: usize, conn: Conn) {
         self.slot_done[slot] += conn.completed;
+        self.result.wire_out += conn.wire_out;
+        self.result.wire_in += conn.wire_in;
         // Closing the socket deregisters it too; this just keeps mio tidy.
         let fd = conn.stream.as_raw_fd();
         if fd >= 0 {
@@ -406,29 +440,31 @@ impl Worker {
 
     /// Progresses a connection after a readiness event.
     fn drive(&mut self, conn: &mut Conn, drain: bool) -> Result<Next, ConnError> {
+        let plan = Arc::clone(&self.plan);
+        let endpoint = plan.endpoint(conn.id);
         if conn.phase == Phase::Connecting {
             let Some(tcp) = conn.stream.tcp() else {
                 return Err(ConnError::Eof);
             };
             match net::connect_done(tcp) {
-                Ok(true) if self.plan.tls.is_some() => conn.phase = Phase::TlsHandshake,
+                Ok(true) if endpoint.tls.is_some() => conn.phase = Phase::TlsHandshake,
                 Ok(true) => {
                     conn.phase = Phase::Upgrading;
-                    conn.queue_raw(&self.plan.handshake.request);
+                    conn.queue_raw(&endpoint.handshake.request);
                 }
                 Ok(false) => return Ok(Next::Keep),
                 Err(e) => return Err(ConnError::Connect(e)),
             }
         }
         if conn.phase == Phase::TlsHandshake {
-            let Some(tls) = &self.plan.tls else {
+            let Some(tls) = &endpoint.tls else {
                 return Err(ConnError::Unexpected("TLS handshake without TLS"));
             };
             match conn.stream.tls_step(tls).map_err(ConnError::Tls)? {
                 TlsStep::Pending => return Ok(Next::Keep),
                 TlsStep::Done => {
                     conn.phase = Phase::Upgrading;
-                    conn.queue_raw(&self.plan.handshake.request);
+                    conn.queue_raw(&endpoint.handshake.request);
                 }
             }
         }
@@ -452,6 +488,7 @@ impl Worker {
             match conn.stream.read(&mut self.scratch) {
                 Ok(0) => return self.on_eof(conn),
                 Ok(n) => {
+                    conn.wire_in += n as u64;
                     conn.rbuf.extend_from_slice(&self.scratch[..n]);
                     self.parse(conn)?;
                     if n < self.scratch.len() && !drain {
@@ -492,18 +529,23 @@ impl Worker {
     fn parse_buf(&mut self, conn: &mut Conn, buf: &[u8]) -> Result<usize, ConnError> {
         let mut pos = 0;
         if conn.phase == Phase::Upgrading {
-            match frame::parse_response(buf, &self.plan.handshake.accept) {
+            let accept = &self.plan.endpoint(conn.id).handshake.accept;
+            match frame::parse_response(buf, accept) {
                 Err(e) => return Err(ConnError::Handshake(e)),
                 Ok(None) => return Ok(0),
-                Ok(Some(n)) => {
-                    pos = n;
+                Ok(Some(response)) => {
+                    pos = response.len;
+                    conn.deflate = self.negotiate(&response.extensions)?;
                     conn.phase = Phase::Open;
-                    self.on_open(conn, Instant::now());
+                    self.on_open(conn, Instant::now())?;
                 }
             }
         }
         let max = self.plan.size.max(1 << 20);
-        while let Some(head) = frame::parse_head(&buf[pos..], max).map_err(ConnError::Frame)? {
+        let deflate = conn.deflate.is_some();
+        while let Some(head) =
+            frame::parse_head(&buf[pos..], max, deflate).map_err(ConnError::Frame)?
+        {
             if buf.len() - pos < head.total_len() {
                 break;
             }
@@ -529,16 +571,16 @@ impl Worker {
             OP_PONG => Ok(()),
             OP_CLOSE => self.on_close_frame(conn, payload),
             OP_CONT => {
-                let Some((op, mut data)) = conn.frag.take() else {
+                let Some((op, compressed, mut data)) = conn.frag.take() else {
                     return Err(ConnError::Unexpected(
                         "continuation frame without a message",
                     ));
                 };
                 data.extend_from_slice(payload);
                 if head.fin {
-                    self.on_message(conn, op, &data)
+                    self.on_data(conn, op, compressed, &data)
                 } else {
-                    conn.frag = Some((op, data));
+                    conn.frag = Some((op, compressed, data));
                     Ok(())
                 }
             }
@@ -547,13 +589,87 @@ impl Worker {
                     return Err(ConnError::Unexpected("new message inside a fragmented one"));
                 }
                 if head.fin {
-                    self.on_message(conn, op, payload)
+                    self.on_data(conn, op, head.rsv1, payload)
                 } else {
-                    conn.frag = Some((op, payload.to_vec()));
+                    conn.frag = Some((op, head.rsv1, payload.to_vec()));
                     Ok(())
                 }
             }
         }
+    }
+
+    /// A complete data message as received: inflates it if compressed.
+    fn on_data(
+        &mut self,
+        conn: &mut Conn,
+        opcode: u8,
+        compressed: bool,
+        data: &[u8],
+    ) -> Result<(), ConnError> {
+        if !compressed {
+            return self.on_message(conn, opcode, data);
+        }
+        let Some(codec) = conn.deflate.as_mut() else {
+            return Err(ConnError::Unexpected(
+                "compressed message without permessage-deflate",
+            ));
+        };
+        let mut inflated = std::mem::take(&mut self.inflated);
+        let limit = self.plan.size.max(1 << 20);
+        let result = codec
+            .inflate(&mut self.spare, data, limit, &mut inflated)
+            .map_err(ConnError::Deflate)
+            .and_then(|()| self.on_message(conn, opcode, &inflated));
+        self.inflated = inflated;
+        result
+    }
+
+    /// Checks the server's `Sec-WebSocket-Extensions` answer against what
+    /// was offered; returns the connection's codec if deflate was agreed.
+    fn negotiate(&mut self, answer: &[String]) -> Result<Option<Codec>, ConnError> {
+        let refuse = |e: ResponseError| Err(ConnError::Handshake(e));
+        if !self.plan.deflate {
+            return match answer.iter().find(|v| !v.trim().is_empty()) {
+                Some(v) => refuse(ResponseError::Extension(format!(
+                    "server accepted extension {v:?}, none was offered"
+                ))),
+                None => Ok(None),
+            };
+        }
+        match deflate::parse_answer(answer) {
+            Err(e) => refuse(ResponseError::Extension(e.to_string())),
+            Ok(None) => refuse(ResponseError::DeflateDeclined),
+            Ok(Some(params)) => {
+                if self.result.deflate_answer.is_none() {
+                    self.result.deflate_answer = Some(params.to_string());
+                }
+                let single = matches!(self.plan.mode, Mode::Idle | Mode::Handshake);
+                Ok(Some(Codec::new(params, single)))
+            }
+        }
+    }
+
+    /// Queues one data message of `len` bytes written by `fill`,
+    /// compressed when the connection negotiated permessage-deflate.
+    fn queue_message(
+        &mut self,
+        conn: &mut Conn,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), ConnError> {
+        let opcode = self.opcode();
+        let Some(codec) = conn.deflate.as_mut() else {
+            conn.queue_frame(opcode, len, fill);
+            return Ok(());
+        };
+        self.plain.clear();
+        self.plain.resize(len, 0);
+        fill(&mut self.plain);
+        codec
+            .compress(&mut self.spare, &self.plain, &mut self.packed)
+            .map_err(ConnError::Deflate)?;
+        conn.queue_compressed(opcode, &self.packed);
+        Ok(())
     }
 
     /// A close frame from the server.

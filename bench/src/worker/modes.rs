@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::{elapsed_ns, Next, Worker};
 use crate::conn::{Conn, ConnError, Phase};
-use crate::{payload, Mode};
+use crate::{payload, Mode, PayloadKind};
 
 impl Worker {
     /// Measurement starts: echo connections fill their window.
@@ -14,7 +14,7 @@ impl Worker {
         if self.plan.mode == Mode::Echo {
             self.for_each_conn(now, |w, conn, now| {
                 if conn.phase == Phase::Open {
-                    w.send_window(conn, now);
+                    w.send_window(conn, now)?;
                 }
                 Ok(Next::Keep)
             });
@@ -47,23 +47,25 @@ impl Worker {
     }
 
     /// The connection is upgraded.
-    pub(super) fn on_open(&mut self, conn: &mut Conn, now: Instant) {
+    pub(super) fn on_open(&mut self, conn: &mut Conn, now: Instant) -> Result<(), ConnError> {
         if self.stopping && self.plan.mode != Mode::Handshake {
             self.mark_ready(conn);
             conn.start_close(now + self.plan.grace);
-            return;
+            return Ok(());
         }
         match self.plan.mode {
             Mode::Echo => {
                 conn.deadline = None;
                 self.mark_ready(conn);
                 if self.started && !self.stopping {
-                    self.send_window(conn, now);
+                    self.send_window(conn, now)?;
                 }
+                Ok(())
             }
             Mode::Broadcast => {
                 conn.deadline = None;
                 self.mark_ready(conn);
+                Ok(())
             }
             Mode::Handshake | Mode::Idle => self.send_echo(conn, now),
         }
@@ -73,27 +75,32 @@ impl Worker {
     pub(super) fn mark_ready(&mut self, conn: &mut Conn) {
         if !conn.ready {
             conn.ready = true;
+            let endpoint = conn.id as usize % self.plan.endpoints.len();
+            self.result.ready_per_endpoint[endpoint] += 1;
             self.in_setup = self.in_setup.saturating_sub(1);
             self.shared.ready.fetch_add(1, Ordering::AcqRel);
         }
     }
 
     /// Sends echo requests until `window` are in flight.
-    pub(super) fn send_window(&mut self, conn: &mut Conn, now: Instant) {
+    pub(super) fn send_window(&mut self, conn: &mut Conn, now: Instant) -> Result<(), ConnError> {
         while conn.sent_at.len() < self.plan.window as usize {
-            self.send_echo(conn, now);
+            self.send_echo(conn, now)?;
         }
+        Ok(())
     }
 
     /// Queues the next echo request of `conn`.
-    pub(super) fn send_echo(&mut self, conn: &mut Conn, now: Instant) {
-        let (id, seq) = (conn.id, conn.send_seq);
-        conn.queue_frame(self.opcode(), self.plan.size, |b| {
-            payload::fill_echo(b, id, seq)
-        });
+    pub(super) fn send_echo(&mut self, conn: &mut Conn, now: Instant) -> Result<(), ConnError> {
+        let (id, seq, kind) = (conn.id, conn.send_seq, self.plan.payload);
+        self.queue_message(conn, self.plan.size, |b| match kind {
+            PayloadKind::Pattern => payload::fill_echo(b, id, seq),
+            PayloadKind::Json => payload::fill_json(b, id, seq),
+        })?;
         conn.send_seq += 1;
         conn.sent_at.push_back(now);
         self.result.sent += 1;
+        Ok(())
     }
 
     /// A complete data message.
@@ -118,7 +125,12 @@ impl Worker {
             ));
         };
         let seq = conn.recv_seq;
-        if let Some(at) = payload::check_echo(data, self.plan.size, conn.id, seq) {
+        let (size, id) = (self.plan.size, conn.id);
+        let differs = match self.plan.payload {
+            PayloadKind::Pattern => payload::check_echo(data, size, id, seq),
+            PayloadKind::Json => payload::check_json(data, size, id, seq, &mut self.expect),
+        };
+        if let Some(at) = differs {
             return Err(ConnError::Mismatch { seq, at });
         }
         conn.recv_seq += 1;
@@ -128,13 +140,18 @@ impl Worker {
             Mode::Echo => {
                 self.complete(conn, now, elapsed_ns(sent, now));
                 if !self.stopping {
-                    self.send_echo(conn, now);
+                    self.send_echo(conn, now)?;
                 } else if conn.sent_at.is_empty() {
                     conn.start_close(now + self.plan.grace);
                 }
             }
             Mode::Idle => {
                 conn.deadline = None;
+                // Held connections exchange no more data messages: keep no
+                // deflate state for them in the bench.
+                if let Some(codec) = conn.deflate.as_mut() {
+                    codec.release();
+                }
                 self.complete(conn, now, elapsed_ns(sent, now));
                 self.mark_ready(conn);
                 if self.stopping {

@@ -107,6 +107,51 @@ impl Server {
     }
 }
 
+/// Where the uWebSockets peer binaries are: `BENCH_UWS_DIR`, else the
+/// first `shared/peers/uws` beside the workspace or one of its ancestors
+/// (as `make bench` looks for `../shared/peers/uws`). `None` when absent.
+pub fn uws_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("BENCH_UWS_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    workspace
+        .ancestors()
+        .skip(1)
+        .map(|a| a.join("shared").join("peers").join("uws"))
+        .find(|d| d.join("EchoServer").is_file())
+}
+
+impl Server {
+    /// Starts the uWebSockets peer `name` (e.g. `EchoServerDeflateShared`)
+    /// on a free port and waits until it accepts connections; `None` (with
+    /// a note on stderr) when the binaries are not there.
+    pub fn start_uws(name: &str) -> Option<Server> {
+        let Some(bin) = uws_dir().map(|d| d.join(name)).filter(|b| b.is_file()) else {
+            eprintln!("note: uWebSockets peer {name} not found (set BENCH_UWS_DIR); skipped");
+            return None;
+        };
+        let port = closed_port();
+        let child = Command::new(&bin)
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut child = Reaped(child);
+        let deadline = Instant::now() + START_DEADLINE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.0.try_wait() {
+                panic!("{} exited with {status} before listening", bin.display());
+            }
+            assert!(Instant::now() < deadline, "{name} did not listen in time");
+            thread::sleep(Duration::from_millis(20));
+        }
+        Some(Server { child, port })
+    }
+}
+
 /// The real daemon serving `/echo` over `wss://` with a certificate made
 /// by openssl for 127.0.0.1 and localhost, in a temporary directory.
 pub struct TlsDaemon {

@@ -18,6 +18,8 @@ Modes:
   --ping-first     before echoing a message, ping its sender and wait (with
                    no time limit) for the pong: a client that does not
                    answer pings never gets its echo.
+  --compression    accept permessage-deflate (websockets' defaults: context
+                   takeover, 12-bit windows both ways); off otherwise.
   --broadcast      every message goes to every client connected to the same
                    path, the sender included (with --exclude-sender: not
                    the sender).
@@ -56,6 +58,7 @@ async def main():
     parser.add_argument("--exclude-sender", action="store_true")
     parser.add_argument("--fragment", action="store_true")
     parser.add_argument("--reject", action="store_true")
+    parser.add_argument("--compression", action="store_true")
     parser.add_argument("--ping-interval", type=float, default=None)
     parser.add_argument("--ping-timeout", type=float, default=None)
     parser.add_argument("--ping-first", action="store_true")
@@ -100,7 +103,8 @@ async def main():
         return connection.respond(HTTPStatus.FORBIDDEN, "no WebSocket here\n")
 
     handler = room if args.broadcast else echo
-    async with serve(handler, "127.0.0.1", 0, max_size=None, compression=None,
+    async with serve(handler, "127.0.0.1", 0, max_size=None,
+                     compression="deflate" if args.compression else None,
                      ping_interval=args.ping_interval, ping_timeout=args.ping_timeout,
                      process_request=reject if args.reject else None) as server:
         port = server.sockets[0].getsockname()[1]
