@@ -7,7 +7,11 @@
 //! - `master`: binds, forks and supervises workers, reloads, drains, relays.
 //! - `worker`: one `mio` loop per process; connections as state machines.
 //! - [`handshake`]: the HTTP upgrade as pure functions over bytes.
+//! - [`limits`]: per-address connection and handshake-rate limits, trusted
+//!   proxies; [`proxy_protocol`]: the PROXY protocol v1/v2 header.
 //! - [`route`]: path templates such as `/chat/{room}`.
+//! - [`admission`]: the handshake hook's request view and decision, the
+//!   subprotocol choice, and the accept/reject responses.
 //! - [`handler`]: the [`Handler`] trait, the [`Conn`] handle, built-ins.
 //! - [`relay`]: broadcast frames between workers through the master.
 //! - `textcheck`: fail-fast UTF-8 validation of text frames as bytes
@@ -17,14 +21,17 @@
 //! - [`client`]: the blocking client library and the `wssd client` CLI.
 //! - [`bench`]: `wssd bench`, the load generator.
 
+pub mod admission;
 pub mod bench;
 pub mod client;
 pub mod config;
 pub mod handler;
 pub mod handshake;
+pub mod limits;
 mod master;
 pub mod privileges;
 pub mod protocol;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod route;
 pub mod sdnotify;

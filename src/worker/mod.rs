@@ -625,6 +625,8 @@ impl Worker {
             headers: req.headers,
             params,
             route: template,
+            subprotocol: None,
+            value: Default::default(),
         };
         Ok((
             Box::new(Upgrade {
