@@ -20,6 +20,8 @@
 mod base64;
 pub mod cli;
 mod error;
+mod handshake;
+pub mod reconnect;
 
 mod transport;
 mod url;
@@ -30,7 +32,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tungstenite::client::IntoClientRequest;
-use tungstenite::handshake::HandshakeError;
 use tungstenite::http::{header, HeaderName, HeaderValue};
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, Frame};
@@ -214,6 +215,8 @@ pub struct Client {
     /// The peer's close code and reason, once known.
     peer_close: Option<(u16, String)>,
     closed: bool,
+    /// When the last pong arrived (for keep-alive checks).
+    last_pong: Option<Instant>,
 }
 
 impl Client {
@@ -232,22 +235,17 @@ impl Client {
         let ws_config = WebSocketConfig::default()
             .max_message_size(config.max_message_size)
             .max_frame_size(config.max_message_size);
-        let (ws, response) =
-            match tungstenite::client::client_with_config(request, stream, Some(ws_config)) {
+        let (ws, subprotocol) =
+            match handshake::handshake(stream, request, &config.subprotocols, ws_config) {
                 Ok(done) => done,
-                Err(HandshakeError::Interrupted(_)) => {
+                Err(ClientError::Timeout { .. }) => {
                     return Err(ClientError::Timeout {
                         what: format!("waiting for the handshake answer of {}", parsed.authority()),
                         after: config.read_timeout,
                     })
                 }
-                Err(HandshakeError::Failure(err)) => return Err(handshake_error(err, config)),
+                Err(err) => return Err(err),
             };
-        let subprotocol = response
-            .headers()
-            .get("Sec-WebSocket-Protocol")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
         Ok(Client {
             ws,
             read_timeout: config.read_timeout.filter(|t| !t.is_zero()),
@@ -257,6 +255,7 @@ impl Client {
             pending: VecDeque::new(),
             peer_close: None,
             closed: false,
+            last_pong: None,
         })
     }
 
@@ -350,7 +349,8 @@ impl Client {
         loop {
             match self.read_raw(deadline, "waiting for the pong")? {
                 tungstenite::Message::Pong(data) if data.as_ref() == payload => {
-                    return Ok(start.elapsed())
+                    self.last_pong = Some(Instant::now());
+                    return Ok(start.elapsed());
                 }
                 other => {
                     if let Some(message) = self.handle(other)? {
@@ -359,6 +359,36 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// Sends a ping without waiting for its pong; [`last_pong`](Self::last_pong)
+    /// tells when a pong last arrived (while receiving).
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), ClientError> {
+        if payload.len() > 125 {
+            return Err(ClientError::InvalidConfig(
+                "a ping payload is at most 125 bytes".into(),
+            ));
+        }
+        self.check_open()?;
+        let ping = tungstenite::Message::Ping(Bytes::copy_from_slice(payload));
+        self.ws
+            .send(ping)
+            .map_err(|e| self.map_error(e, "sending a ping"))
+    }
+
+    /// When the last pong from the server arrived, if any has.
+    pub fn last_pong(&self) -> Option<Instant> {
+        self.last_pong
+    }
+
+    /// Drops the connection without a close handshake (the peer is taken
+    /// to be gone, e.g. after a missed pong).
+    pub fn abandon(&mut self) {
+        self.closed = true;
+        if self.peer_close.is_none() {
+            self.peer_close = Some((CLOSE_ABNORMAL, String::new()));
+        }
+        self.ws.get_ref().shutdown();
     }
 
     /// Closes the connection with `code` and `reason` (at most 123 bytes; longer is
@@ -499,7 +529,11 @@ impl Client {
                 self.closed = true;
                 Err(self.closed_error())
             }
-            tungstenite::Message::Pong(_) | tungstenite::Message::Frame(_) => Ok(None),
+            tungstenite::Message::Pong(_) => {
+                self.last_pong = Some(Instant::now());
+                Ok(None)
+            }
+            tungstenite::Message::Frame(_) => Ok(None),
         }
     }
 
@@ -673,7 +707,7 @@ impl ClientError {
 }
 
 /// Whether an I/O error means the peer went away.
-fn is_disconnect(err: &io::Error) -> bool {
+pub(crate) fn is_disconnect(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::ConnectionReset
@@ -681,38 +715,6 @@ fn is_disconnect(err: &io::Error) -> bool {
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::UnexpectedEof
     )
-}
-
-/// Maps a failed handshake.
-fn handshake_error(err: WsError, config: &ClientConfig) -> ClientError {
-    match err {
-        WsError::Http(response) => {
-            let body = response
-                .body()
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(&b[..b.len().min(200)]).trim().to_string())
-                .unwrap_or_default();
-            ClientError::HandshakeStatus {
-                status: response.status().as_u16(),
-                reason: response.status().canonical_reason().unwrap_or("").to_string(),
-                body,
-            }
-        }
-        WsError::Io(err) if error::is_timeout(&err) => ClientError::Timeout {
-            what: "waiting for the handshake answer".into(),
-            after: config.read_timeout,
-        },
-        WsError::Io(err) if is_disconnect(&err) => ClientError::Handshake(format!(
-            "the server closed the connection before answering ({err}): is it a WebSocket server? (ws:// vs wss://)"
-        )),
-        WsError::Protocol(tungstenite::error::ProtocolError::HandshakeIncomplete) => {
-            ClientError::Handshake(
-                "the server closed the connection before answering: is it a WebSocket server? (ws:// vs wss://)"
-                    .into(),
-            )
-        }
-        other => ClientError::Handshake(other.to_string()),
-    }
 }
 
 /// Builds the handshake request: URL without credentials, extra headers,
@@ -748,12 +750,24 @@ fn build_request(
             headers.insert(header::AUTHORIZATION, value);
         }
     }
+    if let Some(bad) = config.subprotocols.iter().find(|p| !is_token(p)) {
+        return Err(ClientError::InvalidConfig(format!(
+            "subprotocol {bad:?} is not a valid name (letters, digits and !#$%&'*+-.^_`|~ only)"
+        )));
+    }
     if !config.subprotocols.is_empty() {
         let value = HeaderValue::from_str(&config.subprotocols.join(", "))
             .map_err(|_| ClientError::InvalidConfig("invalid subprotocol name".into()))?;
         headers.insert("Sec-WebSocket-Protocol", value);
     }
     Ok(request)
+}
+
+/// Whether `s` is an HTTP token (RFC 9110 §5.6.2), as subprotocol names must be.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Cuts `reason` to [`MAX_CLOSE_REASON`] bytes on a character boundary.

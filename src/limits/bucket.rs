@@ -36,7 +36,9 @@ impl Rate {
 
     /// The period in milliseconds (at least 1).
     fn per_ms(&self) -> u64 {
-        u64::try_from(self.per.as_millis()).unwrap_or(u64::MAX).max(1)
+        u64::try_from(self.per.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     /// Milli-tokens gained in `elapsed_ms`, computed in one step so that
@@ -102,7 +104,9 @@ impl Bucket {
         // Time for the missing milli-tokens: missing × per / (count × 1000).
         let missing = u128::from(MILLI - now.milli) * u128::from(rate.per_ms());
         let wait = missing.div_ceil(u128::from(rate.count) * u128::from(MILLI));
-        Err(Duration::from_millis(u64::try_from(wait).unwrap_or(u64::MAX)))
+        Err(Duration::from_millis(
+            u64::try_from(wait).unwrap_or(u64::MAX),
+        ))
     }
 
     /// The state at `now_ms`: tokens gained since `at_ms`, capped at
