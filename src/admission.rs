@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::handshake::{self, Reject};
+use crate::limits::Refusal;
 use crate::route::percent_decode;
 
 /// Longest reject body sent, in bytes; longer bodies are cut (at a
@@ -454,6 +455,25 @@ pub fn conclude(
     }
 }
 
+/// The response to a connection refused by a per-address limit: 429 with
+/// `Retry-After` (seconds, at least 1) for the connection cap and the
+/// handshake rate, 503 with `Retry-After: 1` when the shared table is full.
+pub fn refusal_response(refusal: &Refusal) -> (u16, Vec<u8>) {
+    let (status, retry) = match refusal {
+        Refusal::TooManyConnections { .. } => (429, 1),
+        Refusal::RateLimited { retry_after } => (
+            429,
+            (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1),
+        ),
+        Refusal::TableFull => (503, 1),
+    };
+    let headers = [("Retry-After".to_string(), retry.to_string())];
+    (
+        status,
+        render_reject(status, &headers, &format!("{refusal}\n")),
+    )
+}
+
 /// `status` if it is an error status (400–599), else 500.
 fn effective_status(status: u16) -> u16 {
     if (400..=599).contains(&status) {
@@ -683,6 +703,25 @@ mod tests {
         assert!(r.starts_with("HTTP/1.1 429 Too Many Requests\r\n"), "{r}");
         assert!(r.contains("Retry-After: 2\r\n"), "{r}");
         assert!(r.contains("Content-Length: 0\r\n"), "{r}");
+    }
+
+    #[test]
+    fn limit_refusals_are_429_or_503_with_retry_after() {
+        let (status, r) = refusal_response(&Refusal::RateLimited {
+            retry_after: Duration::from_millis(2100),
+        });
+        let r = text(r);
+        assert_eq!(status, 429);
+        assert!(
+            r.starts_with("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\n"),
+            "{r}"
+        );
+        let (status, r) = refusal_response(&Refusal::TooManyConnections { max: 5 });
+        assert_eq!(status, 429);
+        assert!(text(r).contains("already has 5 connections"));
+        let (status, r) = refusal_response(&Refusal::TableFull);
+        assert_eq!(status, 503);
+        assert!(text(r).contains("Retry-After: 1\r\n"));
     }
 
     #[test]

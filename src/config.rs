@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
+pub use crate::limits::LimitsConfig;
 use crate::limits::{CidrSet, Rate};
 
 /// The whole configuration of one daemon generation.
@@ -30,26 +31,6 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// The `[limits]` table: per-address limits and trusted proxies.
     pub limits: LimitsConfig,
-}
-
-/// Settings of the `[limits]` table (all off by default).
-#[derive(Debug, Clone, Default)]
-pub struct LimitsConfig {
-    /// Most connections open at once per address (group), across all
-    /// workers.
-    pub max_connections_per_ip: Option<u32>,
-    /// Handshakes per address (group) per period, e.g. `"20/s"`.
-    pub handshake_rate_per_ip: Option<Rate>,
-    /// Handshakes an address may make at once before the rate applies.
-    pub handshake_burst: u32,
-    /// IPv6 addresses are counted per prefix of this many bits.
-    pub ipv6_prefix: u8,
-    /// Addresses no limit applies to.
-    pub exempt: CidrSet,
-    /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: CidrSet,
-    /// Slots of the shared per-address table.
-    pub table_size: usize,
 }
 
 /// Settings of the `[server]` table.
