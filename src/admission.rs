@@ -52,6 +52,7 @@ pub struct HandshakeRequest<'a> {
     route: &'a str,
     peer: SocketAddr,
     tls: bool,
+    selected: Option<&'a str>,
 }
 
 impl<'a> HandshakeRequest<'a> {
@@ -73,7 +74,21 @@ impl<'a> HandshakeRequest<'a> {
             route,
             peer,
             tls,
+            selected: None,
         }
+    }
+
+    /// Records the subprotocol the route's `subprotocols` list selected
+    /// (from [`negotiate_subprotocol`]), for the hook to see.
+    pub fn with_selected_subprotocol(mut self, selected: Option<&'a str>) -> Self {
+        self.selected = selected;
+        self
+    }
+
+    /// The subprotocol the route's list selected, which the 101 will
+    /// carry unless the hook picks another offered one.
+    pub fn selected_subprotocol(&self) -> Option<&'a str> {
+        self.selected
     }
 
     /// The request method. Always `GET`: anything else was refused with
@@ -617,7 +632,9 @@ mod tests {
         );
         let params = vec![("room".to_string(), "lobby".to_string())];
         let peer: SocketAddr = "127.0.0.2:4000".parse().unwrap();
-        let view = HandshakeRequest::new(&req, "/chat/{room}", &params, peer, false);
+        let view = HandshakeRequest::new(&req, "/chat/{room}", &params, peer, false)
+            .with_selected_subprotocol(Some("chat.v1"));
+        assert_eq!(view.selected_subprotocol(), Some("chat.v1"));
         assert_eq!(view.method(), "GET");
         assert_eq!(view.path(), "/chat/lobby");
         assert_eq!(view.query_param("token").as_deref(), Some("a+b c"));

@@ -173,7 +173,7 @@ fn read_error_body<S: Read>(
             Ok(n) => body.extend_from_slice(&chunk[..n]),
         }
     }
-    body.truncate(length.max(body.len().min(MAX_ERROR_BODY)));
+    body.truncate(MAX_ERROR_BODY);
     let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
     text.trim().to_string()
 }
