@@ -203,3 +203,16 @@ fn short_flags_mean_one_thing() {
         assert!(out.stderr.contains("unexpected argument"), "{}", out.stderr);
     }
 }
+
+#[test]
+fn bad_reconnect_settings_are_usage_errors() {
+    let out = client(
+        "ws://127.0.0.1:1/",
+        &["--reconnect", "--pong-timeout", "0"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("--pong-timeout"), "{}", out.stderr);
+    let out = client("ws://127.0.0.1:1/", &["--reconnect", "--send", "x"], b"");
+    assert_eq!(out.status.code(), Some(2), "--reconnect is for stdin mode");
+}

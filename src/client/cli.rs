@@ -165,16 +165,16 @@ impl ClientArgs {
 
 /// Runs `wssd client`; returns the process exit status.
 pub fn run(args: ClientArgs) -> i32 {
-    let config = match config_from(&args) {
-        Ok(config) => config,
-        Err(msg) => {
-            eprintln!("wssd client: {msg}");
-            return EXIT_USAGE;
-        }
-    };
+    let (config, options) =
+        match config_from(&args).and_then(|c| Ok((c, reconnect_options(&args)?))) {
+            Ok(both) => both,
+            Err(msg) => {
+                eprintln!("wssd client: {msg}");
+                return EXIT_USAGE;
+            }
+        };
     let result = if args.reconnect {
-        reconnect_options(&args).and_then(|options| {
-            let mut client = ReconnectingClient::connect(&args.url, config.clone(), options)?;
+        ReconnectingClient::connect(&args.url, config.clone(), options).and_then(|mut client| {
             report_connected(&args, client.subprotocol());
             interactive_reconnecting(&mut client, &args, &config)
         })
@@ -250,14 +250,14 @@ fn config_from(args: &ClientArgs) -> Result<ClientConfig, String> {
 }
 
 /// The reconnect settings from the arguments.
-fn reconnect_options(args: &ClientArgs) -> Result<ReconnectOptions, ClientError> {
+fn reconnect_options(args: &ClientArgs) -> Result<ReconnectOptions, String> {
     let secs = |name: &str, v: f64| {
         if v.is_finite() && v > 0.0 {
             Ok(Duration::from_secs_f64(v))
         } else {
-            Err(ClientError::InvalidConfig(format!(
+            Err(format!(
                 "{name} must be a positive number of seconds, not {v}"
-            )))
+            ))
         }
     };
     Ok(ReconnectOptions {
