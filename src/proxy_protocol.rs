@@ -17,6 +17,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// Longest v1 header, CRLF included (spec §2.1).
 pub const V1_MAX: usize = 107;
+/// Longest possible v2 header (16 fixed bytes and a 16-bit length). A
+/// caller that buffers less (e.g. `max_request_head`) should refuse a
+/// header whose announced length does not fit rather than wait for it.
+pub const V2_MAX: usize = 16 + u16::MAX as usize;
 
 /// The outcome of [`parse`] on the bytes so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
