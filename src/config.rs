@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
+pub use crate::limits::LimitsConfig;
+use crate::limits::{CidrSet, Rate};
+
 /// The whole configuration of one daemon generation.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -26,6 +29,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// The `[[routes]]` tables, in file order.
     pub routes: Vec<RouteConfig>,
+    /// The `[limits]` table: per-address limits and trusted proxies.
+    pub limits: LimitsConfig,
 }
 
 /// Settings of the `[server]` table.
@@ -63,6 +68,9 @@ pub struct ServerConfig {
     pub user: Option<String>,
     /// Group the workers run as.
     pub group: Option<String>,
+    /// Every connection starts with a PROXY protocol v1/v2 header naming
+    /// the client (behind a load balancer that sends one).
+    pub proxy_protocol: bool,
 }
 
 /// Settings of the `[log]` table.
@@ -93,6 +101,10 @@ pub struct RouteConfig {
     pub echo_self: bool,
     /// Overrides `server.max_message_size` on this route.
     pub max_message_size: Option<usize>,
+    /// Subprotocols this route speaks, in the server's preference order.
+    pub subprotocols: Vec<String>,
+    /// Refuse (400) a client that offers none of `subprotocols`.
+    pub subprotocol_required: bool,
 }
 
 /// Defaults, in one place so docs/configuration.md can point at them.
@@ -113,6 +125,10 @@ pub mod defaults {
     pub const MAX_REQUEST_HEAD: usize = 16 << 10;
     /// `server.max_send_buffer`
     pub const MAX_SEND_BUFFER: usize = 16 << 20;
+    /// `limits.ipv6_prefix`
+    pub const IPV6_PREFIX: u8 = 64;
+    /// `limits.table_size`
+    pub const LIMITS_TABLE_SIZE: usize = 65_536;
 }
 
 /// A configuration that cannot be used, with where and why.
@@ -176,6 +192,7 @@ impl Config {
             Some(v) => Some(parse_tls(root.as_table("tls", v)?)?),
         };
         let routes = parse_routes(&mut root)?;
+        let limits = parse_limits(root.table("limits")?)?;
         root.finish()?;
         Ok(Config {
             source: source.to_path_buf(),
@@ -183,6 +200,7 @@ impl Config {
             log,
             tls,
             routes,
+            limits,
         })
     }
 }
@@ -420,6 +438,7 @@ fn parse_server(mut t: Fields<'_>) -> Result<ServerConfig, ConfigError> {
     }
     let user = t.string("user")?;
     let group = t.string("group")?;
+    let proxy_protocol = t.boolean("proxy_protocol")?.unwrap_or(false);
     t.finish()?;
     Ok(ServerConfig {
         listen,
@@ -438,6 +457,7 @@ fn parse_server(mut t: Fields<'_>) -> Result<ServerConfig, ConfigError> {
         allowed_origins,
         user,
         group,
+        proxy_protocol,
     })
 }
 
@@ -549,15 +569,97 @@ fn parse_routes(root: &mut Fields<'_>) -> Result<Vec<RouteConfig>, ConfigError> 
             .ok_or_else(|| t.err("handler", "missing: name a handler such as \"echo\""))?;
         let echo_self = t.boolean("echo_self")?.unwrap_or(true);
         let max_message_size = t.size("max_message_size", 1)?;
+        let subprotocols = parse_subprotocols(&mut t)?;
+        let subprotocol_required = t.boolean("subprotocol_required")?.unwrap_or(false);
+        if subprotocol_required && subprotocols.is_empty() {
+            return Err(t.err(
+                "subprotocol_required",
+                "is true but the route lists no subprotocols: add subprotocols = [\"name\", ...]",
+            ));
+        }
         t.finish()?;
         routes.push(RouteConfig {
             path,
             handler,
             echo_self,
             max_message_size,
+            subprotocols,
+            subprotocol_required,
         });
     }
     Ok(routes)
+}
+
+/// A route's `subprotocols`: HTTP tokens (RFC 6455 §4.1), no duplicates.
+fn parse_subprotocols(t: &mut Fields<'_>) -> Result<Vec<String>, ConfigError> {
+    let list = t.string_list("subprotocols")?.unwrap_or_default();
+    for (i, p) in list.iter().enumerate() {
+        let token = !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(t.err(
+                &format!("subprotocols[{i}]"),
+                format!("\"{p}\" is not a subprotocol name: use letters, digits and .-_ only, e.g. \"chat.v2\""),
+            ));
+        }
+        if list[..i].contains(p) {
+            return Err(t.err(
+                &format!("subprotocols[{i}]"),
+                format!("\"{p}\" is listed twice"),
+            ));
+        }
+    }
+    Ok(list)
+}
+
+fn parse_limits(mut t: Fields<'_>) -> Result<LimitsConfig, ConfigError> {
+    let max_connections_per_ip = t
+        .integer("max_connections_per_ip", 1, i64::from(u32::MAX))?
+        .map(|n| n as u32);
+    let handshake_rate_per_ip = match t.string("handshake_rate_per_ip")? {
+        None => None,
+        Some(text) => Some(Rate::parse(&text).ok_or_else(|| {
+            t.err(
+                "handshake_rate_per_ip",
+                format!("\"{text}\" is not a rate: write COUNT/PERIOD, e.g. \"20/s\", \"100/m\" or \"5/10s\""),
+            )
+        })?),
+    };
+    let burst = t
+        .integer("handshake_burst", 1, 1_000_000)?
+        .map(|n| n as u32);
+    if burst.is_some() && handshake_rate_per_ip.is_none() {
+        return Err(t.err(
+            "handshake_burst",
+            "is set but handshake_rate_per_ip is not: set the rate too, e.g. \"20/s\"",
+        ));
+    }
+    // Default burst: one period's worth, so "20/s" allows 20 at once.
+    let handshake_burst = burst.unwrap_or(handshake_rate_per_ip.map_or(0, |r| r.count));
+    let ipv6_prefix = t
+        .integer("ipv6_prefix", 1, 128)?
+        .map_or(defaults::IPV6_PREFIX, |n| n as u8);
+    let exempt = cidr_list(&mut t, "exempt")?;
+    let trusted_proxies = cidr_list(&mut t, "trusted_proxies")?;
+    let table_size = t
+        .integer("table_size", 64, 1 << 24)?
+        .map_or(defaults::LIMITS_TABLE_SIZE, |n| n as usize);
+    t.finish()?;
+    Ok(LimitsConfig {
+        max_connections_per_ip,
+        handshake_rate_per_ip,
+        handshake_burst,
+        ipv6_prefix,
+        exempt,
+        trusted_proxies,
+        table_size,
+    })
+}
+
+fn cidr_list(t: &mut Fields<'_>, name: &str) -> Result<CidrSet, ConfigError> {
+    let list = t.string_list(name)?.unwrap_or_default();
+    CidrSet::parse(&list).map_err(|(i, e)| t.err(&format!("{name}[{i}]"), e.to_string()))
 }
 
 /// Parses "500ms", "30s", "5m", "1h", "2d" or a bare number of seconds.
@@ -659,6 +761,53 @@ mod tests {
     fn workers_auto_is_cpu_count() {
         let c = parse("[server]\nworkers = \"auto\"\n").unwrap();
         assert_eq!(c.server.workers, cpu_count());
+    }
+
+    #[test]
+    fn route_subprotocols_parse_and_are_checked() {
+        let c = parse("[[routes]]\npath=\"/a\"\nhandler=\"echo\"\nsubprotocols=[\"chat.v2\",\"chat.v1\"]\nsubprotocol_required=true\n").unwrap();
+        assert_eq!(c.routes[0].subprotocols, ["chat.v2", "chat.v1"]);
+        assert!(c.routes[0].subprotocol_required);
+        let c = parse("[[routes]]\npath=\"/a\"\nhandler=\"echo\"\n").unwrap();
+        assert!(c.routes[0].subprotocols.is_empty() && !c.routes[0].subprotocol_required);
+        let e = parse("[[routes]]\npath=\"/a\"\nhandler=\"echo\"\nsubprotocols=[\"a b\"]\n")
+            .unwrap_err();
+        assert_eq!(e.key, "routes[0].subprotocols[0]");
+        let e = parse("[[routes]]\npath=\"/a\"\nhandler=\"echo\"\nsubprotocol_required=true\n")
+            .unwrap_err();
+        assert_eq!(e.key, "routes[0].subprotocol_required");
+    }
+
+    #[test]
+    fn limits_parse_with_defaults_and_named_errors() {
+        let c = parse("").unwrap();
+        assert_eq!(c.limits.max_connections_per_ip, None);
+        assert_eq!(c.limits.ipv6_prefix, 64);
+        assert!(!c.server.proxy_protocol);
+        let c = parse(
+            "[server]\nproxy_protocol = true\n[limits]\nmax_connections_per_ip = 5\nhandshake_rate_per_ip = \"20/s\"\nipv6_prefix = 56\nexempt = [\"127.0.0.1/32\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        assert!(c.server.proxy_protocol);
+        assert_eq!(c.limits.max_connections_per_ip, Some(5));
+        assert_eq!(c.limits.handshake_rate_per_ip.unwrap().count, 20);
+        assert_eq!(c.limits.handshake_burst, 20);
+        assert_eq!(c.limits.ipv6_prefix, 56);
+        assert!(c.limits.exempt.contains("127.0.0.1".parse().unwrap()));
+        assert!(c
+            .limits
+            .trusted_proxies
+            .contains("10.9.9.9".parse().unwrap()));
+        let e = parse("[limits]\nhandshake_rate_per_ip = \"fast\"\n").unwrap_err();
+        assert_eq!(e.key, "limits.handshake_rate_per_ip");
+        let e = parse("[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"nope\"]\n").unwrap_err();
+        assert_eq!(e.key, "limits.trusted_proxies[1]");
+        let e = parse("[limits]\nhandshake_burst = 5\n").unwrap_err();
+        assert_eq!(e.key, "limits.handshake_burst");
+        let e = parse("[limits]\nipv6_prefix = 129\n").unwrap_err();
+        assert_eq!(e.key, "limits.ipv6_prefix");
+        let e = parse("[limits]\nmax_conns = 1\n").unwrap_err();
+        assert_eq!(e.key, "limits.max_conns");
     }
 
     #[test]

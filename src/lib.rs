@@ -15,7 +15,11 @@
 //! - `error`: why the daemon could not run ([`Error`]), and exit statuses.
 //! - `logging`: log lines that name the process (master or worker K).
 //! - `worker`: one `mio` loop per process; connections as state machines.
+//! - [`admission`]: the handshake hook's request view and decision, the
+//!   subprotocol choice, and the accept/reject responses.
 //! - `handshake`: the HTTP upgrade as pure functions over bytes.
+//! - `limits`: per-address connection and handshake-rate limits, trusted
+//!   proxies; `proxy_protocol`: the PROXY protocol v1/v2 header.
 //! - `route`: path templates such as `/chat/{room}`.
 //! - `relay`: broadcast frames between workers through the master.
 //! - [`handler`]: the [`Handler`] trait, the [`Conn`] handle, built-ins.
@@ -35,6 +39,7 @@
 
 #![deny(missing_docs)]
 
+pub mod admission;
 mod app;
 #[doc(hidden)] // `wssd bench`; moves to the wssd-bench package of the workspace
 pub mod bench;
@@ -44,10 +49,14 @@ mod error;
 mod frame;
 pub mod handler;
 mod handshake;
+#[allow(dead_code)] // wired into the worker by the next commits
+mod limits;
 mod logging;
 mod master;
 mod message;
 mod privileges;
+#[allow(dead_code)] // wired into the worker by the next commits
+mod proxy_protocol;
 mod relay;
 mod route;
 mod sdnotify;

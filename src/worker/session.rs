@@ -538,6 +538,8 @@ mod tests {
             headers: Vec::new(),
             params: Vec::new(),
             route: "/".into(),
+            subprotocol: None,
+            value: Default::default(),
         };
         let up = Upgrade {
             info,

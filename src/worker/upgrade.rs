@@ -226,6 +226,8 @@ fn decide(
         headers: req.headers,
         params,
         route: m.template.as_str().to_string(),
+        subprotocol: None,
+        value: Default::default(),
     };
     let upgrade = Upgrade {
         info,
