@@ -21,6 +21,10 @@ pub(crate) struct RouteEntry {
     pub factory: HandlerFactory,
     /// The route's message size limit.
     pub max_message_size: usize,
+    /// The route's subprotocols, in the server's order of preference.
+    pub subprotocols: Vec<String>,
+    /// Refuse (400) a client that offers none of `subprotocols`.
+    pub subprotocol_required: bool,
 }
 
 /// The routes of one generation, validated.
@@ -134,6 +138,8 @@ impl AppLoader {
             let entry = RouteEntry {
                 factory,
                 max_message_size: r.max_message_size.unwrap_or(default_max),
+                subprotocols: r.subprotocols.clone(),
+                subprotocol_required: r.subprotocol_required,
             };
             routes
                 .add(template, entry)
@@ -146,6 +152,8 @@ impl AppLoader {
             let entry = RouteEntry {
                 factory: factory.clone(),
                 max_message_size: default_max,
+                subprotocols: Vec::new(),
+                subprotocol_required: false,
             };
             routes
                 .add(template, entry)

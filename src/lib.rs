@@ -49,13 +49,11 @@ mod error;
 mod frame;
 pub mod handler;
 mod handshake;
-#[allow(dead_code)] // wired into the worker by the next commits
 mod limits;
 mod logging;
 mod master;
 mod message;
 mod privileges;
-#[allow(dead_code)] // wired into the worker by the next commits
 mod proxy_protocol;
 mod relay;
 mod route;

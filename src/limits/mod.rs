@@ -15,7 +15,6 @@ use std::time::Instant;
 
 pub use bucket::Rate;
 pub use cidr::{CidrSet, IpKey};
-#[allow(unused_imports)] // used by the worker from the next commit
 pub use forwarded::client_address;
 pub use table::{IpTable, Policy, Refusal};
 
@@ -65,13 +64,6 @@ pub struct Permit {
     key: IpKey,
 }
 
-impl Permit {
-    /// The address key counted.
-    pub fn key(&self) -> IpKey {
-        self.key
-    }
-}
-
 /// The per-address limits of one daemon: made by the master before it
 /// forks (the table must be mapped before the fork to be shared), then
 /// used by every worker on its inherited copy.
@@ -116,6 +108,11 @@ impl Limiter {
         Ok(Some(Permit { key }))
     }
 
+    /// How many owner ids (worker columns) the table has.
+    pub fn owners(&self) -> usize {
+        self.table.owners()
+    }
+
     /// Forgets a connection admitted for `owner`.
     pub fn release(&self, owner: usize, permit: Permit) {
         self.table.release(owner, permit.key);
@@ -124,11 +121,6 @@ impl Limiter {
     /// Forgets every connection of a dead worker (master side).
     pub fn forget_owner(&self, owner: usize) {
         self.table.forget_owner(owner);
-    }
-
-    /// Open connections counted for `client`'s key.
-    pub fn connections(&self, client: IpAddr) -> u32 {
-        self.table.connections(IpKey::new(client, self.ipv6_prefix))
     }
 }
 

@@ -166,9 +166,9 @@ impl IpTable {
         })
     }
 
-    /// Number of slots.
-    pub fn capacity(&self) -> usize {
-        self.slots
+    /// Owner ids (worker columns).
+    pub fn owners(&self) -> usize {
+        self.owners
     }
 
     fn header(&self) -> &Header {
@@ -249,6 +249,7 @@ impl IpTable {
     }
 
     /// Open connections of `key`, all owners together.
+    #[cfg(test)]
     pub fn connections(&self, key: IpKey) -> u32 {
         let _guard = self.lock();
         self.find(key).map_or(0, |i| self.total(i))

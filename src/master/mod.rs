@@ -16,6 +16,7 @@
 mod generation;
 mod supervise;
 
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
@@ -24,6 +25,7 @@ use nix::sys::signal::Signal;
 
 use crate::app::AppLoader;
 use crate::error::Error;
+use crate::limits::Limiter;
 use crate::sdnotify;
 use crate::signals::{self, SignalPipe};
 use generation::Generation;
@@ -56,6 +58,9 @@ struct Master {
     next_token: usize,
     /// SIGCHLD arrived since the last reap.
     child_exited: bool,
+    /// The per-address limits every worker shares, mapped before the
+    /// first fork (`None` when `[limits]` sets no limit).
+    limiter: Option<Rc<Limiter>>,
 }
 
 /// Runs the daemon `loader` describes until it has drained.
@@ -93,6 +98,7 @@ impl Master {
             "master pid {} listening on {addr} ({workers} workers)",
             std::process::id(),
         );
+        let limiter = supervise::make_limiter(&current.config)?;
         let mut master = Master {
             loader,
             poll,
@@ -103,6 +109,7 @@ impl Master {
             state: State::Running,
             next_token: FIRST_LINK,
             child_exited: false,
+            limiter,
         };
         for index in 0..workers {
             master.spawn(index)?;
