@@ -88,6 +88,30 @@ impl AppLoader {
         self.load_from(self.config.clone())
     }
 
+    /// Validates the configuration read at start as [`load`](Self::load)
+    /// does, and checks it against this host (see [`crate::preflight`]),
+    /// collecting every problem instead of stopping at the first.
+    pub fn check(&self) -> Result<(), Error> {
+        self.check_for_start(false)
+    }
+
+    /// As [`check`](Self::check); with `listen_inherited` (systemd or an
+    /// old master passed the socket) the address is not test-bound.
+    pub fn check_for_start(&self, listen_inherited: bool) -> Result<(), Error> {
+        let config = &self.config;
+        let mut errors = Vec::new();
+        errors.extend(self.build_app(config).err());
+        if let Some(tls) = &config.tls {
+            errors.extend(crate::tls::load_acceptor(tls, &config.source).err());
+        }
+        errors.extend(privileges::resolve(config).err());
+        errors.extend(crate::preflight::check(config, !listen_inherited));
+        match ConfigError::join(errors) {
+            None => Ok(()),
+            Some(e) => Err(e.into()),
+        }
+    }
+
     /// Loads the next generation: re-reads the file (a configuration
     /// given in code stays as it is), then as [`load`](Self::load).
     pub fn reload(&self) -> Result<Loaded, Error> {
@@ -115,15 +139,18 @@ impl AppLoader {
     }
 
     /// Builds the route table for `config`: file routes first, then code
-    /// routes; every error names its key.
+    /// routes; every error names its key, and every bad route is
+    /// reported, not only the first.
     fn build_app(&self, config: &Config) -> Result<App, ConfigError> {
         let file = &config.source;
         let mut routes = RouteTable::default();
+        let mut errors = Vec::new();
         let default_max = config.server.max_message_size;
         for (i, r) in config.routes.iter().enumerate() {
             let key = format!("routes[{i}]");
-            let factory = self.factory(&r.handler, r.echo_self).ok_or_else(|| {
-                ConfigError::new(
+            let factory = self.factory(&r.handler, r.echo_self);
+            if factory.is_none() {
+                errors.push(ConfigError::new(
                     file,
                     format!("{key}.handler"),
                     format!(
@@ -131,42 +158,52 @@ impl AppLoader {
                         r.handler,
                         self.handler_names().join(", ")
                     ),
-                )
-            })?;
-            let template = Template::parse(&r.path)
-                .map_err(|e| ConfigError::new(file, format!("{key}.path"), e.to_string()))?;
+                ));
+            }
+            let template = match Template::parse(&r.path) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(ConfigError::new(file, format!("{key}.path"), e.to_string()));
+                    continue;
+                }
+            };
+            let Some(factory) = factory else { continue };
             let entry = RouteEntry {
                 factory,
                 max_message_size: r.max_message_size.unwrap_or(default_max),
                 subprotocols: r.subprotocols.clone(),
                 subprotocol_required: r.subprotocol_required,
             };
-            routes
-                .add(template, entry)
-                .map_err(|e| ConfigError::new(file, format!("{key}.path"), e.to_string()))?;
+            if let Err(e) = routes.add(template, entry) {
+                errors.push(ConfigError::new(file, format!("{key}.path"), e.to_string()));
+            }
         }
         for (path, factory) in &self.code_routes {
             let key = format!("route(\"{path}\")");
-            let template =
-                Template::parse(path).map_err(|e| ConfigError::new(file, &key, e.to_string()))?;
             let entry = RouteEntry {
                 factory: factory.clone(),
                 max_message_size: default_max,
                 subprotocols: Vec::new(),
                 subprotocol_required: false,
             };
-            routes
-                .add(template, entry)
-                .map_err(|e| ConfigError::new(file, &key, e.to_string()))?;
+            let added = Template::parse(path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| routes.add(t, entry).map_err(|e| e.to_string()));
+            if let Err(e) = added {
+                errors.push(ConfigError::new(file, &key, e));
+            }
         }
-        if routes.is_empty() {
-            return Err(ConfigError::new(
+        if routes.is_empty() && errors.is_empty() {
+            errors.push(ConfigError::new(
                 file,
                 "routes",
                 "no routes: add at least one [[routes]] table with a path and a handler",
             ));
         }
-        Ok(App { routes })
+        match ConfigError::join(errors) {
+            None => Ok(App { routes }),
+            Some(e) => Err(e),
+        }
     }
 
     /// The factory `handler = "name"` names: registered in code, or built in.
@@ -182,5 +219,29 @@ impl AppLoader {
         let mut names: Vec<&str> = handler::BUILTIN_NAMES.to_vec();
         names.extend(self.named.keys().map(String::as_str));
         names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn every_bad_route_is_reported() {
+        let text = "[[routes]]\npath = \"/a\"\nhandler = \"nope\"\n\n\
+                    [[routes]]\npath = \"no-slash\"\nhandler = \"echo\"\n\n\
+                    [[routes]]\npath = \"/ok\"\nhandler = \"echo\"\n\n\
+                    [[routes]]\npath = \"/ok\"\nhandler = \"echo\"\n";
+        let config = Config::from_str(text, Path::new("w.toml")).unwrap();
+        let loader = AppLoader::new(None, config.clone());
+        let Err(e) = loader.build_app(&config) else {
+            panic!("bad routes accepted");
+        };
+        let keys: Vec<&str> = e.all().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["routes[0].handler", "routes[1].path", "routes[3].path"]
+        );
     }
 }

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// File the master writes its pid to, removed on exit.
     pub pid_file: Option<PathBuf>,
+    /// The binary SIGUSR2 starts as the new master; `None`: the path the
+    /// running master was started with.
+    pub upgrade_binary: Option<PathBuf>,
     /// Largest message (after reassembly of fragments) a peer may send.
     pub max_message_size: usize,
     /// Largest single frame a peer may send.
@@ -78,6 +81,19 @@ pub struct ServerConfig {
 pub struct LogConfig {
     /// An `env_logger` filter such as `info` or `wssd=debug`.
     pub level: String,
+    /// The file master and workers append to; `None`: standard error.
+    pub file: Option<PathBuf>,
+    /// Plain lines or one JSON object per line.
+    pub format: LogFormat,
+}
+
+/// `log.format`: how a log line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `TIME LEVEL wssd[PID ROLE]: message`
+    Text,
+    /// `{"time":...,"level":...,"pid":...,"role":...,"worker":...,"message":...}`
+    Json,
 }
 
 /// Settings of the `[tls]` table.
@@ -140,6 +156,9 @@ pub struct ConfigError {
     pub key: String,
     /// What is wrong and, where it helps, what would be right.
     pub reason: String,
+    /// Further errors found in the same file: every problem is reported
+    /// at once, not one per attempt.
+    pub others: Vec<ConfigError>,
 }
 
 impl ConfigError {
@@ -149,23 +168,54 @@ impl ConfigError {
             file: file.to_path_buf(),
             key: key.into(),
             reason: reason.into(),
+            others: Vec::new(),
+        }
+    }
+
+    /// Joins `errors` into one (the first, carrying the rest in `others`);
+    /// `None` when there is none.
+    pub fn join(errors: impl IntoIterator<Item = ConfigError>) -> Option<ConfigError> {
+        let mut flat = Vec::new();
+        for mut e in errors {
+            let nested = std::mem::take(&mut e.others);
+            flat.push(e);
+            flat.extend(nested);
+        }
+        let mut iter = flat.into_iter();
+        let mut first = iter.next()?;
+        first.others = iter.collect();
+        Some(first)
+    }
+
+    /// This error and the others, in the order they were found.
+    pub fn all(&self) -> impl Iterator<Item = &ConfigError> {
+        std::iter::once(self).chain(self.others.iter())
+    }
+
+    /// `key `server.workers`: reason`, or the reason alone.
+    fn fmt_item(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.reason)
+        } else {
+            write!(f, "key `{}`: {}", self.key, self.reason)
         }
     }
 }
 
 impl fmt::Display for ConfigError {
+    /// One error: `FILE: key `K`: REASON`. Several: `FILE: N errors:`
+    /// and one indented line per error.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.reason)
-        } else {
-            write!(
-                f,
-                "{}: key `{}`: {}",
-                self.file.display(),
-                self.key,
-                self.reason
-            )
+        write!(f, "{}: ", self.file.display())?;
+        if self.others.is_empty() {
+            return self.fmt_item(f);
         }
+        write!(f, "{} errors:", self.others.len() + 1)?;
+        for e in self.all() {
+            f.write_str("\n  ")?;
+            e.fmt_item(f)?;
+        }
+        Ok(())
     }
 }
 
@@ -179,22 +229,37 @@ impl Config {
         Config::from_str(&text, path)
     }
 
-    /// Parses and validates `text`, naming `source` in errors.
+    /// Parses and validates `text`, naming `source` in errors. Every
+    /// problem is reported (the first, with the rest in
+    /// [`ConfigError::others`]), except that a TOML syntax error stops
+    /// at once.
     pub fn from_str(text: &str, source: &Path) -> Result<Config, ConfigError> {
         let table: Table = text.parse().map_err(|e: toml::de::Error| {
-            ConfigError::new(source, "", format!("not valid TOML: {}", one_line(&e)))
+            // toml's message is several lines: a snippet of the file with a
+            // `^` under the error. Keep them, or the marker points nowhere.
+            ConfigError::new(
+                source,
+                "",
+                format!("not valid TOML: {}", e.to_string().trim_end()),
+            )
         })?;
+        let mut errs = Errors::default();
         let mut root = Fields::new(source, String::new(), table);
-        let server = parse_server(root.table("server")?)?;
-        let log = parse_log(root.table("log")?)?;
+        let server = root.table("server", &mut errs);
+        let server = parse_server(server, &mut errs);
+        let log = root.table("log", &mut errs);
+        let log = parse_log(log, &mut errs);
         let tls = match root.take("tls") {
             None => None,
-            Some(v) => Some(parse_tls(root.as_table("tls", v)?)?),
+            Some(v) => errs
+                .keep(root.as_table("tls", v))
+                .and_then(|t| parse_tls(t, &mut errs)),
         };
-        let routes = parse_routes(&mut root)?;
-        let limits = parse_limits(root.table("limits")?)?;
-        root.finish()?;
-        Ok(Config {
+        let routes = parse_routes(&mut root, &mut errs);
+        let limits = root.table("limits", &mut errs);
+        let limits = errs.keep(parse_limits(limits)).unwrap_or_default();
+        root.finish(&mut errs);
+        errs.into_result(Config {
             source: source.to_path_buf(),
             server,
             log,
@@ -205,12 +270,61 @@ impl Config {
     }
 }
 
+/// The errors found so far in one file. Parsing goes on after an error
+/// (with a stand-in value) so that one run reports them all.
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn push(&mut self, e: ConfigError) {
+        self.0.push(e);
+    }
+
+    /// The value, or `None` with the error kept.
+    fn keep<T>(&mut self, r: Result<T, ConfigError>) -> Option<T> {
+        r.map_err(|e| self.push(e)).ok()
+    }
+
+    /// A required value: absent is the error `missing` (kept too).
+    fn required<T>(
+        &mut self,
+        r: Result<Option<T>, ConfigError>,
+        missing: impl FnOnce() -> ConfigError,
+    ) -> Option<T> {
+        match r {
+            Ok(Some(v)) => Some(v),
+            Ok(None) => {
+                self.push(missing());
+                None
+            }
+            Err(e) => {
+                self.push(e);
+                None
+            }
+        }
+    }
+
+    /// An optional value; an error counts as absent (and is kept).
+    fn opt<T>(&mut self, r: Result<Option<T>, ConfigError>) -> Option<T> {
+        self.keep(r).flatten()
+    }
+
+    fn into_result<T>(self, value: T) -> Result<T, ConfigError> {
+        match ConfigError::join(self.0) {
+            None => Ok(value),
+            Some(e) => Err(e),
+        }
+    }
+}
+
 /// A TOML table being consumed key by key; whatever is left at the end is
 /// an unknown key.
 struct Fields<'a> {
     file: &'a Path,
     prefix: String,
     table: Table,
+    /// Every key asked for: the known keys, for "did you mean" hints.
+    known: Vec<String>,
 }
 
 impl<'a> Fields<'a> {
@@ -219,6 +333,7 @@ impl<'a> Fields<'a> {
             file,
             prefix,
             table,
+            known: Vec::new(),
         }
     }
 
@@ -235,6 +350,7 @@ impl<'a> Fields<'a> {
     }
 
     fn take(&mut self, name: &str) -> Option<Value> {
+        self.known.push(name.to_string());
         self.table.remove(name)
     }
 
@@ -245,12 +361,13 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A sub-table that may be absent (then it is empty).
-    fn table(&mut self, name: &str) -> Result<Fields<'a>, ConfigError> {
-        match self.take(name) {
-            None => Ok(Fields::new(self.file, self.key(name), Table::new())),
-            Some(v) => self.as_table(name, v),
-        }
+    /// A sub-table that may be absent or wrong (then it is empty, and
+    /// the error is kept).
+    fn table(&mut self, name: &str, errs: &mut Errors) -> Fields<'a> {
+        let found = self
+            .take(name)
+            .and_then(|v| errs.keep(self.as_table(name, v)));
+        found.unwrap_or_else(|| Fields::new(self.file, self.key(name), Table::new()))
     }
 
     fn string(&mut self, name: &str) -> Result<Option<String>, ConfigError> {
@@ -363,16 +480,29 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Fails on the first key nobody consumed.
-    fn finish(self) -> Result<(), ConfigError> {
-        match self.table.keys().next() {
-            None => Ok(()),
-            Some(k) => Err(self.err(
-                k,
-                "unknown key (check its spelling and docs/configuration.md)",
-            )),
+    /// Reports every key nobody consumed, with the closest known key as a
+    /// suggestion.
+    fn finish(self, errs: &mut Errors) {
+        for k in self.table.keys() {
+            let reason = match closest(k, &self.known) {
+                Some(known) => format!("unknown key: did you mean `{known}`?"),
+                None => "unknown key (check its spelling and docs/configuration.md)".to_string(),
+            };
+            errs.push(self.err(k, reason));
         }
     }
+}
+
+/// The known key closest to `unknown` by edit distance, if it is close
+/// enough to be a typo (1 edit for short names, up to 3 for long ones).
+fn closest<'k>(unknown: &str, known: &'k [String]) -> Option<&'k str> {
+    let limit = (unknown.chars().count() / 3).clamp(1, 3);
+    known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(unknown, k), k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.as_str())
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -387,60 +517,65 @@ fn describe(v: &Value) -> String {
     }
 }
 
-fn one_line(e: &toml::de::Error) -> String {
-    e.to_string()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn parse_server(mut t: Fields<'_>) -> Result<ServerConfig, ConfigError> {
-    let listen_text = t
-        .string("listen")?
+fn parse_server(mut t: Fields<'_>, errs: &mut Errors) -> ServerConfig {
+    let listen_text = errs
+        .opt(t.string("listen"))
         .unwrap_or_else(|| defaults::LISTEN.to_string());
-    let listen = resolve_listen(&listen_text).map_err(|reason| t.err("listen", reason))?;
-    let workers = parse_workers(&mut t)?;
-    let max_connections_per_worker = t
-        .integer("max_connections_per_worker", 1, 10_000_000)?
+    let listen = errs
+        .keep(resolve_listen(&listen_text).map_err(|reason| t.err("listen", reason)))
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let workers = parse_workers(&mut t, errs);
+    let max_connections_per_worker = errs
+        .opt(t.integer("max_connections_per_worker", 1, 10_000_000))
         .map_or(defaults::MAX_CONNECTIONS_PER_WORKER, |n| n as usize);
-    let handshake_timeout = t
-        .duration("handshake_timeout")?
+    let handshake_timeout = errs
+        .opt(t.duration("handshake_timeout"))
         .unwrap_or(Duration::from_secs(defaults::HANDSHAKE_TIMEOUT_SECS));
     if handshake_timeout.is_zero() {
-        return Err(t.err("handshake_timeout", "must be more than 0"));
+        errs.push(t.err("handshake_timeout", "must be more than 0"));
     }
-    let idle_timeout = t.duration("idle_timeout")?.filter(|d| !d.is_zero());
-    let ping_interval = t.duration("ping_interval")?.filter(|d| !d.is_zero());
-    let drain_timeout = t
-        .duration("drain_timeout")?
+    let idle_timeout = errs
+        .opt(t.duration("idle_timeout"))
+        .filter(|d| !d.is_zero());
+    let ping_interval = errs
+        .opt(t.duration("ping_interval"))
+        .filter(|d| !d.is_zero());
+    let drain_timeout = errs
+        .opt(t.duration("drain_timeout"))
         .unwrap_or(Duration::from_secs(defaults::DRAIN_TIMEOUT_SECS));
-    let pid_file = t.string("pid_file")?.map(PathBuf::from);
-    let max_message_size = t
-        .size("max_message_size", 1)?
+    let pid_file = errs.opt(t.string("pid_file")).map(PathBuf::from);
+    let upgrade_binary = errs.opt(t.string("upgrade_binary")).map(PathBuf::from);
+    if upgrade_binary.as_ref().is_some_and(|p| p.is_relative()) {
+        errs.push(t.err("upgrade_binary", "must be an absolute path"));
+    }
+    let max_message_size = errs
+        .opt(t.size("max_message_size", 1))
         .unwrap_or(defaults::MAX_MESSAGE_SIZE);
-    let max_frame_size = t
-        .size("max_frame_size", 1)?
+    let max_frame_size = errs
+        .opt(t.size("max_frame_size", 1))
         .unwrap_or(defaults::MAX_FRAME_SIZE);
-    let max_request_head = t
-        .size("max_request_head", 1024)?
+    let max_request_head = errs
+        .opt(t.size("max_request_head", 1024))
         .unwrap_or(defaults::MAX_REQUEST_HEAD);
-    let max_send_buffer = t
-        .size("max_send_buffer", 1024)?
+    let max_send_buffer = errs
+        .opt(t.size("max_send_buffer", 1024))
         .unwrap_or(defaults::MAX_SEND_BUFFER);
-    let allowed_origins = t.string_list("allowed_origins")?.unwrap_or_default();
+    let allowed_origins = errs
+        .opt(t.string_list("allowed_origins"))
+        .unwrap_or_default();
     for (i, o) in allowed_origins.iter().enumerate() {
         if !o.contains("://") {
-            return Err(t.err(
+            errs.push(t.err(
                 &format!("allowed_origins[{i}]"),
                 format!("\"{o}\" is not an origin: write scheme://host[:port], e.g. \"https://example.com\""),
             ));
         }
     }
-    let user = t.string("user")?;
-    let group = t.string("group")?;
-    let proxy_protocol = t.boolean("proxy_protocol")?.unwrap_or(false);
-    t.finish()?;
-    Ok(ServerConfig {
+    let user = errs.opt(t.string("user"));
+    let group = errs.opt(t.string("group"));
+    let proxy_protocol = errs.opt(t.boolean("proxy_protocol")).unwrap_or(false);
+    t.finish(errs);
+    ServerConfig {
         listen,
         listen_text,
         workers,
@@ -450,6 +585,7 @@ fn parse_server(mut t: Fields<'_>) -> Result<ServerConfig, ConfigError> {
         ping_interval,
         drain_timeout,
         pid_file,
+        upgrade_binary,
         max_message_size,
         max_frame_size,
         max_request_head,
@@ -458,26 +594,23 @@ fn parse_server(mut t: Fields<'_>) -> Result<ServerConfig, ConfigError> {
         user,
         group,
         proxy_protocol,
-    })
+    }
 }
 
-fn parse_workers(t: &mut Fields<'_>) -> Result<usize, ConfigError> {
-    match t.take("workers") {
-        None => Ok(cpu_count()),
-        Some(Value::String(s)) if s == "auto" => Ok(cpu_count()),
-        Some(Value::Integer(n)) if (1..=1024).contains(&n) => Ok(n as usize),
-        Some(Value::Integer(n)) => Err(t.err(
-            "workers",
-            format!("{n} is out of range: expected 1 to 1024, or \"auto\""),
-        )),
-        Some(other) => Err(t.err(
-            "workers",
-            format!(
-                "expected a number of workers or \"auto\", found {}",
-                describe_value(&other)
-            ),
-        )),
-    }
+/// `server.workers`; 1 stands in after an error.
+fn parse_workers(t: &mut Fields<'_>, errs: &mut Errors) -> usize {
+    let reason = match t.take("workers") {
+        None => return cpu_count(),
+        Some(Value::String(s)) if s == "auto" => return cpu_count(),
+        Some(Value::Integer(n)) if (1..=1024).contains(&n) => return n as usize,
+        Some(Value::Integer(n)) => format!("{n} is out of range: expected 1 to 1024, or \"auto\""),
+        Some(other) => format!(
+            "expected a number of workers or \"auto\", found {}",
+            describe_value(&other)
+        ),
+    };
+    errs.push(t.err("workers", reason));
+    1
 }
 
 fn describe_value(v: &Value) -> String {
@@ -511,12 +644,14 @@ fn resolve_listen(text: &str) -> Result<SocketAddr, String> {
     }
 }
 
-fn parse_log(mut t: Fields<'_>) -> Result<LogConfig, ConfigError> {
-    let level = t.string("level")?.unwrap_or_else(|| "info".to_string());
+fn parse_log(mut t: Fields<'_>, errs: &mut Errors) -> LogConfig {
+    let level = errs
+        .opt(t.string("level"))
+        .unwrap_or_else(|| "info".to_string());
     let known = ["off", "error", "warn", "info", "debug", "trace"];
     let base = level.split(',').next().unwrap_or("").trim();
     if !level.contains('=') && !known.contains(&base) {
-        return Err(t.err(
+        errs.push(t.err(
             "level",
             format!(
                 "\"{level}\" is not a log level: use one of {}",
@@ -524,70 +659,92 @@ fn parse_log(mut t: Fields<'_>) -> Result<LogConfig, ConfigError> {
             ),
         ));
     }
-    t.finish()?;
-    Ok(LogConfig { level })
+    let base = t.file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let file = errs.opt(t.string("file")).map(|f| base.join(f));
+    let format = match errs.opt(t.string("format")).as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            errs.push(t.err(
+                "format",
+                format!("\"{other}\" is not a log format: use \"text\" or \"json\""),
+            ));
+            LogFormat::Text
+        }
+    };
+    t.finish(errs);
+    LogConfig {
+        level,
+        file,
+        format,
+    }
 }
 
-fn parse_tls(mut t: Fields<'_>) -> Result<TlsConfig, ConfigError> {
-    let cert = t
-        .string("cert")?
-        .ok_or_else(|| t.err("cert", "missing: name the PEM certificate chain file"))?;
-    let key = t
-        .string("key")?
-        .ok_or_else(|| t.err("key", "missing: name the PEM private key file"))?;
+/// The `[tls]` table; `None` after an error.
+fn parse_tls(mut t: Fields<'_>, errs: &mut Errors) -> Option<TlsConfig> {
+    let cert = errs.required(t.string("cert"), || {
+        t.err("cert", "missing: name the PEM certificate chain file")
+    });
+    let key = errs.required(t.string("key"), || {
+        t.err("key", "missing: name the PEM private key file")
+    });
     let base = t.file.parent().unwrap_or(Path::new(".")).to_path_buf();
-    t.finish()?;
-    Ok(TlsConfig {
-        cert: base.join(cert),
-        key: base.join(key),
+    t.finish(errs);
+    Some(TlsConfig {
+        cert: base.join(cert?),
+        key: base.join(key?),
     })
 }
 
-fn parse_routes(root: &mut Fields<'_>) -> Result<Vec<RouteConfig>, ConfigError> {
+fn parse_routes(root: &mut Fields<'_>, errs: &mut Errors) -> Vec<RouteConfig> {
     let items = match root.take("routes") {
-        None => return Ok(Vec::new()),
+        None => return Vec::new(),
         Some(Value::Array(items)) => items,
         Some(other) => {
-            return Err(root.err(
+            errs.push(root.err(
                 "routes",
                 format!("expected [[routes]] tables, found {}", kind(&other)),
-            ))
+            ));
+            return Vec::new();
         }
     };
     let mut routes = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        let name = format!("routes[{i}]");
-        let mut t = root.as_table(&name, item)?;
-        let path = t.string("path")?.ok_or_else(|| {
+        let Some(mut t) = errs.keep(root.as_table(&format!("routes[{i}]"), item)) else {
+            continue;
+        };
+        let path = errs.required(t.string("path"), || {
             t.err(
                 "path",
                 "missing: every route needs a path such as \"/echo\"",
             )
-        })?;
-        let handler = t
-            .string("handler")?
-            .ok_or_else(|| t.err("handler", "missing: name a handler such as \"echo\""))?;
-        let echo_self = t.boolean("echo_self")?.unwrap_or(true);
-        let max_message_size = t.size("max_message_size", 1)?;
-        let subprotocols = parse_subprotocols(&mut t)?;
-        let subprotocol_required = t.boolean("subprotocol_required")?.unwrap_or(false);
+        });
+        let handler = errs.required(t.string("handler"), || {
+            t.err("handler", "missing: name a handler such as \"echo\"")
+        });
+        let echo_self = errs.opt(t.boolean("echo_self")).unwrap_or(true);
+        let max_message_size = errs.opt(t.size("max_message_size", 1));
+        let subprotocols = errs.keep(parse_subprotocols(&mut t)).unwrap_or_default();
+        let subprotocol_required = errs.opt(t.boolean("subprotocol_required")).unwrap_or(false);
         if subprotocol_required && subprotocols.is_empty() {
-            return Err(t.err(
+            errs.push(t.err(
                 "subprotocol_required",
                 "is true but the route lists no subprotocols: add subprotocols = [\"name\", ...]",
             ));
         }
-        t.finish()?;
-        routes.push(RouteConfig {
-            path,
-            handler,
-            echo_self,
-            max_message_size,
-            subprotocols,
-            subprotocol_required,
-        });
+        t.finish(errs);
+        if let (Some(path), Some(handler)) = (path, handler) {
+            routes.push(RouteConfig {
+                path,
+                handler,
+                echo_self,
+                max_message_size,
+                subprotocols,
+                subprotocol_required,
+            });
+        }
     }
-    Ok(routes)
+    routes
 }
 
 /// A route's `subprotocols`: HTTP tokens (RFC 6455 §4.1), no duplicates.
@@ -645,7 +802,9 @@ fn parse_limits(mut t: Fields<'_>) -> Result<LimitsConfig, ConfigError> {
     let table_size = t
         .integer("table_size", 64, 1 << 24)?
         .map_or(defaults::LIMITS_TABLE_SIZE, |n| n as usize);
-    t.finish()?;
+    let mut unknown = Errors::default();
+    t.finish(&mut unknown);
+    unknown.into_result(())?;
     Ok(LimitsConfig {
         max_connections_per_ip,
         handshake_rate_per_ip,
@@ -755,6 +914,69 @@ mod tests {
         assert_eq!(e.key, "server.drain_timeout");
         let e = parse("[server]\nlisten = \"nowhere\"\n").unwrap_err();
         assert_eq!(e.key, "server.listen");
+    }
+
+    #[test]
+    fn every_error_is_reported_in_file_order() {
+        let e = parse(
+            "[server]\nworkers = 0\nidle_timeout = \"x\"\nwrkers = 2\n[log]\nlevel = \"loud\"\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = e.all().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "server.workers",
+                "server.idle_timeout",
+                "server.wrkers",
+                "log.level"
+            ]
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with("t.toml: 4 errors:\n  key `server.workers`"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 5, "{text}");
+    }
+
+    #[test]
+    fn unknown_keys_get_the_closest_known_key() {
+        let e = parse("[server]\nworker = 2\n").unwrap_err();
+        assert_eq!(e.reason, "unknown key: did you mean `workers`?");
+        let e = parse("[servr]\n").unwrap_err();
+        assert!(e.reason.contains("`server`"), "{e}");
+        let e = parse("[[routes]]\npath=\"/a\"\nhandler=\"echo\"\nechoself=false\n").unwrap_err();
+        assert!(e.reason.contains("`echo_self`"), "{e}");
+        // Nothing close: no guess.
+        let e = parse("[server]\ncolour = 2\n").unwrap_err();
+        assert!(!e.reason.contains("did you mean"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_keep_the_snippet_and_marker() {
+        let e = parse("[server]\nworkers = = 4\n").unwrap_err();
+        let lines: Vec<&str> = e.reason.lines().collect();
+        let code = lines
+            .iter()
+            .position(|l| l.contains("workers = = 4"))
+            .unwrap();
+        let marker = lines[code + 1];
+        let column = marker.find('^').expect("a ^ marker under the line");
+        assert_eq!(&lines[code][column..column + 1], "=", "{}", e.reason);
+        assert_eq!(lines[code][..column].matches('=').count(), 1);
+    }
+
+    #[test]
+    fn join_flattens_and_keeps_order() {
+        let f = Path::new("f.toml");
+        let nested =
+            ConfigError::join([ConfigError::new(f, "a", "1"), ConfigError::new(f, "b", "2")]);
+        let all =
+            ConfigError::join(nested.into_iter().chain([ConfigError::new(f, "c", "3")])).unwrap();
+        let keys: Vec<&str> = all.all().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+        assert!(ConfigError::join([]).is_none());
     }
 
     #[test]

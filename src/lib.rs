@@ -28,12 +28,15 @@
 //! - `frame`: the frame codec (reader and writer) for both roles: the
 //!   worker's connections and the client read and write frames with it.
 //! - [`config`]: the TOML configuration, validated key by key.
+//! - `inherit`: listening sockets passed by systemd or an upgrading master.
+//! - `proctitle`: process titles as `ps` shows them.
+//! - `preflight`: whether a valid configuration can start on this host.
 //! - `tls`, `privileges`, `signals`, `sdnotify`: the operating system
 //!   edges.
-//! - [`client`]: the blocking client library (and, for now, the
-//!   `wssd client` command line).
-//! - `bench`: `wssd bench`, the load generator (its own package soon).
+//! - [`client`]: the blocking client library.
 //!
+//! The `wssd` binary (with `wssd client`) is the `wssd-cli` package (cli/),
+//! the load generator `wssd bench` the `wssd-bench` package (bench/).
 //! `internals` re-exports what the fuzz targets drive; it is hidden and
 //! not part of the API.
 
@@ -41,19 +44,20 @@
 
 pub mod admission;
 mod app;
-#[doc(hidden)] // `wssd bench`; moves to the wssd-bench package of the workspace
-pub mod bench;
 pub mod client;
 pub mod config;
 mod error;
 mod frame;
 pub mod handler;
 mod handshake;
+mod inherit;
 mod limits;
 mod logging;
 mod master;
 mod message;
+mod preflight;
 mod privileges;
+mod proctitle;
 mod proxy_protocol;
 mod relay;
 mod route;

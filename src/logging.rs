@@ -1,45 +1,157 @@
 //! Log lines that name their process: `wssd[PID master]` or
-//! `wssd[PID worker K]`, so that one journal of many processes reads.
+//! `wssd[PID worker K]` in text, `"role"` and `"worker"` in JSON, so that
+//! one journal or file of many processes reads.
+//!
+//! Where they go: standard error (journald under systemd), or
+//! `[log] file`, which master and workers share. The file is opened with
+//! `O_APPEND` and every record is one `write(2)` of a whole line, so lines
+//! of different processes never interleave. SIGUSR1 makes each process
+//! [`reopen`] the file by its path (logrotate moves it, then signals the
+//! master, which reopens and forwards the signal to its workers).
 //!
 //! The role is a process-wide value: the master sets nothing, a forked
 //! worker marks itself right after the fork.
 
-use std::io::Write;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::config::{ConfigError, LogConfig, LogFormat};
+use crate::error::Error;
 
 /// Which process is logging: 0 for the master, `k + 1` for worker `k`.
 static ROLE: AtomicUsize = AtomicUsize::new(0);
+
+/// The log file and its path, when `[log] file` is set.
+static FILE: Mutex<Option<(PathBuf, File)>> = Mutex::new(None);
 
 /// Marks this process as worker `index` in log lines.
 pub(crate) fn set_worker_role(index: usize) {
     ROLE.store(index + 1, Ordering::Relaxed);
 }
 
-/// Sets up logging with `level` (`[log] level`, `env_logger` syntax);
-/// `RUST_LOG` wins over it. Does nothing if the program already installed
-/// a logger.
-pub(crate) fn init(level: &str) {
+/// Sets up logging from `[log]`: level (`RUST_LOG` wins over it), file
+/// and format. Does nothing if the program already installed a logger.
+///
+/// # Errors
+/// [`Error::Config`] naming `log.file` (in `source`) when the file cannot
+/// be opened: exit status 2, as the same failure found by `--check`.
+pub(crate) fn init(log: &LogConfig, source: &Path) -> Result<(), Error> {
     let mut builder = env_logger::Builder::new();
-    builder.parse_filters(level);
+    builder.parse_filters(&log.level);
     if let Ok(env) = std::env::var("RUST_LOG") {
         builder.parse_filters(&env);
     }
-    builder.format(|buf, record| {
-        let role = match ROLE.load(Ordering::Relaxed) {
-            0 => "master".to_string(),
-            k => format!("worker {}", k - 1),
-        };
-        writeln!(
-            buf,
-            "{} {:<5} wssd[{} {}]: {}",
-            buf.timestamp_millis(),
-            record.level(),
-            std::process::id(),
-            role,
-            record.args()
-        )
-    });
+    if let Some(path) = &log.file {
+        let file = open(path).map_err(|e| {
+            ConfigError::new(
+                source,
+                "log.file",
+                format!("cannot open {} for appending: {e}", path.display()),
+            )
+        })?;
+        if let Ok(mut f) = FILE.lock() {
+            *f = Some((path.clone(), file));
+        }
+        builder.target(env_logger::Target::Pipe(Box::new(SharedFile)));
+    }
+    match log.format {
+        LogFormat::Text => builder.format(|buf, record| {
+            let role = match ROLE.load(Ordering::Relaxed) {
+                0 => "master".to_string(),
+                k => format!("worker {}", k - 1),
+            };
+            writeln!(
+                buf,
+                "{} {:<5} wssd[{} {}]: {}",
+                buf.timestamp_millis(),
+                record.level(),
+                std::process::id(),
+                role,
+                record.args()
+            )
+        }),
+        LogFormat::Json => builder.format(|buf, record| {
+            let worker = ROLE.load(Ordering::Relaxed).checked_sub(1);
+            let line = serde_json::json!({
+                "time": buf.timestamp_millis().to_string(),
+                "level": record.level().as_str(),
+                "pid": std::process::id(),
+                "role": if worker.is_some() { "worker" } else { "master" },
+                "worker": worker,
+                "target": record.target(),
+                "message": record.args().to_string(),
+            });
+            writeln!(buf, "{line}")
+        }),
+    };
     let _ = builder.try_init();
+    Ok(())
+}
+
+/// Opens `path` for appending (created `0640` if missing).
+fn open(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// Reopens the log file by its path (SIGUSR1); errors are logged to the
+/// file still open. Does nothing when logging to standard error.
+pub(crate) fn reopen() {
+    let Ok(mut guard) = FILE.lock() else { return };
+    let Some((path, file)) = guard.as_mut() else {
+        return;
+    };
+    match open(path) {
+        Ok(new) => *file = new,
+        Err(e) => {
+            let path = path.display().to_string();
+            drop(guard);
+            log::error!(
+                "SIGUSR1: cannot reopen the log file {path}: {e}; still writing to the old one"
+            );
+            return;
+        }
+    }
+    drop(guard);
+    log::info!("SIGUSR1: reopened the log file");
+}
+
+/// Gives the log file to the workers' user (a master started as root
+/// switches its workers to `server.user`), so that they can reopen it.
+pub(crate) fn give_to(ids: Option<crate::privileges::Ids>) {
+    let (Some(ids), Ok(guard)) = (ids, FILE.lock()) else {
+        return;
+    };
+    if let Some((path, _)) = guard.as_ref() {
+        if let Err(e) = nix::unistd::chown(path.as_path(), Some(ids.uid), Some(ids.gid)) {
+            let path = path.display().to_string();
+            drop(guard);
+            log::warn!("cannot give the log file {path} to the workers' user: {e}");
+        }
+    }
+}
+
+/// The writer env_logger writes each formatted record to, in one call.
+struct SharedFile;
+
+impl Write for SharedFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match FILE.lock().as_deref_mut() {
+            Ok(Some((_, f))) => f.write(buf),
+            _ => io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The maximum level a reload sets from `[log] level` (its first,

@@ -40,6 +40,26 @@ pub fn resolve(config: &Config) -> Result<Option<Ids>, ConfigError> {
                 .gid
         }
     };
+    let (euid, egid) = (Uid::effective(), Gid::effective());
+    if !euid.is_root() && (user.uid != euid || gid != egid) {
+        // Only root can switch; failing here beats workers that die on
+        // setuid() in a restart loop.
+        let key = if user.uid != euid {
+            "server.user"
+        } else {
+            "server.group"
+        };
+        return Err(ConfigError::new(
+            file,
+            key,
+            format!(
+                "wssd runs as uid {euid} gid {egid}, not as root, so its workers cannot \
+                 switch to uid {} gid {gid}: remove server.user (the systemd unit already runs \
+                 wssd as its own user) or start wssd as root",
+                user.uid
+            ),
+        ));
+    }
     Ok(Some(Ids { uid: user.uid, gid }))
 }
 

@@ -87,12 +87,15 @@ impl Server {
         self.loader.config()
     }
 
-    /// Validates everything `run` would need; `Ok` means it would start.
+    /// Validates everything `run` would need, on this host too (the
+    /// listen address can be bound, the pid file's directory is
+    /// writable); `Ok` means it would start.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the file, key and reason.
+    /// [`Error::Config`] naming the file, key and reason of every problem
+    /// found, not only the first.
     pub fn check(&self) -> Result<(), Error> {
-        self.loader.load().map(drop)
+        self.loader.check()
     }
 
     /// Runs the daemon until SIGTERM or SIGINT has drained it. Sets up
@@ -102,8 +105,11 @@ impl Server {
     /// [`Error::Config`] for an unusable configuration,
     /// [`Error::Runtime`] when binding, forking or polling fails.
     pub fn run(self) -> Result<(), Error> {
-        crate::logging::init(&self.loader.config().log.level);
-        crate::master::run(self.loader)
+        let config = self.loader.config();
+        crate::logging::init(&config.log, &config.source)?;
+        let inherited = crate::inherit::Inherited::from_env()?;
+        self.loader.check_for_start(inherited.is_some())?;
+        crate::master::run(self.loader, inherited)
     }
 }
 

@@ -87,6 +87,7 @@ pub const WORKER_SIGNALS: &[i32] = &[
     signal_hook::consts::SIGINT,
     signal_hook::consts::SIGQUIT,
     signal_hook::consts::SIGHUP,
+    signal_hook::consts::SIGUSR1,
 ];
 
 fn set_of(signals: &[i32]) -> nix::sys::signal::SigSet {

@@ -1,4 +1,5 @@
-//! Blocking WebSocket client library (`wssd::client`) and the `wssd client` CLI.
+//! Blocking WebSocket client library (`wssd::client`); the `wssd client`
+//! command line over it lives in the `wssd-cli` package (cli/src/client.rs).
 //!
 //! [`Client::connect`] opens a `ws://` or `wss://` connection (directly or
 //! through an HTTP CONNECT proxy) and performs the handshake; the client then
@@ -18,8 +19,6 @@
 //! # Ok::<(), wssd::client::ClientError>(())
 //! ```
 
-#[doc(hidden)] // the `wssd client` command line; moves to the binary package
-pub mod cli;
 mod error;
 mod handshake;
 pub mod reconnect;

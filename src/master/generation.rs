@@ -11,6 +11,7 @@ use log::{info, warn};
 use crate::app::{App, AppLoader};
 use crate::config::Config;
 use crate::error::Error;
+use crate::inherit::Inherited;
 use crate::privileges::Ids;
 
 /// Everything a generation's workers need.
@@ -30,14 +31,29 @@ pub(super) struct Generation {
 impl Generation {
     /// Loads the first generation (`previous` is `None`) or the one after
     /// `previous` (re-reading the configuration file). The listening
-    /// socket is bound anew only when `listen` changed.
-    pub fn new(loader: &AppLoader, previous: Option<&Generation>) -> Result<Generation, Error> {
+    /// socket is bound anew only when `listen` changed; the first
+    /// generation takes it from `inherited` when sockets were passed.
+    pub fn new(
+        loader: &AppLoader,
+        previous: Option<&Generation>,
+        inherited: Option<&mut Inherited>,
+    ) -> Result<Generation, Error> {
         let mut loaded = match previous {
             None => loader.load()?,
             Some(_) => loader.reload()?,
         };
         let (listener, addr) = match previous {
             Some(p) if p.listens_as(&loaded.config) => (p.listener.clone(), p.addr),
+            None if inherited.is_some() => {
+                let l = inherited
+                    .map(|i| i.take(&loaded.config))
+                    .transpose()?
+                    .ok_or_else(|| Error::Runtime("no inherited socket".into()))?;
+                let addr = l
+                    .local_addr()
+                    .map_err(|e| Error::runtime("local_addr", e))?;
+                (Some(Rc::new(l)), addr)
+            }
             _ => {
                 let l = bind(loaded.config.server.listen)?;
                 let addr = l
@@ -58,6 +74,12 @@ impl Generation {
                 .server
                 .pid_file
                 .clone_from(&p.config.server.pid_file);
+            // What --check and the start test, a reload tests too (the
+            // address only if it changed: a kept socket needs no bind).
+            let host = crate::preflight::check(&loaded.config, !p.listens_as(&loaded.config));
+            if let Some(e) = crate::config::ConfigError::join(host) {
+                return Err(e.into());
+            }
         }
         Ok(Generation {
             number: previous.map_or(1, |p| p.number + 1),
@@ -90,7 +112,7 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
         AddressFamily::Inet
     };
     let fail =
-        |what: &str, e: nix::Error| Error::Runtime(format!("cannot listen on {addr}: {what}: {e}"));
+        |what: &str, e: nix::Error| Error::Runtime(crate::preflight::listen_failed(addr, what, e));
     let fd = socket(
         family,
         SockType::Stream,

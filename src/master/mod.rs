@@ -8,14 +8,19 @@
 //! | SIGHUP          | re-read the config; if valid, start a new generation and retire the old one |
 //! | SIGTERM, SIGINT | drain: workers close clients with 1001; a second one kills at once |
 //! | SIGCHLD         | reap; replace a worker of the current generation, with back-off |
+//! | SIGUSR1         | reopen the log file, and have every worker reopen it |
+//! | SIGUSR2         | binary upgrade: start the new binary on the same socket; once it is ready, retire and exit |
 //!
 //! `generation` loads and binds a generation (the first and every reload
 //! the same way); `supervise` forks, reaps and restarts workers with
-//! back-off; this module is the loop, reload, drain and the relay hub.
+//! back-off; `upgrade` hands over to a new binary; this module is the
+//! loop, reload, drain and the relay hub.
 
 mod generation;
 mod supervise;
+mod upgrade;
 
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -25,11 +30,13 @@ use nix::sys::signal::Signal;
 
 use crate::app::AppLoader;
 use crate::error::Error;
+use crate::inherit::{Inherited, Origin};
 use crate::limits::Limiter;
 use crate::sdnotify;
 use crate::signals::{self, SignalPipe};
 use generation::Generation;
 use supervise::{Slot, WorkerProc, BACKOFF_START};
+use upgrade::{Exec, Upgrade, UPGRADE};
 
 const SIGNALS: Token = Token(0);
 const FIRST_LINK: usize = 16;
@@ -61,21 +68,38 @@ struct Master {
     /// The per-address limits every worker shares, mapped before the
     /// first fork (`None` when `[limits]` sets no limit).
     limiter: Option<Rc<Limiter>>,
+    /// How this master was started, for a binary upgrade.
+    exec: Exec,
+    /// A new master started by SIGUSR2 that is not ready yet.
+    upgrade: Option<Upgrade>,
+    /// The pid file this master removes when it exits: `pid_file`, or
+    /// `pid_file.oldbin` once a new master has taken over.
+    pid_file: Option<PathBuf>,
 }
 
-/// Runs the daemon `loader` describes until it has drained.
-pub(crate) fn run(loader: AppLoader) -> Result<(), Error> {
-    let mut master = Master::start(loader)?;
+/// Runs the daemon `loader` describes until it has drained, on the
+/// sockets in `inherited` if systemd or an upgrading master passed any.
+pub(crate) fn run(loader: AppLoader, inherited: Option<Inherited>) -> Result<(), Error> {
+    // Captured before the title overwrites the memory they are read from.
+    let exec = Exec {
+        argv: std::env::args_os().collect(),
+    };
+    crate::proctitle::init();
+    let mut master = Master::start(loader, inherited, exec)?;
     let result = master.serve();
-    if let Some(p) = &master.current.config.server.pid_file {
+    if let Some(p) = &master.pid_file {
         let _ = std::fs::remove_file(p);
     }
     result
 }
 
 impl Master {
-    fn start(loader: AppLoader) -> Result<Master, Error> {
-        let current = Generation::new(&loader, None)?;
+    fn start(
+        loader: AppLoader,
+        mut inherited: Option<Inherited>,
+        exec: Exec,
+    ) -> Result<Master, Error> {
+        let current = Generation::new(&loader, None, inherited.as_mut())?;
         let poll = Poll::new().map_err(|e| Error::runtime("creating the poller", e))?;
         let signals = SignalPipe::new(&[
             signal_hook::consts::SIGHUP,
@@ -83,6 +107,8 @@ impl Master {
             signal_hook::consts::SIGINT,
             signal_hook::consts::SIGCHLD,
             signal_hook::consts::SIGQUIT,
+            signal_hook::consts::SIGUSR1,
+            signal_hook::consts::SIGUSR2,
         ])
         .map_err(|e| Error::runtime("installing signal handlers", e))?;
         signals
@@ -90,10 +116,16 @@ impl Master {
             .map_err(|e| Error::runtime("registering the signal pipe", e))?;
         if let Some(p) = &current.config.server.pid_file {
             std::fs::write(p, format!("{}\n", std::process::id())).map_err(|e| {
-                Error::Runtime(format!("cannot write pid_file {}: {e}", p.display()))
+                Error::Runtime(format!(
+                    "key `server.pid_file`: cannot write {}: {e}",
+                    p.display()
+                ))
             })?;
         }
         let (addr, workers) = (current.addr, current.config.server.workers);
+        let current_pid_file = current.config.server.pid_file.clone();
+        crate::proctitle::set(&exec.master_title());
+        crate::logging::give_to(current.ids);
         info!(
             "master pid {} listening on {addr} ({workers} workers)",
             std::process::id(),
@@ -110,14 +142,22 @@ impl Master {
             next_token: FIRST_LINK,
             child_exited: false,
             limiter,
+            exec,
+            upgrade: None,
+            pid_file: current_pid_file,
         };
         for index in 0..workers {
             master.spawn(index)?;
         }
-        sdnotify::notify(&format!(
-            "READY=1\nSTATUS=listening on {addr}\nMAINPID={}",
-            std::process::id()
-        ));
+        match inherited.as_mut() {
+            // The old master is systemd's main pid: it announces this one
+            // (MAINPID=) once told, so NotifyAccess=main is enough.
+            Some(i) if i.origin() == Origin::Upgrade => i.announce_ready(),
+            _ => sdnotify::notify(&format!(
+                "READY=1\nSTATUS=listening on {addr}\nMAINPID={}",
+                std::process::id()
+            )),
+        }
         Ok(master)
     }
 
@@ -136,6 +176,7 @@ impl Master {
             for event in &events {
                 match event.token() {
                     SIGNALS => self.on_signals(),
+                    UPGRADE => self.on_upgrade_event(),
                     token => self.on_link(token, event.is_readable(), event.is_writable()),
                 }
             }
@@ -143,6 +184,7 @@ impl Master {
                 self.reap();
             }
             self.restart_due();
+            self.enforce_upgrade_deadline();
             self.enforce_kill_deadline();
             if let State::Stopping { .. } = self.state {
                 if self.workers.is_empty() {
@@ -162,7 +204,8 @@ impl Master {
             State::Stopping { kill_at } => Some(kill_at),
             State::Running => None,
         };
-        [restart, kill].into_iter().flatten().min()
+        let upgrade = self.upgrade.as_ref().map(|u| u.deadline);
+        [restart, kill, upgrade].into_iter().flatten().min()
     }
 
     fn on_signals(&mut self) {
@@ -177,6 +220,8 @@ impl Master {
                 | signal_hook::consts::SIGINT
                 | signal_hook::consts::SIGQUIT => self.stop(sig),
                 signal_hook::consts::SIGCHLD => self.child_exited = true,
+                signal_hook::consts::SIGUSR1 => self.reopen_logs(),
+                signal_hook::consts::SIGUSR2 => self.start_upgrade(),
                 _ => {}
             }
         }
@@ -188,9 +233,13 @@ impl Master {
         if self.state != State::Running {
             return;
         }
+        if self.upgrade.is_some() {
+            warn!("SIGHUP ignored: a new master (binary upgrade) is starting");
+            return;
+        }
         sdnotify::reloading();
         info!("SIGHUP: reloading the configuration");
-        match Generation::new(&self.loader, Some(&self.current)) {
+        match Generation::new(&self.loader, Some(&self.current), None) {
             Ok(next) => {
                 let old = std::mem::replace(&mut self.current, next);
                 let (old_number, old_drain) = (old.number, old.config.server.drain_timeout);
@@ -222,6 +271,14 @@ impl Master {
         sdnotify::notify("READY=1");
     }
 
+    /// SIGUSR1 (logrotate): reopen the log file here, then in every
+    /// worker, old generations included.
+    fn reopen_logs(&mut self) {
+        crate::logging::reopen();
+        crate::logging::give_to(self.current.ids);
+        self.signal_workers(None, Signal::SIGUSR1);
+    }
+
     fn stop(&mut self, sig: i32) {
         match self.state {
             State::Running => {
@@ -232,6 +289,7 @@ impl Master {
                     self.workers.len()
                 );
                 sdnotify::notify("STOPPING=1");
+                self.abandon_upgrade();
                 self.state = State::Stopping {
                     kill_at: Instant::now() + drain + KILL_SLACK,
                 };

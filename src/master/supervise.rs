@@ -144,12 +144,18 @@ impl Master {
     /// runs the worker loop. Returns the exit status.
     fn become_worker(&mut self, index: usize, owner: Option<usize>, link: UnixStream) -> i32 {
         crate::logging::set_worker_role(index);
+        crate::proctitle::set(&format!(
+            "wssd: worker process {index} (generation {})",
+            self.current.number
+        ));
         if let Some(s) = self.signals.take() {
             s.uninstall();
         }
         // The siblings' relay sockets and older generations' listeners are
-        // the master's business; holding them would keep them open.
+        // the master's business; holding them would keep them open. So is
+        // a binary upgrade in progress.
         self.workers.clear();
+        self.upgrade = None;
         if let Err(e) = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGTERM)) {
             warn!("worker {index}: cannot ask to be stopped with the master: {e}");
         }
@@ -219,6 +225,9 @@ impl Master {
     /// A worker exited: forget it and, if it belongs to the running
     /// generation, schedule its slot's restart.
     fn on_exit(&mut self, pid: Pid, status: &WaitStatus) {
+        if self.upgrade_exited(pid, &describe(status)) {
+            return;
+        }
         let Some(pos) = self.workers.iter().position(|w| w.pid == pid) else {
             return;
         };
@@ -278,6 +287,15 @@ impl Master {
             if generation.is_none_or(|g| w.generation == g) {
                 let _ = kill(w.pid, sig);
             }
+        }
+    }
+
+    /// Closes this master's handles on the listening sockets (a retiring
+    /// master's workers close their own).
+    pub(super) fn release_listeners(&mut self) {
+        self.current.listener = None;
+        for w in &mut self.workers {
+            w._listener = None;
         }
     }
 

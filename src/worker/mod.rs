@@ -249,6 +249,7 @@ impl Worker {
             match sig {
                 signal_hook::consts::SIGTERM | signal_hook::consts::SIGINT => self.start_drain(),
                 signal_hook::consts::SIGQUIT => self.start_retire(),
+                signal_hook::consts::SIGUSR1 => crate::logging::reopen(),
                 _ => {}
             }
         }
@@ -265,6 +266,7 @@ impl Worker {
             self.conns.len(),
             self.config.server.drain_timeout
         );
+        crate::proctitle::mark_draining();
         self.gate.close(self.poll.registry());
         let deadline = self.now + self.config.server.drain_timeout;
         self.mode = Mode::Retiring { deadline };
@@ -281,6 +283,7 @@ impl Worker {
             self.index,
             self.conns.len()
         );
+        crate::proctitle::mark_draining();
         self.gate.close(self.poll.registry());
         let deadline = self.now + self.config.server.drain_timeout;
         self.mode = Mode::Draining { deadline };

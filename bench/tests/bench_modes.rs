@@ -1,0 +1,130 @@
+//! `wssd bench` handshake, idle and broadcast modes against the Python
+//! test server: counts are consistent and errors are zero.
+
+mod bench_support;
+
+use bench_support::{per_connection_sum, run_bench, JsonExt, Server};
+
+#[test]
+fn handshake_mode_counts_handshakes() {
+    let server = Server::start(&[]);
+    let url = server.url("/");
+    let run = run_bench(&[&url, "-c", "3", "-d", "1", "-m", "handshake", "--json"]);
+    let j = run.clean_json();
+    let handshakes = j["handshakes"].u64();
+    assert!(handshakes > 0, "{j:?}");
+    assert_eq!(handshakes, per_connection_sum(&j));
+    // One verified echo per handshake cycle.
+    assert_eq!(j["messages"].u64(), handshakes);
+    assert_eq!(j["latency_us"]["count"].u64(), handshakes);
+}
+
+#[test]
+fn idle_mode_holds_connections_and_reports_memory() {
+    let server = Server::start(&[]);
+    let url = server.url("/");
+    let pid = server.pid().to_string();
+    let run = run_bench(&[
+        &url, "-c", "50", "-d", "1", "-m", "idle", "--pid", &pid, "--json",
+    ]);
+    let j = run.clean_json();
+    assert_eq!(j["connected"].u64(), 50);
+    assert_eq!(j["messages"].u64(), 50);
+    assert!(
+        j["per_connection"].array().iter().all(|n| n.u64() == 1),
+        "{j:?}"
+    );
+    let mem = &j["memory"];
+    assert!(mem["processes"].u64() >= 1, "{mem:?}");
+    assert!(mem["holding_rss_kib"].u64() > 0, "{mem:?}");
+    assert!(mem["holding_pss_kib"].u64() > 0, "{mem:?}");
+    mem["rss_per_connection_bytes"].f64();
+}
+
+#[test]
+fn broadcast_mode_counts_deliveries() {
+    let server = Server::start(&["--broadcast"]);
+    let url = server.url("/room-a");
+    let run = run_bench(&[&url, "-c", "5", "-d", "1", "-m", "broadcast", "--json"]);
+    let j = run.clean_json();
+    let b = &j["broadcast"];
+    let sent = b["messages_sent"].u64();
+    assert!(sent > 0, "{j:?}");
+    assert_eq!(b["receivers"].u64(), 5);
+    assert_eq!(b["deliveries"].u64(), sent * 5);
+    assert_eq!(b["expected_deliveries"].u64(), sent * 5);
+    assert_eq!(b["complete_messages"].u64(), sent);
+    assert_eq!(per_connection_sum(&j), sent * 5);
+    assert!(j["per_connection"].array().iter().all(|n| n.u64() == sent));
+}
+
+#[test]
+fn broadcast_detects_an_echo_server() {
+    // Against a plain echo server, only the sender gets each message back:
+    // the other receivers miss them, and that must be reported.
+    let server = Server::start(&[]);
+    let url = server.url("/");
+    let run = run_bench(&[&url, "-c", "3", "-d", "1", "-m", "broadcast", "--json"]);
+    assert_eq!(
+        run.status, 1,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    let j = run.json();
+    assert!(j["errors"].u64() >= 1, "{j:?}");
+}
+
+#[test]
+fn broadcast_with_excluded_sender() {
+    let server = Server::start(&["--broadcast", "--exclude-sender"]);
+    let url = server.url("/room-b");
+    let run = run_bench(&[
+        &url,
+        "-c",
+        "4",
+        "-d",
+        "1",
+        "-m",
+        "broadcast",
+        "--exclude-sender",
+        "-t",
+        "2",
+        "--json",
+    ]);
+    let j = run.clean_json();
+    let b = &j["broadcast"];
+    let sent = b["messages_sent"].u64();
+    assert!(sent > 0, "{j:?}");
+    assert_eq!(b["receivers"].u64(), 3);
+    assert_eq!(b["deliveries"].u64(), sent * 3);
+    let per_conn: Vec<u64> = j["per_connection"]
+        .array()
+        .iter()
+        .map(JsonExt::u64)
+        .collect();
+    assert_eq!(per_conn, vec![0, sent, sent, sent]);
+}
+
+#[test]
+fn idle_connections_answer_pings() {
+    // The server echoes a connection's message only once that connection
+    // answered a ping (and waits for the pong as long as it takes): every
+    // idle connection gets its one echo only if the bench answers pings.
+    let server = Server::start(&["--ping-first"]);
+    let url = server.url("/");
+    let run = run_bench(&[
+        &url,
+        "-c",
+        "10",
+        "-d",
+        "1",
+        "-m",
+        "idle",
+        "--connect-timeout",
+        "60",
+        "--json",
+    ]);
+    let j = run.clean_json();
+    assert_eq!(j["connected"].u64(), 10);
+    assert_eq!(j["messages"].u64(), 10, "{j:?}");
+}

@@ -1,0 +1,9 @@
+//! Integration tests, one binary for the area: RFC 6455 behaviour over raw frames, of the daemon and of the client library.
+//! How to add a test: see tests/README.md.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod client;
+mod failfast;
+mod frames;

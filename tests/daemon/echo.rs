@@ -1,0 +1,90 @@
+//! Echo over the real daemon: our client and Python `websockets`, text,
+//! binary and a 1 MB message; HTTP refusals before the upgrade.
+
+use crate::support::*;
+use tungstenite::Message;
+
+#[test]
+fn echoes_text_binary_and_large_messages() {
+    let d = Daemon::start(&config("", ECHO));
+    let mut ws = connect(&d.url("/echo"));
+    echo(&mut ws, Message::text("héllo wörld ✓"));
+    echo(&mut ws, Message::binary(vec![0u8, 1, 2, 255]));
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    echo(&mut ws, Message::binary(big));
+    let big_text = "ü".repeat(600_000);
+    echo(&mut ws, Message::text(big_text));
+    ws.close(None).unwrap();
+}
+
+#[test]
+fn python_websockets_client_echoes() {
+    let d = Daemon::start(&config("", ECHO));
+    assert_eq!(wsprobe(&["echo", &d.url("/echo")]).trim(), "ok");
+}
+
+#[test]
+fn answers_pings() {
+    let d = Daemon::start(&config("", ECHO));
+    let mut ws = connect(&d.url("/echo"));
+    ws.send(Message::Ping(b"are you there".to_vec().into()))
+        .unwrap();
+    match ws.read().unwrap() {
+        Message::Pong(p) => assert_eq!(&p[..], b"are you there"),
+        other => panic!("expected a pong, got {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_path_is_404_and_daemon_keeps_serving() {
+    let d = Daemon::start(&config("", ECHO));
+    let reply = raw_exchange(d.addr, upgrade_request("/nope", "").as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+    assert_eq!(wsprobe(&["status", &d.url("/nope")]).trim(), "status 404");
+    echo(&mut connect(&d.url("/echo")), Message::text("still here"));
+}
+
+#[test]
+fn garbage_is_400_and_daemon_keeps_serving() {
+    let d = Daemon::start(&config("", ECHO));
+    let reply = raw_exchange(d.addr, b"\x16\x03\x01\x00\xa5 this is not http\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    let reply = raw_exchange(d.addr, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 400"), "plain GET: {reply}");
+    let reply = raw_exchange(d.addr, b"POST /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 405"), "POST: {reply}");
+    echo(&mut connect(&d.url("/echo")), Message::text("still here"));
+}
+
+#[test]
+fn wrong_version_is_426() {
+    let d = Daemon::start(&config("", ECHO));
+    let req = upgrade_request("/echo", "").replace("Version: 13", "Version: 8");
+    let reply = raw_exchange(d.addr, req.as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 426"), "{reply}");
+    assert!(reply.contains("Sec-WebSocket-Version: 13"), "{reply}");
+}
+
+#[test]
+fn oversized_request_head_is_431() {
+    let d = Daemon::start(&config("max_request_head = 2048", ECHO));
+    let req = upgrade_request("/echo", &format!("X-Big: {}\r\n", "a".repeat(4000)));
+    let reply = raw_exchange(d.addr, req.as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    echo(&mut connect(&d.url("/echo")), Message::text("still here"));
+}
+
+#[test]
+fn frames_sent_with_the_request_are_not_lost() {
+    // A client may pipeline its first frame right behind the request head.
+    let d = Daemon::start(&config("", ECHO));
+    let mut bytes = upgrade_request("/echo", "").into_bytes();
+    bytes.extend_from_slice(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
+    bytes.extend_from_slice(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]);
+    let reply = raw_exchange(d.addr, &bytes);
+    assert!(reply.starts_with("HTTP/1.1 101"), "{reply}");
+    assert!(
+        reply.contains("\u{81}\u{2}hi") || reply.contains("\x02hi"),
+        "{reply:?}"
+    );
+}

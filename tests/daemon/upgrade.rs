@@ -1,0 +1,266 @@
+//! Binary upgrade (SIGUSR2): a new master takes over the listening socket
+//! while clients keep echoing, the old master retires its workers as a
+//! reload does and exits; a new master that fails leaves the old one
+//! serving, pid file and all.
+
+use crate::support::*;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+use tungstenite::Message;
+
+/// Long enough that a short echo round never straddles the drain deadline.
+const DRAIN_SECS: u64 = 5;
+
+/// The old master exits during the test and its successor is orphaned:
+/// adopt orphans so that the test can reap the new master.
+fn adopt_orphans() {
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+}
+
+/// Stops (SIGTERM, then SIGKILL) and reaps a master this test adopted.
+struct Adopted(i32);
+
+impl Drop for Adopted {
+    fn drop(&mut self) {
+        let pid = Pid::from_raw(self.0);
+        let _ = kill(pid, Signal::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < DEADLINE {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(nix::sys::wait::WaitStatus::StillAlive) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => return,
+            }
+        }
+        for w in children(self.0) {
+            let _ = kill(Pid::from_raw(w), Signal::SIGKILL);
+        }
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+    }
+}
+
+fn pid_in(path: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn upgrade_config(dir: &TempDir, extra: &str) -> String {
+    config(
+        &format!(
+            "pid_file = \"{}\"\n{extra}",
+            dir.path().join("wssd.pid").display()
+        ),
+        ECHO,
+    )
+    .replace(
+        "drain_timeout = 10",
+        &format!("drain_timeout = {DRAIN_SECS}"),
+    )
+}
+
+#[test]
+fn clients_echo_through_a_binary_upgrade_and_the_new_master_takes_over() {
+    adopt_orphans();
+    let dir = TempDir::new();
+    let path = dir.write("wssd.toml", &upgrade_config(&dir, ""));
+    let pid_file = dir.path().join("wssd.pid");
+    let d = Daemon::start_in(dir, path);
+    let old_master = d.pid();
+    let old_workers = d.wait_workers(2);
+    assert_eq!(pid_in(&pid_file), Some(old_master));
+    let url = d.url("/echo");
+
+    // Long-lived clients of the old generation, echoing all the time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let signalled: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let mut threads = Vec::new();
+    for c in 0..2 {
+        let mut ws = connect(&url);
+        let (stop, errors, signalled) = (stop.clone(), errors.clone(), signalled.clone());
+        threads.push(std::thread::spawn(move || {
+            for i in 0u64.. {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let msg = Message::text(format!("old {c} {i}"));
+                if let Err(e) = ws.send(msg.clone()) {
+                    errors
+                        .lock()
+                        .unwrap()
+                        .push(format!("old client {c}: send: {e}"));
+                    return;
+                }
+                match ws.read() {
+                    Ok(got) if got == msg => {}
+                    Ok(Message::Close(f)) => {
+                        // Only 1001, and only once drain_timeout can have passed.
+                        let code = f.map(|f| u16::from(f.code));
+                        let since = signalled.lock().unwrap().map(|t| t.elapsed());
+                        if code != Some(1001)
+                            || since.is_none_or(|s| s < Duration::from_secs(DRAIN_SECS))
+                        {
+                            errors.lock().unwrap().push(format!(
+                                "old client {c}: close {code:?} {since:?} after SIGUSR2"
+                            ));
+                        }
+                        return;
+                    }
+                    Ok(other) => {
+                        errors
+                            .lock()
+                            .unwrap()
+                            .push(format!("old client {c}: got {other:?}"));
+                        return;
+                    }
+                    Err(e) => {
+                        errors
+                            .lock()
+                            .unwrap()
+                            .push(format!("old client {c}: read: {e}"));
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    // New connections all the time: none may be refused or reset.
+    let rounds = Arc::new(AtomicUsize::new(0));
+    for c in 0..2 {
+        let (stop, errors, rounds, url) =
+            (stop.clone(), errors.clone(), rounds.clone(), url.clone());
+        threads.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let result = try_connect(&url).and_then(|mut ws| {
+                    for i in 0..3 {
+                        let msg = Message::text(format!("new {c} {i}"));
+                        ws.send(msg.clone()).map_err(|e| format!("send: {e}"))?;
+                        let got = ws.read().map_err(|e| format!("read: {e}"))?;
+                        if got != msg {
+                            return Err(format!("echo mismatch: {got:?}"));
+                        }
+                    }
+                    let _ = ws.close(None);
+                    Ok(())
+                });
+                match result {
+                    Ok(()) => {
+                        rounds.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(e) => {
+                        errors.lock().unwrap().push(format!("new client {c}: {e}"));
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    wait_for("clients to be busy", || {
+        (rounds.load(Ordering::SeqCst) >= 4).then_some(())
+    });
+
+    *signalled.lock().unwrap() = Some(Instant::now());
+    d.signal(Signal::SIGUSR2);
+    let new_master: i32 = d.wait_log("the new master to be ready", |l| {
+        l.split("new master pid ")
+            .nth(1)
+            .filter(|_| l.contains("is ready"))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+    });
+    let _guard = Adopted(new_master);
+    assert_ne!(new_master, old_master);
+
+    // The old master and its workers go once the drain is over.
+    wait_for("the old workers to exit", || {
+        old_workers.iter().all(|w| !alive(*w)).then_some(())
+    });
+    wait_for("the old master to exit", || {
+        (!alive(old_master)).then_some(())
+    });
+    // New connections keep being served by the new master afterwards.
+    let after = rounds.load(Ordering::SeqCst);
+    wait_for("rounds after the old master left", || {
+        (rounds.load(Ordering::SeqCst) >= after + 4).then_some(())
+    });
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    let errors = errors.lock().unwrap();
+    assert!(errors.is_empty(), "{errors:#?}");
+
+    assert_eq!(pid_in(&d.dir.path().join("wssd.pid")), Some(new_master));
+    assert!(
+        !d.dir.path().join("wssd.pid.oldbin").exists(),
+        "the old master removes wssd.pid.oldbin when it exits"
+    );
+    assert!(alive(new_master));
+    let new_workers = wait_for("the new master's 2 workers", || {
+        let w = children(new_master);
+        (w.len() == 2).then_some(w)
+    });
+    assert!(new_workers.iter().all(|w| !old_workers.contains(w)));
+    echo(
+        &mut connect(&url),
+        Message::text("served by the new master"),
+    );
+}
+
+/// Starts a daemon, holds a client, sends SIGUSR2 (after `prepare`), and
+/// checks that the old master rolls back and keeps serving.
+fn rolls_back(extra: &str, prepare: impl FnOnce(&Daemon)) {
+    let dir = TempDir::new();
+    let path = dir.write("wssd.toml", &upgrade_config(&dir, extra));
+    let d = Daemon::start_in(dir, path);
+    let pid_file = d.dir.path().join("wssd.pid");
+    let workers = d.wait_workers(2);
+    let mut ws = connect(&d.url("/echo"));
+    prepare(&d);
+    d.signal(Signal::SIGUSR2);
+    let line = d.wait_log_contains("binary upgrade failed");
+    assert!(line.contains("keeps serving"), "{line}");
+    wait_for("the pid file to be put back", || {
+        (pid_in(&pid_file) == Some(d.pid())).then_some(())
+    });
+    assert!(!d.dir.path().join("wssd.pid.oldbin").exists());
+    echo(&mut ws, Message::text("still served"));
+    echo(
+        &mut connect(&d.url("/echo")),
+        Message::text("new clients too"),
+    );
+    // Nothing was retired: the same workers, and the failed master was reaped.
+    let now = d.wait_workers(2);
+    assert_eq!(
+        {
+            let mut w = now;
+            w.sort_unstable();
+            w
+        },
+        {
+            let mut w = workers;
+            w.sort_unstable();
+            w
+        }
+    );
+}
+
+#[test]
+fn a_new_binary_that_exits_at_once_is_rolled_back() {
+    rolls_back("upgrade_binary = \"/bin/false\"", |_| {});
+}
+
+#[test]
+fn a_broken_config_for_the_new_master_is_rolled_back() {
+    rolls_back("", |d| {
+        let text = std::fs::read_to_string(&d.config_path).unwrap();
+        d.rewrite_config(&text.replace("workers = 2", "workers = \"lots\""));
+    });
+}

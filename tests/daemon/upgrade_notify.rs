@@ -1,0 +1,79 @@
+//! Under systemd (`$NOTIFY_SOCKET`), a binary upgrade hands the unit's
+//! main pid over: the old master, which systemd listens to, sends
+//! `MAINPID=<new pid>`; the new master sends nothing before that (with
+//! `NotifyAccess=main` it would be refused).
+
+use crate::support::*;
+
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// Stops (SIGTERM, then SIGKILL) and reaps the adopted new master.
+struct Adopted(i32);
+
+impl Drop for Adopted {
+    fn drop(&mut self) {
+        let pid = Pid::from_raw(self.0);
+        let _ = kill(pid, Signal::SIGTERM);
+        let reaped = std::iter::repeat_with(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            waitpid(pid, Some(WaitPidFlag::WNOHANG))
+        })
+        .take(3000)
+        .any(|s| !matches!(s, Ok(WaitStatus::StillAlive)));
+        if !reaped {
+            for w in children(self.0) {
+                let _ = kill(Pid::from_raw(w), Signal::SIGKILL);
+            }
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+    }
+}
+
+#[test]
+fn the_old_master_announces_the_new_main_pid() {
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    let sockdir = TempDir::new();
+    let sock_path = sockdir.path().join("notify");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(DEADLINE)).unwrap();
+    // The only test of this file: no other thread reads the environment.
+    std::env::set_var("NOTIFY_SOCKET", &sock_path);
+    let d = Daemon::start(&config("", ECHO));
+    let old = d.pid();
+    let mut buf = [0u8; 4096];
+    let mut next = || {
+        let (n, _) = sock.recv_from(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let ready = next();
+    assert!(
+        ready.contains("READY=1") && ready.contains(&format!("MAINPID={old}")),
+        "{ready}"
+    );
+
+    d.wait_workers(2);
+    d.signal(Signal::SIGUSR2);
+    let new: i32 = d.wait_log("the new master to be ready", |l| {
+        l.split("new master pid ")
+            .nth(1)
+            .filter(|_| l.contains("is ready"))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+    });
+    let _guard = Adopted(new);
+    // The next message is the handover, from the old master.
+    let handover = next();
+    assert_eq!(handover, format!("MAINPID={new}\nREADY=1"));
+    // After it, the new master is the main pid; its reload notifications
+    // count (RELOADING=1 then READY=1).
+    wait_for("the old master to exit", || (!alive(old)).then_some(()));
+    kill(Pid::from_raw(new), Signal::SIGHUP).unwrap();
+    assert!(next().starts_with("RELOADING=1"));
+    assert_eq!(next(), "READY=1");
+}

@@ -1,0 +1,8 @@
+//! Integration tests, one binary for the area: built-in handlers (broadcast across workers) and the Handler API through the example programs.
+//! How to add a test: see tests/README.md.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod broadcast;
+mod examples;

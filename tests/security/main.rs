@@ -1,0 +1,11 @@
+//! Integration tests, one binary for the area: hostile input, limits, TLS and privilege drop.
+//! How to add a test: see tests/README.md.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod admission;
+mod hostile;
+mod limits;
+mod route_limits;
+mod tls;

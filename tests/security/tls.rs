@@ -1,0 +1,96 @@
+//! wss:// with native-tls: a certificate made at test time, verified by
+//! Python websockets; plain text to the TLS port fails alone; bad files
+//! are config errors naming the file; SIGHUP picks up a renewed cert.
+
+use crate::support::*;
+use std::path::Path;
+use std::process::Command;
+
+/// A self-signed certificate for 127.0.0.1 with `serial` (hex) as
+/// `dir/NAME.pem` and `dir/NAME.key`.
+fn cert_with_serial(dir: &Path, name: &str, serial: &str) {
+    make_cert(dir, name, LOCAL_SAN, Some(serial));
+}
+
+fn tls_daemon() -> Daemon {
+    let dir = TempDir::new();
+    cert_with_serial(dir.path(), "a", "A1A1");
+    let text = config("", ECHO) + "\n[tls]\ncert = \"cert.pem\"\nkey = \"cert.key\"\n";
+    std::fs::copy(dir.path().join("a.pem"), dir.path().join("cert.pem")).unwrap();
+    std::fs::copy(dir.path().join("a.key"), dir.path().join("cert.key")).unwrap();
+    let path = dir.write("wssd.toml", &text);
+    Daemon::start_in(dir, path)
+}
+
+fn wss(d: &Daemon) -> String {
+    format!("wss://127.0.0.1:{}/echo", d.addr.port())
+}
+
+#[test]
+fn python_verifies_the_certificate_and_echoes() {
+    let d = tls_daemon();
+    let ca = d.dir.path().join("a.pem");
+    let out = wsprobe(&["echo-tls", &wss(&d), ca.to_str().unwrap()]);
+    assert_eq!(out.trim(), "ok A1A1");
+}
+
+#[test]
+fn plain_text_to_the_tls_port_fails_cleanly_and_others_are_served() {
+    let d = tls_daemon();
+    let reply = raw_exchange(d.addr, upgrade_request("/echo", "").as_bytes());
+    assert!(
+        !reply.contains("101"),
+        "no upgrade over plain text: {reply:?}"
+    );
+    // A TLS handshake that never completes only costs its own connection.
+    let _stalled = std::net::TcpStream::connect(d.addr).unwrap();
+    let ca = d.dir.path().join("a.pem");
+    let out = wsprobe(&["echo-tls", &wss(&d), ca.to_str().unwrap()]);
+    assert!(out.starts_with("ok"), "{out}");
+}
+
+#[test]
+fn sighup_picks_up_a_renewed_certificate() {
+    let d = tls_daemon();
+    cert_with_serial(d.dir.path(), "b", "B2B2");
+    std::fs::copy(d.dir.path().join("b.pem"), d.dir.path().join("cert.pem")).unwrap();
+    std::fs::copy(d.dir.path().join("b.key"), d.dir.path().join("cert.key")).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_log_contains("reloaded");
+    let ca = d.dir.path().join("b.pem");
+    let out = wait_for("the renewed certificate", || {
+        let out = wsprobe(&["echo-tls", &wss(&d), ca.to_str().unwrap()]);
+        out.contains("B2B2").then_some(out)
+    });
+    assert_eq!(out.trim(), "ok B2B2");
+}
+
+#[test]
+fn missing_or_mismatched_files_are_config_errors_naming_the_file() {
+    let dir = TempDir::new();
+    cert_with_serial(dir.path(), "a", "01");
+    cert_with_serial(dir.path(), "b", "02");
+    let cases = [
+        (
+            "cert = \"nope.pem\"\nkey = \"a.key\"",
+            "tls.cert",
+            "nope.pem",
+        ),
+        (
+            "cert = \"a.pem\"\nkey = \"nope.key\"",
+            "tls.key",
+            "nope.key",
+        ),
+        ("cert = \"a.pem\"\nkey = \"b.key\"", "tls.key", "b.key"),
+        ("cert = \"a.key\"\nkey = \"a.key\"", "tls", "a.key"),
+    ];
+    for (tls, key, file) in cases {
+        let path = dir.write("w.toml", &(config("", ECHO) + "\n[tls]\n" + tls + "\n"));
+        let mut cmd = Command::new(wssd_bin());
+        cmd.arg("--check").arg("--config").arg(&path);
+        let out = run(cmd, b"");
+        let err = &out.stderr;
+        assert_eq!(out.code(), Some(2), "{tls}: {err}");
+        assert!(err.contains(key) && err.contains(file), "{tls}: {err}");
+    }
+}
