@@ -448,3 +448,43 @@ fn write_out(stream: &mut Stream, out: &[u8], pos: &mut usize) -> io::Result<boo
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::HandlerResult;
+
+    /// A hook that panics, as a buggy handler's might.
+    struct Panicky;
+
+    impl Handler for Panicky {
+        fn on_handshake(&mut self, _req: &HandshakeRequest<'_>) -> Decision {
+            panic!("hook bug");
+        }
+
+        fn on_message(
+            &mut self,
+            _conn: &mut crate::handler::Conn<'_>,
+            _message: crate::message::Message,
+        ) -> HandlerResult {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panicking_hook_refuses_with_500_and_the_worker_goes_on() {
+        let req = handshake::Request {
+            path: "/x".into(),
+            query: String::new(),
+            headers: Vec::new(),
+        };
+        let view = HandshakeRequest::new(&req, "/x", &[], ([127, 0, 0, 1], 1).into(), false);
+        let mut handler = Panicky;
+        for _ in 0..2 {
+            match hook(&mut handler, &view) {
+                Decision::Reject { status, .. } => assert_eq!(status, 500),
+                Decision::Accept { .. } => panic!("a panicking hook must not accept"),
+            }
+        }
+    }
+}
