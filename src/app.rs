@@ -21,6 +21,10 @@ pub(crate) struct RouteEntry {
     pub factory: HandlerFactory,
     /// The route's message size limit.
     pub max_message_size: usize,
+    /// The route's subprotocols, in the server's order of preference.
+    pub subprotocols: Vec<String>,
+    /// Refuse (400) a client that offers none of `subprotocols`.
+    pub subprotocol_required: bool,
 }
 
 /// The routes of one generation, validated.
@@ -167,6 +171,8 @@ impl AppLoader {
             let entry = RouteEntry {
                 factory,
                 max_message_size: r.max_message_size.unwrap_or(default_max),
+                subprotocols: r.subprotocols.clone(),
+                subprotocol_required: r.subprotocol_required,
             };
             if let Err(e) = routes.add(template, entry) {
                 errors.push(ConfigError::new(file, format!("{key}.path"), e.to_string()));
@@ -177,6 +183,8 @@ impl AppLoader {
             let entry = RouteEntry {
                 factory: factory.clone(),
                 max_message_size: default_max,
+                subprotocols: Vec::new(),
+                subprotocol_required: false,
             };
             let added = Template::parse(path)
                 .map_err(|e| e.to_string())

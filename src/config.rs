@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
+pub use crate::limits::LimitsConfig;
+use crate::limits::{CidrSet, Rate};
+
 /// The whole configuration of one daemon generation.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -26,6 +29,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// The `[[routes]]` tables, in file order.
     pub routes: Vec<RouteConfig>,
+    /// The `[limits]` table: per-address limits and trusted proxies.
+    pub limits: LimitsConfig,
     /// The `[status]` table; `None` (absent) runs no status listener.
     pub status: Option<StatusConfig>,
     /// The `[cluster]` table; `None` (absent) is one instance on its own.
@@ -109,6 +114,9 @@ pub struct ServerConfig {
     pub user: Option<String>,
     /// Group the workers run as.
     pub group: Option<String>,
+    /// Every connection starts with a PROXY protocol v1/v2 header naming
+    /// the client (behind a load balancer that sends one).
+    pub proxy_protocol: bool,
 }
 
 /// Settings of the `[log]` table.
@@ -152,6 +160,10 @@ pub struct RouteConfig {
     pub echo_self: bool,
     /// Overrides `server.max_message_size` on this route.
     pub max_message_size: Option<usize>,
+    /// Subprotocols this route speaks, in the server's preference order.
+    pub subprotocols: Vec<String>,
+    /// Refuse (400) a client that offers none of `subprotocols`.
+    pub subprotocol_required: bool,
 }
 
 /// Defaults, in one place so docs/configuration.md can point at them.
@@ -178,6 +190,10 @@ pub mod defaults {
     pub const CHANNEL_PREFIX: &str = "wssd";
     /// `cluster.max_pending`
     pub const MAX_PENDING: usize = 64 << 20;
+    /// `limits.ipv6_prefix`
+    pub const IPV6_PREFIX: u8 = 64;
+    /// `limits.table_size`
+    pub const LIMITS_TABLE_SIZE: usize = 65_536;
 }
 
 /// A configuration that cannot be used, with where and why.
@@ -301,6 +317,8 @@ impl Config {
                 .keep(root.as_table("cluster", v))
                 .and_then(|t| parse_cluster(t, &mut errs)),
         };
+        let limits = root.table("limits", &mut errs);
+        let limits = errs.keep(parse_limits(limits)).unwrap_or_default();
         root.finish(&mut errs);
         errs.into_result(Config {
             source: source.to_path_buf(),
@@ -310,6 +328,7 @@ impl Config {
             routes,
             status,
             cluster,
+            limits,
         })
     }
 }
@@ -617,6 +636,7 @@ fn parse_server(mut t: Fields<'_>, errs: &mut Errors) -> ServerConfig {
     }
     let user = errs.opt(t.string("user"));
     let group = errs.opt(t.string("group"));
+    let proxy_protocol = errs.opt(t.boolean("proxy_protocol")).unwrap_or(false);
     t.finish(errs);
     ServerConfig {
         listen,
@@ -636,6 +656,7 @@ fn parse_server(mut t: Fields<'_>, errs: &mut Errors) -> ServerConfig {
         allowed_origins,
         user,
         group,
+        proxy_protocol,
     }
 }
 
@@ -833,6 +854,14 @@ fn parse_routes(root: &mut Fields<'_>, errs: &mut Errors) -> Vec<RouteConfig> {
         });
         let echo_self = errs.opt(t.boolean("echo_self")).unwrap_or(true);
         let max_message_size = errs.opt(t.size("max_message_size", 1));
+        let subprotocols = errs.keep(parse_subprotocols(&mut t)).unwrap_or_default();
+        let subprotocol_required = errs.opt(t.boolean("subprotocol_required")).unwrap_or(false);
+        if subprotocol_required && subprotocols.is_empty() {
+            errs.push(t.err(
+                "subprotocol_required",
+                "is true but the route lists no subprotocols: add subprotocols = [\"name\", ...]",
+            ));
+        }
         t.finish(errs);
         if let (Some(path), Some(handler)) = (path, handler) {
             routes.push(RouteConfig {
@@ -840,10 +869,86 @@ fn parse_routes(root: &mut Fields<'_>, errs: &mut Errors) -> Vec<RouteConfig> {
                 handler,
                 echo_self,
                 max_message_size,
+                subprotocols,
+                subprotocol_required,
             });
         }
     }
     routes
+}
+
+/// A route's `subprotocols`: HTTP tokens (RFC 6455 §4.1), no duplicates.
+fn parse_subprotocols(t: &mut Fields<'_>) -> Result<Vec<String>, ConfigError> {
+    let list = t.string_list("subprotocols")?.unwrap_or_default();
+    for (i, p) in list.iter().enumerate() {
+        let token = !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(t.err(
+                &format!("subprotocols[{i}]"),
+                format!("\"{p}\" is not a subprotocol name: use letters, digits and .-_ only, e.g. \"chat.v2\""),
+            ));
+        }
+        if list[..i].contains(p) {
+            return Err(t.err(
+                &format!("subprotocols[{i}]"),
+                format!("\"{p}\" is listed twice"),
+            ));
+        }
+    }
+    Ok(list)
+}
+
+fn parse_limits(mut t: Fields<'_>) -> Result<LimitsConfig, ConfigError> {
+    let max_connections_per_ip = t
+        .integer("max_connections_per_ip", 1, i64::from(u32::MAX))?
+        .map(|n| n as u32);
+    let handshake_rate_per_ip = match t.string("handshake_rate_per_ip")? {
+        None => None,
+        Some(text) => Some(Rate::parse(&text).ok_or_else(|| {
+            t.err(
+                "handshake_rate_per_ip",
+                format!("\"{text}\" is not a rate: write COUNT/PERIOD, e.g. \"20/s\", \"100/m\" or \"5/10s\""),
+            )
+        })?),
+    };
+    let burst = t
+        .integer("handshake_burst", 1, 1_000_000)?
+        .map(|n| n as u32);
+    if burst.is_some() && handshake_rate_per_ip.is_none() {
+        return Err(t.err(
+            "handshake_burst",
+            "is set but handshake_rate_per_ip is not: set the rate too, e.g. \"20/s\"",
+        ));
+    }
+    // Default burst: one period's worth, so "20/s" allows 20 at once.
+    let handshake_burst = burst.unwrap_or(handshake_rate_per_ip.map_or(0, |r| r.count));
+    let ipv6_prefix = t
+        .integer("ipv6_prefix", 1, 128)?
+        .map_or(defaults::IPV6_PREFIX, |n| n as u8);
+    let exempt = cidr_list(&mut t, "exempt")?;
+    let trusted_proxies = cidr_list(&mut t, "trusted_proxies")?;
+    let table_size = t
+        .integer("table_size", 64, 1 << 24)?
+        .map_or(defaults::LIMITS_TABLE_SIZE, |n| n as usize);
+    let mut unknown = Errors::default();
+    t.finish(&mut unknown);
+    unknown.into_result(())?;
+    Ok(LimitsConfig {
+        max_connections_per_ip,
+        handshake_rate_per_ip,
+        handshake_burst,
+        ipv6_prefix,
+        exempt,
+        trusted_proxies,
+        table_size,
+    })
+}
+
+fn cidr_list(t: &mut Fields<'_>, name: &str) -> Result<CidrSet, ConfigError> {
+    let list = t.string_list(name)?.unwrap_or_default();
+    CidrSet::parse(&list).map_err(|(i, e)| t.err(&format!("{name}[{i}]"), e.to_string()))
 }
 
 /// Parses "500ms", "30s", "5m", "1h", "2d" or a bare number of seconds.
@@ -1030,6 +1135,53 @@ mod tests {
         assert_eq!(e.key, "status.listen");
         let e = parse("[status]\ncolour = 1\n").unwrap_err();
         assert_eq!(e.key, "status.colour");
+    }
+
+    #[test]
+    fn route_subprotocols_parse_and_are_checked() {
+        let c = parse("[[routes]]\npath=\"/a\"\nhandler=\"echo\"\nsubprotocols=[\"chat.v2\",\"chat.v1\"]\nsubprotocol_required=true\n").unwrap();
+        assert_eq!(c.routes[0].subprotocols, ["chat.v2", "chat.v1"]);
+        assert!(c.routes[0].subprotocol_required);
+        let c = parse("[[routes]]\npath=\"/a\"\nhandler=\"echo\"\n").unwrap();
+        assert!(c.routes[0].subprotocols.is_empty() && !c.routes[0].subprotocol_required);
+        let e = parse("[[routes]]\npath=\"/a\"\nhandler=\"echo\"\nsubprotocols=[\"a b\"]\n")
+            .unwrap_err();
+        assert_eq!(e.key, "routes[0].subprotocols[0]");
+        let e = parse("[[routes]]\npath=\"/a\"\nhandler=\"echo\"\nsubprotocol_required=true\n")
+            .unwrap_err();
+        assert_eq!(e.key, "routes[0].subprotocol_required");
+    }
+
+    #[test]
+    fn limits_parse_with_defaults_and_named_errors() {
+        let c = parse("").unwrap();
+        assert_eq!(c.limits.max_connections_per_ip, None);
+        assert_eq!(c.limits.ipv6_prefix, 64);
+        assert!(!c.server.proxy_protocol);
+        let c = parse(
+            "[server]\nproxy_protocol = true\n[limits]\nmax_connections_per_ip = 5\nhandshake_rate_per_ip = \"20/s\"\nipv6_prefix = 56\nexempt = [\"127.0.0.1/32\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        assert!(c.server.proxy_protocol);
+        assert_eq!(c.limits.max_connections_per_ip, Some(5));
+        assert_eq!(c.limits.handshake_rate_per_ip.unwrap().count, 20);
+        assert_eq!(c.limits.handshake_burst, 20);
+        assert_eq!(c.limits.ipv6_prefix, 56);
+        assert!(c.limits.exempt.contains("127.0.0.1".parse().unwrap()));
+        assert!(c
+            .limits
+            .trusted_proxies
+            .contains("10.9.9.9".parse().unwrap()));
+        let e = parse("[limits]\nhandshake_rate_per_ip = \"fast\"\n").unwrap_err();
+        assert_eq!(e.key, "limits.handshake_rate_per_ip");
+        let e = parse("[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"nope\"]\n").unwrap_err();
+        assert_eq!(e.key, "limits.trusted_proxies[1]");
+        let e = parse("[limits]\nhandshake_burst = 5\n").unwrap_err();
+        assert_eq!(e.key, "limits.handshake_burst");
+        let e = parse("[limits]\nipv6_prefix = 129\n").unwrap_err();
+        assert_eq!(e.key, "limits.ipv6_prefix");
+        let e = parse("[limits]\nmax_conns = 1\n").unwrap_err();
+        assert_eq!(e.key, "limits.max_conns");
     }
 
     #[test]

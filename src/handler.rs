@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::admission::{ConnValue, Decision, HandshakeRequest};
 use crate::message::truncate_reason;
 pub use crate::message::{CloseCode, Message, Text};
 
@@ -64,6 +65,10 @@ pub struct ConnInfo {
     pub params: Vec<(String, String)>,
     /// The route template the connection came in on, e.g. `/chat/{room}`.
     pub route: String,
+    /// The subprotocol selected in the handshake, if any.
+    pub subprotocol: Option<String>,
+    /// The value [`Handler::on_handshake`] attached, if any.
+    pub value: ConnValue,
 }
 
 /// Which connections a broadcast reaches.
@@ -164,6 +169,17 @@ impl<'a> Conn<'a> {
         &self.info.route
     }
 
+    /// The subprotocol selected in the handshake, if any.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.info.subprotocol.as_deref()
+    }
+
+    /// The value [`Handler::on_handshake`] attached with
+    /// [`Decision::with_value`], if it is a `T`.
+    pub fn value<T: std::any::Any>(&self) -> Option<&T> {
+        self.info.value.get::<T>()
+    }
+
     /// Everything known about the connection.
     pub fn info(&self) -> &ConnInfo {
         self.info
@@ -228,6 +244,21 @@ impl<'a> Conn<'a> {
 /// Errors returned from a callback are passed to [`on_error`](Self::on_error)
 /// and logged; a panic closes only the connection (code 1011).
 pub trait Handler {
+    /// An upgrade request for this route passed wssd's own checks (route,
+    /// upgrade headers, origin, subprotocol, limits); decide whether it
+    /// opens. The default accepts, as wssd did before the hook existed.
+    ///
+    /// It runs inside the worker's event loop before the 101 is sent, so it
+    /// **must not block** (no network or database calls, no sleeping): a
+    /// slow hook stalls every connection of the worker. For a slow check,
+    /// accept with what is known cheaply, verify in
+    /// [`on_open`](Self::on_open) or on the first message, and close with
+    /// 1008 (policy violation) if it fails.
+    fn on_handshake(&mut self, req: &HandshakeRequest<'_>) -> Decision {
+        let _ = req;
+        Decision::accept()
+    }
+
     /// The handshake is done and the 101 response has been queued.
     fn on_open(&mut self, conn: &mut Conn<'_>) -> HandlerResult {
         let _ = conn;

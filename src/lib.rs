@@ -15,7 +15,11 @@
 //! - `error`: why the daemon could not run ([`Error`]), and exit statuses.
 //! - `logging`: log lines that name the process (master or worker K).
 //! - `worker`: one `mio` loop per process; connections as state machines.
+//! - [`admission`]: the handshake hook's request view and decision, the
+//!   subprotocol choice, and the accept/reject responses.
 //! - `handshake`: the HTTP upgrade as pure functions over bytes.
+//! - `limits`: per-address connection and handshake-rate limits, trusted
+//!   proxies; `proxy_protocol`: the PROXY protocol v1/v2 header.
 //! - `route`: path templates such as `/chat/{room}`.
 //! - `cluster`: the cluster helper process, which carries broadcasts
 //!   between instances through Redis pub/sub.
@@ -41,6 +45,7 @@
 
 #![deny(missing_docs)]
 
+pub mod admission;
 mod app;
 pub mod client;
 mod cluster;
@@ -50,12 +55,14 @@ mod frame;
 pub mod handler;
 mod handshake;
 mod inherit;
+mod limits;
 mod logging;
 mod master;
 mod message;
 mod preflight;
 mod privileges;
 mod proctitle;
+mod proxy_protocol;
 mod relay;
 mod route;
 mod sdnotify;

@@ -5,6 +5,14 @@
 //! line of stdin is sent and every message received is printed, until stdin
 //! ends or the server closes. Failures print one line on stderr and exit 1;
 //! unusable arguments exit 2.
+//!
+//! `--count N` stops after N received messages and `--wait SECS` keeps
+//! printing late messages until SECS pass without one. `--reconnect`
+//! (stdin mode) reconnects with back-off when the connection is lost:
+//! lines typed meanwhile wait in the stdin queue and are sent once it is
+//! back; a line whose send broke is reported on stderr as lost, not sent
+//! again. `-v` tells the connection, subprotocol and close code on
+//! stderr, `-q` keeps stderr for failures only.
 
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
@@ -12,6 +20,7 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use wssd::client::reconnect::{Backoff, Event, KeepAlive, ReconnectOptions, ReconnectingClient};
 use wssd::client::{Client, ClientConfig, ClientError, CloseCode, Message, Proxy};
 
 /// Exit status of a failed connection or exchange.
@@ -67,24 +76,120 @@ pub struct ClientArgs {
     /// stdin lines are sent.
     #[arg(long = "send", value_name = "MSG")]
     pub messages: Vec<String>,
+
+    /// Stop after N messages have been received in all (with --send: send
+    /// every message first, then wait for N replies).
+    #[arg(long, value_name = "N")]
+    pub count: Option<usize>,
+
+    /// After the expected replies, keep printing messages until SECS pass
+    /// without one (late replies, server pushes).
+    #[arg(long, value_name = "SECS")]
+    pub wait: Option<f64>,
+
+    /// Reconnect with back-off when the connection is lost (stdin mode).
+    #[arg(long, conflicts_with = "messages")]
+    pub reconnect: bool,
+
+    /// With --reconnect: ping every SECS and reconnect if the pong is late.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 20.0,
+        requires = "reconnect"
+    )]
+    pub ping_interval: f64,
+
+    /// With --reconnect: how long a pong may take.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10.0,
+        requires = "reconnect"
+    )]
+    pub pong_timeout: f64,
+
+    /// With --reconnect: give up after N failed attempts in a row (default: never).
+    #[arg(long, value_name = "N", requires = "reconnect")]
+    pub max_attempts: Option<u32>,
+
+    /// With --reconnect: longest delay between attempts.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30.0,
+        requires = "reconnect"
+    )]
+    pub backoff_max: f64,
+
+    /// More output on stderr: connection, subprotocol, close code and reason.
+    #[arg(short = 'v', long, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// Only failures on stderr.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+/// How much `wssd client` says on stderr besides failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+impl ClientArgs {
+    fn level(&self) -> Level {
+        if self.quiet {
+            Level::Quiet
+        } else if self.verbose {
+            Level::Verbose
+        } else {
+            Level::Normal
+        }
+    }
+
+    /// Prints `message` on stderr if the output level is at least `at`.
+    fn note(&self, at: Level, message: impl std::fmt::Display) {
+        if self.level() >= at {
+            eprintln!("wssd client: {message}");
+        }
+    }
+
+    /// The --wait period, if any.
+    fn wait_period(&self) -> Option<Duration> {
+        self.wait.map(Duration::from_secs_f64)
+    }
 }
 
 /// Runs `wssd client`; returns the process exit status.
 pub fn run(args: ClientArgs) -> i32 {
-    let config = match config_from(&args) {
-        Ok(config) => config,
-        Err(msg) => {
-            eprintln!("wssd client: {msg}");
-            return EXIT_USAGE;
-        }
+    let (config, options) =
+        match config_from(&args).and_then(|c| Ok((c, reconnect_options(&args)?))) {
+            Ok(both) => both,
+            Err(msg) => {
+                eprintln!("wssd client: {msg}");
+                return EXIT_USAGE;
+            }
+        };
+    let result = if args.reconnect {
+        ReconnectingClient::connect(&args.url, config.clone(), options).and_then(|mut client| {
+            report_connected(&args, client.subprotocol());
+            interactive_reconnecting(&mut client, &args, &config)
+        })
+    } else {
+        Client::connect(&args.url, &config).and_then(|mut client| {
+            report_connected(&args, client.subprotocol());
+            let result = if args.messages.is_empty() {
+                interactive(&mut client, &args, &config)
+            } else {
+                exchange(&mut client, &args)
+            };
+            report_close(&args, &client);
+            result
+        })
     };
-    let result = Client::connect(&args.url, &config).and_then(|mut client| {
-        if args.messages.is_empty() {
-            interactive(&mut client, &args, &config)
-        } else {
-            exchange(&mut client, &args)
-        }
-    });
     match result {
         Ok(()) => 0,
         Err(ClientError::InvalidUrl { url, reason }) => {
@@ -136,14 +241,85 @@ fn config_from(args: &ClientArgs) -> Result<ClientConfig, String> {
     config.subprotocols = args.subprotocols.clone();
     config.tls.ca_file = args.ca_file.clone();
     config.tls.accept_invalid_certs = args.insecure;
+    if let Some(wait) = args.wait {
+        if !wait.is_finite() || wait < 0.0 {
+            return Err(format!("--wait must be zero or more seconds, not {wait}"));
+        }
+    }
     Ok(config)
 }
 
-/// `--send` mode: send each message, print each reply, close.
+/// The reconnect settings from the arguments.
+fn reconnect_options(args: &ClientArgs) -> Result<ReconnectOptions, String> {
+    let secs = |name: &str, v: f64| {
+        if v.is_finite() && v > 0.0 {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(format!(
+                "{name} must be a positive number of seconds, not {v}"
+            ))
+        }
+    };
+    Ok(ReconnectOptions {
+        backoff: Backoff {
+            max: secs("--backoff-max", args.backoff_max)?,
+            max_attempts: args.max_attempts,
+            ..Backoff::default()
+        },
+        keep_alive: Some(KeepAlive {
+            interval: secs("--ping-interval", args.ping_interval)?,
+            pong_timeout: secs("--pong-timeout", args.pong_timeout)?,
+        }),
+    })
+}
+
+/// Tells (on -v, or when subprotocols were offered) what was negotiated.
+fn report_connected(args: &ClientArgs, subprotocol: Option<&str>) {
+    args.note(Level::Verbose, format_args!("connected to {}", args.url));
+    if !args.subprotocols.is_empty() {
+        match subprotocol {
+            Some(p) => args.note(Level::Normal, format_args!("subprotocol: {p}")),
+            None => args.note(Level::Normal, "the server selected no subprotocol"),
+        }
+    }
+}
+
+/// Tells the close code and reason on -v.
+fn report_close(args: &ClientArgs, client: &Client) {
+    if let Some(code) = client.close_code() {
+        match client.close_reason().filter(|r| !r.is_empty()) {
+            Some(reason) => args.note(
+                Level::Verbose,
+                format_args!("closed: code {code} ({reason})"),
+            ),
+            None => args.note(Level::Verbose, format_args!("closed: code {code}")),
+        }
+    }
+}
+
+/// `--send` mode: send each message, print each reply (or, with
+/// `--count`, send all and print the first N messages), then `--wait`, close.
 fn exchange(client: &mut Client, args: &ClientArgs) -> Result<(), ClientError> {
-    for text in &args.messages {
-        let reply = client.send_receive(outgoing(text.as_bytes(), args.binary))?;
-        print_message(&reply)?;
+    match args.count {
+        None => {
+            for text in &args.messages {
+                let reply = client.send_receive(outgoing(text.as_bytes(), args.binary))?;
+                print_message(&reply)?;
+            }
+        }
+        Some(count) => {
+            for text in &args.messages {
+                client.send(outgoing(text.as_bytes(), args.binary))?;
+            }
+            for _ in 0..count {
+                print_message(&client.receive()?)?;
+            }
+        }
+    }
+    if let Some(quiet) = args.wait_period().filter(|_| args.count.is_none()) {
+        while let Some(message) = client.receive_timeout(quiet)? {
+            print_message(&message)?;
+        }
     }
     client.close(1000, "")
 }
@@ -169,6 +345,9 @@ fn interactive(
     let (mut sent, mut received) = (0usize, 0usize);
     let mut stdin_done_at: Option<Instant> = None;
     loop {
+        if args.count.is_some_and(|n| received >= n) {
+            return close_and_drain(client);
+        }
         if stdin_done_at.is_none() {
             loop {
                 match lines.try_recv() {
@@ -185,7 +364,7 @@ fn interactive(
             }
         }
         if let Some(done) = stdin_done_at {
-            if received >= sent || done.elapsed() >= reply_wait {
+            if finished(args, sent, received, done.elapsed(), reply_wait) {
                 return close_and_drain(client);
             }
         }
@@ -205,6 +384,92 @@ fn interactive(
             Err(err) => return Err(err),
         }
     }
+}
+
+/// Whether stdin mode is done, `quiet_for` after stdin ended or the last
+/// message arrived: all replies came (and `--wait` passed quietly), or
+/// the reply wait ran out. With `--count`, only the count ends it.
+fn finished(
+    args: &ClientArgs,
+    sent: usize,
+    received: usize,
+    quiet_for: Duration,
+    reply_wait: Duration,
+) -> bool {
+    if args.count.is_some() {
+        return quiet_for >= reply_wait;
+    }
+    let wait = args.wait_period().unwrap_or(Duration::ZERO);
+    (received >= sent && quiet_for >= wait) || quiet_for >= reply_wait.max(wait)
+}
+
+/// Stdin mode over a [`ReconnectingClient`]: lost connections are
+/// re-established with back-off; see the module documentation for what
+/// happens to lines typed meanwhile.
+fn interactive_reconnecting(
+    client: &mut ReconnectingClient,
+    args: &ClientArgs,
+    config: &ClientConfig,
+) -> Result<(), ClientError> {
+    let lines = spawn_stdin_reader();
+    let reply_wait = config.read_timeout.unwrap_or(Duration::from_secs(10));
+    let (mut sent, mut received) = (0usize, 0usize);
+    let mut stdin_done_at: Option<Instant> = None;
+    loop {
+        if args.count.is_some_and(|n| received >= n) {
+            break;
+        }
+        if stdin_done_at.is_none() {
+            loop {
+                match lines.try_recv() {
+                    Ok(line) => match client.send(outgoing(&line, args.binary)) {
+                        Ok(()) => sent += 1,
+                        Err(ClientError::SendLost { cause }) => args.note(
+                            Level::Quiet,
+                            format_args!(
+                                "line lost (not re-sent): {}: {cause}",
+                                String::from_utf8_lossy(&line)
+                            ),
+                        ),
+                        Err(err) => return Err(err),
+                    },
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        stdin_done_at = Some(Instant::now());
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(done) = stdin_done_at {
+            if finished(args, sent, received, done.elapsed(), reply_wait) {
+                break;
+            }
+        }
+        match client.next_event(POLL_INTERVAL)? {
+            Some(Event::Message(message)) => {
+                print_message(&message)?;
+                received += 1;
+                if let Some(done) = &mut stdin_done_at {
+                    *done = Instant::now();
+                }
+            }
+            Some(Event::Disconnected(why)) => args.note(
+                Level::Normal,
+                format_args!("connection lost ({why}); reconnecting"),
+            ),
+            Some(Event::Reconnected { attempts }) => args.note(
+                Level::Normal,
+                format_args!("reconnected (after {attempts} attempts)"),
+            ),
+            None => {}
+        }
+    }
+    client.close(1000, "")?;
+    while let Some(message) = client.receive_pending() {
+        print_message(&message)?;
+    }
+    Ok(())
 }
 
 /// Reads stdin lines (without the line end) on a thread; the channel closes at EOF.

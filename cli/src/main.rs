@@ -18,17 +18,14 @@ use wssd::Server;
 #[derive(Debug, Parser)]
 #[command(name = "wssd", version, about, long_about = None)]
 struct Cli {
-    /// Configuration file of the daemon.
-    #[arg(
-        short,
-        long,
-        value_name = "FILE",
-        default_value = "/etc/wssd/wssd.toml"
-    )]
+    /// Configuration file of the daemon. (No short form: `-c` is the
+    /// connection count of `wssd bench`; see docs/operations.md.)
+    #[arg(long, value_name = "FILE", default_value = "/etc/wssd/wssd.toml")]
     config: PathBuf,
 
     /// Validate the configuration and exit: 0 if it is usable, 2 if not.
-    #[arg(short = 't', long)]
+    /// (No short form: `-t` is the thread count of `wssd bench`.)
+    #[arg(long)]
     check: bool,
 
     #[command(subcommand)]

@@ -120,6 +120,19 @@ pub enum ClientError {
     },
     /// The peer broke the WebSocket protocol.
     Protocol(String),
+    /// A reconnecting client gave up after `attempts` failed attempts.
+    ReconnectFailed {
+        /// Attempts made since the connection was lost.
+        attempts: u32,
+        /// The last attempt's error.
+        last: Box<ClientError>,
+    },
+    /// A message was not sent because the connection was lost while (or
+    /// before) sending it; it may or may not have reached the server.
+    SendLost {
+        /// Why the connection was lost.
+        cause: Box<ClientError>,
+    },
     /// Another I/O error on the established connection.
     Io(io::Error),
 }
@@ -198,6 +211,14 @@ impl fmt::Display for ClientError {
                 "incoming message too large: {size} bytes, the limit is {max} (raise max_message_size)"
             ),
             Protocol(msg) => write!(f, "WebSocket protocol error: {msg}"),
+            ReconnectFailed { attempts, last } => write!(
+                f,
+                "gave up reconnecting after {attempts} attempts (raise the attempt limit?); last error: {last}"
+            ),
+            SendLost { cause } => write!(
+                f,
+                "message lost: the connection broke while sending it ({cause}); it was not re-sent"
+            ),
             Io(err) => write!(f, "connection error: {err}"),
         }
     }

@@ -20,7 +20,8 @@
 //! ```
 
 mod error;
-mod head;
+mod handshake;
+pub mod reconnect;
 
 mod transport;
 mod url;
@@ -31,9 +32,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tungstenite::client::IntoClientRequest;
-use tungstenite::handshake::HandshakeError;
 use tungstenite::http::{header, HeaderName, HeaderValue};
-use tungstenite::Error as WsError;
 
 use self::url::WsUrl;
 use crate::frame::{
@@ -42,7 +41,6 @@ use crate::frame::{
 };
 pub use crate::message::{CloseCode, Message, Text};
 pub use error::ClientError;
-use head::UntilHead;
 use transport::MaybeTls;
 
 /// How long to wait for the server to end the TCP connection after its close reply.
@@ -205,6 +203,8 @@ pub struct Client {
     /// We sent a close frame (no more frames may follow it).
     close_sent: bool,
     closed: bool,
+    /// When the last pong arrived (for keep-alive checks).
+    last_pong: Option<Instant>,
 }
 
 /// Size of the client's read buffer.
@@ -232,24 +232,19 @@ impl Client {
         })?;
         let request = build_request(&parsed, config)?;
         let mut stream = transport::open(&parsed, config)?;
-        // tungstenite does the handshake; frames right behind the 101 stay ours.
-        let mut head = UntilHead::new(&mut stream);
-        let response = match tungstenite::client::client(request, &mut head) {
-            Ok((_, response)) => response,
-            Err(HandshakeError::Interrupted(_)) => {
-                return Err(ClientError::Timeout {
-                    what: format!("waiting for the handshake answer of {}", parsed.authority()),
-                    after: config.read_timeout,
-                })
-            }
-            Err(HandshakeError::Failure(err)) => return Err(handshake_error(err, config)),
-        };
-        let first_frames = head.into_extra();
-        let subprotocol = response
-            .headers()
-            .get("Sec-WebSocket-Protocol")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        // Our own handshake check (see handshake.rs); frames right behind
+        // the 101 stay ours.
+        let (first_frames, subprotocol) =
+            match handshake::handshake(&mut stream, request, &config.subprotocols) {
+                Ok(done) => done,
+                Err(ClientError::Timeout { .. }) => {
+                    return Err(ClientError::Timeout {
+                        what: format!("waiting for the handshake answer of {}", parsed.authority()),
+                        after: config.read_timeout,
+                    })
+                }
+                Err(err) => return Err(err),
+            };
         let mut rbuf = first_frames;
         let rlen = rbuf.len();
         rbuf.resize(rlen.max(READ_BUF), 0);
@@ -273,6 +268,7 @@ impl Client {
             peer_close: None,
             close_sent: false,
             closed: false,
+            last_pong: None,
         })
     }
 
@@ -364,7 +360,10 @@ impl Client {
         let deadline = self.read_timeout.map(|t| start + t);
         loop {
             match self.read_event(deadline, "waiting for the pong")? {
-                Incoming::Pong(data) if data == payload => return Ok(start.elapsed()),
+                Incoming::Pong(data) if data == payload => {
+                    self.last_pong = Some(Instant::now());
+                    return Ok(start.elapsed());
+                }
                 other => {
                     if let Some(message) = self.handle(other)? {
                         self.pending.push_back(message);
@@ -372,6 +371,35 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// Sends a ping without waiting for its pong; [`last_pong`](Self::last_pong)
+    /// tells when a pong last arrived (while receiving).
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), ClientError> {
+        if payload.len() > 125 {
+            return Err(ClientError::InvalidConfig(
+                "a ping payload is at most 125 bytes".into(),
+            ));
+        }
+        self.check_open()?;
+        self.writer
+            .append(&mut self.out, OpCode::Control(Control::Ping), true, payload);
+        self.write_out("sending a ping")
+    }
+
+    /// When the last pong from the server arrived, if any has.
+    pub fn last_pong(&self) -> Option<Instant> {
+        self.last_pong
+    }
+
+    /// Drops the connection without a close handshake (the peer is taken
+    /// to be gone, e.g. after a missed pong).
+    pub fn abandon(&mut self) {
+        self.closed = true;
+        if self.peer_close.is_none() {
+            self.peer_close = Some((CloseCode::ABNORMAL, String::new()));
+        }
+        self.stream.shutdown();
     }
 
     /// Closes the connection with `code` (a [`CloseCode`] or a number) and
@@ -515,7 +543,10 @@ impl Client {
                 }
                 Ok(None)
             }
-            Incoming::Pong(_) => Ok(None),
+            Incoming::Pong(_) => {
+                self.last_pong = Some(Instant::now());
+                Ok(None)
+            }
             Incoming::Close(frame) => {
                 if !self.close_sent {
                     // Echo the code (RFC 6455 §5.5.1).
@@ -702,7 +733,7 @@ fn incoming(event: Event<'_>) -> Result<Incoming, ClientError> {
 }
 
 /// Whether an I/O error means the peer went away.
-fn is_disconnect(err: &io::Error) -> bool {
+pub(crate) fn is_disconnect(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::ConnectionReset
@@ -710,38 +741,6 @@ fn is_disconnect(err: &io::Error) -> bool {
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::UnexpectedEof
     )
-}
-
-/// Maps a failed handshake.
-fn handshake_error(err: WsError, config: &ClientConfig) -> ClientError {
-    match err {
-        WsError::Http(response) => {
-            let body = response
-                .body()
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(&b[..b.len().min(200)]).trim().to_string())
-                .unwrap_or_default();
-            ClientError::HandshakeStatus {
-                status: response.status().as_u16(),
-                reason: response.status().canonical_reason().unwrap_or("").to_string(),
-                body,
-            }
-        }
-        WsError::Io(err) if error::is_timeout(&err) => ClientError::Timeout {
-            what: "waiting for the handshake answer".into(),
-            after: config.read_timeout,
-        },
-        WsError::Io(err) if is_disconnect(&err) => ClientError::Handshake(format!(
-            "the server closed the connection before answering ({err}): is it a WebSocket server? (ws:// vs wss://)"
-        )),
-        WsError::Protocol(tungstenite::error::ProtocolError::HandshakeIncomplete) => {
-            ClientError::Handshake(
-                "the server closed the connection before answering: is it a WebSocket server? (ws:// vs wss://)"
-                    .into(),
-            )
-        }
-        other => ClientError::Handshake(other.to_string()),
-    }
 }
 
 /// Builds the handshake request: URL without credentials, extra headers,
@@ -777,6 +776,11 @@ fn build_request(
             headers.insert(header::AUTHORIZATION, value);
         }
     }
+    if let Some(bad) = config.subprotocols.iter().find(|p| !is_token(p)) {
+        return Err(ClientError::InvalidConfig(format!(
+            "subprotocol {bad:?} is not a valid name (letters, digits and !#$%&'*+-.^_`|~ only)"
+        )));
+    }
     if !config.subprotocols.is_empty() {
         let value = HeaderValue::from_str(&config.subprotocols.join(", "))
             .map_err(|_| ClientError::InvalidConfig("invalid subprotocol name".into()))?;
@@ -793,6 +797,13 @@ pub(crate) fn basic_auth(user: &str, password: &str) -> String {
         "Basic {}",
         data_encoding::BASE64.encode(credentials.as_bytes())
     )
+}
+
+/// Whether `s` is an HTTP token (RFC 9110 §5.6.2), as subprotocol names must be.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ mod supervise;
 mod upgrade;
 
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
@@ -33,6 +34,7 @@ use nix::sys::signal::Signal;
 use crate::app::AppLoader;
 use crate::error::Error;
 use crate::inherit::{Inherited, Origin};
+use crate::limits::Limiter;
 use crate::sdnotify;
 use crate::signals::{self, SignalPipe};
 use crate::stats::Table;
@@ -72,6 +74,9 @@ struct Master {
     next_token: usize,
     /// SIGCHLD arrived since the last reap.
     child_exited: bool,
+    /// The per-address limits every worker shares, mapped before the
+    /// first fork (`None` when `[limits]` sets no limit).
+    limiter: Option<Rc<Limiter>>,
     /// How this master was started, for a binary upgrade.
     exec: Exec,
     /// A new master started by SIGUSR2 that is not ready yet.
@@ -174,6 +179,7 @@ impl Master {
             "master pid {} listening on {addr} ({workers} workers)",
             std::process::id(),
         );
+        let limiter = supervise::make_limiter(&current.config)?;
         let mut master = Master {
             loader,
             poll,
@@ -184,6 +190,7 @@ impl Master {
             state: State::Running,
             next_token: FIRST_LINK,
             child_exited: false,
+            limiter,
             exec,
             upgrade: None,
             pid_file: current_pid_file,

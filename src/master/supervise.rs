@@ -12,7 +12,9 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use super::{Master, State};
+use crate::config::Config;
 use crate::error::{Error, EXIT_NO_LISTENER, EXIT_PANIC, EXIT_PRIVILEGES};
+use crate::limits::Limiter;
 use crate::privileges;
 use crate::relay::Link;
 use crate::signals;
@@ -24,6 +26,19 @@ const QUICK_FAILURE: Duration = Duration::from_secs(2);
 pub(super) const BACKOFF_START: Duration = Duration::from_millis(100);
 /// The longest back-off delay.
 pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Owner ids (columns of the per-address table) per worker slot: the
+/// running generation's workers and those of up to three older
+/// generations still draining after reloads.
+const OWNERS_PER_SLOT: usize = 4;
+
+/// Maps the per-address table for `config`'s `[limits]`, before any fork.
+pub(super) fn make_limiter(config: &Config) -> Result<Option<Rc<Limiter>>, Error> {
+    let owners = config.server.workers.max(1) * OWNERS_PER_SLOT;
+    Limiter::new(&config.limits, owners)
+        .map(|l| l.map(Rc::new))
+        .map_err(|e| Error::runtime("mapping the shared [limits] table", e))
+}
 
 /// What a child process of the master is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +57,8 @@ pub(super) struct WorkerProc {
     pub index: usize,
     /// Its slot in the shared counters table, if it got one.
     pub stat_slot: Option<usize>,
+    /// Its column in the per-address table, if it has one.
+    pub owner: Option<usize>,
     pub generation: u64,
     started: Instant,
     pub link: Option<Link>,
@@ -92,6 +109,10 @@ impl Master {
             Kind::Worker => self.take_stat_slot(index),
             Kind::Cluster => None,
         };
+        let owner = match kind {
+            Kind::Worker => self.free_owner(),
+            Kind::Cluster => None,
+        };
         let (master_end, worker_end) =
             UnixStream::pair().map_err(|e| Error::runtime("socketpair", e))?;
         // Blocked across the fork: the child unblocks them once its own
@@ -112,7 +133,7 @@ impl Master {
             Ok(ForkResult::Child) => {
                 drop(master_end);
                 let status = match kind {
-                    Kind::Worker => self.become_worker(index, worker_end, stat_slot),
+                    Kind::Worker => self.become_worker(index, owner, worker_end, stat_slot),
                     Kind::Cluster => self.become_cluster(worker_end),
                 };
                 std::process::exit(status);
@@ -124,10 +145,23 @@ impl Master {
                         .pid
                         .store(child.as_raw() as u64, std::sync::atomic::Ordering::Relaxed);
                 }
-                self.adopt(child, kind, index, stat_slot, master_end);
+                self.adopt(child, kind, index, stat_slot, owner, master_end);
                 Ok(())
             }
         }
+    }
+
+    /// An owner id no live worker holds (ids of dead workers were
+    /// forgotten when they were reaped); `None` without limits, or when
+    /// every id is taken by draining generations (that worker then runs
+    /// without the limits, and says so).
+    fn free_owner(&self) -> Option<usize> {
+        let limiter = self.limiter.as_ref()?;
+        let free = (0..limiter.owners()).find(|o| self.workers.iter().all(|w| w.owner != Some(*o)));
+        if free.is_none() {
+            warn!("every [limits] owner id is held by a draining generation; the next worker does not enforce [limits]");
+        }
+        free
     }
 
     /// Records a forked worker and registers its relay link.
@@ -137,6 +171,7 @@ impl Master {
         kind: Kind,
         index: usize,
         stat_slot: Option<usize>,
+        owner: Option<usize>,
         link: UnixStream,
     ) {
         let token = Token(self.next_token);
@@ -165,6 +200,7 @@ impl Master {
             kind,
             index,
             stat_slot,
+            owner,
             generation: self.current.number,
             started: Instant::now(),
             link,
@@ -175,7 +211,13 @@ impl Master {
 
     /// Runs in the child right after fork: sheds the master's state and
     /// runs the worker loop. Returns the exit status.
-    fn become_worker(&mut self, index: usize, link: UnixStream, stat_slot: Option<usize>) -> i32 {
+    fn become_worker(
+        &mut self,
+        index: usize,
+        owner: Option<usize>,
+        link: UnixStream,
+        stat_slot: Option<usize>,
+    ) -> i32 {
         crate::logging::set_worker_role(index);
         crate::proctitle::set(&format!(
             "wssd: worker process {index} (generation {})",
@@ -216,6 +258,11 @@ impl Master {
             listener,
             relay: Some(link),
             tls: self.current.tls.clone(),
+            limits: self
+                .limiter
+                .clone()
+                .zip(owner)
+                .map(|(l, o)| worker::Limits::new(l, o)),
         };
         // A panic must end this process here, not unwind into the
         // master's code that the child inherited.
@@ -293,6 +340,11 @@ impl Master {
             return;
         };
         let w = self.workers.swap_remove(pos);
+        // Its connections are gone with it: free its column before the id
+        // is handed out again.
+        if let (Some(limiter), Some(owner)) = (&self.limiter, w.owner) {
+            limiter.forget_owner(owner);
+        }
         if let Some(link) = &w.link {
             link.deregister(self.poll.registry());
         }

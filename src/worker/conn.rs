@@ -1,8 +1,8 @@
 //! One client connection's life cycle, as an explicit state machine:
 //!
 //! ```text
-//! Upgrading (TLS ─► Request ─► Response) ─┬─► Open ─► (closed, removed)
-//!                                         └─► Linger ─► (removed)
+//! Upgrading (PROXY ─► TLS ─► Request ─► Response) ─┬─► Open ─► (closed, removed)
+//!                                                  └─► Linger ─► (removed)
 //! Open ─(protocol error)─► Linger ─► (removed)
 //! ```
 //!

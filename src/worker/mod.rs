@@ -11,6 +11,7 @@
 //! the listening socket and the relay link to the master.
 
 mod accept;
+mod admit;
 mod broadcast;
 mod conn;
 mod session;
@@ -38,6 +39,7 @@ use crate::relay::{RelayLink, RoomKey};
 use crate::signals::SignalPipe;
 use crate::stats::WorkerSlot;
 use accept::{Accepted, Gate};
+pub(crate) use admit::Limits;
 use broadcast::{Broadcast, Broadcasts};
 use conn::{Conn, Deadlines, Due, Linger, State, CLOSE_GRACE};
 use session::{Flush, Read, Received, Sent, Session, READ_BUDGET};
@@ -67,6 +69,9 @@ pub(crate) struct WorkerSpec {
     pub tls: Option<native_tls::TlsAcceptor>,
     /// This worker's counters in the master's shared table.
     pub stats: Option<&'static WorkerSlot>,
+    /// The per-address limits and this worker's owner id in them, when
+    /// `[limits]` sets any.
+    pub limits: Option<Limits>,
 }
 
 /// Where the worker is in its own life.
@@ -98,6 +103,7 @@ pub(crate) struct Worker {
     poll: Poll,
     gate: Gate,
     tls: Option<native_tls::TlsAcceptor>,
+    limits: Option<Limits>,
     conns: Slab<Conn>,
     timers: Timers<TimerKey>,
     deadlines: Deadlines,
@@ -155,6 +161,7 @@ impl Worker {
             poll,
             gate,
             tls: spec.tls,
+            limits: spec.limits,
             conns: Slab::default(),
             timers: Timers::default(),
             deadlines: Deadlines::new(&spec.config.server),
@@ -358,7 +365,8 @@ impl Worker {
         let _ = tcp.set_nodelay(true);
         let (slot, serial) = self.conns.vacant();
         let fd = tcp.as_raw_fd();
-        let Some(upgrading) = Upgrading::start(tcp, self.tls.as_ref(), peer) else {
+        let proxy = self.config.server.proxy_protocol;
+        let Some(upgrading) = Upgrading::start(tcp, self.tls.as_ref(), peer, proxy) else {
             return;
         };
         if let Err(e) = self.poll.registry().register(
@@ -423,17 +431,25 @@ impl Worker {
             }
         };
         let fd = upgrading.fd();
-        let ctx = upgrade::Context {
+        let mut ctx = upgrade::Context {
             config: &self.config,
             app: &self.app,
+            handlers: &mut self.handlers,
+            limits: self.limits.as_ref(),
+            tls: self.tls.as_ref(),
+            now: self.now,
             pid: self.pid,
             serial: conn.serial,
             peer: conn.peer,
             stats: self.stats,
         };
-        let (state, again) = match upgrading.step(&ctx) {
+        let (state, again) = match upgrading.step(&mut ctx) {
             Step::Wait(u) => (State::Upgrading(u), false),
             Step::Again(u) => (State::Upgrading(u), true),
+            Step::Proxied(u, client) => {
+                conn.peer = client;
+                (State::Upgrading(u), true)
+            }
             Step::Open(stream, up) => {
                 let max_frame = self.config.server.max_frame_size;
                 let session = Session::new(stream, *up, max_frame, self.now);

@@ -19,6 +19,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use log::{debug, error, warn};
 
+use super::admit::Counted;
 use super::stream::Stream;
 use super::upgrade::Upgrade;
 use crate::frame::{self, Event, FrameError, FrameReader, Input, MessageKind, Payload, Role};
@@ -76,6 +77,9 @@ pub(super) struct Session {
     /// The peer's close frame arrived: answer it (if we did not start the
     /// close) once the messages before it are handled, then hang up.
     peer_closed: bool,
+    /// The connection's count in the per-address limits, given back when
+    /// the session is dropped.
+    _counted: Option<Counted>,
 }
 
 /// What the reader found for the handler: a whole message, or a ping or
@@ -160,6 +164,7 @@ impl Session {
             read_paused: false,
             close_sent: false,
             peer_closed: false,
+            _counted: up.counted,
         }
     }
 
@@ -538,11 +543,14 @@ mod tests {
             headers: Vec::new(),
             params: Vec::new(),
             route: "/".into(),
+            subprotocol: None,
+            value: Default::default(),
         };
         let up = Upgrade {
             info,
             route: 0,
             leftover: Vec::new(),
+            counted: None,
             max_message_size: 16 << 20,
         };
         (Session::new(stream, up, 16 << 20, Instant::now()), client)

@@ -1,28 +1,40 @@
-//! A connection before it is a WebSocket: the TLS handshake, the HTTP
-//! request head, and the response (101 or an error status), as a state
-//! machine that consumes its state at each step:
+//! A connection before it is a WebSocket: the PROXY protocol header
+//! (with `[server] proxy_protocol = true`), the TLS handshake, the HTTP
+//! request head, the admission (route, upgrade headers, origin,
+//! subprotocol, per-address limits, the handler's `on_handshake`), and the
+//! response (101 or an error status), as a state machine that consumes its
+//! state at each step:
 //!
 //! ```text
-//! Tls ─► Request ─► Response(101) ─► (open)
-//!           │       Response(4xx) ─► (refused: linger)
+//! Proxy ─► Tls ─► Request ─► Response(101) ─► (open)
+//!                    │       Response(4xx) ─► (refused: linger)
 //! ```
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
 
-use log::debug;
+use log::{debug, error};
 use mio::net::TcpStream;
 
+use super::admit::{Counted, Limits};
 use super::stream::{Stream, Transport};
+use crate::admission::{self, Decision, HandshakeRequest, Outcome};
 use crate::app::App;
 use crate::config::Config;
-use crate::handler::{ConnId, ConnInfo};
+use crate::handler::{ConnId, ConnInfo, Handler};
 use crate::handshake::{self, Reject};
 use crate::stats::WorkerSlot;
+use crate::limits::client_address;
+use crate::proxy_protocol::{self, Parsed};
 
 /// The phases before the WebSocket is open.
 pub(super) enum Upgrading {
+    /// Waiting for the PROXY protocol header (peeked, so that the bytes
+    /// behind it stay in the socket for TLS or HTTP).
+    Proxy(TcpStream),
     /// A TLS handshake in progress.
     Tls(Box<native_tls::MidHandshakeTlsStream<TcpStream>>),
     /// Collecting the HTTP request head.
@@ -46,6 +58,8 @@ pub(super) struct Upgrade {
     pub leftover: Vec<u8>,
     /// The route's message size limit.
     pub max_message_size: usize,
+    /// The connection's count in the per-address limits, if counted.
+    pub counted: Option<Counted>,
 }
 
 /// What one step of the upgrade came to.
@@ -54,6 +68,8 @@ pub(super) enum Step {
     Wait(Upgrading),
     /// Moved on; the next phase may have its data already.
     Again(Upgrading),
+    /// The PROXY protocol header named the client: it is the peer now.
+    Proxied(Upgrading, SocketAddr),
     /// The 101 is written: the connection is a WebSocket now.
     Open(Stream, Box<Upgrade>),
     /// An error response is written: linger, then close.
@@ -68,6 +84,14 @@ pub(super) struct Context<'a> {
     pub config: &'a Config,
     /// Routes.
     pub app: &'a App,
+    /// The routes' handlers (for `on_handshake`), by route index.
+    pub handlers: &'a mut [Box<dyn Handler>],
+    /// The per-address limits, when configured.
+    pub limits: Option<&'a Limits>,
+    /// The TLS acceptor, when `[tls]` is configured.
+    pub tls: Option<&'a native_tls::TlsAcceptor>,
+    /// The loop's clock.
+    pub now: Instant,
     /// The worker's pid and the connection's serial make its id.
     pub pid: u32,
     /// See `pid`.
@@ -79,9 +103,23 @@ pub(super) struct Context<'a> {
 }
 
 impl Upgrading {
-    /// The first phase of a freshly accepted connection; `None` if its
-    /// TLS handshake failed at once.
+    /// The first phase of a freshly accepted connection: the PROXY
+    /// protocol header if `proxy` is set, else TLS or the request.
     pub fn start(
+        tcp: TcpStream,
+        tls: Option<&native_tls::TlsAcceptor>,
+        peer: SocketAddr,
+        proxy: bool,
+    ) -> Option<Upgrading> {
+        if proxy {
+            Some(Upgrading::Proxy(tcp))
+        } else {
+            Upgrading::after_proxy(tcp, tls, peer)
+        }
+    }
+
+    /// TLS or the request; `None` if the TLS handshake failed at once.
+    fn after_proxy(
         tcp: TcpStream,
         tls: Option<&native_tls::TlsAcceptor>,
         peer: SocketAddr,
@@ -109,7 +147,7 @@ impl Upgrading {
     /// The stream, once past TLS.
     pub fn stream_mut(&mut self) -> Option<&mut Stream> {
         match self {
-            Upgrading::Tls(_) => None,
+            Upgrading::Proxy(_) | Upgrading::Tls(_) => None,
             Upgrading::Request { stream, .. } | Upgrading::Response { stream, .. } => Some(stream),
         }
     }
@@ -117,6 +155,7 @@ impl Upgrading {
     /// The socket's descriptor.
     pub fn fd(&self) -> RawFd {
         match self {
+            Upgrading::Proxy(tcp) => tcp.as_raw_fd(),
             Upgrading::Tls(mid) => mid.get_ref().as_raw_fd(),
             Upgrading::Request { stream, .. } | Upgrading::Response { stream, .. } => {
                 stream.as_raw_fd()
@@ -125,8 +164,9 @@ impl Upgrading {
     }
 
     /// Advances as far as the socket allows in one phase.
-    pub fn step(self, ctx: &Context<'_>) -> Step {
+    pub fn step(self, ctx: &mut Context<'_>) -> Step {
         match self {
+            Upgrading::Proxy(tcp) => step_proxy(tcp, ctx),
             Upgrading::Tls(mid) => match mid.handshake() {
                 Ok(tls) => Step::Again(Upgrading::request(Transport::Tls(Box::new(tls)))),
                 Err(native_tls::HandshakeError::WouldBlock(mid)) => {
@@ -160,7 +200,56 @@ impl Upgrading {
     }
 }
 
-fn step_request(mut stream: Stream, mut buf: Vec<u8>, ctx: &Context<'_>) -> Step {
+/// Peeks at the PROXY protocol header; once it is whole, consumes it and
+/// goes on with the client it names as the peer. Anything that cannot be
+/// a valid header closes the connection (only this one).
+fn step_proxy(mut tcp: TcpStream, ctx: &Context<'_>) -> Step {
+    // A v2 header may announce up to 64 KiB; we wait for no more than a
+    // request head's worth.
+    let limit = ctx
+        .config
+        .server
+        .max_request_head
+        .clamp(proxy_protocol::V1_MAX, proxy_protocol::V2_MAX);
+    let mut buf = vec![0u8; limit];
+    let n = match tcp.peek(&mut buf) {
+        Ok(0) => return Step::Drop,
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            return Step::Wait(Upgrading::Proxy(tcp))
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+            return Step::Again(Upgrading::Proxy(tcp))
+        }
+        Err(_) => return Step::Drop,
+    };
+    let (len, addresses) = match proxy_protocol::parse(&buf[..n]) {
+        Ok(Parsed::Done { len, addresses }) => (len, addresses),
+        Ok(Parsed::Incomplete) if n < limit => return Step::Wait(Upgrading::Proxy(tcp)),
+        Ok(Parsed::Incomplete) => {
+            debug!(
+                "closing {}: PROXY protocol header longer than {limit} bytes",
+                ctx.peer
+            );
+            return Step::Drop;
+        }
+        Err(e) => {
+            debug!("closing {}: {e}", ctx.peer);
+            return Step::Drop;
+        }
+    };
+    // The header's bytes are in the socket's buffer (we just peeked them).
+    if tcp.read_exact(&mut buf[..len]).is_err() {
+        return Step::Drop;
+    }
+    let peer = addresses.map_or(ctx.peer, |(src, _)| src);
+    match Upgrading::after_proxy(tcp, ctx.tls, peer) {
+        Some(next) => Step::Proxied(next, peer),
+        None => Step::Drop,
+    }
+}
+
+fn step_request(mut stream: Stream, mut buf: Vec<u8>, ctx: &mut Context<'_>) -> Step {
     let max_head = ctx.config.server.max_request_head;
     let before = buf.len();
     let read = read_head(&mut stream, &mut buf, max_head);
@@ -184,7 +273,8 @@ fn step_request(mut stream: Stream, mut buf: Vec<u8>, ctx: &Context<'_>) -> Step
         (Ok(HeadRead::Eof), Ok(None)) | (Err(_), Ok(None)) => return Step::Drop,
     };
     let (out, upgrade) = match outcome {
-        Ok((upgrade, key)) => (handshake::accept_response(&key), Some(upgrade)),
+        Ok(Decided::Open(upgrade, response)) => (response, Some(upgrade)),
+        Ok(Decided::Refuse(response)) => (response, None),
         Err(reject) => {
             // STATS: handshake failures by status
             if let Some(s) = ctx.stats {
@@ -202,13 +292,23 @@ fn step_request(mut stream: Stream, mut buf: Vec<u8>, ctx: &Context<'_>) -> Step
     })
 }
 
-/// Routes and checks a complete request: the upgrade to perform (with
-/// the client's key), or why not.
+/// What admitting a request came to (besides a [`Reject`] of wssd's own
+/// checks): the upgrade with its 101, or a refusal's response.
+enum Decided {
+    /// Send the 101, then open.
+    Open(Box<Upgrade>, Vec<u8>),
+    /// Send this error response, then linger and close.
+    Refuse(Vec<u8>),
+}
+
+/// Routes and checks a complete request (route, upgrade headers, origin,
+/// subprotocol, per-address limits, the handler's hook): the upgrade to
+/// perform, or why not.
 fn decide(
-    ctx: &Context<'_>,
+    ctx: &mut Context<'_>,
     req: handshake::Request,
     leftover: Vec<u8>,
-) -> Result<(Box<Upgrade>, String), Reject> {
+) -> Result<Decided, Reject> {
     let (m, params) = ctx
         .app
         .routes
@@ -225,22 +325,93 @@ fn decide(
             Some(_) => {}
         }
     }
-    let info = ConnInfo {
-        id: ConnId::new(ctx.pid, ctx.serial),
-        peer: ctx.peer,
-        path: req.path,
-        query: req.query,
-        headers: req.headers,
-        params,
-        route: m.template.as_str().to_string(),
+    let negotiated = admission::negotiate_subprotocol(
+        &m.target.subprotocols,
+        m.target.subprotocol_required,
+        &req.headers,
+    )?;
+    let peer = client_peer(ctx, &req);
+    let counted = match ctx.limits.map(|l| l.admit(peer.ip(), ctx.now)) {
+        None => None,
+        Some(Ok(counted)) => Some(counted),
+        Some(Err(refusal)) => {
+            debug!("refused {peer}: {refusal}");
+            return Ok(Decided::Refuse(admission::refusal_response(&refusal).1));
+        }
     };
-    let upgrade = Upgrade {
-        info,
-        route: m.index,
-        leftover,
-        max_message_size: m.target.max_message_size,
+    let template = m.template.as_str();
+    let decision = match ctx.handlers.get_mut(m.index) {
+        Some(handler) => {
+            let view = HandshakeRequest::new(&req, template, &params, peer, ctx.tls.is_some())
+                .with_selected_subprotocol(negotiated.as_deref());
+            hook(handler.as_mut(), &view)
+        }
+        None => Decision::accept(),
     };
-    Ok((Box::new(upgrade), key))
+    match admission::conclude(&key, negotiated, &req.headers, decision) {
+        Outcome::Refuse { response, status } => {
+            debug!("refused {peer}: on_handshake answered {status}");
+            // `counted` is dropped here: a refused connection gives its
+            // place back at once.
+            Ok(Decided::Refuse(response))
+        }
+        Outcome::Open {
+            response,
+            subprotocol,
+            value,
+        } => {
+            let info = ConnInfo {
+                id: ConnId::new(ctx.pid, ctx.serial),
+                peer,
+                path: req.path,
+                query: req.query,
+                headers: req.headers,
+                params,
+                route: template.to_string(),
+                subprotocol,
+                value,
+            };
+            let upgrade = Upgrade {
+                info,
+                route: m.index,
+                leftover,
+                max_message_size: m.target.max_message_size,
+                counted,
+            };
+            Ok(Decided::Open(Box::new(upgrade), response))
+        }
+    }
+}
+
+/// The client's address: the peer (after the PROXY protocol header, if
+/// any), or, from a trusted proxy, the one its `X-Forwarded-For` names.
+fn client_peer(ctx: &Context<'_>, req: &handshake::Request) -> SocketAddr {
+    let trusted = &ctx.config.limits.trusted_proxies;
+    let forwarded = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("X-Forwarded-For"))
+        .map(|(_, v)| v.as_str());
+    let client = client_address(ctx.peer.ip(), forwarded, trusted);
+    if client == ctx.peer.ip() {
+        ctx.peer
+    } else {
+        // The proxy does not tell the client's port.
+        SocketAddr::new(client, 0)
+    }
+}
+
+/// Runs the handler's `on_handshake`; a panic refuses with 500 (and only
+/// this request: the worker and its connections go on).
+fn hook(handler: &mut dyn Handler, req: &HandshakeRequest<'_>) -> Decision {
+    catch_unwind(AssertUnwindSafe(|| handler.on_handshake(req))).unwrap_or_else(|_| {
+        error!(
+            "on_handshake of route {} panicked; refusing {} with 500",
+            req.route(),
+            req.peer_addr()
+        );
+        Decision::reject(500).with_body("the server failed to decide on this request")
+    })
 }
 
 /// How reading a request head ended.
@@ -283,4 +454,44 @@ fn write_out(stream: &mut Stream, out: &[u8], pos: &mut usize) -> io::Result<boo
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::HandlerResult;
+
+    /// A hook that panics, as a buggy handler's might.
+    struct Panicky;
+
+    impl Handler for Panicky {
+        fn on_handshake(&mut self, _req: &HandshakeRequest<'_>) -> Decision {
+            panic!("hook bug");
+        }
+
+        fn on_message(
+            &mut self,
+            _conn: &mut crate::handler::Conn<'_>,
+            _message: crate::message::Message,
+        ) -> HandlerResult {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panicking_hook_refuses_with_500_and_the_worker_goes_on() {
+        let req = handshake::Request {
+            path: "/x".into(),
+            query: String::new(),
+            headers: Vec::new(),
+        };
+        let view = HandshakeRequest::new(&req, "/x", &[], ([127, 0, 0, 1], 1).into(), false);
+        let mut handler = Panicky;
+        for _ in 0..2 {
+            match hook(&mut handler, &view) {
+                Decision::Reject { status, .. } => assert_eq!(status, 500),
+                Decision::Accept { .. } => panic!("a panicking hook must not accept"),
+            }
+        }
+    }
 }

@@ -11,6 +11,8 @@ mod cli;
 mod daemon;
 mod messages;
 mod proxy;
+mod reconnect;
+mod subprotocol;
 mod tls;
 
 use support::{run, wssd_bin, Certs, Output, PyServer};
