@@ -93,6 +93,36 @@ pub struct RouteConfig {
     pub echo_self: bool,
     /// Overrides `server.max_message_size` on this route.
     pub max_message_size: Option<usize>,
+    /// For `exec`: the program and how to run it.
+    pub exec: Option<ExecConfig>,
+}
+
+/// How an `exec` route runs its program (see docs/exec.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecConfig {
+    /// The program and its arguments; no shell is involved.
+    pub command: Vec<String>,
+    /// The program's working directory; the daemon's when `None`.
+    pub working_dir: Option<PathBuf>,
+    /// Variables set for the program, over the CGI ones.
+    pub env: Vec<(String, String)>,
+    /// Names of the daemon's variables passed on (besides `PATH`).
+    pub pass_env: Vec<String>,
+    /// Lines or binary messages.
+    pub mode: ExecMode,
+    /// Programs of this route one worker runs at most; `None` = no limit.
+    pub max_processes: Option<usize>,
+    /// Time between closing stdin and SIGTERM, and SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+}
+
+/// How an `exec` program's output becomes messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecMode {
+    /// A text message per line each way.
+    Lines,
+    /// Bytes both ways: each read from stdout is one binary message.
+    Binary,
 }
 
 /// Defaults, in one place so docs/configuration.md can point at them.
@@ -113,6 +143,8 @@ pub mod defaults {
     pub const MAX_REQUEST_HEAD: usize = 16 << 10;
     /// `server.max_send_buffer`
     pub const MAX_SEND_BUFFER: usize = 16 << 20;
+    /// `routes[].kill_grace` of an `exec` route, seconds
+    pub const KILL_GRACE_SECS: u64 = 5;
 }
 
 /// A configuration that cannot be used, with where and why.
@@ -549,15 +581,95 @@ fn parse_routes(root: &mut Fields<'_>) -> Result<Vec<RouteConfig>, ConfigError> 
             .ok_or_else(|| t.err("handler", "missing: name a handler such as \"echo\""))?;
         let echo_self = t.boolean("echo_self")?.unwrap_or(true);
         let max_message_size = t.size("max_message_size", 1)?;
+        let exec = if handler == "exec" {
+            Some(parse_exec(&mut t)?)
+        } else {
+            None
+        };
         t.finish()?;
         routes.push(RouteConfig {
             path,
             handler,
             echo_self,
             max_message_size,
+            exec,
         });
     }
     Ok(routes)
+}
+
+/// The keys of an `exec` route (the route's other keys are taken already).
+fn parse_exec(t: &mut Fields<'_>) -> Result<ExecConfig, ConfigError> {
+    let command = t.string_list("command")?.ok_or_else(|| {
+        t.err(
+            "command",
+            "missing: an exec route needs command = [\"/path/to/program\", \"arg\", ...]",
+        )
+    })?;
+    match command.first() {
+        None => return Err(t.err("command", "is empty: name the program to run")),
+        Some(p) if p.is_empty() => {
+            return Err(t.err("command[0]", "is empty: name the program to run"))
+        }
+        Some(_) => {}
+    }
+    if command.iter().any(|a| a.contains('\0')) {
+        return Err(t.err("command", "contains a NUL byte"));
+    }
+    let base = t.file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let working_dir = t.string("working_dir")?.map(|d| base.join(d));
+    let env = match t.take("env") {
+        None => Vec::new(),
+        Some(v) => {
+            let mut env = Vec::new();
+            let mut table = t.as_table("env", v)?;
+            for (name, value) in std::mem::take(&mut table.table) {
+                let good_name = !name.is_empty() && !name.contains('=') && !name.contains('\0');
+                match value {
+                    Value::String(s) if good_name && !s.contains('\0') => env.push((name, s)),
+                    Value::String(_) => {
+                        return Err(table.err(
+                            &name,
+                            "a variable name may not be empty or contain '=', and neither name nor value a NUL byte",
+                        ))
+                    }
+                    other => {
+                        return Err(table.err(
+                            &name,
+                            format!("expected a string, found {}", kind(&other)),
+                        ))
+                    }
+                }
+            }
+            env
+        }
+    };
+    let pass_env = t.string_list("pass_env")?.unwrap_or_default();
+    let mode = match t.string("mode")?.as_deref() {
+        None | Some("lines") => ExecMode::Lines,
+        Some("binary") => ExecMode::Binary,
+        Some(other) => {
+            return Err(t.err(
+                "mode",
+                format!("\"{other}\" is not a mode: use \"lines\" or \"binary\""),
+            ))
+        }
+    };
+    let max_processes = t
+        .integer("max_processes", 1, 1_000_000)?
+        .map(|n| n as usize);
+    let kill_grace = t
+        .duration("kill_grace")?
+        .unwrap_or(Duration::from_secs(defaults::KILL_GRACE_SECS));
+    Ok(ExecConfig {
+        command,
+        working_dir,
+        env,
+        pass_env,
+        mode,
+        max_processes,
+        kill_grace,
+    })
 }
 
 /// Parses "500ms", "30s", "5m", "1h", "2d" or a bare number of seconds.
@@ -659,6 +771,35 @@ mod tests {
     fn workers_auto_is_cpu_count() {
         let c = parse("[server]\nworkers = \"auto\"\n").unwrap();
         assert_eq!(c.server.workers, cpu_count());
+    }
+
+    #[test]
+    fn exec_routes_parse_and_name_their_keys() {
+        let c = parse(
+            "[[routes]]\npath=\"/x\"\nhandler=\"exec\"\ncommand=[\"cat\"]\nenv={A=\"1\"}\nmode=\"binary\"\nmax_processes=3\nkill_grace=\"200ms\"\n",
+        )
+        .unwrap();
+        let e = c.routes[0].exec.as_ref().unwrap();
+        assert_eq!(e.command, vec!["cat".to_string()]);
+        assert_eq!(e.env, vec![("A".to_string(), "1".to_string())]);
+        assert_eq!(e.mode, ExecMode::Binary);
+        assert_eq!(e.max_processes, Some(3));
+        assert_eq!(e.kill_grace, Duration::from_millis(200));
+        let e = parse("[[routes]]\npath=\"/x\"\nhandler=\"exec\"\n").unwrap_err();
+        assert_eq!(e.key, "routes[0].command");
+        let e = parse("[[routes]]\npath=\"/x\"\nhandler=\"exec\"\ncommand=[]\n").unwrap_err();
+        assert_eq!(e.key, "routes[0].command");
+        let e =
+            parse("[[routes]]\npath=\"/x\"\nhandler=\"exec\"\ncommand=[\"cat\"]\nmode=\"words\"\n")
+                .unwrap_err();
+        assert_eq!(e.key, "routes[0].mode");
+        let e = parse("[[routes]]\npath=\"/x\"\nhandler=\"exec\"\ncommand=[\"cat\"]\nenv={A=1}\n")
+            .unwrap_err();
+        assert_eq!(e.key, "routes[0].env.A");
+        // exec keys on another handler are unknown keys.
+        let e =
+            parse("[[routes]]\npath=\"/x\"\nhandler=\"echo\"\ncommand=[\"cat\"]\n").unwrap_err();
+        assert_eq!(e.key, "routes[0].command");
     }
 
     #[test]

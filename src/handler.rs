@@ -312,7 +312,7 @@ pub(crate) fn builtin(name: &str, echo_self: bool) -> Option<HandlerFactory> {
 }
 
 /// Names of the built-in handlers, for error messages.
-pub(crate) const BUILTIN_NAMES: &[&str] = &["echo", "broadcast"];
+pub(crate) const BUILTIN_NAMES: &[&str] = &["echo", "broadcast", "exec"];
 
 /// Per-connection state for handlers that keep it: a map from [`ConnId`].
 pub type PerConn<T> = HashMap<ConnId, T>;

@@ -9,6 +9,7 @@
 //! - [`handshake`]: the HTTP upgrade as pure functions over bytes.
 //! - [`route`]: path templates such as `/chat/{room}`.
 //! - [`handler`]: the [`Handler`] trait, the [`Conn`] handle, built-ins.
+//! - [`exec`]: `exec` routes: a program per connection, its pipes.
 //! - [`relay`]: broadcast frames between workers through the master.
 //! - [`frame`]: the frame codec (reader and writer) for both roles.
 //! - `textcheck`: fail-fast UTF-8 validation under tungstenite's
@@ -21,6 +22,7 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod exec;
 pub mod frame;
 pub mod handler;
 pub mod handshake;

@@ -37,6 +37,9 @@ pub(crate) struct RouteEntry {
     pub factory: HandlerFactory,
     /// The route's message size limit.
     pub max_message_size: usize,
+    /// For an `exec` route: its program; messages go to the program, not
+    /// to the handler.
+    pub exec: Option<Rc<crate::config::ExecConfig>>,
 }
 
 /// The routes of one generation, validated.
@@ -178,10 +181,11 @@ impl Server {
         let default_max = config.server.max_message_size;
         for (i, r) in config.routes.iter().enumerate() {
             let key = format!("routes[{i}]");
-            let factory = self
-                .named
-                .get(&r.handler)
-                .cloned()
+            let exec = r.exec.clone().map(Rc::new);
+            let factory = exec
+                .as_ref()
+                .map(|_| crate::exec::handler_factory())
+                .or_else(|| self.named.get(&r.handler).cloned())
                 .or_else(|| handler::builtin(&r.handler, r.echo_self))
                 .ok_or_else(|| {
                     let mut names: Vec<&str> = handler::BUILTIN_NAMES.to_vec();
@@ -201,6 +205,7 @@ impl Server {
             let entry = RouteEntry {
                 factory,
                 max_message_size: r.max_message_size.unwrap_or(default_max),
+                exec,
             };
             routes
                 .add(template, entry)
@@ -213,6 +218,7 @@ impl Server {
             let entry = RouteEntry {
                 factory: factory.clone(),
                 max_message_size: default_max,
+                exec: None,
             };
             routes
                 .add(template, entry)

@@ -46,6 +46,8 @@ pub(super) struct Conn {
     pub scheduled: Option<Instant>,
     /// Where it is in its life.
     pub state: State,
+    /// The program of an `exec` route, once the WebSocket is open.
+    pub exec: Option<Box<super::children::Program>>,
 }
 
 impl Conn {

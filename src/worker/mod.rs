@@ -12,7 +12,9 @@
 
 mod accept;
 mod broadcast;
+mod children;
 mod conn;
+mod programs;
 mod session;
 mod slab;
 mod stream;
@@ -31,7 +33,8 @@ use mio::{Events, Interest, Poll, Token};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
-use crate::config::Config;
+use crate::config::{Config, ExecConfig};
+use crate::exec::{Output, Pipe};
 use crate::frame::FrameError;
 use crate::handler::{Action, Conn as HandlerConn, ConnId, Handler, HandlerError, Scope};
 use crate::relay::{RelayLink, RoomKey};
@@ -39,6 +42,7 @@ use crate::server::App;
 use crate::signals::SignalPipe;
 use accept::{Accepted, Gate};
 use broadcast::{Broadcast, Broadcasts};
+use children::{Children, Owner, Program};
 use conn::{Conn, Deadlines, Due, Linger, State, CLOSE_GRACE};
 use session::{Flush, Read, Sent, Session, READ_BUDGET};
 use slab::Slab;
@@ -48,7 +52,42 @@ use upgrade::{Step, Upgrading};
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const RELAY: Token = Token(2);
-const FIRST_CONN: usize = 3;
+const CHILDREN: Token = Token(3);
+const FIRST_CONN: usize = 4;
+/// Each connection slot owns this many consecutive tokens: its socket,
+/// then the stdin, stdout and stderr pipes of its program (`exec` routes).
+/// A slot's tokens are fixed, so pipes need no table of their own.
+const TOKENS_PER_SLOT: usize = 4;
+
+/// What a connection token stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Socket,
+    Pipe(Pipe),
+}
+
+/// The token of `part` of the connection in `slot`.
+fn token(slot: usize, part: Part) -> Token {
+    let offset = match part {
+        Part::Socket => 0,
+        Part::Pipe(Pipe::Stdin) => 1,
+        Part::Pipe(Pipe::Stdout) => 2,
+        Part::Pipe(Pipe::Stderr) => 3,
+    };
+    Token(FIRST_CONN + slot * TOKENS_PER_SLOT + offset)
+}
+
+/// The slot and part a connection token stands for.
+fn slot_of(t: usize) -> (usize, Part) {
+    let i = t - FIRST_CONN;
+    let part = match i % TOKENS_PER_SLOT {
+        0 => Part::Socket,
+        1 => Part::Pipe(Pipe::Stdin),
+        2 => Part::Pipe(Pipe::Stdout),
+        _ => Part::Pipe(Pipe::Stderr),
+    };
+    (i / TOKENS_PER_SLOT, part)
+}
 
 /// What the master hands a freshly forked worker.
 pub(crate) struct WorkerSpec {
@@ -87,6 +126,8 @@ enum TimerKey {
     Mode,
     Resume,
     Delayed(u64),
+    /// An orphaned program's next signal: 1 SIGTERM, 2 SIGKILL.
+    Kill(i32, u8),
 }
 
 /// One worker process's state.
@@ -113,6 +154,18 @@ pub(crate) struct Worker {
     /// Accepting resumed; accept between event batches.
     accept_pending: bool,
     now: Instant,
+    /// Per route index: its `exec` program and message limit, if any.
+    exec_routes: Vec<Option<(Rc<ExecConfig>, usize)>>,
+    /// The programs of `exec` connections.
+    children: Children,
+    /// SIGCHLD, which reaps them.
+    child_signals: SignalPipe,
+    /// The listening address, for the programs' `SERVER_PORT`.
+    local: std::net::SocketAddr,
+    /// A program's stdout is read into this, reused.
+    exec_buf: Vec<u8>,
+    /// A read's messages, reused.
+    exec_out: Vec<Output>,
 }
 
 /// Runs a worker until it has drained; returns the exit status.
@@ -135,6 +188,9 @@ impl Worker {
         // The master blocked these across the fork; our handlers are in
         // place now, so whatever arrived meanwhile is delivered to them.
         crate::signals::unblock(crate::signals::WORKER_SIGNALS);
+        let child_signals = SignalPipe::new(&[signal_hook::consts::SIGCHLD])?;
+        child_signals.register(poll.registry(), CHILDREN)?;
+        let local = spec.listener.local_addr()?;
         let gate = Gate::new(spec.listener, poll.registry(), LISTENER)?;
         let relay = match spec.relay {
             Some(sock) => {
@@ -145,6 +201,12 @@ impl Worker {
             None => None,
         };
         let handlers = spec.app.routes.iter().map(|(_, r)| (r.factory)()).collect();
+        let exec_routes: Vec<_> = spec
+            .app
+            .routes
+            .iter()
+            .map(|(_, r)| r.exec.clone().map(|e| (e, r.max_message_size)))
+            .collect();
         Ok(Worker {
             index: spec.index,
             pid: std::process::id(),
@@ -165,6 +227,12 @@ impl Worker {
             batch: Vec::new(),
             accept_pending: false,
             now: Instant::now(),
+            children: Children::new(exec_routes.len()),
+            exec_routes,
+            child_signals,
+            local,
+            exec_buf: Vec::new(),
+            exec_out: Vec::new(),
         })
     }
 
@@ -191,8 +259,13 @@ impl Worker {
                     LISTENER => self.accept(),
                     SIGNALS => self.on_signals(),
                     RELAY => self.on_relay(event.is_readable(), event.is_writable()),
+                    CHILDREN => self.on_sigchld(),
                     Token(t) => {
-                        let slot = t - FIRST_CONN;
+                        let (slot, part) = slot_of(t);
+                        if let Part::Pipe(pipe) = part {
+                            self.on_pipe(slot, pipe);
+                            continue;
+                        }
                         let short_read_ends = !(event.is_read_closed() || event.is_error());
                         if let Some(conn) = self.conns.get_mut(slot) {
                             conn.arm(short_read_ends);
@@ -233,7 +306,7 @@ impl Worker {
 
     /// A draining or retiring worker is done once its last connection is.
     fn finished(&self) -> bool {
-        self.mode != Mode::Serving && self.conns.len() == 0
+        self.mode != Mode::Serving && self.conns.len() == 0 && self.children.is_empty()
     }
 
     // ---- signals and modes ----
@@ -351,7 +424,7 @@ impl Worker {
         };
         if let Err(e) = self.poll.registry().register(
             &mut SourceFd(&fd),
-            Token(slot + FIRST_CONN),
+            token(slot, Part::Socket),
             Interest::READABLE | Interest::WRITABLE,
         ) {
             warn!(
@@ -366,6 +439,7 @@ impl Worker {
             accepted: self.now,
             scheduled: None,
             state: State::Upgrading(upgrading),
+            exec: None,
         };
         self.conns.insert(slot, conn);
         self.drive(slot);
@@ -382,7 +456,12 @@ impl Worker {
                 None => return,
                 Some(State::Upgrading(_)) => self.step_upgrading(slot),
                 Some(State::Open(_)) => {
-                    self.read_open(slot);
+                    if self.exec_input_paused(slot) {
+                        self.flush(slot);
+                    } else {
+                        self.read_open(slot);
+                    }
+                    self.exec_output(slot);
                     false
                 }
                 Some(State::Linger(_)) => {
@@ -417,6 +496,7 @@ impl Worker {
             pid: self.pid,
             serial: conn.serial,
             peer: conn.peer,
+            exec_running: self.children.running(),
         };
         let (state, again) = match upgrading.step(&ctx) {
             Step::Wait(u) => (State::Upgrading(u), false),
@@ -445,8 +525,12 @@ impl Worker {
 
     /// A WebSocket is open: tell the handler.
     fn on_open(&mut self, slot: usize) {
-        self.call(slot, |h, c| h.on_open(c));
-        self.apply_actions(slot);
+        if self.exec_route(slot).is_some() {
+            self.exec_start(slot);
+        } else {
+            self.call(slot, |h, c| h.on_open(c));
+            self.apply_actions(slot);
+        }
         if matches!(self.mode, Mode::Draining { .. }) {
             self.close_for_shutdown(slot);
         }
@@ -477,6 +561,9 @@ impl Worker {
             for message in batch.drain(..) {
                 self.dispatch(slot, message);
             }
+            if self.exec_input_full(slot) {
+                break true;
+            }
             match read {
                 Read::More => {}
                 Read::Stop { resume } => {
@@ -504,7 +591,17 @@ impl Worker {
     /// Hands one received message to the route's handler and carries out
     /// what it asked for.
     fn dispatch(&mut self, slot: usize, message: Message) {
-        let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) else {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if let (Some(program), Message::Text(_) | Message::Binary(_)) = (&mut conn.exec, &message) {
+            let lines = self.exec_routes[program.route]
+                .as_ref()
+                .is_some_and(|(e, _)| e.mode == crate::config::ExecMode::Lines);
+            programs::input(&mut program.process, self.poll.registry(), message, lines);
+            return;
+        }
+        let Some(session) = conn.session_mut() else {
             return;
         };
         if let Some(handler) = self.handlers.get_mut(session.route) {
@@ -617,6 +714,7 @@ impl Worker {
         };
         self.notify_close(&mut session);
         let stream = session.fail(code, &reason);
+        self.exec_hang_up(conn.exec.take());
         conn.state = State::Linger(Linger::new(stream, self.now));
         self.conns.restore(slot, conn);
         // The readiness edge may already be spent: look for EOF now.
@@ -742,6 +840,7 @@ impl Worker {
                 TimerKey::Mode => self.mode_timer(),
                 TimerKey::Resume => self.resume_accepting(),
                 TimerKey::Delayed(id) => self.fire_delayed(id),
+                TimerKey::Kill(pid, stage) => self.kill_timer(pid, stage),
             }
         }
     }
@@ -841,10 +940,11 @@ impl Worker {
 
     /// Forgets the connection in `slot`, if any (see `forget`).
     fn remove(&mut self, slot: usize) {
-        let Some(conn) = self.conns.take(slot) else {
+        let Some(mut conn) = self.conns.take(slot) else {
             return;
         };
         let fd = conn.fd();
+        self.exec_hang_up(conn.exec.take());
         match conn.state {
             State::Open(session) => self.forget(slot, fd, Some(session)),
             _ => self.forget(slot, fd, None),

@@ -73,6 +73,8 @@ pub(super) struct Context<'a> {
     pub serial: u32,
     /// The peer's address.
     pub peer: SocketAddr,
+    /// Programs each route's `exec` runs in this worker (by route index).
+    pub exec_running: &'a [usize],
 }
 
 impl Upgrading {
@@ -216,6 +218,14 @@ fn decide(
                 return Err(Reject::Forbidden(format!("origin {o} is not allowed")))
             }
             Some(_) => {}
+        }
+    }
+    if let Some(max) = m.target.exec.as_ref().and_then(|e| e.max_processes) {
+        if ctx.exec_running.get(m.index).copied().unwrap_or(0) >= max {
+            return Err(Reject::Unavailable(format!(
+                "{} runs {max} programs in this worker (max_processes); try again later",
+                m.template.as_str()
+            )));
         }
     }
     let info = ConnInfo {
