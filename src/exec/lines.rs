@@ -32,26 +32,19 @@ impl Lines {
     /// the last newline for the next call.
     pub fn push(&mut self, mut input: &[u8], out: &mut Vec<Output>) -> Result<(), TooLong> {
         while let Some(nl) = input.iter().position(|&b| b == b'\n') {
-            let line = if self.partial.is_empty() {
-                self.check(nl)?;
-                input[..nl].to_vec()
-            } else {
-                self.check(self.partial.len() + nl)?;
-                let mut line = std::mem::take(&mut self.partial);
-                line.extend_from_slice(&input[..nl]);
-                line
-            };
+            let mut line = std::mem::take(&mut self.partial);
+            line.extend_from_slice(&input[..nl]);
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            self.check(line.len())?;
             out.push(message(line));
             input = &input[nl + 1..];
         }
-        self.check(self.partial.len() + input.len()).or_else(|e| {
-            // A trailing `\r` may still be followed by its `\n`.
-            if input.last() == Some(&b'\r') && e.0 == self.max + 1 {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })?;
+        // An unfinished line may end in the `\r` of a `\r\n`.
+        let len = self.partial.len() + input.len();
+        let cr = input.last().or(self.partial.last()) == Some(&b'\r');
+        self.check(len - usize::from(cr))?;
         self.partial.extend_from_slice(input);
         if self.partial.is_empty() {
             // Hold no buffer between lines.
@@ -62,7 +55,10 @@ impl Lines {
 
     /// The program's output ended: its last line, if it had no newline.
     pub fn finish(&mut self) -> Option<Output> {
-        let line = std::mem::take(&mut self.partial);
+        let mut line = std::mem::take(&mut self.partial);
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
         (!line.is_empty()).then(|| message(line))
     }
 
@@ -76,10 +72,7 @@ impl Lines {
 }
 
 /// A line without its `\r\n` or `\n`, as a message.
-fn message(mut line: Vec<u8>) -> Output {
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
+fn message(line: Vec<u8>) -> Output {
     match String::from_utf8(line) {
         Ok(text) => Output::Text(text),
         Err(e) => Output::Binary(e.into_bytes()),
