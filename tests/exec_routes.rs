@@ -394,3 +394,63 @@ fn a_flood_to_a_client_that_does_not_read_stays_bounded() {
     drop(raw);
     wait_gone(pid);
 }
+
+/// The receive queue of the TCP socket from `local_port` to `remote_port`
+/// (the server's end of a connection), from /proc/net/tcp.
+fn rx_queue(local_port: u16, remote_port: u16) -> Option<usize> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next()?, 16).ok();
+        if port(f.get(1)?)? != local_port || port(f.get(2)?)? != remote_port {
+            return None;
+        }
+        usize::from_str_radix(f.get(4)?.split(':').nth(1)?, 16).ok()
+    })
+}
+
+#[test]
+fn a_client_faster_than_its_program_is_not_read() {
+    // A client that vanishes behind a zero window is never seen to go
+    // (its FIN waits for window space): idle_timeout ends it.
+    let d = Daemon::start(&config(
+        "workers = 1\nidle_timeout = \"2s\"",
+        &route(
+            "/deaf",
+            &["sh", "-c", "echo $$; exec sleep 1000"],
+            "kill_grace = \"100ms\"",
+        ),
+    ));
+    let worker = d.wait_workers(1)[0];
+    let tcp = std::net::TcpStream::connect(d.addr).unwrap();
+    tcp.set_read_timeout(Some(DEADLINE)).unwrap();
+    let client_port = tcp.local_addr().unwrap().port();
+    let control = tcp.try_clone().unwrap();
+    let (mut ws, _) = tungstenite::client(d.url("/deaf"), tcp).expect("handshake");
+    let pid: i32 = text(&mut ws).parse().unwrap();
+    let before = rss(worker);
+    // 32 MiB for a program that never reads: the worker buffers at most
+    // its bound for stdin, then leaves the rest in the socket.
+    let sender = std::thread::spawn(move || {
+        let chunk = "x".repeat(64 * 1024);
+        for _ in 0..512 {
+            if ws.send(Message::text(chunk.clone())).is_err() {
+                return;
+            }
+        }
+        let _ = ws.flush();
+    });
+    wait_for("the worker to stop reading the client", || {
+        rx_queue(d.addr.port(), client_port)
+            .filter(|&q| q > 64 * 1024)
+            .map(|_| ())
+    });
+    let after = rss(worker);
+    assert!(
+        after <= before + (8 << 20),
+        "worker RSS grew from {before} to {after}"
+    );
+    control.shutdown(std::net::Shutdown::Both).unwrap();
+    sender.join().unwrap();
+    wait_gone(pid);
+}

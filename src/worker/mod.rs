@@ -267,6 +267,11 @@ impl Worker {
                             continue;
                         }
                         let short_read_ends = !(event.is_read_closed() || event.is_error());
+                        if !short_read_ends && self.exec_input_paused(slot) {
+                            // Not being read, it would never see the end.
+                            self.exec_client_gone(slot);
+                            continue;
+                        }
                         if let Some(conn) = self.conns.get_mut(slot) {
                             conn.arm(short_read_ends);
                         }
@@ -561,10 +566,10 @@ impl Worker {
             for message in batch.drain(..) {
                 self.dispatch(slot, message);
             }
-            if self.exec_input_full(slot) {
-                break true;
-            }
             match read {
+                // A program that does not keep up with its client's
+                // input: stop reading the client until stdin drains.
+                Read::More if self.exec_input_full(slot) => break true,
                 Read::More => {}
                 Read::Stop { resume } => {
                     if resume {

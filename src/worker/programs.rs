@@ -126,6 +126,15 @@ impl Worker {
             .is_some_and(|p| p.input_paused)
     }
 
+    /// The client of a connection whose reading is paused (its program
+    /// does not read stdin) hung up: what it sent would never reach the
+    /// program, so the connection goes now, and its program as any whose
+    /// client left.
+    pub(super) fn exec_client_gone(&mut self, slot: usize) {
+        debug!("an exec client hung up while its program's stdin was full");
+        self.remove(slot);
+    }
+
     /// After a batch of messages: pauses reading the client if its
     /// program's stdin has too much waiting; true if paused.
     pub(super) fn exec_input_full(&mut self, slot: usize) -> bool {
@@ -293,6 +302,11 @@ impl Worker {
                     debug!("pid {pid}: {exit}");
                     program.process.set_exit(exit);
                     program.process.close_stdin(self.poll.registry());
+                    if std::mem::take(&mut program.input_paused) {
+                        // Input is dropped now; read the client (for its
+                        // close reply) again.
+                        self.resume.push(slot);
+                    }
                     // What it printed last may be in the pipe, its
                     // readiness edge seen already.
                     program.output_waiting = true;
