@@ -463,3 +463,44 @@ fn a_client_faster_than_its_program_is_not_read() {
     sender.join().unwrap();
     wait_gone(pid);
 }
+
+#[test]
+fn drain_closes_exec_clients_with_1001_and_ends_their_programs() {
+    let d = Daemon::start(&config(
+        "workers = 1",
+        &route(
+            "/sleep",
+            &["sh", "-c", "echo $$; exec sleep 1000"],
+            "kill_grace = \"200ms\"",
+        ),
+    ));
+    let mut d = d;
+    let mut ws = connect(&d.url("/sleep"));
+    let pid: i32 = text(&mut ws).parse().unwrap();
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(read_close_code(&mut ws), Some(1001));
+    wait_gone(pid);
+    assert_eq!(d.wait_exit(), Some(0));
+}
+
+#[test]
+fn reload_keeps_old_programs_until_their_clients_leave() {
+    let routes = route("/cat", &["sh", "-c", "echo $$; exec cat"], "");
+    let d = Daemon::start(&config("workers = 1", &routes));
+    let old_worker = d.wait_workers(1)[0];
+    let mut ws = connect(&d.url("/cat"));
+    let pid: i32 = text(&mut ws).parse().unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    // A new worker serves new clients; the old one keeps this program.
+    wait_for("a new worker", || {
+        d.workers().iter().any(|w| *w != old_worker).then_some(())
+    });
+    echo(&mut ws, Message::text("still served by the old generation"));
+    assert!(alive(pid));
+    ws.close(None).unwrap();
+    let _ = ws.read();
+    wait_gone(pid);
+    wait_for("the old worker to exit", || {
+        (!alive(old_worker)).then_some(())
+    });
+}
