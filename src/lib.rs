@@ -36,6 +36,11 @@ pub(crate) mod textcheck;
 pub mod tls;
 mod worker;
 
+/// The frame-path fuzz target's harness (see `fuzz/`); not a public API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use worker::fuzzing;
+
 pub use handler::{
     CloseCode, Conn, ConnId, ConnInfo, Handler, HandlerError, HandlerResult, Message, Scope,
 };

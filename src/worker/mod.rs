@@ -13,6 +13,8 @@
 mod accept;
 mod broadcast;
 mod conn;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod session;
 mod slab;
 mod stream;
