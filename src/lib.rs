@@ -11,8 +11,6 @@
 //! - [`handler`]: the [`Handler`] trait, the [`Conn`] handle, built-ins.
 //! - [`relay`]: broadcast frames between workers through the master.
 //! - [`frame`]: the frame codec (reader and writer) for both roles.
-//! - `textcheck`: fail-fast UTF-8 validation under tungstenite's
-//!   `WebSocket`, until the worker reads with [`frame`].
 //! - [`tls`], [`privileges`], [`signals`], [`sdnotify`]: the operating
 //!   system edges.
 //! - [`client`]: the blocking client library and the `wssd client` CLI.
@@ -32,7 +30,6 @@ pub mod route;
 pub mod sdnotify;
 pub mod server;
 pub mod signals;
-pub(crate) mod textcheck;
 pub mod tls;
 mod worker;
 
