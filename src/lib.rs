@@ -12,8 +12,6 @@
 //! - [`exec`]: `exec` routes: a program per connection, its pipes.
 //! - [`relay`]: broadcast frames between workers through the master.
 //! - [`frame`]: the frame codec (reader and writer) for both roles.
-//! - `textcheck`: fail-fast UTF-8 validation under tungstenite's
-//!   `WebSocket`, until the worker reads with [`frame`].
 //! - [`tls`], [`privileges`], [`signals`], [`sdnotify`]: the operating
 //!   system edges.
 //! - [`client`]: the blocking client library and the `wssd client` CLI.
@@ -34,9 +32,13 @@ pub mod route;
 pub mod sdnotify;
 pub mod server;
 pub mod signals;
-pub(crate) mod textcheck;
 pub mod tls;
 mod worker;
+
+/// The frame-path fuzz target's harness (see `fuzz/`); not a public API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use worker::fuzzing;
 
 pub use handler::{
     CloseCode, Conn, ConnId, ConnInfo, Handler, HandlerError, HandlerResult, Message, Scope,

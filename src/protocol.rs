@@ -1,8 +1,7 @@
-//! How a WebSocket protocol failure is answered (RFC 6455 §7.4.1).
-//!
-//! Kept apart from the worker so that the frame-path fuzz target
-//! (`fuzz/fuzz_targets/frames.rs`) answers hostile input with exactly the
-//! close codes the daemon uses.
+//! How a tungstenite protocol error is answered (RFC 6455 §7.4.1), for
+//! code that uses tungstenite's `WebSocket`. The daemon and the client read
+//! frames with [`crate::frame`], whose `FrameError::close_code` answers the
+//! same way.
 
 use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -12,9 +11,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 /// connection is dropped without a close frame.
 ///
 /// - 1009 (`Size`): a frame or message over the configured limits.
-/// - 1007 (`Invalid`): invalid UTF-8 in a text message or close reason,
-///   also when seen by the fail-fast watcher (`textcheck`) before the
-///   frame is complete.
+/// - 1007 (`Invalid`): invalid UTF-8 in a text message or close reason.
 /// - 1002 (`Protocol`): any other violation of RFC 6455 (reserved bits,
 ///   unknown opcodes, unmasked client frames, oversized or fragmented
 ///   control frames, a continuation without a start, a bad close frame).
@@ -22,7 +19,6 @@ pub fn close_code_for(error: &WsError) -> Option<CloseCode> {
     match error {
         WsError::Capacity(_) => Some(CloseCode::Size),
         WsError::Utf8(_) => Some(CloseCode::Invalid),
-        WsError::Io(e) if crate::textcheck::is_invalid_utf8(e) => Some(CloseCode::Invalid),
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
         // Our own attempt to send after a close: nothing the peer did.
         WsError::Protocol(ProtocolError::SendAfterClosing) => None,

@@ -1,93 +1,32 @@
-//! Fuzz target: the WebSocket frame path of an open connection.
+//! Fuzz target: the WebSocket frame path of an open connection, through
+//! the daemon's own code: a real worker `Session` (frame reader, read
+//! budget, pongs, close handshake, send path) over a loopback socket,
+//! driven as the worker's loop drives it, with the built-in `echo`
+//! handler (`wssd::fuzzing::Harness`, built with the `fuzzing` feature).
 //!
-//! Drives what `Worker::open` and `Worker::step_open` do: a server-role
-//! tungstenite `WebSocket` with the daemon's `WebSocketConfig`, created
-//! with `from_partially_read` (bytes that followed the request head),
-//! reading until the socket would block, echoing messages like the `echo`
-//! handler, and answering a read error with the close code of
-//! `wssd::protocol::close_code_for` (1002, 1007, 1009), as `Worker::fail`.
-//!
-//! Input: byte 0 picks the size limits, whether the peer closes the TCP
-//! stream at the end, and how many bytes arrive with the request head;
-//! byte 1 picks the sizes of the reads and whether the socket accepts
-//! only a few bytes per write; the rest are the client's bytes.
+//! Input: byte 0 picks the size limits, and how many bytes arrive with
+//! the request head; byte 1 picks the sizes of the reads; the rest are the
+//! client's bytes.
 //!
 //! Besides "never panics", it checks what goes back to the client: only
 //! well-formed, unmasked server frames, control frames of at most 125
 //! bytes, valid close codes and UTF-8, nothing after a close frame, and
-//! the mapped close code when a read error fails the connection.
+//! the reader's close code when the connection is failed.
 
 #![no_main]
 
-use std::io::{self, Read, Write};
-
 use libfuzzer_sys::fuzz_target;
-use tungstenite::error::{Error as WsError, ProtocolError};
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::frame::CloseFrame;
-use tungstenite::protocol::{Role, WebSocketConfig};
-use tungstenite::{Message, WebSocket};
 
 /// (max_message_size, max_frame_size): the daemon's defaults, then
 /// smaller limits so that 1009 is reachable with short inputs.
 const LIMITS: [(usize, usize); 4] = [(16 << 20, 16 << 20), (1024, 1024), (200, 64), (16, 8)];
 
-/// An in-memory socket: serves the input in reads of planned sizes,
-/// `WouldBlock` when the bytes that "arrived" so far are consumed (or
-/// end-of-stream once the peer closed), and collects what is written,
-/// accepting at most `write_budget` bytes between events when limited.
-struct MemStream<'a> {
-    input: &'a [u8],
-    pos: usize,
-    arrived: usize,
-    eof: bool,
-    output: Vec<u8>,
-    write_budget: Option<usize>,
-}
-
-impl Read for MemStream<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.arrived {
-            return if self.eof && self.arrived == self.input.len() {
-                Ok(0)
-            } else {
-                Err(io::ErrorKind::WouldBlock.into())
-            };
-        }
-        let n = buf.len().min(self.arrived - self.pos);
-        buf[..n].copy_from_slice(&self.input[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-impl Write for MemStream<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = match self.write_budget {
-            Some(0) => return Err(io::ErrorKind::WouldBlock.into()),
-            Some(budget) => budget.min(buf.len()),
-            None => buf.len(),
-        };
-        if let Some(budget) = self.write_budget.as_mut() {
-            *budget -= n;
-        }
-        self.output.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The input split into its control bytes and the client's bytes.
 struct Plan<'a> {
     max_message: usize,
     max_frame: usize,
-    eof: bool,
     leftover: usize,
     seed: u8,
-    limited_writes: bool,
     bytes: &'a [u8],
 }
 
@@ -98,12 +37,9 @@ impl<'a> Plan<'a> {
         let (max_message, max_frame) = LIMITS[usize::from(a & 3)];
         Some(Plan {
             max_message,
-            // As Worker::open: the frame limit never exceeds the message limit.
-            max_frame: max_frame.min(max_message),
-            eof: a & 4 != 0,
+            max_frame,
             leftover: (usize::from(a >> 3) * 3).min(bytes.len()),
             seed: b,
-            limited_writes: b & 0x40 != 0,
             bytes,
         })
     }
@@ -118,75 +54,6 @@ impl<'a> Plan<'a> {
         } else {
             1 + x % 11
         }
-    }
-}
-
-/// What the harness saw, for the checks on the output.
-#[derive(Default)]
-struct Outcome {
-    /// The close code we failed the connection with, if the connection
-    /// was still open (no close frame sent yet) when it failed.
-    failed_with: Option<CloseCode>,
-}
-
-/// The echo handler: send every data message back (`Worker::send`).
-/// Returns false if the connection would be dropped.
-fn echo(ws: &mut WebSocket<MemStream<'_>>, message: Message) -> bool {
-    match ws.write(message) {
-        Ok(()) => true,
-        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => true,
-        Err(WsError::Protocol(ProtocolError::SendAfterClosing)) | Err(WsError::AlreadyClosed) => {
-            true
-        }
-        Err(_) => false,
-    }
-}
-
-/// `Worker::fail`: answer a read error with its close code, then stop.
-fn fail(ws: &mut WebSocket<MemStream<'_>>, error: WsError, outcome: &mut Outcome) {
-    let Some(code) = wssd::protocol::close_code_for(&error) else {
-        return;
-    };
-    let open = ws.can_write();
-    let reason = error.to_string();
-    let _ = ws.close(Some(CloseFrame {
-        code,
-        reason: reason.chars().take(100).collect::<String>().into(),
-    }));
-    let _ = ws.flush();
-    if open {
-        outcome.failed_with = Some(code);
-    }
-}
-
-/// One readiness event, as `Worker::step_open`: read until the socket
-/// would block, dispatch, then flush. Returns false once the connection
-/// is finished (closed, failed or dropped).
-fn step(ws: &mut WebSocket<MemStream<'_>>, plan: &Plan<'_>, outcome: &mut Outcome) -> bool {
-    loop {
-        match ws.read() {
-            Ok(message) => match message {
-                Message::Text(_) | Message::Binary(_) => {
-                    assert!(message.len() <= plan.max_message, "message over the limit");
-                    if !echo(ws, message) {
-                        return false;
-                    }
-                }
-                Message::Ping(p) | Message::Pong(p) => assert!(p.len() <= 125),
-                Message::Close(_) | Message::Frame(_) => {}
-            },
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => return false,
-            Err(e) => {
-                fail(ws, e, outcome);
-                return false;
-            }
-        }
-    }
-    match ws.flush() {
-        Ok(()) => true,
-        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => true,
-        Err(_) => false,
     }
 }
 
@@ -234,13 +101,13 @@ fn parse_output(mut out: &[u8]) -> Vec<OutFrame<'_>> {
 
 /// Close codes an endpoint may send: those of RFC 6455 §7.4.1, the later
 /// IANA registrations 1012-1014, and the 3000-4999 application ranges.
-/// (tungstenite echoes a peer's 1012 or 1013 in its close reply.)
+/// (The close reply echoes the peer's code.)
 fn sendable(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// Checks everything the server wrote against RFC 6455.
-fn check_output(out: &[u8], outcome: &Outcome) {
+fn check_output(out: &[u8], failed_with: Option<u16>) {
     let frames = parse_output(out);
     let mut closed = false;
     for f in &frames {
@@ -270,18 +137,14 @@ fn check_output(out: &[u8], outcome: &Outcome) {
             op => panic!("server sent opcode {op:#x}"),
         }
     }
-    if let Some(code) = outcome.failed_with {
+    if let Some(code) = failed_with {
         let last = frames.last().expect("a close frame after a failure");
         assert!(
             last.opcode == 0x8 && last.payload.len() >= 2,
             "no close code"
         );
         let sent = u16::from_be_bytes([last.payload[0], last.payload[1]]);
-        assert_eq!(
-            sent,
-            u16::from(code),
-            "failure answered with the wrong code"
-        );
+        assert_eq!(sent, code, "failure answered with the wrong code");
     }
 }
 
@@ -289,38 +152,23 @@ fuzz_target!(|data: &[u8]| {
     let Some(plan) = Plan::new(data) else {
         return;
     };
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(65536)
-        .max_message_size(Some(plan.max_message))
-        .max_frame_size(Some(plan.max_frame));
     let (leftover, rest) = plan.bytes.split_at(plan.leftover);
-    let stream = MemStream {
-        input: rest,
-        pos: 0,
-        arrived: 0,
-        eof: plan.eof,
-        output: Vec::new(),
-        write_budget: plan.limited_writes.then_some(0),
+    let Ok(mut conn) = wssd::fuzzing::Harness::new(plan.max_message, plan.max_frame, leftover) else {
+        return; // out of sockets: not a finding
     };
-    let mut ws =
-        WebSocket::from_partially_read(stream, leftover.to_vec(), Role::Server, Some(config));
-    let mut outcome = Outcome::default();
+    let mut at = 0;
     let mut i = 0;
-    loop {
-        let s = ws.get_mut();
-        s.arrived = (s.arrived + plan.arrival(i)).min(s.input.len());
-        if let Some(budget) = s.write_budget.as_mut() {
-            *budget = 1 + (usize::from(plan.seed) + i) % 97;
-        }
-        let all_in = s.arrived == s.input.len();
+    while at < rest.len() {
+        let n = plan.arrival(i).min(rest.len() - at);
         i += 1;
-        if !step(&mut ws, &plan, &mut outcome) || all_in {
+        if !conn.feed(&rest[at..at + n]) {
             break;
         }
+        at += n;
     }
-    // The socket drains: whatever was queued reaches the client.
-    ws.get_mut().write_budget = None;
-    let _ = ws.flush();
-    check_output(&ws.get_ref().output, &outcome);
+    if rest.is_empty() {
+        conn.feed(&[]);
+    }
+    let (output, failed_with) = conn.finish();
+    check_output(&output, failed_with);
 });

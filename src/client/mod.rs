@@ -3,7 +3,8 @@
 //! [`Client::connect`] opens a `ws://` or `wss://` connection (directly or
 //! through an HTTP CONNECT proxy) and performs the handshake; the client then
 //! sends and receives whole messages and closes with the close handshake.
-//! tungstenite is the codec; TCP, the proxy tunnel and TLS are done here.
+//! tungstenite does the opening handshake, [`crate::frame`] reads and
+//! writes the frames; TCP, the proxy tunnel and TLS are done here.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -20,6 +21,7 @@
 mod base64;
 pub mod cli;
 mod error;
+mod head;
 
 mod transport;
 mod url;
@@ -32,13 +34,14 @@ use std::time::{Duration, Instant};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::HandshakeError;
 use tungstenite::http::{header, HeaderName, HeaderValue};
-use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tungstenite::protocol::frame::{CloseFrame, Frame};
-use tungstenite::protocol::{WebSocket, WebSocketConfig};
-use tungstenite::{Bytes, Error as WsError};
+use tungstenite::Error as WsError;
 
-use crate::textcheck::{self, TextChecked};
+use crate::frame::{
+    CloseCode, CloseFrame, Control, Data, Event, FrameError, FrameReader, FrameWriter, Input,
+    Limits, MessageKind, OpCode, Role,
+};
 pub use error::ClientError;
+use head::UntilHead;
 use transport::MaybeTls;
 use url::WsUrl;
 
@@ -48,8 +51,6 @@ pub const CLOSE_NO_STATUS: u16 = 1005;
 pub const CLOSE_ABNORMAL: u16 = 1006;
 /// How long to wait for the server to end the TCP connection after its close reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// Longest close reason that fits a close frame, in bytes.
-const MAX_CLOSE_REASON: usize = 123;
 /// Handshake headers that tungstenite writes itself; user values replace them.
 const HANDSHAKE_HEADERS: [&str; 5] = [
     "host",
@@ -204,7 +205,15 @@ impl ClientConfig {
 /// A blocking WebSocket client connection.
 #[derive(Debug)]
 pub struct Client {
-    ws: WebSocket<TextChecked<MaybeTls>>,
+    stream: MaybeTls,
+    reader: FrameReader,
+    writer: FrameWriter,
+    /// Read buffer: bytes `rpos..rlen` are read and not yet consumed.
+    rbuf: Vec<u8>,
+    rpos: usize,
+    rlen: usize,
+    /// Frames to send, gathered for one write (emptied after each).
+    out: Vec<u8>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     fragment_size: Option<usize>,
@@ -213,7 +222,22 @@ pub struct Client {
     pending: VecDeque<Message>,
     /// The peer's close code and reason, once known.
     peer_close: Option<(u16, String)>,
+    /// We sent a close frame (no more frames may follow it).
+    close_sent: bool,
     closed: bool,
+}
+
+/// Size of the client's read buffer.
+const READ_BUF: usize = 64 * 1024;
+/// An output buffer larger than this is freed after its write.
+const KEEP_OUT: usize = 64 * 1024;
+
+/// What one read step gave, owned.
+enum Incoming {
+    Message(Message),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(Option<CloseFrame>),
 }
 
 impl Client {
@@ -227,35 +251,47 @@ impl Client {
             reason,
         })?;
         let request = build_request(&parsed, config)?;
-        // Text messages are checked for UTF-8 as their bytes arrive (fail fast).
-        let stream = TextChecked::after_http_head(transport::open(&parsed, config)?);
-        let ws_config = WebSocketConfig::default()
-            .max_message_size(config.max_message_size)
-            .max_frame_size(config.max_message_size);
-        let (ws, response) =
-            match tungstenite::client::client_with_config(request, stream, Some(ws_config)) {
-                Ok(done) => done,
-                Err(HandshakeError::Interrupted(_)) => {
-                    return Err(ClientError::Timeout {
-                        what: format!("waiting for the handshake answer of {}", parsed.authority()),
-                        after: config.read_timeout,
-                    })
-                }
-                Err(HandshakeError::Failure(err)) => return Err(handshake_error(err, config)),
-            };
+        let mut stream = transport::open(&parsed, config)?;
+        // tungstenite does the handshake; frames right behind the 101 stay ours.
+        let mut head = UntilHead::new(&mut stream);
+        let response = match tungstenite::client::client(request, &mut head) {
+            Ok((_, response)) => response,
+            Err(HandshakeError::Interrupted(_)) => {
+                return Err(ClientError::Timeout {
+                    what: format!("waiting for the handshake answer of {}", parsed.authority()),
+                    after: config.read_timeout,
+                })
+            }
+            Err(HandshakeError::Failure(err)) => return Err(handshake_error(err, config)),
+        };
+        let first_frames = head.into_extra();
         let subprotocol = response
             .headers()
             .get("Sec-WebSocket-Protocol")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let mut rbuf = first_frames;
+        let rlen = rbuf.len();
+        rbuf.resize(rlen.max(READ_BUF), 0);
+        let limits = Limits {
+            max_frame_size: config.max_message_size,
+            max_message_size: config.max_message_size,
+        };
         Ok(Client {
-            ws,
+            stream,
+            reader: FrameReader::new(Role::Client, limits),
+            writer: FrameWriter::new(Role::Client),
+            rbuf,
+            rpos: 0,
+            rlen,
+            out: Vec::new(),
             read_timeout: config.read_timeout.filter(|t| !t.is_zero()),
             write_timeout: config.write_timeout.filter(|t| !t.is_zero()),
             fragment_size: config.fragment_size.filter(|&n| n > 0),
             subprotocol,
             pending: VecDeque::new(),
             peer_close: None,
+            close_sent: false,
             closed: false,
         })
     }
@@ -272,19 +308,19 @@ impl Client {
 
     /// Sends a text message (fragmented per `fragment_size`).
     pub fn send_text(&mut self, text: &str) -> Result<(), ClientError> {
-        self.send_frames(Bytes::copy_from_slice(text.as_bytes()), Data::Text)
+        self.send_frames(text.as_bytes(), Data::Text)
     }
 
     /// Sends a binary message (fragmented per `fragment_size`).
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), ClientError> {
-        self.send_frames(Bytes::copy_from_slice(data), Data::Binary)
+        self.send_frames(data, Data::Binary)
     }
 
     /// Sends a [`Message`].
     pub fn send(&mut self, message: Message) -> Result<(), ClientError> {
         match message {
-            Message::Text(text) => self.send_frames(Bytes::from(text.into_bytes()), Data::Text),
-            Message::Binary(data) => self.send_frames(Bytes::from(data), Data::Binary),
+            Message::Text(text) => self.send_frames(text.as_bytes(), Data::Text),
+            Message::Binary(data) => self.send_frames(&data, Data::Binary),
         }
     }
 
@@ -342,16 +378,13 @@ impl Client {
         }
         self.check_open()?;
         let start = Instant::now();
-        let ping = tungstenite::Message::Ping(Bytes::copy_from_slice(payload));
-        self.ws
-            .send(ping)
-            .map_err(|e| self.map_error(e, "sending a ping"))?;
+        self.writer
+            .append(&mut self.out, OpCode::Control(Control::Ping), true, payload);
+        self.write_out("sending a ping")?;
         let deadline = self.read_timeout.map(|t| start + t);
         loop {
-            match self.read_raw(deadline, "waiting for the pong")? {
-                tungstenite::Message::Pong(data) if data.as_ref() == payload => {
-                    return Ok(start.elapsed())
-                }
+            match self.read_event(deadline, "waiting for the pong")? {
+                Incoming::Pong(data) if data == payload => return Ok(start.elapsed()),
                 other => {
                     if let Some(message) = self.handle(other)? {
                         self.pending.push_back(message);
@@ -376,17 +409,14 @@ impl Client {
                 "{code} is not a valid close code"
             )));
         }
-        let frame = CloseFrame {
-            code: close_code,
-            reason: truncate(reason).into(),
-        };
-        if let Err(err) = self.ws.close(Some(frame)) {
-            return Err(self.map_error(err, "sending the close frame"));
-        }
+        self.writer
+            .append_close(&mut self.out, Some((close_code, reason)));
+        self.close_sent = true;
+        self.write_out("sending the close frame")?;
         let deadline = self.read_timeout.map(|t| Instant::now() + t);
         let outcome = self.await_close_reply(deadline);
         self.closed = true;
-        self.ws.get_ref().shutdown();
+        self.stream.shutdown();
         outcome
     }
 
@@ -414,16 +444,9 @@ impl Client {
                 let grace = Instant::now() + CLOSE_GRACE;
                 deadline = Some(deadline.map_or(grace, |d| d.min(grace)));
             }
-            let result = self.set_deadline(deadline, "waiting for the close reply");
-            let result = result.and_then(|()| self.ws.read().map_err(ClientError::from_ws));
-            match result {
-                Ok(tungstenite::Message::Close(frame)) => self.record_close(frame),
-                Ok(tungstenite::Message::Text(text)) => self
-                    .pending
-                    .push_back(Message::Text(text.as_str().to_string())),
-                Ok(tungstenite::Message::Binary(data)) => {
-                    self.pending.push_back(Message::Binary(data.to_vec()))
-                }
+            match self.read_event(deadline, "waiting for the close reply") {
+                Ok(Incoming::Close(frame)) => self.record_close(frame),
+                Ok(Incoming::Message(message)) => self.pending.push_back(message),
                 Ok(_) => {}
                 Err(_) if self.peer_close.is_some() => return Ok(()),
                 Err(ClientError::Timeout { .. }) => {
@@ -443,8 +466,9 @@ impl Client {
         }
     }
 
-    /// Sends `payload` as one message, in fragments if it is longer than `fragment_size`.
-    fn send_frames(&mut self, payload: Bytes, kind: Data) -> Result<(), ClientError> {
+    /// Sends `payload` as one message, in fragments if it is longer than
+    /// `fragment_size`, all in one write.
+    fn send_frames(&mut self, payload: &[u8], kind: Data) -> Result<(), ClientError> {
         self.check_open()?;
         let size = match self.fragment_size {
             Some(size) if payload.len() > size => size,
@@ -459,18 +483,26 @@ impl Client {
                 OpCode::Data(Data::Continue)
             };
             let last = end == payload.len();
-            let frame = Frame::message(payload.slice(offset..end), opcode, last);
-            if let Err(err) = self.ws.write(tungstenite::Message::Frame(frame)) {
-                return Err(self.map_error(err, "sending a message"));
-            }
+            self.writer
+                .append(&mut self.out, opcode, last, &payload[offset..end]);
             if last {
                 break;
             }
             offset = end;
         }
-        self.ws
-            .flush()
-            .map_err(|e| self.map_error(e, "sending a message"))
+        self.write_out("sending a message")
+    }
+
+    /// Writes the gathered frames; frees a large output buffer afterwards.
+    fn write_out(&mut self, what: &str) -> Result<(), ClientError> {
+        let result = io::Write::write_all(&mut self.stream, &self.out)
+            .and_then(|()| io::Write::flush(&mut self.stream));
+        if self.out.capacity() > KEEP_OUT {
+            self.out = Vec::new();
+        } else {
+            self.out.clear();
+        }
+        result.map_err(|err| self.io_error(err, what, self.write_timeout))
     }
 
     /// One read step: `Some` for a data message, `None` for a control frame.
@@ -479,41 +511,93 @@ impl Client {
         deadline: Option<Instant>,
         what: &str,
     ) -> Result<Option<Message>, ClientError> {
-        let message = self.read_raw(deadline, what)?;
-        self.handle(message)
+        let event = self.read_event(deadline, what)?;
+        self.handle(event)
     }
 
-    /// Handles a frame from tungstenite: data becomes a [`Message`], pings are
-    /// answered, a close is recorded and returned as [`ClientError::Closed`].
-    fn handle(&mut self, message: tungstenite::Message) -> Result<Option<Message>, ClientError> {
-        match message {
-            tungstenite::Message::Text(text) => Ok(Some(Message::Text(text.as_str().to_string()))),
-            tungstenite::Message::Binary(data) => Ok(Some(Message::Binary(data.to_vec()))),
-            tungstenite::Message::Ping(_) => {
-                self.flush_queued();
+    /// Handles an incoming frame: data becomes a [`Message`], pings are
+    /// answered, a close is answered, recorded and returned as
+    /// [`ClientError::Closed`].
+    fn handle(&mut self, event: Incoming) -> Result<Option<Message>, ClientError> {
+        match event {
+            Incoming::Message(message) => Ok(Some(message)),
+            Incoming::Ping(payload) => {
+                if !self.close_sent {
+                    self.writer.append(
+                        &mut self.out,
+                        OpCode::Control(Control::Pong),
+                        true,
+                        &payload,
+                    );
+                    // A failure shows on the next operation.
+                    let _ = self.write_out("sending a pong");
+                }
                 Ok(None)
             }
-            tungstenite::Message::Close(frame) => {
+            Incoming::Pong(_) => Ok(None),
+            Incoming::Close(frame) => {
+                if !self.close_sent {
+                    // Echo the code (RFC 6455 §5.5.1).
+                    let reply = frame.as_ref().map(|f| (f.code, ""));
+                    self.writer.append_close(&mut self.out, reply);
+                    self.close_sent = true;
+                    let _ = self.write_out("answering the close");
+                }
                 self.record_close(frame);
-                self.flush_queued();
                 self.closed = true;
                 Err(self.closed_error())
             }
-            tungstenite::Message::Pong(_) | tungstenite::Message::Frame(_) => Ok(None),
         }
     }
 
-    /// Reads one frame from tungstenite before `deadline`.
-    fn read_raw(
+    /// Reads the next frame event before `deadline`.
+    fn read_event(
         &mut self,
         deadline: Option<Instant>,
         what: &str,
-    ) -> Result<tungstenite::Message, ClientError> {
+    ) -> Result<Incoming, ClientError> {
         self.check_open()?;
-        self.set_deadline(deadline, what)?;
-        match self.ws.read() {
-            Ok(message) => Ok(message),
-            Err(err) => Err(self.map_error(err, what)),
+        loop {
+            if self.rpos < self.rlen {
+                let mut input = Input::new(&mut self.rbuf[self.rpos..self.rlen]);
+                let before = input.len();
+                let next = self.reader.next(&mut input).map(|e| e.map(incoming));
+                self.rpos += before - input.len();
+                match next {
+                    Ok(Some(Ok(event))) => return Ok(event),
+                    Ok(Some(Err(err))) => return Err(err),
+                    Ok(None) => {}
+                    Err(err) => return Err(self.protocol_error(err)),
+                }
+            }
+            self.rpos = 0;
+            self.rlen = 0;
+            self.set_deadline(deadline, what)?;
+            match io::Read::read(&mut self.stream, &mut self.rbuf) {
+                Ok(0) => {
+                    return Err(
+                        self.lost("the server closed the connection without a close frame".into())
+                    )
+                }
+                Ok(n) => self.rlen = n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(self.io_error(err, what, self.read_timeout)),
+            }
+        }
+    }
+
+    /// A protocol violation by the server fails the connection (RFC 6455
+    /// 7.1.7): a close frame with 1002, 1007 or 1009, then the TCP close.
+    fn protocol_error(&mut self, err: FrameError) -> ClientError {
+        self.fail(err.close_code(), &err.to_string());
+        match err {
+            FrameError::FrameTooLarge { size, max } | FrameError::MessageTooLarge { size, max } => {
+                ClientError::MessageTooLarge {
+                    size: usize::try_from(size).unwrap_or(usize::MAX),
+                    max: usize::try_from(max).unwrap_or(usize::MAX),
+                }
+            }
+            other => ClientError::Protocol(other.to_string()),
         }
     }
 
@@ -529,26 +613,25 @@ impl Client {
         if self.peer_close.is_none() {
             self.peer_close = Some((CLOSE_ABNORMAL, String::new()));
         }
-        let frame = CloseFrame {
-            code,
-            reason: truncate(reason).into(),
-        };
-        let _ = self.ws.close(Some(frame));
-        let _ = self.ws.flush();
-        let stream = self.ws.get_mut();
-        let _ = stream.tcp().shutdown(std::net::Shutdown::Write);
+        if !self.close_sent {
+            self.close_sent = true;
+            self.writer
+                .append_close(&mut self.out, Some((code, reason)));
+            let _ = self.write_out("failing the connection");
+        }
+        let _ = self.stream.tcp().shutdown(std::net::Shutdown::Write);
         let deadline = Instant::now() + CLOSE_GRACE;
         let mut sink = [0u8; 4096];
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            if left.is_zero() || stream.tcp().set_read_timeout(Some(left)).is_err() {
+            if left.is_zero() || self.stream.tcp().set_read_timeout(Some(left)).is_err() {
                 break;
             }
-            match io::Read::read(&mut **stream, &mut sink) {
+            match io::Read::read(&mut self.stream, &mut sink) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
         }
-        stream.shutdown();
+        self.stream.shutdown();
     }
 
     /// Sets the socket read timeout to the time left before `deadline`.
@@ -565,16 +648,10 @@ impl Client {
                 }
             },
         };
-        self.ws
-            .get_ref()
+        self.stream
             .tcp()
             .set_read_timeout(left)
             .map_err(ClientError::Io)
-    }
-
-    /// Sends queued pongs / close replies now; a failure shows on the next operation.
-    fn flush_queued(&mut self) {
-        let _ = self.ws.flush();
     }
 
     /// Records the peer's close frame.
@@ -603,73 +680,44 @@ impl Client {
         ClientError::Closed { code, reason }
     }
 
-    /// Maps a tungstenite error on the open connection, updating the state.
-    /// A protocol violation by the server fails the connection (RFC 6455
-    /// 7.1.7): a close frame with 1002, 1007 or 1009, then the TCP close.
-    fn map_error(&mut self, err: WsError, what: &str) -> ClientError {
-        if let Some(code) = crate::protocol::close_code_for(&err) {
-            self.fail(code, &err.to_string());
+    /// The connection ended without a close frame.
+    fn lost(&mut self, reason: String) -> ClientError {
+        self.closed = true;
+        if self.peer_close.is_none() {
+            self.peer_close = Some((CLOSE_ABNORMAL, reason));
         }
-        match ClientError::from_ws(err) {
-            ClientError::Timeout { .. } => {
-                let after = if what.starts_with("sending") {
-                    self.write_timeout
-                } else {
-                    self.read_timeout
-                };
-                ClientError::Timeout {
-                    what: what.to_string(),
-                    after,
-                }
+        self.closed_error()
+    }
+
+    /// Maps an I/O error on the open connection.
+    fn io_error(&mut self, err: io::Error, what: &str, after: Option<Duration>) -> ClientError {
+        if error::is_timeout(&err) {
+            ClientError::Timeout {
+                what: what.to_string(),
+                after,
             }
-            ClientError::Closed { reason, .. } => {
-                self.closed = true;
-                if self.peer_close.is_none() {
-                    self.peer_close = Some((CLOSE_ABNORMAL, reason));
-                }
-                self.closed_error()
-            }
-            other => other,
+        } else if is_disconnect(&err) {
+            self.lost(format!("the connection was lost: {err}"))
+        } else {
+            ClientError::Io(err)
         }
     }
 }
 
-impl ClientError {
-    /// Converts a tungstenite error on an established connection.
-    fn from_ws(err: WsError) -> ClientError {
-        match err {
-            WsError::Io(err) if error::is_timeout(&err) => ClientError::Timeout {
-                what: String::new(),
-                after: None,
-            },
-            WsError::Io(err) if textcheck::is_invalid_utf8(&err) => {
-                ClientError::Protocol(err.to_string())
-            }
-            WsError::Io(err) if is_disconnect(&err) => ClientError::Closed {
-                code: CLOSE_ABNORMAL,
-                reason: format!("the connection was lost: {err}"),
-            },
-            WsError::Io(err) => ClientError::Io(err),
-            WsError::ConnectionClosed | WsError::AlreadyClosed => ClientError::Closed {
-                code: CLOSE_ABNORMAL,
-                reason: "the connection is closed".into(),
-            },
-            WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
-                ClientError::Closed {
-                    code: CLOSE_ABNORMAL,
-                    reason: "the server closed the connection without a close frame".into(),
-                }
-            }
-            WsError::Capacity(tungstenite::error::CapacityError::MessageTooLong {
-                size,
-                max_size,
-            }) => ClientError::MessageTooLarge {
-                size,
-                max: max_size,
-            },
-            other => ClientError::Protocol(other.to_string()),
-        }
-    }
+/// An event of the frame reader, owned (one copy of a borrowed payload).
+fn incoming(event: Event<'_>) -> Result<Incoming, ClientError> {
+    Ok(match event {
+        Event::Message { kind, payload, .. } => Incoming::Message(match kind {
+            MessageKind::Text => Message::Text(
+                String::from_utf8(payload.into_vec())
+                    .map_err(|_| ClientError::Protocol("invalid UTF-8 in a text message".into()))?,
+            ),
+            MessageKind::Binary => Message::Binary(payload.into_vec()),
+        }),
+        Event::Ping(payload) => Incoming::Ping(payload.into_vec()),
+        Event::Pong(payload) => Incoming::Pong(payload.into_vec()),
+        Event::Close(frame) => Incoming::Close(frame),
+    })
 }
 
 /// Whether an I/O error means the peer went away.
@@ -756,15 +804,6 @@ fn build_request(
     Ok(request)
 }
 
-/// Cuts `reason` to [`MAX_CLOSE_REASON`] bytes on a character boundary.
-fn truncate(reason: &str) -> String {
-    let mut end = reason.len().min(MAX_CLOSE_REASON);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason[..end].to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -799,8 +838,8 @@ mod tests {
     #[test]
     fn close_reason_is_cut_on_a_char_boundary() {
         let long = "é".repeat(100);
-        let cut = truncate(&long);
-        assert!(cut.len() <= MAX_CLOSE_REASON);
+        let cut = crate::frame::truncate_reason(&long);
+        assert!(cut.len() <= crate::frame::MAX_CLOSE_REASON);
         assert_eq!(cut.len(), 122);
     }
 }
