@@ -15,6 +15,8 @@
 //! - `error`: why the daemon could not run ([`Error`]), and exit statuses.
 //! - `logging`: log lines that name the process (master or worker K).
 //! - `worker`: one `mio` loop per process; connections as state machines.
+//! - `exec`: `exec` routes: a program per connection, its environment,
+//!   its pipes and the lines read from it.
 //! - `handshake`: the HTTP upgrade as pure functions over bytes.
 //! - `route`: path templates such as `/chat/{room}`.
 //! - `relay`: broadcast frames between workers through the master.
@@ -33,8 +35,8 @@
 //!
 //! The `wssd` binary (with `wssd client`) is the `wssd-cli` package (cli/),
 //! the load generator `wssd bench` the `wssd-bench` package (bench/).
-//! `internals` re-exports what the fuzz targets drive; it is hidden and
-//! not part of the API.
+//! `internals` (and `fuzzing`, behind the `fuzzing` feature) re-export
+//! what the fuzz targets drive; they are hidden and not part of the API.
 
 #![deny(missing_docs)]
 
@@ -42,6 +44,7 @@ mod app;
 pub mod client;
 pub mod config;
 mod error;
+mod exec;
 mod frame;
 pub mod handler;
 mod handshake;
@@ -65,6 +68,13 @@ pub use error::Error;
 pub use handler::{Conn, ConnId, ConnInfo, Handler, HandlerError, HandlerResult, Scope};
 pub use message::{CloseCode, Message, Text, MAX_CLOSE_REASON};
 pub use server::Server;
+
+/// The frame-path fuzz target's harness (`fuzz/fuzz_targets/frames.rs`),
+/// which drives a real worker session. Not part of the API: no
+/// documentation, no semver promise.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use worker::fuzzing;
 
 /// docs/handlers.md and docs/client.md, compiled as doc tests so that
 /// their examples keep up with the API.

@@ -73,6 +73,8 @@ pub(super) struct Context<'a> {
     pub serial: u32,
     /// The peer's address.
     pub peer: SocketAddr,
+    /// Programs each route's `exec` runs in this worker (by route index).
+    pub exec_running: &'a [usize],
 }
 
 impl Upgrading {
@@ -218,12 +220,23 @@ fn decide(
             Some(_) => {}
         }
     }
+    if let Some(max) = m.target.exec.as_ref().and_then(|e| e.max_processes) {
+        if ctx.exec_running.get(m.index).copied().unwrap_or(0) >= max {
+            return Err(Reject::Unavailable(format!(
+                "{} runs {max} programs in this worker (max_processes); try again later",
+                m.template.as_str()
+            )));
+        }
+    }
+    let mut headers = req.headers;
+    headers.retain(|(name, _)| !HANDSHAKE_ONLY.iter().any(|h| name.eq_ignore_ascii_case(h)));
+    headers.shrink_to_fit();
     let info = ConnInfo {
         id: ConnId::new(ctx.pid, ctx.serial),
         peer: ctx.peer,
         path: req.path,
         query: req.query,
-        headers: req.headers,
+        headers,
         params,
         route: m.template.as_str().to_string(),
     };
@@ -235,6 +248,17 @@ fn decide(
     };
     Ok((Box::new(upgrade), key))
 }
+
+/// Request headers that only carry the upgrade itself (checked above)
+/// and mean nothing once the connection is open: not kept for the
+/// handler, since every open connection holds its headers for its whole
+/// life (they were most of an idle connection's memory).
+const HANDSHAKE_ONLY: [&str; 4] = [
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+];
 
 /// How reading a request head ended.
 enum HeadRead {
