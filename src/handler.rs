@@ -58,7 +58,9 @@ pub struct ConnInfo {
     pub path: String,
     /// The query string without the `?`.
     pub query: String,
-    /// The request headers in order.
+    /// The request headers in order, without those that only carry the
+    /// upgrade (`Upgrade`, `Connection`, `Sec-WebSocket-Key`,
+    /// `Sec-WebSocket-Version`).
     pub headers: Vec<(String, String)>,
     /// Path template parameters, percent-decoded, in template order.
     pub params: Vec<(String, String)>,
@@ -131,7 +133,8 @@ impl<'a> Conn<'a> {
         &self.info.query
     }
 
-    /// All request headers, in order.
+    /// The request headers, in order (without the four that only carry
+    /// the upgrade; see [`ConnInfo::headers`]).
     pub fn headers(&self) -> &[(String, String)] {
         &self.info.headers
     }

@@ -60,6 +60,11 @@ mod signals;
 mod tls;
 mod worker;
 
+/// The frame-path fuzz target's harness (see `fuzz/`); not a public API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use worker::fuzzing;
+
 pub use bytes::Bytes;
 pub use error::Error;
 pub use handler::{Conn, ConnId, ConnInfo, Handler, HandlerError, HandlerResult, Scope};

@@ -13,6 +13,8 @@
 mod accept;
 mod broadcast;
 mod conn;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod session;
 mod slab;
 mod stream;
@@ -38,7 +40,7 @@ use crate::relay::{RelayLink, RoomKey};
 use crate::signals::SignalPipe;
 use accept::{Accepted, Gate};
 use broadcast::{Broadcast, Broadcasts};
-use conn::{Conn, Deadlines, Due, Linger, State, CLOSE_GRACE};
+use conn::{Conn, Deadlines, Due, Handshake, Linger, State, CLOSE_GRACE};
 use session::{Flush, Read, Received, Sent, Session, READ_BUDGET};
 use slab::Slab;
 use timers::Timers;
@@ -364,10 +366,12 @@ impl Worker {
         }
         let conn = Conn {
             serial,
-            peer,
             accepted: self.now,
             scheduled: None,
-            state: State::Upgrading(upgrading),
+            state: State::Upgrading(Box::new(Handshake {
+                peer,
+                phase: upgrading,
+            })),
         };
         self.conns.insert(slot, conn);
         self.drive(slot);
@@ -404,31 +408,32 @@ impl Worker {
         let Some(mut conn) = self.conns.take(slot) else {
             return false;
         };
-        let upgrading = match conn.state {
-            State::Upgrading(u) => u,
+        let Handshake { peer, phase } = match conn.state {
+            State::Upgrading(h) => *h,
             other => {
                 conn.state = other;
                 self.conns.restore(slot, conn);
                 return false;
             }
         };
-        let fd = upgrading.fd();
+        let fd = phase.fd();
         let ctx = upgrade::Context {
             config: &self.config,
             app: &self.app,
             pid: self.pid,
             serial: conn.serial,
-            peer: conn.peer,
+            peer,
         };
-        let (state, again) = match upgrading.step(&ctx) {
-            Step::Wait(u) => (State::Upgrading(u), false),
-            Step::Again(u) => (State::Upgrading(u), true),
+        let handshake = |phase| State::Upgrading(Box::new(Handshake { peer, phase }));
+        let (state, again) = match phase.step(&ctx) {
+            Step::Wait(u) => (handshake(u), false),
+            Step::Again(u) => (handshake(u), true),
             Step::Open(stream, up) => {
                 let max_frame = self.config.server.max_frame_size;
                 let session = Session::new(stream, *up, max_frame, self.now);
                 (State::Open(Box::new(session)), true)
             }
-            Step::Refused(stream) => (State::Linger(Linger::new(stream, self.now)), true),
+            Step::Refused(stream) => (State::Linger(Linger::new(stream, peer, self.now)), true),
             Step::Drop => {
                 // The socket is closed already (which took it out of the
                 // poller); deregistering is for the record.
@@ -618,8 +623,9 @@ impl Worker {
             }
         };
         self.notify_close(&mut session);
+        let peer = session.info.peer;
         let stream = session.fail(code, &reason);
-        conn.state = State::Linger(Linger::new(stream, self.now));
+        conn.state = State::Linger(Linger::new(stream, peer, self.now));
         self.conns.restore(slot, conn);
         // The readiness edge may already be spent: look for EOF now.
         self.step_linger(slot);
@@ -784,12 +790,12 @@ impl Worker {
         match self.deadlines.due(conn, now) {
             Due::Nothing => {}
             Due::Drop(why) => {
-                debug!("dropping connection from {}: {why}", conn.peer);
+                debug!("dropping connection from {}: {why}", conn.peer());
                 self.remove(slot);
                 return;
             }
             Due::Close => {
-                debug!("connection from {} idle; closing it", conn.peer);
+                debug!("connection from {} idle; closing it", conn.peer());
                 self.close(slot, CloseCode::AWAY, "idle timeout".into());
             }
             Due::Ping => {

@@ -218,12 +218,15 @@ fn decide(
             Some(_) => {}
         }
     }
+    let mut headers = req.headers;
+    headers.retain(|(name, _)| !HANDSHAKE_ONLY.iter().any(|h| name.eq_ignore_ascii_case(h)));
+    headers.shrink_to_fit();
     let info = ConnInfo {
         id: ConnId::new(ctx.pid, ctx.serial),
         peer: ctx.peer,
         path: req.path,
         query: req.query,
-        headers: req.headers,
+        headers,
         params,
         route: m.template.as_str().to_string(),
     };
@@ -235,6 +238,17 @@ fn decide(
     };
     Ok((Box::new(upgrade), key))
 }
+
+/// Request headers that only carry the upgrade itself (checked above)
+/// and mean nothing once the connection is open: not kept for the
+/// handler, since every open connection holds its headers for its whole
+/// life (they were most of an idle connection's memory).
+const HANDSHAKE_ONLY: [&str; 4] = [
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+];
 
 /// How reading a request head ended.
 enum HeadRead {
