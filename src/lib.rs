@@ -35,8 +35,8 @@
 //!
 //! The `wssd` binary (with `wssd client`) is the `wssd-cli` package (cli/),
 //! the load generator `wssd bench` the `wssd-bench` package (bench/).
-//! `internals` (and `fuzzing`, behind the `fuzzing` feature) re-export
-//! what the fuzz targets drive; they are hidden and not part of the API.
+//! `internals` re-exports what the fuzz targets drive; it is hidden and
+//! not part of the API.
 
 #![deny(missing_docs)]
 
@@ -63,18 +63,16 @@ mod signals;
 mod tls;
 mod worker;
 
+/// The frame-path fuzz target's harness (see `fuzz/`); not a public API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use worker::fuzzing;
+
 pub use bytes::Bytes;
 pub use error::Error;
 pub use handler::{Conn, ConnId, ConnInfo, Handler, HandlerError, HandlerResult, Scope};
 pub use message::{CloseCode, Message, Text, MAX_CLOSE_REASON};
 pub use server::Server;
-
-/// The frame-path fuzz target's harness (`fuzz/fuzz_targets/frames.rs`),
-/// which drives a real worker session. Not part of the API: no
-/// documentation, no semver promise.
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub use worker::fuzzing;
 
 /// docs/handlers.md and docs/client.md, compiled as doc tests so that
 /// their examples keep up with the API.

@@ -13,7 +13,6 @@ use super::session::{Flush, Read as SessionRead, Sent, Session, READ_BUDGET};
 use super::stream::{Stream, Transport};
 use super::upgrade::Upgrade;
 use crate::handler::{Action, ConnId, ConnInfo, Echo};
-use crate::message::CloseCode;
 
 /// One connection under test and the client's end of its socket.
 pub struct Harness {
@@ -111,10 +110,9 @@ impl Harness {
                     return false;
                 }
                 SessionRead::Failed(e) => {
-                    let code = CloseCode::from(e.close_code());
-                    self.failed_with = Some(code.as_u16());
+                    self.failed_with = Some(u16::from(e.close_code()));
                     if let Some(session) = self.session.take() {
-                        self.lingering = Some(session.fail(code, &e.to_string()));
+                        self.lingering = Some(session.fail(e.close_code().into(), &e.to_string()));
                     }
                     self.collect();
                     return false;

@@ -212,7 +212,9 @@ run_client() {
   "exclude-agent-cases": {}
 }
 EOF
-    (cd "$dir" && exec "$VENV/bin/wstest" -m fuzzingserver -s "$dir/fuzzingserver.json") \
+    # --webport 0: no report web server (it would take port 8080, which
+    # another run on the same machine may hold, and wstest then dies).
+    (cd "$dir" && exec "$VENV/bin/wstest" -m fuzzingserver --webport 0 -s "$dir/fuzzingserver.json") \
         >"$dir/wstest.log" 2>&1 &
     local wstest=$!
     PIDS+=("$wstest")
