@@ -8,8 +8,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ExecConfig};
 use crate::error::Error;
 use crate::handler::{self, HandlerFactory};
 use crate::privileges::{self, Ids};
@@ -25,6 +26,9 @@ pub(crate) struct RouteEntry {
     pub subprotocols: Vec<String>,
     /// Refuse (400) a client that offers none of `subprotocols`.
     pub subprotocol_required: bool,
+    /// For an `exec` route: its program; messages go to the program, not
+    /// to the handler.
+    pub exec: Option<Rc<ExecConfig>>,
 }
 
 /// The routes of one generation, validated.
@@ -148,7 +152,11 @@ impl AppLoader {
         let default_max = config.server.max_message_size;
         for (i, r) in config.routes.iter().enumerate() {
             let key = format!("routes[{i}]");
-            let factory = self.factory(&r.handler, r.echo_self);
+            let exec = r.exec.clone().map(Rc::new);
+            let factory = match exec {
+                Some(_) => Some(exec_handler()),
+                None => self.factory(&r.handler, r.echo_self),
+            };
             if factory.is_none() {
                 errors.push(ConfigError::new(
                     file,
@@ -173,6 +181,7 @@ impl AppLoader {
                 max_message_size: r.max_message_size.unwrap_or(default_max),
                 subprotocols: r.subprotocols.clone(),
                 subprotocol_required: r.subprotocol_required,
+                exec,
             };
             if let Err(e) = routes.add(template, entry) {
                 errors.push(ConfigError::new(file, format!("{key}.path"), e.to_string()));
@@ -185,6 +194,7 @@ impl AppLoader {
                 max_message_size: default_max,
                 subprotocols: Vec::new(),
                 subprotocol_required: false,
+                exec: None,
             };
             let added = Template::parse(path)
                 .map_err(|e| e.to_string())
@@ -220,6 +230,26 @@ impl AppLoader {
         names.extend(self.named.keys().map(String::as_str));
         names
     }
+}
+
+/// The handler of an `exec` route: the worker hands the route's messages
+/// to its program, so this only answers what a handler must (pings are
+/// answered by the session before the handler is called).
+struct ExecDelegated;
+
+impl handler::Handler for ExecDelegated {
+    fn on_message(
+        &mut self,
+        _conn: &mut handler::Conn<'_>,
+        _message: crate::message::Message,
+    ) -> handler::HandlerResult {
+        Ok(())
+    }
+}
+
+/// The handler factory of `exec` routes (see `ExecDelegated`).
+fn exec_handler() -> HandlerFactory {
+    Rc::new(|| Box::new(ExecDelegated) as Box<dyn handler::Handler>)
 }
 
 #[cfg(test)]

@@ -164,6 +164,36 @@ pub struct RouteConfig {
     pub subprotocols: Vec<String>,
     /// Refuse (400) a client that offers none of `subprotocols`.
     pub subprotocol_required: bool,
+    /// For `exec`: the program and how to run it.
+    pub exec: Option<ExecConfig>,
+}
+
+/// How an `exec` route runs its program (see docs/exec.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecConfig {
+    /// The program and its arguments; no shell is involved.
+    pub command: Vec<String>,
+    /// The program's working directory; the daemon's when `None`.
+    pub working_dir: Option<PathBuf>,
+    /// Variables set for the program, over the CGI ones.
+    pub env: Vec<(String, String)>,
+    /// Names of the daemon's variables passed on (besides `PATH`).
+    pub pass_env: Vec<String>,
+    /// Lines or binary messages.
+    pub mode: ExecMode,
+    /// Programs of this route one worker runs at most; `None` = no limit.
+    pub max_processes: Option<usize>,
+    /// Time between closing stdin and SIGTERM, and SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+}
+
+/// How an `exec` program's output becomes messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecMode {
+    /// A text message per line each way.
+    Lines,
+    /// Bytes both ways: each read from stdout is one binary message.
+    Binary,
 }
 
 /// Defaults, in one place so docs/configuration.md can point at them.
@@ -194,6 +224,8 @@ pub mod defaults {
     pub const IPV6_PREFIX: u8 = 64;
     /// `limits.table_size`
     pub const LIMITS_TABLE_SIZE: usize = 65_536;
+    /// `routes[].kill_grace` of an `exec` route, seconds
+    pub const KILL_GRACE_SECS: u64 = 5;
 }
 
 /// A configuration that cannot be used, with where and why.
@@ -862,8 +894,16 @@ fn parse_routes(root: &mut Fields<'_>, errs: &mut Errors) -> Vec<RouteConfig> {
                 "is true but the route lists no subprotocols: add subprotocols = [\"name\", ...]",
             ));
         }
+        // An exec route's keys; on another handler they are unknown keys.
+        let exec = match handler.as_deref() {
+            Some("exec") => parse_exec(&mut t, errs),
+            _ => None,
+        };
         t.finish(errs);
         if let (Some(path), Some(handler)) = (path, handler) {
+            if handler == "exec" && exec.is_none() {
+                continue; // its errors are kept
+            }
             routes.push(RouteConfig {
                 path,
                 handler,
@@ -871,6 +911,7 @@ fn parse_routes(root: &mut Fields<'_>, errs: &mut Errors) -> Vec<RouteConfig> {
                 max_message_size,
                 subprotocols,
                 subprotocol_required,
+                exec,
             });
         }
     }
@@ -949,6 +990,95 @@ fn parse_limits(mut t: Fields<'_>) -> Result<LimitsConfig, ConfigError> {
 fn cidr_list(t: &mut Fields<'_>, name: &str) -> Result<CidrSet, ConfigError> {
     let list = t.string_list(name)?.unwrap_or_default();
     CidrSet::parse(&list).map_err(|(i, e)| t.err(&format!("{name}[{i}]"), e.to_string()))
+}
+
+/// The keys of an `exec` route (the route's other keys are taken
+/// already); `None` when one is wrong (every error is kept).
+fn parse_exec(t: &mut Fields<'_>, errs: &mut Errors) -> Option<ExecConfig> {
+    let command = errs.required(t.string_list("command"), || {
+        t.err(
+            "command",
+            "missing: an exec route needs command = [\"/path/to/program\", \"arg\", ...]",
+        )
+    });
+    let command = command.and_then(|command| {
+        let problem = match command.first() {
+            None => Some(t.err("command", "is empty: name the program to run")),
+            Some(p) if p.is_empty() => {
+                Some(t.err("command[0]", "is empty: name the program to run"))
+            }
+            Some(_) if command.iter().any(|a| a.contains('\0')) => {
+                Some(t.err("command", "contains a NUL byte"))
+            }
+            Some(_) => None,
+        };
+        match problem {
+            Some(e) => {
+                errs.push(e);
+                None
+            }
+            None => Some(command),
+        }
+    });
+    let base = t.file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let working_dir = errs.opt(t.string("working_dir")).map(|d| base.join(d));
+    let env = parse_exec_env(t, errs);
+    let pass_env = errs.opt(t.string_list("pass_env")).unwrap_or_default();
+    let mode = match errs.opt(t.string("mode")).as_deref() {
+        None | Some("lines") => Some(ExecMode::Lines),
+        Some("binary") => Some(ExecMode::Binary),
+        Some(other) => {
+            errs.push(t.err(
+                "mode",
+                format!("\"{other}\" is not a mode: use \"lines\" or \"binary\""),
+            ));
+            None
+        }
+    };
+    let max_processes = errs
+        .opt(t.integer("max_processes", 1, 1_000_000))
+        .map(|n| n as usize);
+    let kill_grace = errs
+        .opt(t.duration("kill_grace"))
+        .unwrap_or(Duration::from_secs(defaults::KILL_GRACE_SECS));
+    Some(ExecConfig {
+        command: command?,
+        working_dir,
+        env: env?,
+        pass_env,
+        mode: mode?,
+        max_processes,
+        kill_grace,
+    })
+}
+
+/// An exec route's `env` table: names and values as the program gets
+/// them; `None` when one is wrong (every error is kept).
+fn parse_exec_env(t: &mut Fields<'_>, errs: &mut Errors) -> Option<Vec<(String, String)>> {
+    let Some(v) = t.take("env") else {
+        return Some(Vec::new());
+    };
+    let mut table = errs.keep(t.as_table("env", v))?;
+    let mut env = Vec::new();
+    let mut good = true;
+    for (name, value) in std::mem::take(&mut table.table) {
+        let good_name = !name.is_empty() && !name.contains('=') && !name.contains('\0');
+        match value {
+            Value::String(s) if good_name && !s.contains('\0') => env.push((name, s)),
+            Value::String(_) => {
+                good = false;
+                errs.push(table.err(
+                    &name,
+                    "a variable name may not be empty or contain '=', and neither name nor value a NUL byte",
+                ));
+            }
+            other => {
+                good = false;
+                errs.push(table.err(&name, format!("expected a string, found {}", kind(&other))));
+            }
+        }
+    }
+    good.then_some(env)
 }
 
 /// Parses "500ms", "30s", "5m", "1h", "2d" or a bare number of seconds.
@@ -1182,6 +1312,35 @@ mod tests {
         assert_eq!(e.key, "limits.ipv6_prefix");
         let e = parse("[limits]\nmax_conns = 1\n").unwrap_err();
         assert_eq!(e.key, "limits.max_conns");
+    }
+
+    #[test]
+    fn exec_routes_parse_and_name_their_keys() {
+        let c = parse(
+            "[[routes]]\npath=\"/x\"\nhandler=\"exec\"\ncommand=[\"cat\"]\nenv={A=\"1\"}\nmode=\"binary\"\nmax_processes=3\nkill_grace=\"200ms\"\n",
+        )
+        .unwrap();
+        let e = c.routes[0].exec.as_ref().unwrap();
+        assert_eq!(e.command, vec!["cat".to_string()]);
+        assert_eq!(e.env, vec![("A".to_string(), "1".to_string())]);
+        assert_eq!(e.mode, ExecMode::Binary);
+        assert_eq!(e.max_processes, Some(3));
+        assert_eq!(e.kill_grace, Duration::from_millis(200));
+        let e = parse("[[routes]]\npath=\"/x\"\nhandler=\"exec\"\n").unwrap_err();
+        assert_eq!(e.key, "routes[0].command");
+        let e = parse("[[routes]]\npath=\"/x\"\nhandler=\"exec\"\ncommand=[]\n").unwrap_err();
+        assert_eq!(e.key, "routes[0].command");
+        let e =
+            parse("[[routes]]\npath=\"/x\"\nhandler=\"exec\"\ncommand=[\"cat\"]\nmode=\"words\"\n")
+                .unwrap_err();
+        assert_eq!(e.key, "routes[0].mode");
+        let e = parse("[[routes]]\npath=\"/x\"\nhandler=\"exec\"\ncommand=[\"cat\"]\nenv={A=1}\n")
+            .unwrap_err();
+        assert_eq!(e.key, "routes[0].env.A");
+        // exec keys on another handler are unknown keys.
+        let e =
+            parse("[[routes]]\npath=\"/x\"\nhandler=\"echo\"\ncommand=[\"cat\"]\n").unwrap_err();
+        assert_eq!(e.key, "routes[0].command");
     }
 
     #[test]

@@ -59,7 +59,9 @@ pub struct ConnInfo {
     pub path: String,
     /// The query string without the `?`.
     pub query: String,
-    /// The request headers in order.
+    /// The request headers in order, without those that only carry the
+    /// upgrade (`Upgrade`, `Connection`, `Sec-WebSocket-Key`,
+    /// `Sec-WebSocket-Version`).
     pub headers: Vec<(String, String)>,
     /// Path template parameters, percent-decoded, in template order.
     pub params: Vec<(String, String)>,
@@ -136,7 +138,8 @@ impl<'a> Conn<'a> {
         &self.info.query
     }
 
-    /// All request headers, in order.
+    /// The request headers, in order (without the four that only carry
+    /// the upgrade; see [`ConnInfo::headers`]).
     pub fn headers(&self) -> &[(String, String)] {
         &self.info.headers
     }
@@ -337,7 +340,7 @@ pub(crate) fn builtin(name: &str, echo_self: bool) -> Option<HandlerFactory> {
 }
 
 /// Names of the built-in handlers, for error messages.
-pub(crate) const BUILTIN_NAMES: &[&str] = &["echo", "broadcast"];
+pub(crate) const BUILTIN_NAMES: &[&str] = &["echo", "broadcast", "exec"];
 
 /// Per-connection state for handlers that keep it: a map from [`ConnId`].
 pub type PerConn<T> = HashMap<ConnId, T>;

@@ -47,6 +47,9 @@ pub enum Reject {
     UpgradeRequired,
     /// 431: the request head is larger than allowed.
     HeadTooLarge(usize),
+    /// 503: the route cannot take another connection now (an `exec`
+    /// route at `max_processes`).
+    Unavailable(String),
 }
 
 impl Reject {
@@ -59,6 +62,7 @@ impl Reject {
             Reject::MethodNotAllowed => (405, "Method Not Allowed"),
             Reject::UpgradeRequired => (426, "Upgrade Required"),
             Reject::HeadTooLarge(_) => (431, "Request Header Fields Too Large"),
+            Reject::Unavailable(_) => (503, "Service Unavailable"),
         }
     }
 
@@ -92,6 +96,7 @@ impl fmt::Display for Reject {
             Reject::HeadTooLarge(max) => {
                 write!(f, "request head larger than {max} bytes")
             }
+            Reject::Unavailable(why) => write!(f, "service unavailable: {why}"),
         }
     }
 }

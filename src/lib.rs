@@ -17,6 +17,8 @@
 //! - `worker`: one `mio` loop per process; connections as state machines.
 //! - [`admission`]: the handshake hook's request view and decision, the
 //!   subprotocol choice, and the accept/reject responses.
+//! - `exec`: `exec` routes: a program per connection, its environment,
+//!   its pipes and the lines read from it.
 //! - `handshake`: the HTTP upgrade as pure functions over bytes.
 //! - `limits`: per-address connection and handshake-rate limits, trusted
 //!   proxies; `proxy_protocol`: the PROXY protocol v1/v2 header.
@@ -51,6 +53,7 @@ pub mod client;
 mod cluster;
 pub mod config;
 mod error;
+mod exec;
 mod frame;
 pub mod handler;
 mod handshake;
@@ -71,6 +74,11 @@ mod signals;
 mod stats;
 mod tls;
 mod worker;
+
+/// The frame-path fuzz target's harness (see `fuzz/`); not a public API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use worker::fuzzing;
 
 pub use bytes::Bytes;
 pub use error::Error;

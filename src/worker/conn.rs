@@ -13,6 +13,7 @@
 //! [`Deadlines`] value.
 
 use std::io::{self, Read};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -27,32 +28,51 @@ pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Where a connection is in its life; see the module documentation.
 pub(super) enum State {
     /// TLS handshake, HTTP request, HTTP response.
-    Upgrading(Upgrading),
+    Upgrading(Box<Handshake>),
     /// A WebSocket.
     Open(Box<Session>),
     /// Discarding input until EOF or the linger deadline.
-    Linger(Linger),
+    Linger(Box<Linger>),
 }
 
-/// One connection of a worker.
+/// A connection on its way to the upgrade, and whom it comes from.
+pub(super) struct Handshake {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Where the upgrade is.
+    pub phase: Upgrading,
+}
+
+/// One connection of a worker: kept small, since the worker's table holds
+/// one per connection (the states are boxed; an idle open connection is
+/// this plus its `Session`).
 pub(super) struct Conn {
     /// Distinguishes this connection from a later one in the same slot.
     pub serial: u32,
-    /// The peer's address.
-    pub peer: std::net::SocketAddr,
     /// When it was accepted; bounds the handshake.
     pub accepted: Instant,
     /// The deadline currently in the worker's timer heap for it, if any.
     pub scheduled: Option<Instant>,
     /// Where it is in its life.
     pub state: State,
+    /// The program of an `exec` route, once the WebSocket is open.
+    pub exec: Option<Box<super::children::Program>>,
 }
 
 impl Conn {
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        match &self.state {
+            State::Upgrading(h) => h.peer,
+            State::Open(s) => s.info.peer,
+            State::Linger(l) => l.peer,
+        }
+    }
+
     /// The socket's descriptor.
     pub fn fd(&self) -> RawFd {
         match &self.state {
-            State::Upgrading(u) => u.fd(),
+            State::Upgrading(h) => h.phase.fd(),
             State::Open(s) => s.stream().as_raw_fd(),
             State::Linger(l) => l.stream.as_raw_fd(),
         }
@@ -61,7 +81,7 @@ impl Conn {
     /// A readiness event (or a resume) arrived: see `Stream::arm`.
     pub fn arm(&mut self, short_read_ends: bool) {
         let stream = match &mut self.state {
-            State::Upgrading(u) => u.stream_mut(),
+            State::Upgrading(h) => h.phase.stream_mut(),
             State::Open(s) => Some(s.stream_mut()),
             State::Linger(l) => Some(&mut l.stream),
         };
@@ -93,16 +113,18 @@ impl Conn {
 pub(super) struct Linger {
     stream: Stream,
     until: Instant,
+    peer: SocketAddr,
 }
 
 impl Linger {
     /// Starts lingering on `stream`.
-    pub fn new(mut stream: Stream, now: Instant) -> Linger {
+    pub fn new(mut stream: Stream, peer: SocketAddr, now: Instant) -> Box<Linger> {
         stream.close_write();
-        Linger {
+        Box::new(Linger {
             stream,
             until: now + CLOSE_GRACE,
-        }
+            peer,
+        })
     }
 
     /// Sends what is still queued, discards input; true once the peer has

@@ -13,7 +13,11 @@
 mod accept;
 mod admit;
 mod broadcast;
+mod children;
 mod conn;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+mod programs;
 mod session;
 mod slab;
 mod stream;
@@ -31,7 +35,8 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{Config, ExecConfig};
+use crate::exec::{Output, Pipe};
 use crate::frame::FrameError;
 use crate::handler::{Action, Conn as HandlerConn, ConnId, Handler, HandlerError, Scope};
 use crate::message::{CloseCode, Message};
@@ -41,7 +46,8 @@ use crate::stats::WorkerSlot;
 use accept::{Accepted, Gate};
 pub(crate) use admit::Limits;
 use broadcast::{Broadcast, Broadcasts};
-use conn::{Conn, Deadlines, Due, Linger, State, CLOSE_GRACE};
+use children::{Children, Owner, Program};
+use conn::{Conn, Deadlines, Due, Handshake, Linger, State, CLOSE_GRACE};
 use session::{Flush, Read, Received, Sent, Session, READ_BUDGET};
 use slab::Slab;
 use timers::Timers;
@@ -50,7 +56,42 @@ use upgrade::{Step, Upgrading};
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const RELAY: Token = Token(2);
-const FIRST_CONN: usize = 3;
+const CHILDREN: Token = Token(3);
+const FIRST_CONN: usize = 4;
+/// Each connection slot owns this many consecutive tokens: its socket,
+/// then the stdin, stdout and stderr pipes of its program (`exec` routes).
+/// A slot's tokens are fixed, so pipes need no table of their own.
+const TOKENS_PER_SLOT: usize = 4;
+
+/// What a connection token stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Socket,
+    Pipe(Pipe),
+}
+
+/// The token of `part` of the connection in `slot`.
+fn token(slot: usize, part: Part) -> Token {
+    let offset = match part {
+        Part::Socket => 0,
+        Part::Pipe(Pipe::Stdin) => 1,
+        Part::Pipe(Pipe::Stdout) => 2,
+        Part::Pipe(Pipe::Stderr) => 3,
+    };
+    Token(FIRST_CONN + slot * TOKENS_PER_SLOT + offset)
+}
+
+/// The slot and part a connection token stands for.
+fn slot_of(t: usize) -> (usize, Part) {
+    let i = t - FIRST_CONN;
+    let part = match i % TOKENS_PER_SLOT {
+        0 => Part::Socket,
+        1 => Part::Pipe(Pipe::Stdin),
+        2 => Part::Pipe(Pipe::Stdout),
+        _ => Part::Pipe(Pipe::Stderr),
+    };
+    (i / TOKENS_PER_SLOT, part)
+}
 
 /// What the master hands a freshly forked worker.
 pub(crate) struct WorkerSpec {
@@ -94,6 +135,8 @@ enum TimerKey {
     Mode,
     Resume,
     Delayed(u64),
+    /// An orphaned program's next signal: 1 SIGTERM, 2 SIGKILL.
+    Kill(i32, u8),
 }
 
 /// One worker process's state.
@@ -123,6 +166,18 @@ pub(crate) struct Worker {
     now: Instant,
     /// Shared counters (`stats.rs`); `STATS:` comments mark the call sites.
     stats: Option<&'static WorkerSlot>,
+    /// Per route index: its `exec` program and message limit, if any.
+    exec_routes: Vec<Option<(Rc<ExecConfig>, usize)>>,
+    /// The programs of `exec` connections.
+    children: Children,
+    /// SIGCHLD, which reaps them.
+    child_signals: SignalPipe,
+    /// The listening address, for the programs' `SERVER_PORT`.
+    local: std::net::SocketAddr,
+    /// A program's stdout is read into this, reused.
+    exec_buf: Vec<u8>,
+    /// A read's messages, reused.
+    exec_out: Vec<Output>,
 }
 
 /// Runs a worker until it has drained; returns the exit status.
@@ -145,6 +200,9 @@ impl Worker {
         // The master blocked these across the fork; our handlers are in
         // place now, so whatever arrived meanwhile is delivered to them.
         crate::signals::unblock(crate::signals::WORKER_SIGNALS);
+        let child_signals = SignalPipe::new(&[signal_hook::consts::SIGCHLD])?;
+        child_signals.register(poll.registry(), CHILDREN)?;
+        let local = spec.listener.local_addr()?;
         let gate = Gate::new(spec.listener, poll.registry(), LISTENER)?;
         let relay = match spec.relay {
             Some(sock) => {
@@ -155,6 +213,12 @@ impl Worker {
             None => None,
         };
         let handlers = spec.app.routes.iter().map(|(_, r)| (r.factory)()).collect();
+        let exec_routes: Vec<_> = spec
+            .app
+            .routes
+            .iter()
+            .map(|(_, r)| r.exec.clone().map(|e| (e, r.max_message_size)))
+            .collect();
         Ok(Worker {
             index: spec.index,
             pid: std::process::id(),
@@ -177,6 +241,12 @@ impl Worker {
             accept_pending: false,
             now: Instant::now(),
             stats: spec.stats,
+            children: Children::new(exec_routes.len()),
+            exec_routes,
+            child_signals,
+            local,
+            exec_buf: Vec::new(),
+            exec_out: Vec::new(),
         })
     }
 
@@ -203,9 +273,19 @@ impl Worker {
                     LISTENER => self.accept(),
                     SIGNALS => self.on_signals(),
                     RELAY => self.on_relay(event.is_readable(), event.is_writable()),
+                    CHILDREN => self.on_sigchld(),
                     Token(t) => {
-                        let slot = t - FIRST_CONN;
+                        let (slot, part) = slot_of(t);
+                        if let Part::Pipe(pipe) = part {
+                            self.on_pipe(slot, pipe);
+                            continue;
+                        }
                         let short_read_ends = !(event.is_read_closed() || event.is_error());
+                        if !short_read_ends && self.exec_input_paused(slot) {
+                            // Not being read, it would never see the end.
+                            self.exec_client_gone(slot);
+                            continue;
+                        }
                         if let Some(conn) = self.conns.get_mut(slot) {
                             conn.arm(short_read_ends);
                         }
@@ -245,7 +325,7 @@ impl Worker {
 
     /// A draining or retiring worker is done once its last connection is.
     fn finished(&self) -> bool {
-        self.mode != Mode::Serving && self.conns.len() == 0
+        self.mode != Mode::Serving && self.conns.len() == 0 && self.children.is_empty()
     }
 
     // ---- signals and modes ----
@@ -371,7 +451,7 @@ impl Worker {
         };
         if let Err(e) = self.poll.registry().register(
             &mut SourceFd(&fd),
-            Token(slot + FIRST_CONN),
+            token(slot, Part::Socket),
             Interest::READABLE | Interest::WRITABLE,
         ) {
             warn!(
@@ -382,10 +462,13 @@ impl Worker {
         }
         let conn = Conn {
             serial,
-            peer,
             accepted: self.now,
             scheduled: None,
-            state: State::Upgrading(upgrading),
+            state: State::Upgrading(Box::new(Handshake {
+                peer,
+                phase: upgrading,
+            })),
+            exec: None,
         };
         self.conns.insert(slot, conn);
         self.drive(slot);
@@ -402,7 +485,12 @@ impl Worker {
                 None => return,
                 Some(State::Upgrading(_)) => self.step_upgrading(slot),
                 Some(State::Open(_)) => {
-                    self.read_open(slot);
+                    if self.exec_input_paused(slot) {
+                        self.flush(slot);
+                    } else {
+                        self.read_open(slot);
+                    }
+                    self.exec_output(slot);
                     false
                 }
                 Some(State::Linger(_)) => {
@@ -422,15 +510,15 @@ impl Worker {
         let Some(mut conn) = self.conns.take(slot) else {
             return false;
         };
-        let upgrading = match conn.state {
-            State::Upgrading(u) => u,
+        let Handshake { peer, phase } = match conn.state {
+            State::Upgrading(h) => *h,
             other => {
                 conn.state = other;
                 self.conns.restore(slot, conn);
                 return false;
             }
         };
-        let fd = upgrading.fd();
+        let fd = phase.fd();
         let mut ctx = upgrade::Context {
             config: &self.config,
             app: &self.app,
@@ -440,22 +528,22 @@ impl Worker {
             now: self.now,
             pid: self.pid,
             serial: conn.serial,
-            peer: conn.peer,
+            peer,
             stats: self.stats,
+            exec_running: self.children.running(),
         };
-        let (state, again) = match upgrading.step(&mut ctx) {
-            Step::Wait(u) => (State::Upgrading(u), false),
-            Step::Again(u) => (State::Upgrading(u), true),
-            Step::Proxied(u, client) => {
-                conn.peer = client;
-                (State::Upgrading(u), true)
-            }
+        let handshake = |peer, phase| State::Upgrading(Box::new(Handshake { peer, phase }));
+        let (state, again) = match phase.step(&mut ctx) {
+            Step::Wait(u) => (handshake(peer, u), false),
+            Step::Again(u) => (handshake(peer, u), true),
+            // The PROXY header named the client: it is the peer from now on.
+            Step::Proxied(u, client) => (handshake(client, u), true),
             Step::Open(stream, up) => {
                 let max_frame = self.config.server.max_frame_size;
                 let session = Session::new(stream, *up, max_frame, self.now);
                 (State::Open(Box::new(session)), true)
             }
-            Step::Refused(stream) => (State::Linger(Linger::new(stream, self.now)), true),
+            Step::Refused(stream) => (State::Linger(Linger::new(stream, peer, self.now)), true),
             Step::Drop => {
                 // The socket is closed already (which took it out of the
                 // poller); deregistering is for the record.
@@ -478,8 +566,12 @@ impl Worker {
         if let Some(s) = self.stats {
             s.opened();
         }
-        self.call(slot, |h, c| h.on_open(c));
-        self.apply_actions(slot);
+        if self.exec_route(slot).is_some() {
+            self.exec_start(slot);
+        } else {
+            self.call(slot, |h, c| h.on_open(c));
+            self.apply_actions(slot);
+        }
         if matches!(self.mode, Mode::Draining { .. }) {
             self.close_for_shutdown(slot);
         }
@@ -511,6 +603,9 @@ impl Worker {
                 self.dispatch(slot, received);
             }
             match read {
+                // A program that does not keep up with its client's
+                // input: stop reading the client until stdin drains.
+                Read::More if self.exec_input_full(slot) => break true,
                 Read::More => {}
                 Read::Stop { resume } => {
                     if resume {
@@ -537,7 +632,20 @@ impl Worker {
     /// Hands one received message to the route's handler and carries out
     /// what it asked for.
     fn dispatch(&mut self, slot: usize, received: Received) {
-        let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) else {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let received = match (&mut conn.exec, received) {
+            (Some(program), Received::Message(message)) => {
+                let lines = self.exec_routes[program.route]
+                    .as_ref()
+                    .is_some_and(|(e, _)| e.mode == crate::config::ExecMode::Lines);
+                programs::input(&mut program.process, self.poll.registry(), message, lines);
+                return;
+            }
+            (_, received) => received,
+        };
+        let Some(session) = conn.session_mut() else {
             return;
         };
         // STATS: messages and bytes in (data messages)
@@ -660,8 +768,10 @@ impl Worker {
             }
         };
         self.notify_close(&mut session);
+        let peer = session.info.peer;
         let stream = session.fail(code, &reason);
-        conn.state = State::Linger(Linger::new(stream, self.now));
+        self.exec_hang_up(conn.exec.take());
+        conn.state = State::Linger(Linger::new(stream, peer, self.now));
         self.conns.restore(slot, conn);
         // The readiness edge may already be spent: look for EOF now.
         self.step_linger(slot);
@@ -788,6 +898,7 @@ impl Worker {
                 TimerKey::Mode => self.mode_timer(),
                 TimerKey::Resume => self.resume_accepting(),
                 TimerKey::Delayed(id) => self.fire_delayed(id),
+                TimerKey::Kill(pid, stage) => self.kill_timer(pid, stage),
             }
         }
     }
@@ -832,12 +943,12 @@ impl Worker {
         match self.deadlines.due(conn, now) {
             Due::Nothing => {}
             Due::Drop(why) => {
-                debug!("dropping connection from {}: {why}", conn.peer);
+                debug!("dropping connection from {}: {why}", conn.peer());
                 self.remove(slot);
                 return;
             }
             Due::Close => {
-                debug!("connection from {} idle; closing it", conn.peer);
+                debug!("connection from {} idle; closing it", conn.peer());
                 self.close(slot, CloseCode::AWAY, "idle timeout".into());
             }
             Due::Ping => {
@@ -892,10 +1003,11 @@ impl Worker {
 
     /// Forgets the connection in `slot`, if any (see `forget`).
     fn remove(&mut self, slot: usize) {
-        let Some(conn) = self.conns.take(slot) else {
+        let Some(mut conn) = self.conns.take(slot) else {
             return;
         };
         let fd = conn.fd();
+        self.exec_hang_up(conn.exec.take());
         match conn.state {
             State::Open(session) => self.forget(slot, fd, Some(session)),
             _ => self.forget(slot, fd, None),

@@ -68,8 +68,9 @@ pub(super) struct Session {
     pub closing_since: Option<Instant>,
     /// Queued for a flush at the end of this loop turn (broadcasts).
     pub flush_due: bool,
-    /// The peer's close code and reason, once its close frame arrived.
-    peer_close: Option<(CloseCode, String)>,
+    /// The peer's close code and reason, once its close frame arrived
+    /// (boxed: rare, and every connection carries the field).
+    peer_close: Option<Box<(CloseCode, String)>>,
     /// Reads are paused while output waits for the socket (backpressure).
     read_paused: bool,
     /// Our close frame is queued: nothing may follow it.
@@ -294,10 +295,10 @@ impl Session {
                 Event::Close(frame) => {
                     // Our reply may never be read: bound the wait for it.
                     self.closing_since.get_or_insert(now);
-                    self.peer_close = Some(match frame {
+                    self.peer_close = Some(Box::new(match frame {
                         Some(f) => (f.code.into(), f.reason.to_string()),
                         None => (CloseCode::NO_STATUS, String::new()),
-                    });
+                    }));
                     self.peer_closed = true;
                     return Parsed::Close;
                 }
@@ -310,7 +311,7 @@ impl Session {
     /// answer it (unless it answered ours), send what is queued, hang up.
     fn finish_close(&mut self) -> Read {
         if !self.close_sent {
-            let reply = match &self.peer_close {
+            let reply = match self.peer_close.as_deref() {
                 Some((code, reason)) if *code != CloseCode::NO_STATUS => {
                     close_payload(*code, reason)
                 }
@@ -481,7 +482,7 @@ impl Session {
     /// Tells the handler the connection is gone (with the peer's close
     /// code if it sent one). Broadcasts it asks for are left in `actions`.
     pub fn notify_close(&mut self, handler: &mut dyn Handler, actions: &mut Vec<Action>) {
-        let (code, reason) = match self.peer_close.take() {
+        let (code, reason) = match self.peer_close.take().map(|b| *b) {
             Some((c, r)) => (Some(c), r),
             None => (None, String::new()),
         };

@@ -39,12 +39,18 @@ impl<K: Ord + Copy> Timers<K> {
             .map(|Reverse((at, _))| at.saturating_duration_since(now))
     }
 
-    /// Removes and returns one entry that is due at `now`.
+    /// Removes and returns one entry that is due at `now`. A heap that
+    /// emptied out (a burst of handshakes whose deadlines passed) gives
+    /// its memory back.
     pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, K)> {
-        match self.heap.peek() {
+        let entry = match self.heap.peek() {
             Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
             _ => None,
+        };
+        if self.heap.capacity() > 1024 && self.heap.len() < self.heap.capacity() / 8 {
+            self.heap.shrink_to(self.heap.len() * 2);
         }
+        entry
     }
 }
 

@@ -26,9 +26,9 @@ use crate::app::App;
 use crate::config::Config;
 use crate::handler::{ConnId, ConnInfo, Handler};
 use crate::handshake::{self, Reject};
-use crate::stats::WorkerSlot;
 use crate::limits::client_address;
 use crate::proxy_protocol::{self, Parsed};
+use crate::stats::WorkerSlot;
 
 /// The phases before the WebSocket is open.
 pub(super) enum Upgrading {
@@ -100,6 +100,8 @@ pub(super) struct Context<'a> {
     pub peer: SocketAddr,
     /// This worker's counters, for refused handshakes.
     pub stats: Option<&'static WorkerSlot>,
+    /// Programs each route's `exec` runs in this worker (by route index).
+    pub exec_running: &'a [usize],
 }
 
 impl Upgrading {
@@ -325,6 +327,14 @@ fn decide(
             Some(_) => {}
         }
     }
+    if let Some(max) = m.target.exec.as_ref().and_then(|e| e.max_processes) {
+        if ctx.exec_running.get(m.index).copied().unwrap_or(0) >= max {
+            return Err(Reject::Unavailable(format!(
+                "{} runs {max} programs in this worker (max_processes); try again later",
+                m.template.as_str()
+            )));
+        }
+    }
     let negotiated = admission::negotiate_subprotocol(
         &m.target.subprotocols,
         m.target.subprotocol_required,
@@ -360,12 +370,16 @@ fn decide(
             subprotocol,
             value,
         } => {
+            let mut headers = req.headers;
+            headers
+                .retain(|(name, _)| !HANDSHAKE_ONLY.iter().any(|h| name.eq_ignore_ascii_case(h)));
+            headers.shrink_to_fit();
             let info = ConnInfo {
                 id: ConnId::new(ctx.pid, ctx.serial),
                 peer,
                 path: req.path,
                 query: req.query,
-                headers: req.headers,
+                headers,
                 params,
                 route: template.to_string(),
                 subprotocol,
@@ -413,6 +427,17 @@ fn hook(handler: &mut dyn Handler, req: &HandshakeRequest<'_>) -> Decision {
         Decision::reject(500).with_body("the server failed to decide on this request")
     })
 }
+
+/// Request headers that only carry the upgrade itself (checked above)
+/// and mean nothing once the connection is open: not kept for the
+/// handler, since every open connection holds its headers for its whole
+/// life (they were most of an idle connection's memory).
+const HANDSHAKE_ONLY: [&str; 4] = [
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+];
 
 /// How reading a request head ended.
 enum HeadRead {

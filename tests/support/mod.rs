@@ -17,7 +17,7 @@
 //! | `client` | tests/client/ | `wssd::client` and `wssd client` (Python server, tinyproxy, TLS) |
 //! | `conformance` | tests/conformance/ | RFC 6455 over raw frames, daemon and client |
 //! | `security` | tests/security/ | hostile input, limits, TLS, privilege drop |
-//! | `handlers` | tests/handlers/ | built-in and embedded handlers (examples/) |
+//! | `handlers` | tests/handlers/ | built-in and embedded handlers (examples/), exec routes |
 //!
 //! `wssd bench`'s tests belong to its package: bench/tests/ (they include
 //! [`bin`] too).
