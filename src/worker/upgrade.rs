@@ -26,9 +26,9 @@ use crate::app::App;
 use crate::config::Config;
 use crate::handler::{ConnId, ConnInfo, Handler};
 use crate::handshake::{self, Reject};
-use crate::stats::WorkerSlot;
 use crate::limits::client_address;
 use crate::proxy_protocol::{self, Parsed};
+use crate::stats::WorkerSlot;
 
 /// The phases before the WebSocket is open.
 pub(super) enum Upgrading {
