@@ -38,6 +38,11 @@ test-tools:
 	  missing="$$missing\n  tinyproxy: apt-get install tinyproxy"; \
 	command -v openssl >/dev/null 2>&1 || \
 	  missing="$$missing\n  openssl: apt-get install openssl"; \
+	for tool in redis-server haproxy systemd-socket-activate; do \
+	  command -v $$tool >/dev/null 2>&1 || missing="$$missing\n  $$tool: apt-get install $$tool (systemd-socket-activate: apt-get install systemd)"; \
+	done; \
+	$(WSSD_TEST_PYTHON) -c 'import prometheus_client' >/dev/null 2>&1 || \
+	  missing="$$missing\n  $(WSSD_TEST_PYTHON) with prometheus_client: python3 -m pip install prometheus_client"; \
 	if [ -n "$$missing" ]; then \
 	  printf "make test needs tools that are missing:$$missing\n(.ci/run installs all of them on a Debian machine; WSSD_TEST_PYTHON=/path/to/python picks another interpreter)\n" >&2; \
 	  exit 1; \
