@@ -19,7 +19,7 @@ pub use forwarded::client_address;
 pub use table::{IpTable, Policy, Refusal};
 
 /// Settings of the `[limits]` table (all off by default); parsed and
-/// validated by [`crate::config`].
+/// validated by the `config` module (which imports this one, not the other way round).
 #[derive(Debug, Clone, Default)]
 pub struct LimitsConfig {
     /// Most connections open at once per address (group), across all
