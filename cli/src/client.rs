@@ -176,7 +176,7 @@ pub fn run(args: ClientArgs) -> i32 {
     let result = if args.reconnect {
         ReconnectingClient::connect(&args.url, config.clone(), options).and_then(|mut client| {
             report_connected(&args, client.subprotocol());
-            interactive_reconnecting(&mut client, &args, &config)
+            interactive(&mut client, &args, &config)
         })
     } else {
         Client::connect(&args.url, &config).and_then(|mut client| {
@@ -333,10 +333,106 @@ fn close_and_drain(client: &mut Client) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// Interactive mode: stdin lines out, received messages in, until stdin ends
-/// (then replies in flight are awaited within the timeout) or the server closes.
+/// What the stdin loop gets from the connection in one poll.
+enum Incoming {
+    /// A message to print.
+    Message(Message),
+    /// Nothing within the poll interval (or a reconnection, reported).
+    Nothing,
+    /// The server closed normally: stop.
+    Closed,
+}
+
+/// The stdin loop's view of a connection, plain or reconnecting, so that
+/// one loop serves both.
+trait Link {
+    /// Sends one line; false if it was lost (reported) and not counted.
+    fn send_line(&mut self, message: Message, args: &ClientArgs) -> Result<bool, ClientError>;
+    /// Waits up to `wait` for what the server sends.
+    fn poll(&mut self, wait: Duration, args: &ClientArgs) -> Result<Incoming, ClientError>;
+    /// Closes cleanly and prints the messages that arrived before the close reply.
+    fn finish(&mut self) -> Result<(), ClientError>;
+}
+
+impl Link for Client {
+    fn send_line(&mut self, message: Message, _: &ClientArgs) -> Result<bool, ClientError> {
+        self.send(message).map(|()| true)
+    }
+
+    fn poll(&mut self, wait: Duration, _: &ClientArgs) -> Result<Incoming, ClientError> {
+        match self.receive_timeout(wait) {
+            Ok(Some(message)) => Ok(Incoming::Message(message)),
+            Ok(None) => Ok(Incoming::Nothing),
+            Err(ClientError::Closed {
+                code: CloseCode::NORMAL | CloseCode::AWAY | CloseCode::NO_STATUS,
+                ..
+            }) => Ok(Incoming::Closed),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), ClientError> {
+        close_and_drain(self)
+    }
+}
+
+impl Link for ReconnectingClient {
+    fn send_line(&mut self, message: Message, args: &ClientArgs) -> Result<bool, ClientError> {
+        // A clone shares the payload; kept to name a lost line.
+        let line = message.clone();
+        match self.send(message) {
+            Ok(()) => Ok(true),
+            Err(ClientError::SendLost { cause }) => {
+                args.note(
+                    Level::Quiet,
+                    format_args!(
+                        "line lost (not re-sent): {}: {cause}",
+                        String::from_utf8_lossy(line.as_bytes())
+                    ),
+                );
+                Ok(false)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    fn poll(&mut self, wait: Duration, args: &ClientArgs) -> Result<Incoming, ClientError> {
+        Ok(match self.next_event(wait)? {
+            Some(Event::Message(message)) => Incoming::Message(message),
+            Some(Event::Disconnected(why)) => {
+                args.note(
+                    Level::Normal,
+                    format_args!("connection lost ({why}); reconnecting"),
+                );
+                Incoming::Nothing
+            }
+            Some(Event::Reconnected { attempts }) => {
+                args.note(
+                    Level::Normal,
+                    format_args!("reconnected (after {attempts} attempts)"),
+                );
+                Incoming::Nothing
+            }
+            None => Incoming::Nothing,
+        })
+    }
+
+    fn finish(&mut self) -> Result<(), ClientError> {
+        self.close(1000, "")?;
+        while let Some(message) = self.receive_pending() {
+            print_message(&message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Interactive mode: stdin lines out, received messages in, until stdin
+/// ends (then replies in flight are awaited within the timeout), `--count`
+/// messages came, or the server closes. Over a reconnecting client, lost
+/// connections are re-established with back-off; see the module
+/// documentation for what happens to lines typed meanwhile.
 fn interactive(
-    client: &mut Client,
+    link: &mut impl Link,
     args: &ClientArgs,
     config: &ClientConfig,
 ) -> Result<(), ClientError> {
@@ -346,14 +442,15 @@ fn interactive(
     let mut stdin_done_at: Option<Instant> = None;
     loop {
         if args.count.is_some_and(|n| received >= n) {
-            return close_and_drain(client);
+            return link.finish();
         }
         if stdin_done_at.is_none() {
             loop {
                 match lines.try_recv() {
                     Ok(line) => {
-                        client.send(outgoing(&line, args.binary))?;
-                        sent += 1;
+                        if link.send_line(outgoing(&line, args.binary), args)? {
+                            sent += 1;
+                        }
                     }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
@@ -365,23 +462,19 @@ fn interactive(
         }
         if let Some(done) = stdin_done_at {
             if finished(args, sent, received, done.elapsed(), reply_wait) {
-                return close_and_drain(client);
+                return link.finish();
             }
         }
-        match client.receive_timeout(POLL_INTERVAL) {
-            Ok(Some(message)) => {
+        match link.poll(POLL_INTERVAL, args)? {
+            Incoming::Message(message) => {
                 print_message(&message)?;
                 received += 1;
                 if let Some(done) = &mut stdin_done_at {
                     *done = Instant::now();
                 }
             }
-            Ok(None) => {}
-            Err(ClientError::Closed {
-                code: CloseCode::NORMAL | CloseCode::AWAY | CloseCode::NO_STATUS,
-                ..
-            }) => return Ok(()),
-            Err(err) => return Err(err),
+            Incoming::Nothing => {}
+            Incoming::Closed => return Ok(()),
         }
     }
 }
@@ -401,75 +494,6 @@ fn finished(
     }
     let wait = args.wait_period().unwrap_or(Duration::ZERO);
     (received >= sent && quiet_for >= wait) || quiet_for >= reply_wait.max(wait)
-}
-
-/// Stdin mode over a [`ReconnectingClient`]: lost connections are
-/// re-established with back-off; see the module documentation for what
-/// happens to lines typed meanwhile.
-fn interactive_reconnecting(
-    client: &mut ReconnectingClient,
-    args: &ClientArgs,
-    config: &ClientConfig,
-) -> Result<(), ClientError> {
-    let lines = spawn_stdin_reader();
-    let reply_wait = config.read_timeout.unwrap_or(Duration::from_secs(10));
-    let (mut sent, mut received) = (0usize, 0usize);
-    let mut stdin_done_at: Option<Instant> = None;
-    loop {
-        if args.count.is_some_and(|n| received >= n) {
-            break;
-        }
-        if stdin_done_at.is_none() {
-            loop {
-                match lines.try_recv() {
-                    Ok(line) => match client.send(outgoing(&line, args.binary)) {
-                        Ok(()) => sent += 1,
-                        Err(ClientError::SendLost { cause }) => args.note(
-                            Level::Quiet,
-                            format_args!(
-                                "line lost (not re-sent): {}: {cause}",
-                                String::from_utf8_lossy(&line)
-                            ),
-                        ),
-                        Err(err) => return Err(err),
-                    },
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        stdin_done_at = Some(Instant::now());
-                        break;
-                    }
-                }
-            }
-        }
-        if let Some(done) = stdin_done_at {
-            if finished(args, sent, received, done.elapsed(), reply_wait) {
-                break;
-            }
-        }
-        match client.next_event(POLL_INTERVAL)? {
-            Some(Event::Message(message)) => {
-                print_message(&message)?;
-                received += 1;
-                if let Some(done) = &mut stdin_done_at {
-                    *done = Instant::now();
-                }
-            }
-            Some(Event::Disconnected(why)) => args.note(
-                Level::Normal,
-                format_args!("connection lost ({why}); reconnecting"),
-            ),
-            Some(Event::Reconnected { attempts }) => args.note(
-                Level::Normal,
-                format_args!("reconnected (after {attempts} attempts)"),
-            ),
-            None => {}
-        }
-    }
-    client.close(1000, "")?;
-    while let Some(message) = client.receive_pending() {
-        print_message(&message)?;
-    }
-    Ok(())
 }
 
 /// Reads stdin lines (without the line end) on a thread; the channel closes at EOF.
