@@ -7,6 +7,8 @@
 //! - `master`: binds, forks and supervises workers, reloads, drains, relays.
 //! - `worker`: one `mio` loop per process; connections as state machines.
 //! - [`handshake`]: the HTTP upgrade as pure functions over bytes.
+//! - [`deflate`]: permessage-deflate (RFC 7692): negotiation, compression,
+//!   bounded decompression, per-connection state.
 //! - [`route`]: path templates such as `/chat/{room}`.
 //! - [`handler`]: the [`Handler`] trait, the [`Conn`] handle, built-ins.
 //! - [`relay`]: broadcast frames between workers through the master.
@@ -20,6 +22,7 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod deflate;
 pub mod handler;
 pub mod handshake;
 mod master;
