@@ -12,8 +12,9 @@
 //! - [`route`]: path templates such as `/chat/{room}`.
 //! - [`handler`]: the [`Handler`] trait, the [`Conn`] handle, built-ins.
 //! - [`relay`]: broadcast frames between workers through the master.
-//! - `textcheck`: fail-fast UTF-8 validation of text frames as bytes
-//!   arrive, under tungstenite, for the worker and the client.
+//! - [`frame`]: the frame codec (reader and writer) for both roles.
+//! - `textcheck`: fail-fast UTF-8 validation under tungstenite's
+//!   `WebSocket`, until the worker reads with [`frame`].
 //! - [`tls`], [`privileges`], [`signals`], [`sdnotify`]: the operating
 //!   system edges.
 //! - [`client`]: the blocking client library and the `wssd client` CLI.
@@ -23,6 +24,7 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod deflate;
+pub mod frame;
 pub mod handler;
 pub mod handshake;
 mod master;
