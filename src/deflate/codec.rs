@@ -35,6 +35,8 @@ pub enum InflateError {
     },
     /// The compressed bytes are not a valid DEFLATE stream.
     Corrupt(&'static str),
+    /// The caller's check refused inflated bytes (invalid UTF-8 in text).
+    InvalidText,
 }
 
 impl InflateError {
@@ -48,6 +50,7 @@ impl InflateError {
             InflateError::TooBig { .. } => 1009,
             InflateError::Corrupt(_) if text => 1007,
             InflateError::Corrupt(_) => 1002,
+            InflateError::InvalidText => 1007,
         }
     }
 }
@@ -60,6 +63,7 @@ impl fmt::Display for InflateError {
                 "compressed message inflates to more than {limit} bytes (raise max_message_size to accept it)"
             ),
             InflateError::Corrupt(why) => write!(f, "invalid compressed data: {why}"),
+            InflateError::InvalidText => f.write_str("invalid UTF-8 in an inflated text message"),
         }
     }
 }
@@ -267,10 +271,26 @@ impl Inflater {
         limit: usize,
         out: &mut Vec<u8>,
     ) -> Result<usize, InflateError> {
+        self.feed_checked(input, last, limit, out, |_| true)
+    }
+
+    /// [`feed`](Self::feed), with `check` called on every piece of output
+    /// as soon as it is inflated (at most 1 MiB at a time); when it
+    /// returns `false`, inflation stops with `InvalidText`. This is how
+    /// text fails fast: the UTF-8 validator runs between inflate steps,
+    /// so an invalid byte early in a large message stops it early.
+    pub fn feed_checked(
+        &mut self,
+        input: &[u8],
+        last: bool,
+        limit: usize,
+        out: &mut Vec<u8>,
+        mut check: impl FnMut(&[u8]) -> bool,
+    ) -> Result<usize, InflateError> {
         let start = out.len();
-        self.run(input, limit, out)?;
+        self.run(input, limit, out, &mut check)?;
         if last {
-            self.run(&SYNC_TAIL, limit, out)?;
+            self.run(&SYNC_TAIL, limit, out, &mut check)?;
             self.produced = 0;
             if self.ended {
                 // A finished stream cannot continue: start afresh.
@@ -334,6 +354,7 @@ impl Inflater {
         mut input: &[u8],
         limit: usize,
         out: &mut Vec<u8>,
+        check: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<(), InflateError> {
         // The message may end at most here (one byte past the limit, so
         // that "over the limit" can be seen).
@@ -359,6 +380,9 @@ impl Inflater {
             let used = (self.inflate.total_in() - in0) as usize;
             let wrote = (self.inflate.total_out() - out0) as usize;
             out.truncate(len + wrote);
+            if !check(&out[len..]) {
+                return Err(InflateError::InvalidText);
+            }
             input = &input[used..];
             self.produced += wrote;
             if self.produced > limit {

@@ -106,6 +106,21 @@ impl ConnDeflate {
         pool: &mut InflaterPool,
         out: &mut Vec<u8>,
     ) -> Result<usize, InflateError> {
+        self.inflate_checked(input, last, limit, pool, out, |_| true)
+    }
+
+    /// [`inflate`](Self::inflate) with `check` run on each piece of
+    /// output as it is inflated (a text message's UTF-8 validator: false
+    /// stops inflation with [`InflateError::InvalidText`], 1007).
+    pub fn inflate_checked(
+        &mut self,
+        input: &[u8],
+        last: bool,
+        limit: usize,
+        pool: &mut InflaterPool,
+        out: &mut Vec<u8>,
+        check: impl FnMut(&[u8]) -> bool,
+    ) -> Result<usize, InflateError> {
         let dir = self.params.incoming(self.role);
         let bits = dir.inflate_window_bits();
         let inflater = self.inflater.get_or_insert_with(|| {
@@ -115,7 +130,7 @@ impl ConnDeflate {
                 pool.take(bits)
             }
         });
-        let result = inflater.feed(input, last, limit, out);
+        let result = inflater.feed_checked(input, last, limit, out, check);
         if result.is_err() || (last && !dir.context_takeover) {
             if let Some(inflater) = self.inflater.take() {
                 if !dir.context_takeover {

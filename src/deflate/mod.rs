@@ -7,14 +7,20 @@
 //! - [`codec`]: [`Compressor`], [`SharedCompressor`], [`Inflater`],
 //!   [`InflaterPool`] over zlib-rs.
 //! - [`conn`]: [`ConnDeflate`], what one connection holds.
+//! - [`message`]: [`MessageLayer`], the glue between the frame reader
+//!   and writer (`crate::frame`, which sets and checks RSV1) and the
+//!   codec: frames in, inflated messages out, and back.
 //!
-//! The frame layer sets and checks RSV1; this module never sees frames.
+//! Everything but `message` is independent of frames and sockets.
 
 pub mod codec;
 pub mod conn;
 mod header;
+pub mod message;
 pub mod negotiate;
 
+#[cfg(test)]
+mod message_tests;
 #[cfg(test)]
 mod tests;
 
@@ -23,6 +29,7 @@ pub use codec::{
     SharedCompressor, SYNC_TAIL,
 };
 pub use conn::ConnDeflate;
+pub use message::{Inbound, MessageError, MessageLayer, Received};
 pub use negotiate::{
     accept_offer, Accepted, AnswerError, ClientOffer, ClientWindow, Direction, Negotiated, Role,
 };
