@@ -234,17 +234,33 @@ impl MessageLayer {
                 }),
         };
         let body: &[u8] = if rsv1 { &compressed } else { payload };
+        self.append_frames(kind, body, rsv1, fragment_size, out);
+    }
+
+    /// Appends a message's frames as they are: `body` is the payload, or
+    /// with `compressed` the RFC 7692 payload made elsewhere (a broadcast
+    /// compressed once by the worker's [`SharedCompressor`] for every
+    /// receiver whose [`ConnDeflate::shared_key`] matches). RSV1 goes on
+    /// the first frame only.
+    pub fn append_frames(
+        &self,
+        kind: MessageKind,
+        body: &[u8],
+        compressed: bool,
+        fragment_size: Option<usize>,
+        out: &mut Vec<u8>,
+    ) {
         let data = match kind {
             MessageKind::Text => Data::Text,
             MessageKind::Binary => Data::Binary,
         };
         let step = fragment_size.filter(|&n| n > 0).unwrap_or(usize::MAX);
         let mut pieces = body.chunks(step).peekable();
-        let mut first = true;
         if pieces.peek().is_none() {
             self.writer
-                .append_with(out, OpCode::Data(data), true, rsv1, &[]);
+                .append_with(out, OpCode::Data(data), true, compressed, &[]);
         }
+        let mut first = true;
         while let Some(piece) = pieces.next() {
             let fin = pieces.peek().is_none();
             let opcode = if first {
@@ -254,7 +270,7 @@ impl MessageLayer {
             };
             // RSV1 marks the message on its first frame only (RFC 7692 §6.1).
             self.writer
-                .append_with(out, opcode, fin, rsv1 && first, piece);
+                .append_with(out, opcode, fin, compressed && first, piece);
             first = false;
         }
     }

@@ -308,3 +308,58 @@ fn an_echo_leaves_the_connection_holding_nothing() {
     let back = feed(&mut client_layer, &mut pool, &reply, 4096).unwrap();
     assert!(back == vec![(MessageKind::Text, true, m)]);
 }
+
+#[test]
+fn a_broadcast_is_compressed_once_for_every_receiver_with_the_same_window() {
+    // Three receivers: two browsers (15 bits) and one that asked for a
+    // 10-bit server window; one more without compression.
+    let offers = [
+        ClientOffer::default(),
+        ClientOffer::default(),
+        ClientOffer {
+            server_max_window_bits: Some(10),
+            ..ClientOffer::default()
+        },
+    ];
+    let mut receivers: Vec<(MessageLayer, MessageLayer)> = offers
+        .iter()
+        .map(|&offer| {
+            let (s, c) = pair(Settings::default(), offer);
+            (
+                server(Some(s), 1 << 20),
+                MessageLayer::new(Role::Client, limits(1 << 20), Some(c)),
+            )
+        })
+        .collect();
+    receivers.push((
+        server(None, 1 << 20),
+        MessageLayer::new(Role::Client, limits(1 << 20), None),
+    ));
+    let m = text(16 << 10);
+    let mut shared = SharedCompressor::new(Settings::default().tuning());
+    let mut by_key: Vec<(u8, Vec<u8>)> = Vec::new();
+    let mut compressions = 0;
+    let mut pool = InflaterPool::default();
+    for (server_layer, client_layer) in &mut receivers {
+        let key = server_layer
+            .compression()
+            .and_then(|d| d.shared_key(m.len()));
+        let mut out = Vec::new();
+        match key {
+            Some(bits) => {
+                if !by_key.iter().any(|(k, _)| *k == bits) {
+                    let mut c = Vec::new();
+                    shared.compress(bits, &m, &mut c).unwrap();
+                    compressions += 1;
+                    by_key.push((bits, c));
+                }
+                let body = &by_key.iter().find(|(k, _)| *k == bits).unwrap().1;
+                server_layer.append_frames(MessageKind::Text, body, true, None, &mut out);
+            }
+            None => server_layer.append_frames(MessageKind::Text, &m, false, None, &mut out),
+        }
+        let got = feed(client_layer, &mut pool, &out, 1000).unwrap();
+        assert!(got == vec![(MessageKind::Text, key.is_some(), m.clone())]);
+    }
+    assert_eq!(compressions, 2, "one per window size, not one per receiver");
+}
