@@ -892,3 +892,55 @@ fn report_levels() {
         );
     }
 }
+
+/// Runs `script` with Python 3 (an independent zlib: C zlib through
+/// Python's `zlib` module), `input` as hex in argv[1]; returns its stdout.
+fn python(script: &str, input: &[u8]) -> String {
+    let hex: String = input.iter().map(|b| format!("{b:02x}")).collect();
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &hex])
+        .output()
+        .expect("python3 is needed for this test (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "python3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn c_zlib_reads_what_we_compress_and_we_read_what_it_compresses() {
+    let m = json_like(20_000);
+    // Ours -> C zlib, as a peer's RFC 7692 receiver does it.
+    let mut ours = Vec::new();
+    SharedCompressor::new(tuning())
+        .compress(15, &m, &mut ours)
+        .unwrap();
+    let back = python(
+        "import sys, zlib\n\
+         d = zlib.decompressobj(-15)\n\
+         print(d.decompress(bytes.fromhex(sys.argv[1]) + b'\\x00\\x00\\xff\\xff').hex())",
+        &ours,
+    );
+    assert!(unhex(&back) == m, "C zlib did not read our message back");
+    // C zlib -> ours, compressed as Python websockets' server does
+    // (12-bit window, memLevel 5, sync flush, tail removed).
+    let theirs = python(
+        "import sys, zlib\n\
+         c = zlib.compressobj(6, zlib.DEFLATED, -12, 5)\n\
+         d = c.compress(bytes.fromhex(sys.argv[1])) + c.flush(zlib.Z_SYNC_FLUSH)\n\
+         assert d.endswith(b'\\x00\\x00\\xff\\xff')\n\
+         print(d[:-4].hex())",
+        &m,
+    );
+    let got = inflate_all(&mut Inflater::new(12), &unhex(&theirs), 1 << 20).unwrap();
+    assert!(got == m, "we did not read C zlib's message");
+}
