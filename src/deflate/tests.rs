@@ -944,3 +944,50 @@ fn c_zlib_reads_what_we_compress_and_we_read_what_it_compresses() {
     let got = inflate_all(&mut Inflater::new(12), &unhex(&theirs), 1 << 20).unwrap();
     assert!(got == m, "we did not read C zlib's message");
 }
+
+fn rss_kib() -> usize {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// RSS per connection-held state after one 16 KiB JSON message, for
+/// docs/compression.md. One case per process (freed pages stay in RSS):
+/// `WSSD_RSS=deflate:15:8 cargo test --lib report_rss -- --ignored
+/// --nocapture` (or `inflate:15`).
+#[test]
+#[ignore]
+fn report_rss() {
+    let case = std::env::var("WSSD_RSS").unwrap_or_else(|_| "deflate:15:8".into());
+    let parts: Vec<u8> = case
+        .split(':')
+        .skip(1)
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let m = json_like(16 << 10);
+    let mut compressed = Vec::new();
+    Compressor::new(tuning(), 15)
+        .compress(&m, &mut compressed)
+        .unwrap();
+    let n = 2000;
+    let before = rss_kib();
+    let mut deflaters = Vec::new();
+    let mut inflaters = Vec::new();
+    for _ in 0..n {
+        if case.starts_with("deflate") {
+            let t = DeflateTuning {
+                level: 1,
+                memory_level: parts[1],
+            };
+            let mut c = Compressor::new(t, parts[0]);
+            c.compress(&m, &mut Vec::new()).unwrap();
+            deflaters.push(c);
+        } else {
+            let mut inf = Inflater::new(parts[0]);
+            inflate_all(&mut inf, &compressed, 1 << 20).unwrap();
+            inflaters.push(inf);
+        }
+    }
+    let per = (rss_kib() - before) as f64 / n as f64;
+    eprintln!("{case}: {per:.1} KiB RSS each after one 16 KiB message");
+}
