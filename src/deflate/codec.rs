@@ -358,7 +358,7 @@ impl Inflater {
     ) -> Result<(), InflateError> {
         // The message may end at most here (one byte past the limit, so
         // that "over the limit" can be seen).
-        let message_end = out.len() - self.produced + limit.saturating_add(1);
+        let message_end = (out.len() - self.produced).saturating_add(limit.saturating_add(1));
         loop {
             if self.ended {
                 // RFC 7692 §7.2.3.4: a sender may end a message with a

@@ -574,6 +574,21 @@ fn corrupt_data_is_an_error_with_the_right_close_code() {
 }
 
 #[test]
+fn no_limit_means_no_limit() {
+    // A client without max_message_size passes usize::MAX, into a buffer
+    // that already holds bytes.
+    let m = json_like(10_000);
+    let mut c = Vec::new();
+    Compressor::new(tuning(), 15).compress(&m, &mut c).unwrap();
+    let mut out = b"prefix".to_vec();
+    let n = Inflater::new(15)
+        .feed(&c, true, usize::MAX, &mut out)
+        .unwrap();
+    assert_eq!(n, m.len());
+    assert!(out[6..] == m[..]);
+}
+
+#[test]
 fn the_limit_is_exact() {
     let m = json_like(10_000);
     let mut c = Vec::new();
