@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
+use crate::deflate;
+
 /// The whole configuration of one daemon generation.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -26,6 +28,20 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// The `[[routes]]` tables, in file order.
     pub routes: Vec<RouteConfig>,
+    /// The `[compression]` table: how permessage-deflate is negotiated
+    /// and done where a route turns it on.
+    pub compression: deflate::Settings,
+}
+
+/// Whether a route negotiates permessage-deflate (`compression` in
+/// `[server]` and in `[[routes]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Never: offers are ignored (the default).
+    #[default]
+    Off,
+    /// Accept permessage-deflate offers per the `[compression]` table.
+    Deflate,
 }
 
 /// Settings of the `[server]` table.
@@ -63,6 +79,8 @@ pub struct ServerConfig {
     pub user: Option<String>,
     /// Group the workers run as.
     pub group: Option<String>,
+    /// Default of every route's `compression`.
+    pub compression: Compression,
 }
 
 /// Settings of the `[log]` table.
@@ -93,6 +111,15 @@ pub struct RouteConfig {
     pub echo_self: bool,
     /// Overrides `server.max_message_size` on this route.
     pub max_message_size: Option<usize>,
+    /// Overrides `server.compression` on this route.
+    pub compression: Option<Compression>,
+}
+
+impl RouteConfig {
+    /// This route's compression: its own, else the server's.
+    pub fn compression(&self, server: &ServerConfig) -> Compression {
+        self.compression.unwrap_or(server.compression)
+    }
 }
 
 /// Defaults, in one place so docs/configuration.md can point at them.
@@ -176,6 +203,7 @@ impl Config {
             Some(v) => Some(parse_tls(root.as_table("tls", v)?)?),
         };
         let routes = parse_routes(&mut root)?;
+        let compression = parse_compression(root.table("compression")?)?;
         root.finish()?;
         Ok(Config {
             source: source.to_path_buf(),
@@ -183,6 +211,7 @@ impl Config {
             log,
             tls,
             routes,
+            compression,
         })
     }
 }
@@ -420,6 +449,7 @@ fn parse_server(mut t: Fields<'_>) -> Result<ServerConfig, ConfigError> {
     }
     let user = t.string("user")?;
     let group = t.string("group")?;
+    let compression = parse_compression_mode(&mut t)?.unwrap_or_default();
     t.finish()?;
     Ok(ServerConfig {
         listen,
@@ -438,6 +468,7 @@ fn parse_server(mut t: Fields<'_>) -> Result<ServerConfig, ConfigError> {
         allowed_origins,
         user,
         group,
+        compression,
     })
 }
 
@@ -549,15 +580,56 @@ fn parse_routes(root: &mut Fields<'_>) -> Result<Vec<RouteConfig>, ConfigError> 
             .ok_or_else(|| t.err("handler", "missing: name a handler such as \"echo\""))?;
         let echo_self = t.boolean("echo_self")?.unwrap_or(true);
         let max_message_size = t.size("max_message_size", 1)?;
+        let compression = parse_compression_mode(&mut t)?;
         t.finish()?;
         routes.push(RouteConfig {
             path,
             handler,
             echo_self,
             max_message_size,
+            compression,
         });
     }
     Ok(routes)
+}
+
+/// `compression = "off" | "deflate"` in `[server]` or a route.
+fn parse_compression_mode(t: &mut Fields<'_>) -> Result<Option<Compression>, ConfigError> {
+    match t.string("compression")?.as_deref() {
+        None => Ok(None),
+        Some("off") => Ok(Some(Compression::Off)),
+        Some("deflate") => Ok(Some(Compression::Deflate)),
+        Some(other) => Err(t.err(
+            "compression",
+            format!("\"{other}\" is not a compression: use \"off\" or \"deflate\""),
+        )),
+    }
+}
+
+/// The `[compression]` table (permessage-deflate settings).
+fn parse_compression(mut t: Fields<'_>) -> Result<deflate::Settings, ConfigError> {
+    let d = deflate::Settings::default();
+    let bits = |t: &mut Fields<'_>, name: &str, default: u8| {
+        t.integer(name, 9, 15)
+            .map(|v| v.map_or(default, |n| n as u8))
+    };
+    let settings = deflate::Settings {
+        server_context_takeover: t
+            .boolean("server_context_takeover")?
+            .unwrap_or(d.server_context_takeover),
+        client_context_takeover: t
+            .boolean("client_context_takeover")?
+            .unwrap_or(d.client_context_takeover),
+        server_max_window_bits: bits(&mut t, "server_max_window_bits", d.server_max_window_bits)?,
+        client_max_window_bits: bits(&mut t, "client_max_window_bits", d.client_max_window_bits)?,
+        memory_level: t
+            .integer("memory_level", 1, 9)?
+            .map_or(d.memory_level, |n| n as u8),
+        level: t.integer("level", 1, 9)?.map_or(d.level, |n| n as u8),
+        threshold: t.size("threshold", 0)?.unwrap_or(d.threshold),
+    };
+    t.finish()?;
+    Ok(settings)
 }
 
 /// Parses "500ms", "30s", "5m", "1h", "2d" or a bare number of seconds.
@@ -659,6 +731,100 @@ mod tests {
     fn workers_auto_is_cpu_count() {
         let c = parse("[server]\nworkers = \"auto\"\n").unwrap();
         assert_eq!(c.server.workers, cpu_count());
+    }
+
+    #[test]
+    fn compression_is_off_unless_turned_on_and_routes_override() {
+        let route = "[[routes]]\npath = \"/a\"\nhandler = \"echo\"\n";
+        let c = parse(route).unwrap();
+        assert_eq!(c.server.compression, Compression::Off);
+        assert_eq!(c.routes[0].compression(&c.server), Compression::Off);
+        assert_eq!(c.compression, deflate::Settings::default());
+        let c = parse(&format!(
+            "[server]\ncompression = \"deflate\"\n{route}[[routes]]\npath = \"/b\"\nhandler = \"echo\"\ncompression = \"off\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.routes[0].compression(&c.server), Compression::Deflate);
+        assert_eq!(c.routes[1].compression(&c.server), Compression::Off);
+        let c = parse(&format!("{route}compression = \"deflate\"\n")).unwrap();
+        assert_eq!(c.routes[0].compression(&c.server), Compression::Deflate);
+    }
+
+    #[test]
+    fn the_compression_table_is_read_and_checked() {
+        let c = parse(
+            "[compression]\nserver_context_takeover = true\nclient_context_takeover = true\nserver_max_window_bits = 10\nclient_max_window_bits = 11\nmemory_level = 4\nlevel = 6\nthreshold = \"1KiB\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.compression,
+            deflate::Settings {
+                server_context_takeover: true,
+                client_context_takeover: true,
+                server_max_window_bits: 10,
+                client_max_window_bits: 11,
+                memory_level: 4,
+                level: 6,
+                threshold: 1024,
+            }
+        );
+        for (text, key, why) in [
+            (
+                "[server]\ncompression = \"gzip\"\n",
+                "server.compression",
+                "\"off\" or \"deflate\"",
+            ),
+            (
+                "[server]\ncompression = true\n",
+                "server.compression",
+                "expected a string",
+            ),
+            (
+                "[[routes]]\npath=\"/a\"\nhandler=\"echo\"\ncompression=\"on\"\n",
+                "routes[0].compression",
+                "\"off\" or \"deflate\"",
+            ),
+            (
+                "[compression]\nserver_max_window_bits = 8\n",
+                "compression.server_max_window_bits",
+                "expected 9 to 15",
+            ),
+            (
+                "[compression]\nclient_max_window_bits = 16\n",
+                "compression.client_max_window_bits",
+                "expected 9 to 15",
+            ),
+            (
+                "[compression]\nmemory_level = 0\n",
+                "compression.memory_level",
+                "expected 1 to 9",
+            ),
+            (
+                "[compression]\nlevel = 10\n",
+                "compression.level",
+                "expected 1 to 9",
+            ),
+            (
+                "[compression]\nthreshold = \"lots\"\n",
+                "compression.threshold",
+                "is not a size",
+            ),
+            (
+                "[compression]\nserver_context_takeover = \"yes\"\n",
+                "compression.server_context_takeover",
+                "expected true or false",
+            ),
+            (
+                "[compression]\nwindow = 15\n",
+                "compression.window",
+                "unknown key",
+            ),
+            ("compression = 1\n", "compression", "expected a table"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.key, key, "{text}");
+            assert!(e.reason.contains(why), "{text}: {e}");
+        }
     }
 
     #[test]

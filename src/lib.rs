@@ -18,6 +18,8 @@
 //! - `handshake`: the HTTP upgrade as pure functions over bytes.
 //! - `route`: path templates such as `/chat/{room}`.
 //! - `relay`: broadcast frames between workers through the master.
+//! - `deflate`: permessage-deflate (RFC 7692): negotiation, compression,
+//!   bounded decompression, per-connection state (docs/compression.md).
 //! - [`handler`]: the [`Handler`] trait, the [`Conn`] handle, built-ins.
 //! - `message`: [`Message`], [`Text`], [`CloseCode`], shared by handlers
 //!   and the client.
@@ -40,6 +42,7 @@ mod app;
 pub mod bench;
 pub mod client;
 pub mod config;
+mod deflate;
 mod error;
 mod frame;
 pub mod handler;
@@ -86,6 +89,10 @@ pub mod internals {
     /// The broadcast relay frames.
     pub mod relay {
         pub use crate::relay::*;
+    }
+    /// permessage-deflate: negotiation, codec, per-connection state.
+    pub mod deflate {
+        pub use crate::deflate::*;
     }
     /// Path templates and the route table.
     pub mod route {
