@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Compression, Config, ConfigError};
 use crate::error::Error;
 use crate::handler::{self, HandlerFactory};
 use crate::privileges::{self, Ids};
@@ -21,6 +21,8 @@ pub(crate) struct RouteEntry {
     pub factory: HandlerFactory,
     /// The route's message size limit.
     pub max_message_size: usize,
+    /// Whether the route accepts permessage-deflate offers.
+    pub compression: bool,
 }
 
 /// The routes of one generation, validated.
@@ -134,6 +136,7 @@ impl AppLoader {
             let entry = RouteEntry {
                 factory,
                 max_message_size: r.max_message_size.unwrap_or(default_max),
+                compression: r.compression(&config.server) == Compression::Deflate,
             };
             routes
                 .add(template, entry)
@@ -146,6 +149,7 @@ impl AppLoader {
             let entry = RouteEntry {
                 factory: factory.clone(),
                 max_message_size: default_max,
+                compression: config.server.compression == Compression::Deflate,
             };
             routes
                 .add(template, entry)

@@ -64,6 +64,9 @@ pub struct ConnInfo {
     pub params: Vec<(String, String)>,
     /// The route template the connection came in on, e.g. `/chat/{room}`.
     pub route: String,
+    /// Whether the connection negotiated permessage-deflate (messages
+    /// reach the handler uncompressed either way).
+    pub compressed: bool,
 }
 
 /// Which connections a broadcast reaches.
@@ -162,6 +165,12 @@ impl<'a> Conn<'a> {
     /// The route template the connection came in on.
     pub fn route(&self) -> &str {
         &self.info.route
+    }
+
+    /// Whether the connection negotiated permessage-deflate (RFC 7692);
+    /// handlers see uncompressed messages either way.
+    pub fn compressed(&self) -> bool {
+        self.info.compressed
     }
 
     /// Everything known about the connection.

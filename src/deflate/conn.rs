@@ -47,6 +47,11 @@ impl ConnDeflate {
         }
     }
 
+    /// The compressor's level and memory level.
+    pub fn tuning(&self) -> DeflateTuning {
+        self.tuning
+    }
+
     /// What was negotiated.
     pub fn params(&self) -> &Negotiated {
         &self.params

@@ -185,27 +185,13 @@ impl MessageLayer {
         compressed: &[u8],
         pool: &mut InflaterPool,
     ) -> Result<Vec<u8>, MessageError> {
-        let text = kind == MessageKind::Text;
         // The reader only passes RSV1 up when it was allowed, i.e. when
         // `deflate` is set; refuse it the same way otherwise.
         let deflate = self
             .deflate
             .as_mut()
             .ok_or(MessageError::Frame(FrameError::ReservedBits))?;
-        let mut out = Vec::new();
-        let mut utf8 = Utf8Validator::default();
-        deflate
-            .inflate_checked(compressed, true, self.max_message, pool, &mut out, |new| {
-                !text || utf8.feed(new)
-            })
-            .map_err(|error| match error {
-                InflateError::InvalidText => MessageError::InvalidUtf8,
-                error => MessageError::Inflate { error, text },
-            })?;
-        if text && !utf8.is_complete() {
-            return Err(MessageError::InvalidUtf8);
-        }
-        Ok(out)
+        inflate_message(deflate, kind, compressed, self.max_message, pool)
     }
 
     /// Appends one data message to `out` as frames, compressed when
@@ -273,4 +259,33 @@ impl MessageLayer {
             first = false;
         }
     }
+}
+
+/// Inflates one whole compressed message (the payload of its frames, RSV1
+/// on the first) with `deflate`'s state or an inflater of the worker's
+/// `pool`: at most `max_message` bytes (1009 beyond, without allocating
+/// past it), text checked as it comes out (1007 at the first invalid
+/// chunk), undecodable data 1007 for text and 1002 for binary.
+pub fn inflate_message(
+    deflate: &mut ConnDeflate,
+    kind: MessageKind,
+    compressed: &[u8],
+    max_message: usize,
+    pool: &mut InflaterPool,
+) -> Result<Vec<u8>, MessageError> {
+    let text = kind == MessageKind::Text;
+    let mut out = Vec::new();
+    let mut utf8 = Utf8Validator::default();
+    deflate
+        .inflate_checked(compressed, true, max_message, pool, &mut out, |new| {
+            !text || utf8.feed(new)
+        })
+        .map_err(|error| match error {
+            InflateError::InvalidText => MessageError::InvalidUtf8,
+            error => MessageError::Inflate { error, text },
+        })?;
+    if text && !utf8.is_complete() {
+        return Err(MessageError::InvalidUtf8);
+    }
+    Ok(out)
 }

@@ -29,7 +29,7 @@ pub use codec::{
     SharedCompressor, SYNC_TAIL,
 };
 pub use conn::ConnDeflate;
-pub use message::{Inbound, MessageError, MessageLayer, Received};
+pub use message::{inflate_message, Inbound, MessageError, MessageLayer, Received};
 pub use negotiate::{
     accept_offer, Accepted, AnswerError, ClientOffer, ClientWindow, Direction, Negotiated, Role,
 };

@@ -17,6 +17,7 @@ use mio::net::TcpStream;
 use super::stream::{Stream, Transport};
 use crate::app::App;
 use crate::config::Config;
+use crate::deflate::{self, ConnDeflate};
 use crate::handler::{ConnId, ConnInfo};
 use crate::handshake::{self, Reject};
 
@@ -45,6 +46,9 @@ pub(super) struct Upgrade {
     pub leftover: Vec<u8>,
     /// The route's message size limit.
     pub max_message_size: usize,
+    /// permessage-deflate state, when the route allows it and the client
+    /// offered it acceptably.
+    pub deflate: Option<ConnDeflate>,
 }
 
 /// What one step of the upgrade came to.
@@ -181,7 +185,10 @@ fn step_request(mut stream: Stream, mut buf: Vec<u8>, ctx: &Context<'_>) -> Step
         (Ok(HeadRead::Eof), Ok(None)) | (Err(_), Ok(None)) => return Step::Drop,
     };
     let (out, upgrade) = match outcome {
-        Ok((upgrade, key)) => (handshake::accept_response(&key), Some(upgrade)),
+        Ok((upgrade, key, extensions)) => (
+            handshake::accept_response_with(&key, extensions.as_deref()),
+            Some(upgrade),
+        ),
         Err(reject) => {
             debug!("refused {}: {reject}", ctx.peer);
             (reject.response(), None)
@@ -201,7 +208,7 @@ fn decide(
     ctx: &Context<'_>,
     req: handshake::Request,
     leftover: Vec<u8>,
-) -> Result<(Box<Upgrade>, String), Reject> {
+) -> Result<(Box<Upgrade>, String, Option<String>), Reject> {
     let (m, params) = ctx
         .app
         .routes
@@ -218,6 +225,21 @@ fn decide(
             Some(_) => {}
         }
     }
+    // RFC 7692 §5: accept the first acceptable offer (or none) and name
+    // exactly what was accepted in the response.
+    let settings = &ctx.config.compression;
+    let accepted = m
+        .target
+        .compression
+        .then(|| deflate::accept_offer(req.header_values("Sec-WebSocket-Extensions"), settings))
+        .flatten();
+    let (deflate, extensions) = match accepted {
+        Some(a) => (
+            Some(ConnDeflate::new(a.params, deflate::Role::Server, settings)),
+            Some(a.response),
+        ),
+        None => (None, None),
+    };
     let info = ConnInfo {
         id: ConnId::new(ctx.pid, ctx.serial),
         peer: ctx.peer,
@@ -226,14 +248,16 @@ fn decide(
         headers: req.headers,
         params,
         route: m.template.as_str().to_string(),
+        compressed: deflate.is_some(),
     };
     let upgrade = Upgrade {
         info,
         route: m.index,
         leftover,
         max_message_size: m.target.max_message_size,
+        deflate,
     };
-    Ok((Box::new(upgrade), key))
+    Ok((Box::new(upgrade), key, extensions))
 }
 
 /// How reading a request head ended.
