@@ -10,6 +10,7 @@ use common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
+use wssd::client::{Client, ClientConfig, ClientError, CloseCode, Message};
 
 /// RSV1 in `raw_frame`'s `rsv` argument.
 const RSV1: u8 = 4;
@@ -285,4 +286,67 @@ fn a_decompression_bomb_gets_1009_and_the_worker_stays_small() {
     let mut raw = Raw::open(d.addr, OFFER);
     raw.send(&raw_frame(true, 0, TEXT, true, b"still here"));
     assert_eq!(raw.next(), Some((0x80 | TEXT, b"still here".to_vec())));
+}
+
+/// A compressible text of `size` bytes.
+fn json_text(size: usize) -> String {
+    let unit = r#"{"user":"alice","room":"lobby","text":"hello, world","n":12345},"#;
+    unit.repeat(size / unit.len() + 1)[..size].to_string()
+}
+
+#[test]
+fn our_client_negotiates_with_python_websockets_server_and_round_trips() {
+    let py = PyProc::spawn("deflate_peer.py", &["server"]);
+    let port = py.line();
+    let port = port.strip_prefix("PORT ").expect("PORT line");
+    let url = format!("ws://127.0.0.1:{port}/");
+    let mut c = Client::connect(&url, &ClientConfig::default()).expect("connect");
+    assert!(
+        c.compressed(),
+        "the client offers permessage-deflate by default"
+    );
+    assert_eq!(py.line(), "extensions permessage-deflate");
+    for size in [10, 5_000, 300_000] {
+        let text = json_text(size);
+        let got = c.send_receive(Message::text(text.clone())).expect("echo");
+        assert_eq!(got, Message::text(text));
+        let data: Vec<u8> = json_text(size).into_bytes().into_iter().rev().collect();
+        let got = c.send_receive(Message::binary(data.clone())).expect("echo");
+        assert_eq!(got, Message::binary(data));
+    }
+    c.close(CloseCode::NORMAL, "").expect("close");
+    // Opted out: no offer, no compression.
+    let cfg = ClientConfig::default().with_compression(false);
+    let mut c = Client::connect(&url, &cfg).expect("connect");
+    assert!(!c.compressed());
+    assert_eq!(py.line(), "extensions none");
+    let got = c.send_receive_text("plain").expect("echo");
+    assert_eq!(got, Message::text("plain"));
+}
+
+#[test]
+fn our_client_and_daemon_round_trip_compressed_and_handlers_see_plain_messages() {
+    let d = Daemon::start(&deflate_config(""));
+    let mut c = Client::connect(&d.url("/echo"), &ClientConfig::default()).expect("connect");
+    assert!(c.compressed());
+    let text = json_text(200_000);
+    let got = c.send_receive(Message::text(text.clone())).expect("echo");
+    assert_eq!(got, Message::text(text));
+}
+
+#[test]
+fn our_client_inflates_within_max_message_size() {
+    let d = Daemon::start(&deflate_config("max_message_size = \"4MiB\"\n"));
+    let cfg = ClientConfig {
+        max_message_size: Some(100_000),
+        ..ClientConfig::default()
+    };
+    let mut c = Client::connect(&d.url("/echo"), &cfg).expect("connect");
+    // 1 MB of text compresses to a few KB: the frame is small, the
+    // message is not.
+    c.send(Message::text(json_text(1 << 20))).expect("send");
+    match c.receive() {
+        Err(ClientError::MessageTooLarge { max, .. }) => assert_eq!(max, 100_000),
+        other => panic!("expected MessageTooLarge, got {other:?}"),
+    }
 }

@@ -37,6 +37,9 @@ use tungstenite::http::{header, HeaderName, HeaderValue};
 use tungstenite::Error as WsError;
 
 use self::url::WsUrl;
+use crate::deflate::{
+    self, inflate_message, ClientOffer, ConnDeflate, InflaterPool, MessageError, SharedCompressor,
+};
 use crate::frame::{
     CloseFrame, Control, Data, Event, FrameError, FrameReader, FrameWriter, Input, Limits,
     MessageKind, OpCode, Role,
@@ -99,6 +102,10 @@ pub struct ClientConfig {
     pub proxy: Option<Proxy>,
     /// TLS settings for `wss://`.
     pub tls: TlsOptions,
+    /// Offer permessage-deflate (`permessage-deflate;
+    /// client_max_window_bits`, as browsers do); on by default. Messages
+    /// are compressed and inflated transparently when the server accepts.
+    pub compression: bool,
 }
 
 impl Default for ClientConfig {
@@ -113,11 +120,19 @@ impl Default for ClientConfig {
             max_message_size: Some(64 << 20),
             proxy: None,
             tls: TlsOptions::default(),
+            compression: true,
         }
     }
 }
 
 impl ClientConfig {
+    /// Offers permessage-deflate (`true`, the default) or not.
+    #[must_use]
+    pub fn with_compression(mut self, offer: bool) -> Self {
+        self.compression = offer;
+        self
+    }
+
     /// Sets the connect, read and write timeouts at once (php-wss `setTimeout`).
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -199,6 +214,15 @@ pub struct Client {
     write_timeout: Option<Duration>,
     fragment_size: Option<usize>,
     subprotocol: Option<String>,
+    /// permessage-deflate, when the server accepted our offer.
+    deflate: Option<ConnDeflate>,
+    /// Compressor for messages when the server asked us to keep no
+    /// context (nothing is allocated until a message is compressed).
+    shared: Option<SharedCompressor>,
+    /// Inflaters for messages of a server that keeps no context.
+    pool: InflaterPool,
+    /// `max_message_size`, applied to inflated messages too.
+    max_message: usize,
     /// Data messages that arrived while waiting for a pong.
     pending: VecDeque<Message>,
     /// The peer's close code and reason, once known.
@@ -251,6 +275,7 @@ impl Client {
             .get("Sec-WebSocket-Protocol")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let deflate = negotiated(&response, config)?;
         let mut rbuf = first_frames;
         let rlen = rbuf.len();
         rbuf.resize(rlen.max(READ_BUF), 0);
@@ -258,9 +283,11 @@ impl Client {
             max_frame_size: config.max_message_size,
             max_message_size: config.max_message_size,
         };
+        let mut reader = FrameReader::new(Role::Client, limits);
+        reader.set_allow_rsv1(deflate.is_some());
         Ok(Client {
             stream,
-            reader: FrameReader::new(Role::Client, limits),
+            reader,
             writer: FrameWriter::new(Role::Client),
             rbuf,
             rpos: 0,
@@ -270,11 +297,20 @@ impl Client {
             write_timeout: config.write_timeout.filter(|t| !t.is_zero()),
             fragment_size: config.fragment_size.filter(|&n| n > 0),
             subprotocol,
+            deflate,
+            shared: None,
+            pool: InflaterPool::default(),
+            max_message: config.max_message_size.unwrap_or(usize::MAX),
             pending: VecDeque::new(),
             peer_close: None,
             close_sent: false,
             closed: false,
         })
+    }
+
+    /// Whether the server accepted permessage-deflate.
+    pub fn compressed(&self) -> bool {
+        self.deflate.is_some()
     }
 
     /// The subprotocol the server selected, if any.
@@ -452,6 +488,22 @@ impl Client {
     /// `fragment_size`, all in one write.
     fn send_frames(&mut self, payload: &[u8], kind: Data) -> Result<(), ClientError> {
         self.check_open()?;
+        let mut compressed = Vec::new();
+        let rsv1 = match &mut self.deflate {
+            None => false,
+            Some(d) => {
+                let tuning = d.tuning();
+                let shared = self
+                    .shared
+                    .get_or_insert_with(|| SharedCompressor::new(tuning));
+                d.compress(payload, shared, &mut compressed)
+                    .unwrap_or_else(|e| {
+                        log::warn!("{e}; sending the message uncompressed");
+                        false
+                    })
+            }
+        };
+        let payload: &[u8] = if rsv1 { &compressed } else { payload };
         let size = match self.fragment_size {
             Some(size) if payload.len() > size => size,
             _ => payload.len().max(1),
@@ -465,8 +517,14 @@ impl Client {
                 OpCode::Data(Data::Continue)
             };
             let last = end == payload.len();
-            self.writer
-                .append(&mut self.out, opcode, last, &payload[offset..end]);
+            // RSV1 marks a compressed message on its first frame only.
+            self.writer.append_with(
+                &mut self.out,
+                opcode,
+                last,
+                rsv1 && offset == 0,
+                &payload[offset..end],
+            );
             if last {
                 break;
             }
@@ -543,13 +601,31 @@ impl Client {
             if self.rpos < self.rlen {
                 let mut input = Input::new(&mut self.rbuf[self.rpos..self.rlen]);
                 let before = input.len();
-                let next = self.reader.next(&mut input).map(|e| e.map(incoming));
+                let next = match self.reader.next(&mut input) {
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(Failure::Frame(e)),
+                    Ok(Some(Event::Message {
+                        kind,
+                        compressed: true,
+                        payload,
+                    })) => match self.deflate.as_mut() {
+                        Some(d) => {
+                            inflate_message(d, kind, &payload, self.max_message, &mut self.pool)
+                                .map_err(Failure::Inflate)
+                                .and_then(|bytes| owned(kind, bytes).map_err(Failure::Client))
+                                .map(|m| Some(Incoming::Message(m)))
+                        }
+                        None => Err(Failure::Frame(FrameError::ReservedBits)),
+                    },
+                    Ok(Some(event)) => incoming(event).map(Some).map_err(Failure::Client),
+                };
                 self.rpos += before - input.len();
                 match next {
-                    Ok(Some(Ok(event))) => return Ok(event),
-                    Ok(Some(Err(err))) => return Err(err),
+                    Ok(Some(event)) => return Ok(event),
                     Ok(None) => {}
-                    Err(err) => return Err(self.protocol_error(err)),
+                    Err(Failure::Client(err)) => return Err(err),
+                    Err(Failure::Frame(err)) => return Err(self.protocol_error(err)),
+                    Err(Failure::Inflate(err)) => return Err(self.inflate_error(err)),
                 }
             }
             self.rpos = 0;
@@ -565,6 +641,26 @@ impl Client {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(self.io_error(err, what, self.read_timeout)),
             }
+        }
+    }
+
+    /// A compressed message that does not inflate (1007 for text, 1002
+    /// for binary), inflates past `max_message_size` (1009), or is not
+    /// UTF-8 (1007) fails the connection.
+    fn inflate_error(&mut self, err: MessageError) -> ClientError {
+        if let MessageError::Frame(err) = err {
+            return self.protocol_error(err);
+        }
+        self.fail(err.close_code().into(), &err.to_string());
+        match err {
+            MessageError::Inflate {
+                error: deflate::InflateError::TooBig { limit },
+                ..
+            } => ClientError::MessageTooLarge {
+                size: limit.saturating_add(1),
+                max: limit,
+            },
+            other => ClientError::Protocol(other.to_string()),
         }
     }
 
@@ -686,16 +782,57 @@ impl Client {
     }
 }
 
+/// Why reading the next event failed.
+enum Failure {
+    /// The frames broke RFC 6455 or RFC 7692.
+    Frame(FrameError),
+    /// A compressed message could not be inflated.
+    Inflate(MessageError),
+    /// Any other error.
+    Client(ClientError),
+}
+
+/// A message from its kind and bytes.
+fn owned(kind: MessageKind, bytes: Vec<u8>) -> Result<Message, ClientError> {
+    Ok(match kind {
+        MessageKind::Text => Message::Text(
+            Text::try_from(bytes)
+                .map_err(|_| ClientError::Protocol("invalid UTF-8 in a text message".into()))?,
+        ),
+        MessageKind::Binary => Message::Binary(bytes.into()),
+    })
+}
+
+/// What the server's answer to our permessage-deflate offer (if we
+/// made one) puts in force: `None` when it declined or we did not offer.
+fn negotiated(
+    response: &tungstenite::handshake::client::Response,
+    config: &ClientConfig,
+) -> Result<Option<ConnDeflate>, ClientError> {
+    let lines: Vec<&str> = response
+        .headers()
+        .get_all("Sec-WebSocket-Extensions")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if !config.compression {
+        return match lines.iter().find(|l| !l.trim().is_empty()) {
+            None => Ok(None),
+            Some(l) => Err(ClientError::Handshake(format!(
+                "the server accepted the extension \"{l}\", which was not offered"
+            ))),
+        };
+    }
+    let params = ClientOffer::default().check_answer(lines).map_err(|e| {
+        ClientError::Handshake(format!("the server's permessage-deflate answer: {e}"))
+    })?;
+    Ok(params.map(|p| ConnDeflate::new(p, deflate::Role::Client, &deflate::Settings::default())))
+}
+
 /// An event of the frame reader, owned (one copy of a borrowed payload).
 fn incoming(event: Event<'_>) -> Result<Incoming, ClientError> {
     Ok(match event {
-        Event::Message { kind, payload, .. } => Incoming::Message(match kind {
-            MessageKind::Text => Message::Text(
-                Text::try_from(payload.into_vec())
-                    .map_err(|_| ClientError::Protocol("invalid UTF-8 in a text message".into()))?,
-            ),
-            MessageKind::Binary => Message::Binary(payload.into_vec().into()),
-        }),
+        Event::Message { kind, payload, .. } => Incoming::Message(owned(kind, payload.into_vec())?),
         Event::Ping(payload) => Incoming::Ping(payload.into_vec()),
         Event::Pong(payload) => Incoming::Pong(payload.into_vec()),
         Event::Close(frame) => Incoming::Close(frame),
@@ -782,6 +919,11 @@ fn build_request(
         let value = HeaderValue::from_str(&config.subprotocols.join(", "))
             .map_err(|_| ClientError::InvalidConfig("invalid subprotocol name".into()))?;
         headers.insert("Sec-WebSocket-Protocol", value);
+    }
+    if config.compression && !headers.contains_key("Sec-WebSocket-Extensions") {
+        let value = HeaderValue::from_str(&ClientOffer::default().header_value())
+            .map_err(|_| ClientError::InvalidConfig("invalid extension offer".into()))?;
+        headers.insert("Sec-WebSocket-Extensions", value);
     }
     Ok(request)
 }
