@@ -350,3 +350,25 @@ fn our_client_inflates_within_max_message_size() {
         other => panic!("expected MessageTooLarge, got {other:?}"),
     }
 }
+
+#[test]
+fn a_broadcast_is_compressed_once_for_all_its_receivers() {
+    let routes = "[[routes]]\npath = \"/chat/{room}\"\nhandler = \"broadcast\"\n";
+    let d = Daemon::start(&config(
+        "workers = 1\ncompression = \"deflate\"\n",
+        routes,
+    ));
+    let url = d.url("/chat/lobby");
+    let mut clients: Vec<Client> = (0..4)
+        .map(|_| Client::connect(&url, &ClientConfig::default()).expect("connect"))
+        .collect();
+    assert!(clients.iter().all(Client::compressed));
+    let text = json_text(4000);
+    clients[0].send_text(&text).expect("send");
+    for c in &mut clients {
+        assert_eq!(c.receive().expect("broadcast"), Message::text(text.clone()));
+    }
+    // The worker says how many compressions served how many receivers
+    // (the sender receives its own broadcast too).
+    d.wait_log_contains("broadcast of 4000 bytes compressed 1 time(s) for 4 receiver(s)");
+}
