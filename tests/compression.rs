@@ -354,10 +354,7 @@ fn our_client_inflates_within_max_message_size() {
 #[test]
 fn a_broadcast_is_compressed_once_for_all_its_receivers() {
     let routes = "[[routes]]\npath = \"/chat/{room}\"\nhandler = \"broadcast\"\n";
-    let d = Daemon::start(&config(
-        "workers = 1\ncompression = \"deflate\"\n",
-        routes,
-    ));
+    let d = Daemon::start(&config("workers = 1\ncompression = \"deflate\"\n", routes));
     let url = d.url("/chat/lobby");
     let mut clients: Vec<Client> = (0..4)
         .map(|_| Client::connect(&url, &ClientConfig::default()).expect("connect"))
@@ -371,4 +368,34 @@ fn a_broadcast_is_compressed_once_for_all_its_receivers() {
     // The worker says how many compressions served how many receivers
     // (the sender receives its own broadcast too).
     d.wait_log_contains("broadcast of 4000 bytes compressed 1 time(s) for 4 receiver(s)");
+}
+
+#[test]
+fn wssd_client_offers_compression_unless_told_not_to() {
+    let py = PyProc::spawn("deflate_peer.py", &["server"]);
+    let port = py.line();
+    let url = format!(
+        "ws://127.0.0.1:{}/",
+        port.strip_prefix("PORT ").expect("PORT")
+    );
+    for (flags, seen) in [
+        (&[][..], "extensions permessage-deflate"),
+        (&["--no-compression"][..], "extensions none"),
+    ] {
+        let out = Command::new(wssd_bin())
+            .arg("client")
+            .arg(&url)
+            .args(flags)
+            .args(["--send", &json_text(1000)])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run wssd client");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), json_text(1000));
+        assert_eq!(py.line(), seen, "wssd client {flags:?}");
+    }
 }
