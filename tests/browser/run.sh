@@ -7,8 +7,8 @@
 #
 # Chromium (the real browser, not a driver) opens tests/browser/page.html
 # from a file:// URL with the daemon's address in the query; the page
-# writes PASS or FAIL into the DOM, which --dump-dom prints. Exit 0 on
-# PASS. Not run by .ci/run: a Chromium start costs more than the test.
+# writes PASS or FAIL into the DOM, read through the DevTools protocol
+# (tests/browser/cdp_result.py, Python websockets). Exit 0 on PASS. Not run by .ci/run: a Chromium start costs more than the test.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -51,13 +51,17 @@ done
 ADDR=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$WORK/wssd.log" | head -1)
 [ -n "$ADDR" ] || { echo "browser: wssd did not listen" >&2; exit 1; }
 
-# --virtual-time-budget lets the page's script run to its end before the
-# DOM is dumped (virtual time waits for the network).
-DOM=$(timeout 120 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic \
+# Chromium runs the page; its verdict is read through the DevTools
+# protocol (--dump-dom would not wait for the WebSocket).
+DEVTOOLS=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic \
     --no-first-run --disable-background-networking --disable-component-update \
-    --disable-sync --user-data-dir="$WORK/profile" --virtual-time-budget=60000 \
-    --dump-dom "file://$ROOT/tests/browser/page.html?ws=ws://$ADDR/echo" 2>"$WORK/chromium.log")
-RESULT=$(echo "$DOM" | sed -n 's/.*<pre id="result">\([^<]*\)<.*/\1/p')
+    --disable-sync --user-data-dir="$WORK/profile" --remote-debugging-port="$DEVTOOLS" \
+    "file://$ROOT/tests/browser/page.html?ws=ws://$ADDR/echo" 2>"$WORK/chromium.log" &
+CHROME=$!
+RESULT=$(timeout 180 python3 "$ROOT/tests/browser/cdp_result.py" "$DEVTOOLS" || echo "FAIL no verdict")
+kill -TERM "$CHROME" 2>/dev/null || true
+wait "$CHROME" 2>/dev/null || true
 echo "browser: $RESULT"
 case "$RESULT" in
     PASS*permessage-deflate*) exit 0 ;;
