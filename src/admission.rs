@@ -429,6 +429,7 @@ pub enum Outcome {
 pub fn conclude(
     key: &str,
     negotiated: Option<String>,
+    extensions: Option<&str>,
     headers: &[(String, String)],
     decision: Decision,
 ) -> Outcome {
@@ -456,7 +457,7 @@ pub fn conclude(
                 }
             };
             Outcome::Open {
-                response: render_accept(key, selected.as_deref(), &extra),
+                response: render_accept(key, selected.as_deref(), extensions, &extra),
                 subprotocol: selected,
                 value,
             }
@@ -507,9 +508,15 @@ fn effective_status(status: u16) -> u16 {
 }
 
 /// The `101 Switching Protocols` response for `key`, with the selected
-/// subprotocol and the handler's extra headers.
-pub fn render_accept(key: &str, subprotocol: Option<&str>, extra: &[(String, String)]) -> Vec<u8> {
-    let mut out = handshake::accept_response(key);
+/// subprotocol, the accepted extensions (`Sec-WebSocket-Extensions`, e.g.
+/// permessage-deflate's answer) and the handler's extra headers.
+pub fn render_accept(
+    key: &str,
+    subprotocol: Option<&str>,
+    extensions: Option<&str>,
+    extra: &[(String, String)],
+) -> Vec<u8> {
+    let mut out = handshake::accept_response_with(key, extensions);
     out.truncate(out.len() - 2); // reopen the head: drop the final CRLF
     if let Some(p) = subprotocol {
         push_header(&mut out, "Sec-WebSocket-Protocol", p);
@@ -699,7 +706,7 @@ mod tests {
     #[test]
     fn rejections_render_status_headers_and_a_capped_body() {
         let d = Decision::unauthorized("Bearer realm=\"chat\"").with_body("token expired");
-        let Outcome::Refuse { response, status } = conclude(KEY, None, &[], d) else {
+        let Outcome::Refuse { response, status } = conclude(KEY, None, None, &[], d) else {
             panic!("not a refusal")
         };
         assert_eq!(status, 401);
@@ -718,7 +725,7 @@ mod tests {
         assert!(r.contains(&format!("Content-Length: {MAX_REJECT_BODY}\r\n")));
 
         let d = Decision::too_many_requests(Duration::from_millis(1500));
-        let Outcome::Refuse { response, .. } = conclude(KEY, None, &[], d) else {
+        let Outcome::Refuse { response, .. } = conclude(KEY, None, None, &[], d) else {
             panic!()
         };
         let r = text(response);
@@ -753,7 +760,7 @@ mod tests {
             .with_header("Content-Length", "99")
             .with_header("X-Split", "a\r\nSet-Cookie: evil=1")
             .with_header("Bad Name", "x");
-        let Outcome::Refuse { response, status } = conclude(KEY, None, &[], d) else {
+        let Outcome::Refuse { response, status } = conclude(KEY, None, None, &[], d) else {
             panic!()
         };
         assert_eq!(status, 500);
@@ -775,7 +782,7 @@ mod tests {
             response,
             subprotocol,
             value,
-        } = conclude(KEY, Some("b".into()), &offered, d)
+        } = conclude(KEY, Some("b".into()), None, &offered, d)
         else {
             panic!()
         };
@@ -794,20 +801,41 @@ mod tests {
 
         // The hook may override the route's choice with another offered one...
         let d = Decision::accept().with_subprotocol("a");
-        let Outcome::Open { subprotocol, .. } = conclude(KEY, Some("b".into()), &offered, d) else {
+        let Outcome::Open { subprotocol, .. } = conclude(KEY, Some("b".into()), None, &offered, d)
+        else {
             panic!()
         };
         assert_eq!(subprotocol.as_deref(), Some("a"));
         // ...but not with one the client did not offer.
         let d = Decision::accept().with_subprotocol("zzz");
         assert!(matches!(
-            conclude(KEY, None, &offered, d),
+            conclude(KEY, None, None, &offered, d),
             Outcome::Refuse { status: 500, .. }
         ));
         // Without any subprotocol the 101 names none.
-        let Outcome::Open { response, .. } = conclude(KEY, None, &[], Decision::default()) else {
+        let Outcome::Open { response, .. } = conclude(KEY, None, None, &[], Decision::default())
+        else {
             panic!()
         };
         assert!(!text(response).contains("Sec-WebSocket-Protocol"));
+    }
+
+    #[test]
+    fn accept_names_the_accepted_extension_once_despite_the_hook() {
+        let d = Decision::accept().with_header("Sec-WebSocket-Extensions", "x-evil");
+        let answer = "permessage-deflate; server_no_context_takeover";
+        let Outcome::Open { response, .. } = conclude(KEY, None, Some(answer), &[], d) else {
+            panic!()
+        };
+        let r = text(response);
+        assert!(
+            r.contains(&format!("\r\nSec-WebSocket-Extensions: {answer}\r\n")),
+            "{r}"
+        );
+        assert_eq!(r.matches("Sec-WebSocket-Extensions").count(), 1, "{r}");
+        assert!(
+            r.ends_with("\r\n\r\n") && !r.ends_with("\r\n\r\n\r\n"),
+            "{r}"
+        );
     }
 }

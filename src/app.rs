@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use crate::config::{Config, ConfigError, ExecConfig};
+use crate::config::{Compression, Config, ConfigError, ExecConfig};
 use crate::error::Error;
 use crate::handler::{self, HandlerFactory};
 use crate::privileges::{self, Ids};
@@ -29,6 +29,8 @@ pub(crate) struct RouteEntry {
     /// For an `exec` route: its program; messages go to the program, not
     /// to the handler.
     pub exec: Option<Rc<ExecConfig>>,
+    /// Whether the route accepts permessage-deflate offers.
+    pub compression: bool,
 }
 
 /// The routes of one generation, validated.
@@ -182,6 +184,7 @@ impl AppLoader {
                 subprotocols: r.subprotocols.clone(),
                 subprotocol_required: r.subprotocol_required,
                 exec,
+                compression: r.compression(&config.server) == Compression::Deflate,
             };
             if let Err(e) = routes.add(template, entry) {
                 errors.push(ConfigError::new(file, format!("{key}.path"), e.to_string()));
@@ -195,6 +198,7 @@ impl AppLoader {
                 subprotocols: Vec::new(),
                 subprotocol_required: false,
                 exec: None,
+                compression: config.server.compression == Compression::Deflate,
             };
             let added = Template::parse(path)
                 .map_err(|e| e.to_string())

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
+use crate::deflate;
 pub use crate::limits::LimitsConfig;
 use crate::limits::{CidrSet, Rate};
 
@@ -35,6 +36,9 @@ pub struct Config {
     pub status: Option<StatusConfig>,
     /// The `[cluster]` table; `None` (absent) is one instance on its own.
     pub cluster: Option<ClusterConfig>,
+    /// The `[compression]` table: how permessage-deflate is negotiated
+    /// and done where a route turns it on.
+    pub compression: deflate::Settings,
 }
 
 /// Settings of the `[status]` table: the master's HTTP listener for
@@ -74,6 +78,17 @@ impl ClusterConfig {
             format!("{host}-{}", std::process::id())
         })
     }
+}
+
+/// Whether a route negotiates permessage-deflate (`compression` in
+/// `[server]` and in `[[routes]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Never: offers are ignored (the default).
+    #[default]
+    Off,
+    /// Accept permessage-deflate offers per the `[compression]` table.
+    Deflate,
 }
 
 /// Settings of the `[server]` table.
@@ -117,6 +132,8 @@ pub struct ServerConfig {
     /// Every connection starts with a PROXY protocol v1/v2 header naming
     /// the client (behind a load balancer that sends one).
     pub proxy_protocol: bool,
+    /// Default of every route's `compression`.
+    pub compression: Compression,
 }
 
 /// Settings of the `[log]` table.
@@ -166,6 +183,8 @@ pub struct RouteConfig {
     pub subprotocol_required: bool,
     /// For `exec`: the program and how to run it.
     pub exec: Option<ExecConfig>,
+    /// Overrides `server.compression` on this route.
+    pub compression: Option<Compression>,
 }
 
 /// How an `exec` route runs its program (see docs/exec.md).
@@ -194,6 +213,13 @@ pub enum ExecMode {
     Lines,
     /// Bytes both ways: each read from stdout is one binary message.
     Binary,
+}
+
+impl RouteConfig {
+    /// This route's compression: its own, else the server's.
+    pub fn compression(&self, server: &ServerConfig) -> Compression {
+        self.compression.unwrap_or(server.compression)
+    }
 }
 
 /// Defaults, in one place so docs/configuration.md can point at them.
@@ -351,6 +377,8 @@ impl Config {
         };
         let limits = root.table("limits", &mut errs);
         let limits = errs.keep(parse_limits(limits)).unwrap_or_default();
+        let compression = root.table("compression", &mut errs);
+        let compression = parse_compression(compression, &mut errs);
         root.finish(&mut errs);
         errs.into_result(Config {
             source: source.to_path_buf(),
@@ -361,6 +389,7 @@ impl Config {
             status,
             cluster,
             limits,
+            compression,
         })
     }
 }
@@ -669,6 +698,7 @@ fn parse_server(mut t: Fields<'_>, errs: &mut Errors) -> ServerConfig {
     let user = errs.opt(t.string("user"));
     let group = errs.opt(t.string("group"));
     let proxy_protocol = errs.opt(t.boolean("proxy_protocol")).unwrap_or(false);
+    let compression = errs.opt(parse_compression_mode(&mut t)).unwrap_or_default();
     t.finish(errs);
     ServerConfig {
         listen,
@@ -689,6 +719,7 @@ fn parse_server(mut t: Fields<'_>, errs: &mut Errors) -> ServerConfig {
         user,
         group,
         proxy_protocol,
+        compression,
     }
 }
 
@@ -886,6 +917,7 @@ fn parse_routes(root: &mut Fields<'_>, errs: &mut Errors) -> Vec<RouteConfig> {
         });
         let echo_self = errs.opt(t.boolean("echo_self")).unwrap_or(true);
         let max_message_size = errs.opt(t.size("max_message_size", 1));
+        let compression = errs.opt(parse_compression_mode(&mut t));
         let subprotocols = errs.keep(parse_subprotocols(&mut t)).unwrap_or_default();
         let subprotocol_required = errs.opt(t.boolean("subprotocol_required")).unwrap_or(false);
         if subprotocol_required && subprotocols.is_empty() {
@@ -909,6 +941,7 @@ fn parse_routes(root: &mut Fields<'_>, errs: &mut Errors) -> Vec<RouteConfig> {
                 handler,
                 echo_self,
                 max_message_size,
+                compression,
                 subprotocols,
                 subprotocol_required,
                 exec,
@@ -1079,6 +1112,69 @@ fn parse_exec_env(t: &mut Fields<'_>, errs: &mut Errors) -> Option<Vec<(String, 
         }
     }
     good.then_some(env)
+}
+
+/// `compression = "off" | "deflate"` in `[server]` or a route.
+fn parse_compression_mode(t: &mut Fields<'_>) -> Result<Option<Compression>, ConfigError> {
+    match t.string("compression")?.as_deref() {
+        None => Ok(None),
+        Some("off") => Ok(Some(Compression::Off)),
+        Some("deflate") => Ok(Some(Compression::Deflate)),
+        Some(other) => Err(t.err(
+            "compression",
+            format!("\"{other}\" is not a compression: use \"off\" or \"deflate\""),
+        )),
+    }
+}
+
+/// The `[compression]` table (permessage-deflate settings), read in the
+/// order docs/configuration.md lists the keys; a default stands in for a
+/// wrong value (its error is kept).
+fn parse_compression(mut t: Fields<'_>, errs: &mut Errors) -> deflate::Settings {
+    let d = deflate::Settings::default();
+    let flag = |t: &mut Fields<'_>, errs: &mut Errors, name: &str, default: bool| {
+        errs.opt(t.boolean(name)).unwrap_or(default)
+    };
+    let server_context_takeover = flag(
+        &mut t,
+        errs,
+        "server_context_takeover",
+        d.server_context_takeover,
+    );
+    let client_context_takeover = flag(
+        &mut t,
+        errs,
+        "client_context_takeover",
+        d.client_context_takeover,
+    );
+    let small =
+        |t: &mut Fields<'_>, errs: &mut Errors, name: &str, range: (i64, i64), default: u8| {
+            errs.opt(t.integer(name, range.0, range.1))
+                .map_or(default, |n| n as u8)
+        };
+    let settings = deflate::Settings {
+        server_context_takeover,
+        client_context_takeover,
+        server_max_window_bits: small(
+            &mut t,
+            errs,
+            "server_max_window_bits",
+            (9, 15),
+            d.server_max_window_bits,
+        ),
+        client_max_window_bits: small(
+            &mut t,
+            errs,
+            "client_max_window_bits",
+            (9, 15),
+            d.client_max_window_bits,
+        ),
+        memory_level: small(&mut t, errs, "memory_level", (1, 9), d.memory_level),
+        level: small(&mut t, errs, "level", (1, 9), d.level),
+        threshold: errs.opt(t.size("threshold", 0)).unwrap_or(d.threshold),
+    };
+    t.finish(errs);
+    settings
 }
 
 /// Parses "500ms", "30s", "5m", "1h", "2d" or a bare number of seconds.
@@ -1341,6 +1437,100 @@ mod tests {
         let e =
             parse("[[routes]]\npath=\"/x\"\nhandler=\"echo\"\ncommand=[\"cat\"]\n").unwrap_err();
         assert_eq!(e.key, "routes[0].command");
+    }
+
+    #[test]
+    fn compression_is_off_unless_turned_on_and_routes_override() {
+        let route = "[[routes]]\npath = \"/a\"\nhandler = \"echo\"\n";
+        let c = parse(route).unwrap();
+        assert_eq!(c.server.compression, Compression::Off);
+        assert_eq!(c.routes[0].compression(&c.server), Compression::Off);
+        assert_eq!(c.compression, deflate::Settings::default());
+        let c = parse(&format!(
+            "[server]\ncompression = \"deflate\"\n{route}[[routes]]\npath = \"/b\"\nhandler = \"echo\"\ncompression = \"off\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.routes[0].compression(&c.server), Compression::Deflate);
+        assert_eq!(c.routes[1].compression(&c.server), Compression::Off);
+        let c = parse(&format!("{route}compression = \"deflate\"\n")).unwrap();
+        assert_eq!(c.routes[0].compression(&c.server), Compression::Deflate);
+    }
+
+    #[test]
+    fn the_compression_table_is_read_and_checked() {
+        let c = parse(
+            "[compression]\nserver_context_takeover = true\nclient_context_takeover = true\nserver_max_window_bits = 10\nclient_max_window_bits = 11\nmemory_level = 4\nlevel = 6\nthreshold = \"1KiB\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.compression,
+            deflate::Settings {
+                server_context_takeover: true,
+                client_context_takeover: true,
+                server_max_window_bits: 10,
+                client_max_window_bits: 11,
+                memory_level: 4,
+                level: 6,
+                threshold: 1024,
+            }
+        );
+        for (text, key, why) in [
+            (
+                "[server]\ncompression = \"gzip\"\n",
+                "server.compression",
+                "\"off\" or \"deflate\"",
+            ),
+            (
+                "[server]\ncompression = true\n",
+                "server.compression",
+                "expected a string",
+            ),
+            (
+                "[[routes]]\npath=\"/a\"\nhandler=\"echo\"\ncompression=\"on\"\n",
+                "routes[0].compression",
+                "\"off\" or \"deflate\"",
+            ),
+            (
+                "[compression]\nserver_max_window_bits = 8\n",
+                "compression.server_max_window_bits",
+                "expected 9 to 15",
+            ),
+            (
+                "[compression]\nclient_max_window_bits = 16\n",
+                "compression.client_max_window_bits",
+                "expected 9 to 15",
+            ),
+            (
+                "[compression]\nmemory_level = 0\n",
+                "compression.memory_level",
+                "expected 1 to 9",
+            ),
+            (
+                "[compression]\nlevel = 10\n",
+                "compression.level",
+                "expected 1 to 9",
+            ),
+            (
+                "[compression]\nthreshold = \"lots\"\n",
+                "compression.threshold",
+                "is not a size",
+            ),
+            (
+                "[compression]\nserver_context_takeover = \"yes\"\n",
+                "compression.server_context_takeover",
+                "expected true or false",
+            ),
+            (
+                "[compression]\nwindow = 15\n",
+                "compression.window",
+                "unknown key",
+            ),
+            ("compression = 1\n", "compression", "expected a table"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.key, key, "{text}");
+            assert!(e.reason.contains(why), "{text}: {e}");
+        }
     }
 
     #[test]

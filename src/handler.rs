@@ -71,6 +71,9 @@ pub struct ConnInfo {
     pub subprotocol: Option<String>,
     /// The value [`Handler::on_handshake`] attached, if any.
     pub value: ConnValue,
+    /// Whether the connection negotiated permessage-deflate (messages
+    /// reach the handler uncompressed either way).
+    pub compressed: bool,
 }
 
 /// Which connections a broadcast reaches.
@@ -181,6 +184,12 @@ impl<'a> Conn<'a> {
     /// [`Decision::with_value`], if it is a `T`.
     pub fn value<T: std::any::Any>(&self) -> Option<&T> {
         self.info.value.get::<T>()
+    }
+
+    /// Whether the connection negotiated permessage-deflate (RFC 7692);
+    /// handlers see uncompressed messages either way.
+    pub fn compressed(&self) -> bool {
+        self.info.compressed
     }
 
     /// Everything known about the connection.

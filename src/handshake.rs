@@ -30,6 +30,15 @@ impl Request {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// Every value of header `name`, in order (a header sent on several
+    /// lines, such as `Sec-WebSocket-Extensions`, is one list).
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Why a request was refused, mapped to an HTTP status.
@@ -240,9 +249,18 @@ pub fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
 
 /// The `101 Switching Protocols` response for `key`.
 pub fn accept_response(key: &str) -> Vec<u8> {
+    accept_response_with(key, None)
+}
+
+/// The `101 Switching Protocols` response for `key`, naming the accepted
+/// extensions (e.g. `deflate::Accepted::response`) when there are any.
+pub fn accept_response_with(key: &str, extensions: Option<&str>) -> Vec<u8> {
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let extensions = extensions
+        .map(|e| format!("Sec-WebSocket-Extensions: {e}\r\n"))
+        .unwrap_or_default();
     format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extensions}\r\n"
     )
     .into_bytes()
 }
@@ -262,6 +280,32 @@ mod tests {
         assert_eq!(validate_upgrade(&req).unwrap(), "dGhlIHNhbXBsZSBub25jZQ==");
         let resp = String::from_utf8(accept_response("dGhlIHNhbXBsZSBub25jZQ==")).unwrap();
         assert!(resp.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{resp}");
+    }
+
+    #[test]
+    fn extension_offers_on_several_lines_reach_the_negotiation() {
+        let text = String::from_utf8_lossy(GOOD).replace(
+            "\r\n\r\nrest",
+            "\r\nSec-WebSocket-Extensions: x-foo\r\nsec-websocket-extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+        );
+        let (req, _) = parse_request(text.as_bytes(), 4096).unwrap().unwrap();
+        let offers: Vec<&str> = req.header_values("Sec-WebSocket-Extensions").collect();
+        assert_eq!(
+            offers,
+            ["x-foo", "permessage-deflate; client_max_window_bits"]
+        );
+        let accepted =
+            crate::deflate::accept_offer(offers, &crate::deflate::Settings::default()).unwrap();
+        let resp = String::from_utf8(accept_response_with(
+            "dGhlIHNhbXBsZSBub25jZQ==",
+            Some(&accepted.response),
+        ))
+        .unwrap();
+        assert!(resp.ends_with("\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n\r\n"), "{resp}");
+        assert_eq!(
+            accept_response("dGhlIHNhbXBsZSBub25jZQ=="),
+            accept_response_with("dGhlIHNhbXBsZSBub25jZQ==", None)
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@
 //!   between instances through Redis pub/sub.
 //! - `relay`: broadcast frames between workers through the master.
 //! - `stats`: the counters table shared by the master and its workers.
+//! - `deflate`: permessage-deflate (RFC 7692): negotiation, compression,
+//!   bounded decompression, per-connection state (docs/compression.md).
 //! - [`handler`]: the [`Handler`] trait, the [`Conn`] handle, built-ins.
 //! - `message`: [`Message`], [`Text`], [`CloseCode`], shared by handlers
 //!   and the client.
@@ -52,6 +54,7 @@ mod app;
 pub mod client;
 mod cluster;
 pub mod config;
+mod deflate;
 mod error;
 mod exec;
 mod frame;
@@ -110,6 +113,10 @@ pub mod internals {
     /// The broadcast relay frames.
     pub mod relay {
         pub use crate::relay::*;
+    }
+    /// permessage-deflate: negotiation, codec, per-connection state.
+    pub mod deflate {
+        pub use crate::deflate::*;
     }
     /// Path templates and the route table.
     pub mod route {

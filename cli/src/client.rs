@@ -68,6 +68,10 @@ pub struct ClientArgs {
     #[arg(long)]
     pub binary: bool,
 
+    /// Do not offer permessage-deflate (offered by default, as browsers do).
+    #[arg(long)]
+    pub no_compression: bool,
+
     /// Subprotocol to offer (repeatable).
     #[arg(long = "subprotocol", value_name = "NAME")]
     pub subprotocols: Vec<String>,
@@ -238,6 +242,7 @@ fn config_from(args: &ClientArgs) -> Result<ClientConfig, String> {
         return Err("--fragment-size must be at least 1".into());
     }
     config.fragment_size = args.fragment_size;
+    config.compression = !args.no_compression;
     config.subprotocols = args.subprotocols.clone();
     config.tls.ca_file = args.ca_file.clone();
     config.tls.accept_invalid_certs = args.insecure;

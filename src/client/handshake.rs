@@ -8,7 +8,8 @@
 //! the client and browsers and Python `websockets` accept it. The checks
 //! are otherwise the RFC's: status 101, `Upgrade: websocket`, `Connection:
 //! Upgrade`, the `Sec-WebSocket-Accept` digest, no extension we did not
-//! offer, and a subprotocol only if it is one we offered.
+//! offer (an answer to our permessage-deflate offer is checked as RFC 7692
+//! §7.1 asks), and a subprotocol only if it is one we offered.
 
 use std::io::{Read, Write};
 
@@ -17,6 +18,7 @@ use tungstenite::handshake::derive_accept_key;
 
 use super::error::{is_timeout, ClientError};
 use super::is_disconnect;
+use crate::deflate::{ClientOffer, Negotiated};
 
 /// Largest response head accepted, in bytes.
 const MAX_HEAD: usize = 16 * 1024;
@@ -25,14 +27,27 @@ const MAX_ERROR_BODY: usize = 4096;
 /// Most headers in the response.
 const MAX_HEADERS: usize = 64;
 
+/// What a successful handshake leaves to the connection.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    /// The bytes that followed the 101 head (the first frames).
+    pub(crate) first_frames: Vec<u8>,
+    /// The subprotocol the server selected.
+    pub(crate) subprotocol: Option<String>,
+    /// The permessage-deflate parameters in force, if the server accepted
+    /// our offer.
+    pub(crate) deflate: Option<Negotiated>,
+}
+
 /// Performs the handshake for `request` over `stream`, offering
-/// `offered` subprotocols (already in the request's headers). Returns the
-/// bytes that followed the 101 head and the subprotocol the server selected.
+/// `offered` subprotocols and the permessage-deflate offer `deflate`
+/// (both already in the request's headers).
 pub(crate) fn handshake<S: Read + Write>(
     stream: &mut S,
     request: Request,
     offered: &[String],
-) -> Result<(Vec<u8>, Option<String>), ClientError> {
+    deflate: Option<&ClientOffer>,
+) -> Result<Answer, ClientError> {
     let (bytes, key) =
         generate_request(request).map_err(|e| ClientError::Handshake(e.to_string()))?;
     stream
@@ -54,16 +69,22 @@ pub(crate) fn handshake<S: Read + Write>(
             body,
         });
     }
-    let selected = verify(response.headers, &key, offered)?;
-    Ok((tail, selected))
+    let (subprotocol, deflate) = verify(response.headers, &key, offered, deflate)?;
+    Ok(Answer {
+        first_frames: tail,
+        subprotocol,
+        deflate,
+    })
 }
 
-/// Checks a 101 answer; returns the selected subprotocol.
+/// Checks a 101 answer; returns the selected subprotocol and the
+/// permessage-deflate parameters in force.
 fn verify(
     headers: &[httparse::Header<'_>],
     key: &str,
     offered: &[String],
-) -> Result<Option<String>, ClientError> {
+    deflate: Option<&ClientOffer>,
+) -> Result<(Option<String>, Option<Negotiated>), ClientError> {
     let values = |name: &str| {
         headers
             .iter()
@@ -92,27 +113,43 @@ fn verify(
     if accept.len() != 1 || accept[0] != derive_accept_key(key.as_bytes()) {
         return fail("the server's Sec-WebSocket-Accept does not match our key".into());
     }
-    if let Some(ext) = values("Sec-WebSocket-Extensions").first() {
-        return fail(format!(
-            "the server enabled the extension {ext:?}, which was not offered"
-        ));
-    }
+    let extensions = values("Sec-WebSocket-Extensions");
+    let negotiated = match deflate {
+        None => {
+            if let Some(ext) = extensions.first() {
+                return fail(format!(
+                    "the server enabled the extension {ext:?}, which was not offered"
+                ));
+            }
+            None
+        }
+        Some(offer) => offer
+            .check_answer(extensions.iter().map(String::as_str))
+            .map_err(|e| ClientError::Handshake(e.to_string()))?,
+    };
     let protocols = values("Sec-WebSocket-Protocol");
-    match protocols.as_slice() {
-        [] => Ok(None),
-        [one] if offered.iter().any(|o| o == one) => Ok(Some(one.clone())),
-        [one] if offered.is_empty() => fail(format!(
-            "the server selected the subprotocol {one:?} but none was offered"
-        )),
-        [one] => fail(format!(
-            "the server selected the subprotocol {one:?}, which was not offered (offered: {})",
-            offered.join(", ")
-        )),
-        _ => fail(format!(
-            "the server selected several subprotocols ({})",
-            protocols.join(", ")
-        )),
-    }
+    let subprotocol = match protocols.as_slice() {
+        [] => None,
+        [one] if offered.iter().any(|o| o == one) => Some(one.clone()),
+        [one] if offered.is_empty() => {
+            return fail(format!(
+                "the server selected the subprotocol {one:?} but none was offered"
+            ))
+        }
+        [one] => {
+            return fail(format!(
+                "the server selected the subprotocol {one:?}, which was not offered (offered: {})",
+                offered.join(", ")
+            ))
+        }
+        _ => {
+            return fail(format!(
+                "the server selected several subprotocols ({})",
+                protocols.join(", ")
+            ))
+        }
+    };
+    Ok((subprotocol, negotiated))
 }
 
 /// Reads until the end of the response head; returns the head and the
@@ -241,7 +278,13 @@ mod tests {
             answer: Cursor::new(answer.as_bytes().to_vec()),
             written: Vec::new(),
         };
-        handshake(&mut stream, request(KEY, &offered.join(", ")), &offered).map(|(_, p)| p)
+        handshake(
+            &mut stream,
+            request(KEY, &offered.join(", ")),
+            &offered,
+            None,
+        )
+        .map(|a| a.subprotocol)
     }
 
     fn ok101(extra: &str) -> String {
@@ -269,6 +312,36 @@ mod tests {
                 matches!(run(&ok101(extra), offered), Err(ClientError::Handshake(_))),
                 "{extra:?}"
             );
+        }
+    }
+
+    fn run_deflate(extra: &str) -> Result<Option<Negotiated>, ClientError> {
+        let mut stream = Scripted {
+            answer: Cursor::new(ok101(extra).into_bytes()),
+            written: Vec::new(),
+        };
+        let offer = ClientOffer::default();
+        handshake(&mut stream, request(KEY, ""), &[], Some(&offer)).map(|a| a.deflate)
+    }
+
+    #[test]
+    fn permessage_deflate_answers_are_checked() {
+        assert_eq!(run_deflate("").unwrap(), None);
+        let accepted = run_deflate(
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_max_window_bits=10\r\n",
+        )
+        .unwrap()
+        .expect("accepted");
+        assert!(accepted.server_no_context_takeover);
+        assert_eq!(accepted.client_max_window_bits, 10);
+        for extra in [
+            "Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n",
+            "Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate\r\n",
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+            "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=16\r\n",
+        ] {
+            let err = run_deflate(extra).unwrap_err().to_string();
+            assert!(err.contains("Sec-WebSocket-Extensions"), "{extra:?}: {err}");
         }
     }
 

@@ -35,6 +35,9 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::http::{header, HeaderName, HeaderValue};
 
 use self::url::WsUrl;
+use crate::deflate::{
+    self, inflate_message, ClientOffer, ConnDeflate, InflaterPool, MessageError, SharedCompressor,
+};
 use crate::frame::{
     CloseFrame, Control, Data, Event, FrameError, FrameReader, FrameWriter, Input, Limits,
     MessageKind, OpCode, Role,
@@ -96,6 +99,10 @@ pub struct ClientConfig {
     pub proxy: Option<Proxy>,
     /// TLS settings for `wss://`.
     pub tls: TlsOptions,
+    /// Offer permessage-deflate (`permessage-deflate;
+    /// client_max_window_bits`, as browsers do); on by default. Messages
+    /// are compressed and inflated transparently when the server accepts.
+    pub compression: bool,
 }
 
 impl Default for ClientConfig {
@@ -110,11 +117,19 @@ impl Default for ClientConfig {
             max_message_size: Some(64 << 20),
             proxy: None,
             tls: TlsOptions::default(),
+            compression: true,
         }
     }
 }
 
 impl ClientConfig {
+    /// Offers permessage-deflate (`true`, the default) or not.
+    #[must_use]
+    pub fn with_compression(mut self, offer: bool) -> Self {
+        self.compression = offer;
+        self
+    }
+
     /// Sets the connect, read and write timeouts at once (php-wss `setTimeout`).
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -196,6 +211,15 @@ pub struct Client {
     write_timeout: Option<Duration>,
     fragment_size: Option<usize>,
     subprotocol: Option<String>,
+    /// permessage-deflate, when the server accepted our offer.
+    deflate: Option<ConnDeflate>,
+    /// Compressor for messages when the server asked us to keep no
+    /// context (nothing is allocated until a message is compressed).
+    shared: Option<SharedCompressor>,
+    /// Inflaters for messages of a server that keeps no context.
+    pool: InflaterPool,
+    /// `max_message_size`, applied to inflated messages too.
+    max_message: usize,
     /// Data messages that arrived while waiting for a pong.
     pending: VecDeque<Message>,
     /// The peer's close code and reason, once known.
@@ -230,21 +254,33 @@ impl Client {
             url: url.to_string(),
             reason,
         })?;
-        let request = build_request(&parsed, config)?;
+        let offer = deflate_offer(config);
+        let request = build_request(&parsed, config, offer.as_ref())?;
         let mut stream = transport::open(&parsed, config)?;
         // Our own handshake check (see handshake.rs); frames right behind
         // the 101 stay ours.
-        let (first_frames, subprotocol) =
-            match handshake::handshake(&mut stream, request, &config.subprotocols) {
-                Ok(done) => done,
-                Err(ClientError::Timeout { .. }) => {
-                    return Err(ClientError::Timeout {
-                        what: format!("waiting for the handshake answer of {}", parsed.authority()),
-                        after: config.read_timeout,
-                    })
-                }
-                Err(err) => return Err(err),
-            };
+        let answer = match handshake::handshake(
+            &mut stream,
+            request,
+            &config.subprotocols,
+            offer.as_ref(),
+        ) {
+            Ok(done) => done,
+            Err(ClientError::Timeout { .. }) => {
+                return Err(ClientError::Timeout {
+                    what: format!("waiting for the handshake answer of {}", parsed.authority()),
+                    after: config.read_timeout,
+                })
+            }
+            Err(err) => return Err(err),
+        };
+        let handshake::Answer {
+            first_frames,
+            subprotocol,
+            deflate,
+        } = answer;
+        let deflate = deflate
+            .map(|p| ConnDeflate::new(p, deflate::Role::Client, &deflate::Settings::default()));
         let mut rbuf = first_frames;
         let rlen = rbuf.len();
         rbuf.resize(rlen.max(READ_BUF), 0);
@@ -252,9 +288,11 @@ impl Client {
             max_frame_size: config.max_message_size,
             max_message_size: config.max_message_size,
         };
+        let mut reader = FrameReader::new(Role::Client, limits);
+        reader.set_allow_rsv1(deflate.is_some());
         Ok(Client {
             stream,
-            reader: FrameReader::new(Role::Client, limits),
+            reader,
             writer: FrameWriter::new(Role::Client),
             rbuf,
             rpos: 0,
@@ -264,12 +302,21 @@ impl Client {
             write_timeout: config.write_timeout.filter(|t| !t.is_zero()),
             fragment_size: config.fragment_size.filter(|&n| n > 0),
             subprotocol,
+            deflate,
+            shared: None,
+            pool: InflaterPool::default(),
+            max_message: config.max_message_size.unwrap_or(usize::MAX),
             pending: VecDeque::new(),
             peer_close: None,
             close_sent: false,
             closed: false,
             last_pong: None,
         })
+    }
+
+    /// Whether the server accepted permessage-deflate.
+    pub fn compressed(&self) -> bool {
+        self.deflate.is_some()
     }
 
     /// The subprotocol the server selected, if any.
@@ -479,6 +526,22 @@ impl Client {
     /// `fragment_size`, all in one write.
     fn send_frames(&mut self, payload: &[u8], kind: Data) -> Result<(), ClientError> {
         self.check_open()?;
+        let mut compressed = Vec::new();
+        let rsv1 = match &mut self.deflate {
+            None => false,
+            Some(d) => {
+                let tuning = d.tuning();
+                let shared = self
+                    .shared
+                    .get_or_insert_with(|| SharedCompressor::new(tuning));
+                d.compress(payload, shared, &mut compressed)
+                    .unwrap_or_else(|e| {
+                        log::warn!("{e}; sending the message uncompressed");
+                        false
+                    })
+            }
+        };
+        let payload: &[u8] = if rsv1 { &compressed } else { payload };
         let size = match self.fragment_size {
             Some(size) if payload.len() > size => size,
             _ => payload.len().max(1),
@@ -492,8 +555,14 @@ impl Client {
                 OpCode::Data(Data::Continue)
             };
             let last = end == payload.len();
-            self.writer
-                .append(&mut self.out, opcode, last, &payload[offset..end]);
+            // RSV1 marks a compressed message on its first frame only.
+            self.writer.append_with(
+                &mut self.out,
+                opcode,
+                last,
+                rsv1 && offset == 0,
+                &payload[offset..end],
+            );
             if last {
                 break;
             }
@@ -573,13 +642,31 @@ impl Client {
             if self.rpos < self.rlen {
                 let mut input = Input::new(&mut self.rbuf[self.rpos..self.rlen]);
                 let before = input.len();
-                let next = self.reader.next(&mut input).map(|e| e.map(incoming));
+                let next = match self.reader.next(&mut input) {
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(Failure::Frame(e)),
+                    Ok(Some(Event::Message {
+                        kind,
+                        compressed: true,
+                        payload,
+                    })) => match self.deflate.as_mut() {
+                        Some(d) => {
+                            inflate_message(d, kind, &payload, self.max_message, &mut self.pool)
+                                .map_err(Failure::Inflate)
+                                .and_then(|bytes| owned(kind, bytes).map_err(Failure::Client))
+                                .map(|m| Some(Incoming::Message(m)))
+                        }
+                        None => Err(Failure::Frame(FrameError::ReservedBits)),
+                    },
+                    Ok(Some(event)) => incoming(event).map(Some).map_err(Failure::Client),
+                };
                 self.rpos += before - input.len();
                 match next {
-                    Ok(Some(Ok(event))) => return Ok(event),
-                    Ok(Some(Err(err))) => return Err(err),
+                    Ok(Some(event)) => return Ok(event),
                     Ok(None) => {}
-                    Err(err) => return Err(self.protocol_error(err)),
+                    Err(Failure::Client(err)) => return Err(err),
+                    Err(Failure::Frame(err)) => return Err(self.protocol_error(err)),
+                    Err(Failure::Inflate(err)) => return Err(self.inflate_error(err)),
                 }
             }
             self.rpos = 0;
@@ -595,6 +682,26 @@ impl Client {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(self.io_error(err, what, self.read_timeout)),
             }
+        }
+    }
+
+    /// A compressed message that does not inflate (1007 for text, 1002
+    /// for binary), inflates past `max_message_size` (1009), or is not
+    /// UTF-8 (1007) fails the connection.
+    fn inflate_error(&mut self, err: MessageError) -> ClientError {
+        if let MessageError::Frame(err) = err {
+            return self.protocol_error(err);
+        }
+        self.fail(err.close_code().into(), &err.to_string());
+        match err {
+            MessageError::Inflate {
+                error: deflate::InflateError::TooBig { limit },
+                ..
+            } => ClientError::MessageTooLarge {
+                size: limit.saturating_add(1),
+                max: limit,
+            },
+            other => ClientError::Protocol(other.to_string()),
         }
     }
 
@@ -716,16 +823,43 @@ impl Client {
     }
 }
 
+/// Why reading the next event failed.
+enum Failure {
+    /// The frames broke RFC 6455 or RFC 7692.
+    Frame(FrameError),
+    /// A compressed message could not be inflated.
+    Inflate(MessageError),
+    /// Any other error.
+    Client(ClientError),
+}
+
+/// A message from its kind and bytes.
+fn owned(kind: MessageKind, bytes: Vec<u8>) -> Result<Message, ClientError> {
+    Ok(match kind {
+        MessageKind::Text => Message::Text(
+            Text::try_from(bytes)
+                .map_err(|_| ClientError::Protocol("invalid UTF-8 in a text message".into()))?,
+        ),
+        MessageKind::Binary => Message::Binary(bytes.into()),
+    })
+}
+
+/// The permessage-deflate offer to make: the browsers' one when
+/// `compression` is on, unless the caller's headers bring their own
+/// `Sec-WebSocket-Extensions` (then no extension can be taken into use,
+/// and the handshake refuses an answer that enables one).
+fn deflate_offer(config: &ClientConfig) -> Option<ClientOffer> {
+    let own = config
+        .headers
+        .iter()
+        .any(|(name, _)| name.trim().eq_ignore_ascii_case("Sec-WebSocket-Extensions"));
+    (config.compression && !own).then(ClientOffer::default)
+}
+
 /// An event of the frame reader, owned (one copy of a borrowed payload).
 fn incoming(event: Event<'_>) -> Result<Incoming, ClientError> {
     Ok(match event {
-        Event::Message { kind, payload, .. } => Incoming::Message(match kind {
-            MessageKind::Text => Message::Text(
-                Text::try_from(payload.into_vec())
-                    .map_err(|_| ClientError::Protocol("invalid UTF-8 in a text message".into()))?,
-            ),
-            MessageKind::Binary => Message::Binary(payload.into_vec().into()),
-        }),
+        Event::Message { kind, payload, .. } => Incoming::Message(owned(kind, payload.into_vec())?),
         Event::Ping(payload) => Incoming::Ping(payload.into_vec()),
         Event::Pong(payload) => Incoming::Pong(payload.into_vec()),
         Event::Close(frame) => Incoming::Close(frame),
@@ -748,6 +882,7 @@ pub(crate) fn is_disconnect(err: &io::Error) -> bool {
 fn build_request(
     url: &WsUrl,
     config: &ClientConfig,
+    deflate: Option<&ClientOffer>,
 ) -> Result<tungstenite::handshake::client::Request, ClientError> {
     let mut request =
         url.request_uri()
@@ -786,6 +921,11 @@ fn build_request(
             .map_err(|_| ClientError::InvalidConfig("invalid subprotocol name".into()))?;
         headers.insert("Sec-WebSocket-Protocol", value);
     }
+    if let Some(offer) = deflate {
+        let value = HeaderValue::from_str(&offer.header_value())
+            .map_err(|_| ClientError::InvalidConfig("invalid extension offer".into()))?;
+        headers.insert("Sec-WebSocket-Extensions", value);
+    }
     Ok(request)
 }
 
@@ -817,7 +957,7 @@ mod tests {
             .with_header("X-Test", "1")
             .with_header("Host", "other")
             .with_subprotocol("chat");
-        let request = build_request(&url, &config).unwrap();
+        let request = build_request(&url, &config, None).unwrap();
         assert_eq!(request.uri().to_string(), "ws://example.com:81/x?y=1");
         let headers = request.headers();
         assert_eq!(headers["x-test"], "1");
@@ -832,7 +972,7 @@ mod tests {
         let url = WsUrl::parse("ws://h/").unwrap();
         let config = ClientConfig::default().with_header("Bad Name", "v");
         assert!(matches!(
-            build_request(&url, &config),
+            build_request(&url, &config, None),
             Err(ClientError::InvalidConfig(_))
         ));
     }

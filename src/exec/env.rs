@@ -167,6 +167,7 @@ mod tests {
             route: route.into(),
             subprotocol: None,
             value: Default::default(),
+            compressed: false,
         }
     }
 

@@ -7,11 +7,12 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use log::warn;
+use log::{debug, warn};
 
 use super::conn::Conn;
-use super::session::Sent;
+use super::session::{with_shared, Sent, Session};
 use super::slab::Slab;
+use crate::frame::MessageKind;
 use crate::handler::ConnId;
 use crate::message::Message;
 use crate::relay::{RelayLink, RelayMessage, RoomKey};
@@ -107,6 +108,10 @@ impl Broadcasts {
     ) -> (Vec<usize>, u64) {
         let mut dropped = Vec::new();
         let mut queued = 0;
+        // Compressed once per window size for every receiver whose server
+        // keeps no context (RFC 7692 output depends only on the message
+        // and the window then), not once per receiver.
+        let mut once = CompressedOnce::default();
         for slot in 0..conns.capacity() {
             let Some(session) = conns.get_mut(slot).and_then(Conn::session_mut) else {
                 continue;
@@ -128,7 +133,11 @@ impl Broadcasts {
                 dropped.push(slot);
                 continue;
             }
-            match session.send(b.message.clone(), max_send_buffer) {
+            let sent = match once.body(session, &b.message) {
+                Some((kind, body)) => session.send_compressed(kind, body, max_send_buffer),
+                None => session.send(b.message.clone(), max_send_buffer),
+            };
+            match sent {
                 Sent::Drop => dropped.push(slot),
                 Sent::Queued => {
                     queued += 1;
@@ -137,6 +146,14 @@ impl Broadcasts {
                     }
                 }
             }
+        }
+        if once.made > 0 {
+            debug!(
+                "broadcast of {} bytes compressed {} time(s) for {} receiver(s)",
+                b.message.len(),
+                once.made,
+                once.used
+            );
         }
         (dropped, queued)
     }
@@ -196,5 +213,48 @@ impl Broadcasts {
             Some(d.delay)
         };
         Some((b, again))
+    }
+}
+
+/// One broadcast's compressed bodies, by window size.
+#[derive(Default)]
+struct CompressedOnce {
+    /// `(window_bits, RFC 7692 payload)`.
+    bodies: Vec<(u8, Vec<u8>)>,
+    /// Compressions made (at most one per window size).
+    made: usize,
+    /// Receivers served from them.
+    used: usize,
+}
+
+impl CompressedOnce {
+    /// The compressed body for `session`, when it negotiated compression
+    /// without server context and the message reaches the threshold;
+    /// `None`: send the message as it is.
+    fn body(&mut self, session: &Session, message: &Message) -> Option<(MessageKind, &[u8])> {
+        let deflate = session.deflate()?;
+        let bits = deflate.shared_key(message.len())?;
+        let (kind, payload): (MessageKind, &[u8]) = match message {
+            Message::Text(t) => (MessageKind::Text, t.as_bytes()),
+            Message::Binary(b) => (MessageKind::Binary, b),
+        };
+        let i = match self.bodies.iter().position(|(b, _)| *b == bits) {
+            Some(i) => i,
+            None => {
+                let mut out = Vec::new();
+                let made = with_shared(deflate.tuning(), |shared| {
+                    shared.compress(bits, payload, &mut out)
+                });
+                if let Err(e) = made {
+                    warn!("{e}; sending the broadcast uncompressed");
+                    return None;
+                }
+                self.made += 1;
+                self.bodies.push((bits, out));
+                self.bodies.len() - 1
+            }
+        };
+        self.used += 1;
+        Some((kind, &self.bodies[i].1))
     }
 }

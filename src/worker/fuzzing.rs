@@ -47,6 +47,7 @@ impl Harness {
             leftover: leftover.to_vec(),
             max_message_size,
             counted: None,
+            deflate: None,
         };
         Ok(Harness {
             session: Some(Session::new(stream, up, max_frame_size, Instant::now())),
@@ -160,5 +161,6 @@ fn info(peer: SocketAddr) -> ConnInfo {
         route: "/echo".into(),
         subprotocol: None,
         value: Default::default(),
+        compressed: false,
     }
 }

@@ -36,8 +36,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::app::App;
 use crate::config::{Config, ExecConfig};
+use crate::deflate::MessageError;
 use crate::exec::{Output, Pipe};
-use crate::frame::FrameError;
 use crate::handler::{Action, Conn as HandlerConn, ConnId, Handler, HandlerError, Scope};
 use crate::message::{CloseCode, Message};
 use crate::relay::{RelayLink, RoomKey};
@@ -746,7 +746,7 @@ impl Worker {
 
     /// A protocol error: tell the handler and the peer why (1002, 1007,
     /// 1009), then linger until the peer closes.
-    fn fail(&mut self, slot: usize, error: FrameError) {
+    fn fail(&mut self, slot: usize, error: MessageError) {
         let code = CloseCode::from(error.close_code());
         let reason = error.to_string();
         debug!("closing a connection with {code}: {reason}");

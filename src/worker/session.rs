@@ -22,7 +22,10 @@ use log::{debug, error, warn};
 use super::admit::Counted;
 use super::stream::Stream;
 use super::upgrade::Upgrade;
-use crate::frame::{self, Event, FrameError, FrameReader, Input, MessageKind, Payload, Role};
+use crate::deflate::{
+    inflate_message, ConnDeflate, DeflateTuning, InflaterPool, MessageError, SharedCompressor,
+};
+use crate::frame::{self, Event, FrameReader, Input, MessageKind, Payload, Role};
 use crate::handler::{Action, Conn as HandlerConn, ConnInfo, Handler, HandlerError};
 use crate::message::{truncate_reason, CloseCode, Message, Text};
 
@@ -36,6 +39,25 @@ pub(super) const READ_BUDGET: usize = 256;
 
 thread_local! {
     static SCRATCH_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The worker's one compressor for every connection whose server
+    /// keeps no context (created with the first compressed message; a
+    /// worker runs one configuration generation).
+    static SHARED: RefCell<Option<SharedCompressor>> = const { RefCell::new(None) };
+    /// The worker's inflaters for messages from peers that keep no
+    /// context: lent for one message, then reset and returned.
+    static POOL: RefCell<InflaterPool> = RefCell::new(InflaterPool::default());
+}
+
+/// Runs `f` with the worker's shared compressor (made with `deflate`'s
+/// tuning on first use).
+pub(super) fn with_shared<R>(
+    tuning: DeflateTuning,
+    f: impl FnOnce(&mut SharedCompressor) -> R,
+) -> R {
+    SHARED.with(|shared| {
+        let mut shared = shared.borrow_mut();
+        f(shared.get_or_insert_with(|| SharedCompressor::new(tuning)))
+    })
 }
 
 /// Frame opcodes the session writes.
@@ -51,6 +73,9 @@ pub(super) struct Session {
     stream: Stream,
     /// Frames in: unmasked and validated in the read buffer.
     reader: FrameReader,
+    /// permessage-deflate, when negotiated: between messages (with no
+    /// context kept) it holds no zlib state and no buffer.
+    deflate: Option<ConnDeflate>,
     /// Input not parsed yet: bytes that followed the request head, or the
     /// rest of a read when the read budget ran out. Usually empty.
     pending: Vec<u8>,
@@ -108,8 +133,9 @@ pub(super) enum Read {
     /// The close handshake is over (or the peer vanished): our last bytes
     /// were flushed as far as the socket took them; remove the connection.
     Closed,
-    /// The peer broke the protocol; see `Session::fail`.
-    Failed(FrameError),
+    /// The peer broke the protocol (or sent a message that does not
+    /// inflate, or inflates too large); see `Session::fail`.
+    Failed(MessageError),
 }
 
 /// What a flush came to.
@@ -140,7 +166,7 @@ enum Parsed {
     /// A close frame ended the input (the reader ignores what follows).
     Close,
     /// A protocol error.
-    Failed(FrameError),
+    Failed(MessageError),
 }
 
 impl Session {
@@ -150,9 +176,13 @@ impl Session {
             max_frame_size: Some(max_frame_size.min(up.max_message_size)),
             max_message_size: Some(up.max_message_size),
         };
+        let mut reader = FrameReader::new(Role::Server, limits);
+        // RSV1 without the extension negotiated is a protocol error (1002).
+        reader.set_allow_rsv1(up.deflate.is_some());
         Session {
             stream,
-            reader: FrameReader::new(Role::Server, limits),
+            reader,
+            deflate: up.deflate,
             pending: up.leftover,
             info: up.info,
             route: up.route,
@@ -188,7 +218,10 @@ impl Session {
     /// left over by the read budget (0 between messages).
     #[cfg(test)]
     pub fn buffered(&self) -> usize {
-        self.reader.buffered_capacity() + self.pending.capacity() + self.stream.out_capacity()
+        self.reader.buffered_capacity()
+            + self.pending.capacity()
+            + self.stream.out_capacity()
+            + usize::from(self.deflate.as_ref().is_some_and(ConnDeflate::holds_state))
     }
 
     /// Reads what the socket has, parsing it into `batch`, within
@@ -280,15 +313,23 @@ impl Session {
             let event = match self.reader.next(&mut input) {
                 Ok(Some(event)) => event,
                 Ok(None) => return Parsed::All,
-                Err(e) => return Parsed::Failed(e),
+                Err(e) => return Parsed::Failed(e.into()),
             };
             *budget = budget.saturating_sub(1);
             self.last_rx = now;
             self.ping_sent = false;
             let received = match event {
+                Event::Message {
+                    kind,
+                    compressed: true,
+                    payload,
+                } => match self.inflate(kind, &payload) {
+                    Ok(m) => Received::Message(m),
+                    Err(e) => return Parsed::Failed(e),
+                },
                 Event::Message { kind, payload, .. } => match to_message(kind, payload) {
                     Some(m) => Received::Message(m),
-                    None => return Parsed::Failed(FrameError::InvalidUtf8),
+                    None => return Parsed::Failed(frame::FrameError::InvalidUtf8.into()),
                 },
                 Event::Ping(p) => Received::Ping(p.into_vec().into()),
                 Event::Pong(p) => Received::Pong(p.into_vec().into()),
@@ -305,6 +346,35 @@ impl Session {
             };
             batch.push(received);
         }
+    }
+
+    /// Inflates a compressed message, `max_message_size` applying to the
+    /// inflated size (1009), text checked as it comes out (1007).
+    fn inflate(&mut self, kind: MessageKind, compressed: &[u8]) -> Result<Message, MessageError> {
+        let deflate = self
+            .deflate
+            .as_mut()
+            .ok_or(MessageError::Frame(frame::FrameError::ReservedBits))?;
+        let bytes = POOL.with(|pool| {
+            inflate_message(
+                deflate,
+                kind,
+                compressed,
+                self.max_message_size,
+                &mut pool.borrow_mut(),
+            )
+        })?;
+        Ok(match kind {
+            MessageKind::Binary => Message::Binary(bytes.into()),
+            MessageKind::Text => {
+                Message::Text(Text::try_from(bytes).map_err(|_| MessageError::InvalidUtf8)?)
+            }
+        })
+    }
+
+    /// Whether the connection negotiated permessage-deflate.
+    pub fn deflate(&self) -> Option<&ConnDeflate> {
+        self.deflate.as_ref()
     }
 
     /// The peer's close frame arrived and what came before it is handled:
@@ -349,6 +419,49 @@ impl Session {
         }
     }
 
+    /// Queues a message compressed elsewhere (a broadcast compressed once
+    /// for every receiver with the same [`ConnDeflate::shared_key`]); the
+    /// same backlog bound as [`send`](Self::send), on its compressed size.
+    pub fn send_compressed(
+        &mut self,
+        kind: MessageKind,
+        compressed: &[u8],
+        max_send_buffer: usize,
+    ) -> Sent {
+        if self.queued() + compressed.len() > max_send_buffer + self.max_message_size {
+            warn!(
+                "connection {} from {}: {} bytes queued, over max_send_buffer + max_message_size; disconnecting it",
+                self.info.id,
+                self.info.peer,
+                self.queued()
+            );
+            return Sent::Drop;
+        }
+        if self.close_sent {
+            return Sent::Queued;
+        }
+        let opcode = match kind {
+            MessageKind::Text => TEXT,
+            MessageKind::Binary => BINARY,
+        };
+        if self.queue_message_frame(opcode, true, compressed) {
+            Sent::Queued
+        } else {
+            Sent::Drop
+        }
+    }
+
+    /// Queues one data frame, RSV1 set when its payload is compressed.
+    fn queue_message_frame(&mut self, opcode: u8, rsv1: bool, payload: &[u8]) -> bool {
+        match self.stream.send_frame_rsv1(opcode, rsv1, payload) {
+            Ok(()) => true,
+            Err(e) => {
+                debug!("send to {} failed: {e}", self.info.id);
+                false
+            }
+        }
+    }
+
     /// Queues a message (flushed later). A connection whose backlog would
     /// pass `max_send_buffer` plus one largest message of its route is
     /// dropped: the hard bound behind read pausing and the broadcast
@@ -370,9 +483,27 @@ impl Session {
             // Nothing may follow a close frame; the handler could not know.
             return Sent::Queued;
         }
-        let ok = match &message {
-            Message::Text(t) => self.queue_frame(TEXT, t.as_bytes()),
-            Message::Binary(b) => self.queue_frame(BINARY, b),
+        let (opcode, payload): (u8, &[u8]) = match &message {
+            Message::Text(t) => (TEXT, t.as_bytes()),
+            Message::Binary(b) => (BINARY, b),
+        };
+        let ok = match self.deflate.as_mut() {
+            None => self.queue_frame(opcode, payload),
+            Some(deflate) => {
+                let mut compressed = Vec::new();
+                let rsv1 = with_shared(deflate.tuning(), |shared| {
+                    deflate.compress(payload, shared, &mut compressed)
+                })
+                .unwrap_or_else(|e| {
+                    warn!("{e}; sending the message uncompressed");
+                    false
+                });
+                if rsv1 {
+                    self.queue_message_frame(opcode, true, &compressed)
+                } else {
+                    self.queue_frame(opcode, payload)
+                }
+            }
         };
         if ok {
             Sent::Queued
@@ -546,6 +677,7 @@ mod tests {
             route: "/".into(),
             subprotocol: None,
             value: Default::default(),
+            compressed: false,
         };
         let up = Upgrade {
             info,
@@ -553,6 +685,7 @@ mod tests {
             leftover: Vec::new(),
             counted: None,
             max_message_size: 16 << 20,
+            deflate: None,
         };
         (Session::new(stream, up, 16 << 20, Instant::now()), client)
     }

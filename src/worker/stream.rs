@@ -52,8 +52,14 @@ impl Stream {
     /// nothing is waiting before it, so it is not copied unless the socket
     /// is full. `flush` sends what is queued.
     pub fn send_frame(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        self.send_frame_rsv1(opcode, false, payload)
+    }
+
+    /// [`send_frame`](Self::send_frame) with RSV1 set when `rsv1`: a
+    /// permessage-deflate message whose payload is compressed.
+    pub fn send_frame_rsv1(&mut self, opcode: u8, rsv1: bool, payload: &[u8]) -> io::Result<()> {
         let mut head = [0u8; 10];
-        head[0] = 0x80 | opcode;
+        head[0] = 0x80 | if rsv1 { 0x40 } else { 0 } | opcode;
         let h = match payload.len() {
             n if n < 126 => {
                 head[1] = n as u8;

@@ -24,6 +24,7 @@ use super::stream::{Stream, Transport};
 use crate::admission::{self, Decision, HandshakeRequest, Outcome};
 use crate::app::App;
 use crate::config::Config;
+use crate::deflate::{self, ConnDeflate};
 use crate::handler::{ConnId, ConnInfo, Handler};
 use crate::handshake::{self, Reject};
 use crate::limits::client_address;
@@ -60,6 +61,9 @@ pub(super) struct Upgrade {
     pub max_message_size: usize,
     /// The connection's count in the per-address limits, if counted.
     pub counted: Option<Counted>,
+    /// permessage-deflate state, when the route allows it and the client
+    /// offered it acceptably.
+    pub deflate: Option<ConnDeflate>,
 }
 
 /// What one step of the upgrade came to.
@@ -349,6 +353,14 @@ fn decide(
             return Ok(Decided::Refuse(admission::refusal_response(&refusal).1));
         }
     };
+    // RFC 7692 §5: accept the first acceptable permessage-deflate offer
+    // (or none) and name exactly what was accepted in the 101.
+    let settings = &ctx.config.compression;
+    let accepted = m
+        .target
+        .compression
+        .then(|| deflate::accept_offer(req.header_values("Sec-WebSocket-Extensions"), settings))
+        .flatten();
     let template = m.template.as_str();
     let decision = match ctx.handlers.get_mut(m.index) {
         Some(handler) => {
@@ -358,7 +370,8 @@ fn decide(
         }
         None => Decision::accept(),
     };
-    match admission::conclude(&key, negotiated, &req.headers, decision) {
+    let extensions = accepted.as_ref().map(|a| a.response.as_str());
+    match admission::conclude(&key, negotiated, extensions, &req.headers, decision) {
         Outcome::Refuse { response, status } => {
             debug!("refused {peer}: on_handshake answered {status}");
             // `counted` is dropped here: a refused connection gives its
@@ -374,6 +387,8 @@ fn decide(
             headers
                 .retain(|(name, _)| !HANDSHAKE_ONLY.iter().any(|h| name.eq_ignore_ascii_case(h)));
             headers.shrink_to_fit();
+            let deflate =
+                accepted.map(|a| ConnDeflate::new(a.params, deflate::Role::Server, settings));
             let info = ConnInfo {
                 id: ConnId::new(ctx.pid, ctx.serial),
                 peer,
@@ -384,6 +399,7 @@ fn decide(
                 route: template.to_string(),
                 subprotocol,
                 value,
+                compressed: deflate.is_some(),
             };
             let upgrade = Upgrade {
                 info,
@@ -391,6 +407,7 @@ fn decide(
                 leftover,
                 max_message_size: m.target.max_message_size,
                 counted,
+                deflate,
             };
             Ok(Decided::Open(Box::new(upgrade), response))
         }

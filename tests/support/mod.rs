@@ -15,7 +15,7 @@
 //! | --- | --- | --- |
 //! | `daemon` | tests/daemon/ | config errors, echo, reload, drain, timeouts, workers |
 //! | `client` | tests/client/ | `wssd::client` and `wssd client` (Python server, tinyproxy, TLS) |
-//! | `conformance` | tests/conformance/ | RFC 6455 over raw frames, daemon and client |
+//! | `conformance` | tests/conformance/ | RFC 6455 over raw frames, daemon and client; permessage-deflate (RFC 7692) |
 //! | `security` | tests/security/ | hostile input, limits, TLS, privilege drop |
 //! | `handlers` | tests/handlers/ | built-in and embedded handlers (examples/), exec routes |
 //!
