@@ -7,9 +7,10 @@
 //! - [`codec`]: [`Compressor`], [`SharedCompressor`], [`Inflater`],
 //!   [`InflaterPool`] over zlib-rs.
 //! - [`conn`]: [`ConnDeflate`], what one connection holds.
-//! - [`message`]: [`MessageLayer`], the glue between the frame reader
-//!   and writer (`crate::frame`, which sets and checks RSV1) and the
-//!   codec: frames in, inflated messages out, and back.
+//! - [`message`]: [`inflate_message`], a whole compressed message (the
+//!   frame reader joined its frames and checked RSV1) to its bytes, with
+//!   the limit and fail-fast UTF-8, and [`MessageError`], what fails the
+//!   connection.
 //!
 //! Everything but `message` is independent of frames and sockets.
 
@@ -29,7 +30,7 @@ pub use codec::{
     SharedCompressor, SYNC_TAIL,
 };
 pub use conn::ConnDeflate;
-pub use message::{inflate_message, Inbound, MessageError, MessageLayer, Received};
+pub use message::{inflate_message, MessageError};
 pub use negotiate::{
     accept_offer, Accepted, AnswerError, ClientOffer, ClientWindow, Direction, Negotiated, Role,
 };
