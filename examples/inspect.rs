@@ -37,14 +37,9 @@ impl Default for Inspect {
 }
 
 fn info(conn: &Conn<'_>) -> String {
-    let params: Vec<String> = conn
-        .params()
-        .iter()
-        .map(|(k, v)| format!("{k}:{v}"))
-        .collect();
+    let params: Vec<String> = conn.params().map(|(k, v)| format!("{k}:{v}")).collect();
     let headers: Vec<String> = conn
         .headers()
-        .iter()
         .map(|(k, v)| format!("header:{}={v}", k.to_ascii_lowercase()))
         .collect();
     format!(

@@ -51,10 +51,10 @@ impl RoomKey {
     pub fn of(origin: &ConnInfo, scope: Scope) -> RoomKey {
         match scope {
             Scope::All => RoomKey::All,
-            Scope::Route => RoomKey::Route(origin.route.clone()),
+            Scope::Route => RoomKey::Route(origin.route().to_string()),
             Scope::Room => RoomKey::Room(
-                origin.route.clone(),
-                origin.params.iter().map(|(_, v)| v.clone()).collect(),
+                origin.route().to_string(),
+                origin.params().map(|(_, v)| v.to_string()).collect(),
             ),
         }
     }
@@ -63,11 +63,11 @@ impl RoomKey {
     pub fn matches(&self, info: &ConnInfo) -> bool {
         match self {
             RoomKey::All => true,
-            RoomKey::Route(r) => *r == info.route,
+            RoomKey::Route(r) => r == info.route(),
             RoomKey::Room(r, values) => {
-                *r == info.route
-                    && values.len() == info.params.len()
-                    && values.iter().zip(&info.params).all(|(v, (_, p))| v == p)
+                r == info.route()
+                    && values.len() == info.params().len()
+                    && values.iter().zip(info.params()).all(|(v, (_, p))| v == p)
             }
         }
     }

@@ -695,8 +695,11 @@ def render(results, lb, la, took, peers, skipped):
     # load generator bottleneck hint
     L.append("## Memory per idle connection\n")
     L.append("Idle mode: each connection upgrades, does one echo, then is held; "
-             "`--pid` samples RSS/PSS of the server's processes before connecting and while "
-             "holding (`/proc/PID/smaps_rollup`).\n")
+             "`--pid` sums RSS/PSS of the server's master and all its descendants "
+             "(`/proc/PID/smaps_rollup`) before the first connection and while all are held, "
+             "and divides the difference by the connections. It includes what the server "
+             "allocates once for its first connections (buffers, table capacity; with "
+             "compression its shared compressor), and no kernel socket buffers.\n")
     L.append("| server | test | connections held | RSS per connection | PSS per connection | errors |")
     L.append("|---|---|---|---|---|---|")
     for (srv, test), rs in groups.items():

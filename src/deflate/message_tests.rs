@@ -145,7 +145,10 @@ fn a_fragmented_compressed_message_inflates_across_frames_and_reads() {
             got[1],
             (MessageKind::Binary, false, b"\x00\x01plain".to_vec())
         );
-        assert!(!conn.deflate.holds_state(), "nothing kept after the messages");
+        assert!(
+            !conn.deflate.holds_state(),
+            "nothing kept after the messages"
+        );
         assert_eq!(conn.reader.buffered_capacity(), 0);
     }
 }

@@ -42,10 +42,8 @@ pub fn build(
     set("REMOTE_ADDR", &info.peer.ip().to_string());
     set("REMOTE_PORT", &info.peer.port().to_string());
     let host = info
-        .headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
-        .map(|(_, v)| host_name(v).to_string())
+        .header("host")
+        .map(|v| host_name(v).to_string())
         .unwrap_or_else(|| req.local.ip().to_string());
     set("SERVER_NAME", &host);
     set("SERVER_PORT", &req.local.port().to_string());
@@ -56,37 +54,37 @@ pub fn build(
     );
     set("GATEWAY_INTERFACE", "websocketd-CGI/0.1");
     set("REQUEST_METHOD", "GET");
-    let uri = if info.query.is_empty() {
-        info.path.clone()
+    let uri = if info.query().is_empty() {
+        info.path().to_string()
     } else {
-        format!("{}?{}", info.path, info.query)
+        format!("{}?{}", info.path(), info.query())
     };
     set("REQUEST_URI", &uri);
     let (script, path_info) = split_path(info);
     set("SCRIPT_NAME", &script);
     set("PATH_INFO", &path_info);
-    set("QUERY_STRING", &info.query);
+    set("QUERY_STRING", info.query());
     if req.tls {
         set("HTTPS", "on");
     }
     if let Some(p) = req.subprotocol {
         set("WSSD_SUBPROTOCOL", p);
     }
-    set("WSSD_ROUTE", &info.route);
+    set("WSSD_ROUTE", info.route());
     set("WSSD_CONNECTION_ID", &info.id.to_string());
-    for (name, value) in &info.headers {
+    for (name, value) in info.headers() {
         let key = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
         // Repeated headers are joined, as HTTP allows.
         if let Some(old) = env.iter_mut().rev().find(|(k, _)| *k == key) {
             old.1 = format!("{}, {value}", old.1);
         } else {
-            env.push((key, value.clone()));
+            env.push((key, value.to_string()));
         }
     }
-    for (name, value) in &info.params {
+    for (name, value) in info.params() {
         env.push((
             format!("WSSD_PARAM_{}", name.to_ascii_uppercase()),
-            value.clone(),
+            value.to_string(),
         ));
     }
     env.extend(cfg.env.iter().cloned());
@@ -109,25 +107,26 @@ fn host_name(host: &str) -> &str {
 /// `/`) and the path before it in `SCRIPT_NAME`; any other route has the
 /// whole path as `SCRIPT_NAME` and an empty `PATH_INFO`.
 fn split_path(info: &ConnInfo) -> (String, String) {
-    let last = info.route.rsplit('/').next().unwrap_or("");
+    let (route, path) = (info.route(), info.path());
+    let last = route.rsplit('/').next().unwrap_or("");
     let catch_all = last
         .strip_prefix("{*")
         .and_then(|n| n.strip_suffix('}'))
-        .and_then(|name| info.params.iter().find(|(k, _)| k == name));
-    let Some((_, rest)) = catch_all else {
-        return (info.path.clone(), String::new());
+        .and_then(|name| info.param(name));
+    let Some(rest) = catch_all else {
+        return (path.to_string(), String::new());
     };
     // The template's literal prefix is the script: everything before the
     // catch-all's segment, counted in segments of the raw path.
-    let depth = info.route.matches('/').count();
+    let depth = route.matches('/').count();
     let mut cut = 0;
-    for (n, (i, _)) in info.path.match_indices('/').enumerate() {
+    for (n, (i, _)) in path.match_indices('/').enumerate() {
         cut = i;
         if n + 1 == depth {
             break;
         }
     }
-    (info.path[..cut].to_string(), format!("/{rest}"))
+    (path[..cut].to_string(), format!("/{rest}"))
 }
 
 #[cfg(test)]
@@ -150,25 +149,24 @@ mod tests {
     }
 
     fn info(route: &str, path: &str, params: &[(&str, &str)]) -> ConnInfo {
-        ConnInfo {
-            id: ConnId(7),
-            peer: "10.0.0.1:5555".parse().unwrap(),
-            path: path.into(),
-            query: "a=1&b=2".into(),
-            headers: vec![
-                ("Host".into(), "example.com:8080".into()),
-                ("X-Thing".into(), "one".into()),
-                ("x-thing".into(), "two".into()),
-            ],
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            route: route.into(),
-            subprotocol: None,
-            value: Default::default(),
-            compressed: false,
-        }
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let headers = [
+            ("Host", "example.com:8080"),
+            ("X-Thing", "one"),
+            ("x-thing", "two"),
+        ];
+        let request = crate::handler::InfoRequest {
+            route,
+            path,
+            query: "a=1&b=2",
+            params: &params,
+            headers: headers.iter().copied(),
+        };
+        let peer = "10.0.0.1:5555".parse().unwrap();
+        ConnInfo::new(ConnId(7), peer, request, None, Default::default(), false)
     }
 
     fn get<'a>(env: &'a [(String, String)], k: &str) -> Option<&'a str> {

@@ -190,8 +190,10 @@ pub struct FrameReader {
     /// The start of a frame header cut by the end of a read.
     head: [u8; MAX_HEADER],
     head_len: u8,
-    /// The unfinished data message, if any.
-    message: Option<Partial>,
+    /// The unfinished data message, if any (boxed: every connection
+    /// carries the field for its whole life, and it is empty between
+    /// messages).
+    message: Option<Box<Partial>>,
     /// The payload of a control frame cut by the end of a read.
     control: Vec<u8>,
 }
@@ -371,7 +373,7 @@ impl FrameReader {
                 }
                 check_sizes(h.len, 0, self.max_frame, self.max_message)?;
                 if !h.fin {
-                    self.message = Some(Partial::new(h.opcode, h.rsv1, h.len));
+                    self.message = Some(Box::new(Partial::new(h.opcode, h.rsv1, h.len)));
                 }
             }
             op => return Err(FrameError::UnknownOpcode(op)),
@@ -418,7 +420,7 @@ impl FrameReader {
         }
         let partial = self
             .message
-            .get_or_insert_with(|| Partial::new(f.opcode, f.rsv1, f.len));
+            .get_or_insert_with(|| Box::new(Partial::new(f.opcode, f.rsv1, f.len)));
         if partial.kind == MessageKind::Text && !partial.compressed && !partial.utf8.feed(bytes) {
             return Err(FrameError::InvalidUtf8);
         }
@@ -435,7 +437,7 @@ impl FrameReader {
         if !f.fin {
             return Ok(None);
         }
-        let Some(done) = self.message.take() else {
+        let Some(done) = self.message.take().map(|m| *m) else {
             return Ok(None);
         };
         if done.kind == MessageKind::Text && !done.compressed && !done.utf8.is_complete() {

@@ -151,16 +151,12 @@ impl Harness {
 }
 
 fn info(peer: SocketAddr) -> ConnInfo {
-    ConnInfo {
-        id: ConnId(1),
-        peer,
-        path: "/echo".into(),
-        query: String::new(),
-        headers: Vec::new(),
-        params: Vec::new(),
-        route: "/echo".into(),
-        subprotocol: None,
-        value: Default::default(),
-        compressed: false,
-    }
+    let request = crate::handler::InfoRequest {
+        route: "/echo",
+        path: "/echo",
+        query: "",
+        params: &[],
+        headers: std::iter::empty(),
+    };
+    ConnInfo::new(ConnId(1), peer, request, None, Default::default(), false)
 }

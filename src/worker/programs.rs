@@ -61,7 +61,7 @@ impl Worker {
         let Some(session) = conn.session() else {
             return;
         };
-        let template = session.info.route.clone();
+        let template = session.info.route().to_string();
         if let Some(max) = cfg.max_processes {
             // Several connections may have passed the check before the
             // upgrade at once.

@@ -25,7 +25,7 @@ use crate::admission::{self, Decision, HandshakeRequest, Outcome};
 use crate::app::App;
 use crate::config::Config;
 use crate::deflate::{self, ConnDeflate};
-use crate::handler::{ConnId, ConnInfo, Handler};
+use crate::handler::{ConnId, ConnInfo, Handler, InfoRequest};
 use crate::handshake::{self, Reject};
 use crate::limits::client_address;
 use crate::proxy_protocol::{self, Parsed};
@@ -59,8 +59,9 @@ pub(super) struct Upgrade {
     pub leftover: Vec<u8>,
     /// The route's message size limit.
     pub max_message_size: usize,
-    /// The connection's count in the per-address limits, if counted.
-    pub counted: Option<Counted>,
+    /// The connection's count in the per-address limits, if counted
+    /// (boxed: only with `[limits]`, and every session carries the field).
+    pub counted: Option<Box<Counted>>,
     /// permessage-deflate state, when the route allows it and the client
     /// offered it acceptably.
     pub deflate: Option<ConnDeflate>,
@@ -383,30 +384,29 @@ fn decide(
             subprotocol,
             value,
         } => {
-            let mut headers = req.headers;
-            headers
-                .retain(|(name, _)| !HANDSHAKE_ONLY.iter().any(|h| name.eq_ignore_ascii_case(h)));
-            headers.shrink_to_fit();
             let deflate =
                 accepted.map(|a| ConnDeflate::new(a.params, deflate::Role::Server, settings));
-            let info = ConnInfo {
-                id: ConnId::new(ctx.pid, ctx.serial),
+            let request = InfoRequest {
+                route: template,
+                path: &req.path,
+                query: &req.query,
+                params: &params,
+                headers: kept_headers(&req.headers),
+            };
+            let info = ConnInfo::new(
+                ConnId::new(ctx.pid, ctx.serial),
                 peer,
-                path: req.path,
-                query: req.query,
-                headers,
-                params,
-                route: template.to_string(),
+                request,
                 subprotocol,
                 value,
-                compressed: deflate.is_some(),
-            };
+                deflate.is_some(),
+            );
             let upgrade = Upgrade {
                 info,
                 route: m.index,
                 leftover,
                 max_message_size: m.target.max_message_size,
-                counted,
+                counted: counted.map(Box::new),
                 deflate,
             };
             Ok(Decided::Open(Box::new(upgrade), response))
@@ -445,16 +445,26 @@ fn hook(handler: &mut dyn Handler, req: &HandshakeRequest<'_>) -> Decision {
     })
 }
 
-/// Request headers that only carry the upgrade itself (checked above)
-/// and mean nothing once the connection is open: not kept for the
-/// handler, since every open connection holds its headers for its whole
-/// life (they were most of an idle connection's memory).
-const HANDSHAKE_ONLY: [&str; 4] = [
+/// Request headers that only carry the upgrade and its negotiation
+/// (checked above) and mean nothing once the connection is open: not kept
+/// for the handler, since every open connection holds its headers for its
+/// whole life. What was negotiated is on the connection instead
+/// (`ConnInfo::compressed`, `ConnInfo::subprotocol`).
+const HANDSHAKE_ONLY: [&str; 5] = [
     "Upgrade",
     "Connection",
     "Sec-WebSocket-Key",
     "Sec-WebSocket-Version",
+    "Sec-WebSocket-Extensions",
 ];
+
+/// The request headers a connection keeps: all but [`HANDSHAKE_ONLY`].
+fn kept_headers(headers: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
+    headers
+        .iter()
+        .filter(|(name, _)| !HANDSHAKE_ONLY.iter().any(|h| name.eq_ignore_ascii_case(h)))
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+}
 
 /// How reading a request head ended.
 enum HeadRead {
@@ -518,6 +528,33 @@ mod tests {
         ) -> HandlerResult {
             Ok(())
         }
+    }
+
+    #[test]
+    fn only_the_headers_that_carried_the_upgrade_are_dropped() {
+        let headers: Vec<(String, String)> = [
+            ("Host", "h"),
+            ("upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "k"),
+            ("Sec-WebSocket-Version", "13"),
+            ("sec-websocket-extensions", "permessage-deflate"),
+            ("Sec-WebSocket-Protocol", "chat"),
+            ("Origin", "o"),
+            ("X-Custom", "x"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(
+            kept_headers(&headers).collect::<Vec<_>>(),
+            [
+                ("Host", "h"),
+                ("Sec-WebSocket-Protocol", "chat"),
+                ("Origin", "o"),
+                ("X-Custom", "x")
+            ]
+        );
     }
 
     #[test]

@@ -36,6 +36,36 @@ fn path_parameters_and_query_reach_the_handler_decoded_once() {
 }
 
 #[test]
+fn handlers_see_the_request_headers_but_not_those_of_the_upgrade() {
+    use tungstenite::client::IntoClientRequest;
+    let d = inspect("");
+    let mut req = d.url("/inspect/h").into_client_request().unwrap();
+    let headers = req.headers_mut();
+    headers.insert("X-Custom", "one".parse().unwrap());
+    // Offered, not negotiated (the route's compression is off), and not
+    // kept either way: `compressed()` says what was negotiated.
+    headers.insert(
+        "Sec-WebSocket-Extensions",
+        "permessage-deflate".parse().unwrap(),
+    );
+    let tcp = std::net::TcpStream::connect(d.addr).unwrap();
+    tcp.set_read_timeout(Some(DEADLINE)).unwrap();
+    let (mut ws, _) = tungstenite::client(req, tcp).expect("handshake");
+    let i = info(&mut ws);
+    assert_eq!(i["header:x-custom"], "one");
+    assert_eq!(i["header:host"], d.addr.to_string());
+    for h in [
+        "upgrade",
+        "connection",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+    ] {
+        assert!(!i.contains_key(&format!("header:{h}")), "{h} kept: {i:?}");
+    }
+}
+
+#[test]
 fn connection_ids_are_unique_and_name_the_worker() {
     let d = inspect("max_connections_per_worker = 3");
     let workers = d.wait_workers(2);

@@ -20,9 +20,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::admission::{ConnValue, Decision, HandshakeRequest};
+use crate::admission::{Decision, HandshakeRequest};
 use crate::message::truncate_reason;
 pub use crate::message::{CloseCode, Message, Text};
+
+mod info;
+pub(crate) use info::Request as InfoRequest;
+pub use info::{ConnInfo, Pairs};
 
 /// What a handler callback may fail with; passed to [`Handler::on_error`].
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
@@ -46,34 +50,6 @@ impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}", self.0 >> 32, self.0 & 0xffff_ffff)
     }
-}
-
-/// What is known about a connection from its upgrade request.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    /// The connection's id.
-    pub id: ConnId,
-    /// The peer's address.
-    pub peer: SocketAddr,
-    /// The request path (percent-encoded, as sent), without the query.
-    pub path: String,
-    /// The query string without the `?`.
-    pub query: String,
-    /// The request headers in order, without those that only carry the
-    /// upgrade (`Upgrade`, `Connection`, `Sec-WebSocket-Key`,
-    /// `Sec-WebSocket-Version`).
-    pub headers: Vec<(String, String)>,
-    /// Path template parameters, percent-decoded, in template order.
-    pub params: Vec<(String, String)>,
-    /// The route template the connection came in on, e.g. `/chat/{room}`.
-    pub route: String,
-    /// The subprotocol selected in the handshake, if any.
-    pub subprotocol: Option<String>,
-    /// The value [`Handler::on_handshake`] attached, if any.
-    pub value: ConnValue,
-    /// Whether the connection negotiated permessage-deflate (messages
-    /// reach the handler uncompressed either way).
-    pub compressed: bool,
 }
 
 /// Which connections a broadcast reaches.
@@ -132,58 +108,50 @@ impl<'a> Conn<'a> {
     }
 
     /// The request path as sent, without the query string.
-    pub fn path(&self) -> &str {
-        &self.info.path
+    pub fn path(&self) -> &'a str {
+        self.info.path()
     }
 
     /// The query string without `?` (empty when absent).
-    pub fn query(&self) -> &str {
-        &self.info.query
+    pub fn query(&self) -> &'a str {
+        self.info.query()
     }
 
-    /// The request headers, in order (without the four that only carry
-    /// the upgrade; see [`ConnInfo::headers`]).
-    pub fn headers(&self) -> &[(String, String)] {
-        &self.info.headers
+    /// The request headers, in order (without those that only carry the
+    /// upgrade; see [`ConnInfo`]).
+    pub fn headers(&self) -> Pairs<'a> {
+        self.info.headers()
     }
 
     /// The first request header called `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.info
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.info.header(name)
     }
 
     /// The path parameter `name` (percent-decoded), e.g. `room`.
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.info
-            .params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        self.info.param(name)
     }
 
     /// All path parameters in template order.
-    pub fn params(&self) -> &[(String, String)] {
-        &self.info.params
+    pub fn params(&self) -> Pairs<'a> {
+        self.info.params()
     }
 
     /// The route template the connection came in on.
-    pub fn route(&self) -> &str {
-        &self.info.route
+    pub fn route(&self) -> &'a str {
+        self.info.route()
     }
 
     /// The subprotocol selected in the handshake, if any.
-    pub fn subprotocol(&self) -> Option<&str> {
-        self.info.subprotocol.as_deref()
+    pub fn subprotocol(&self) -> Option<&'a str> {
+        self.info.subprotocol()
     }
 
     /// The value [`Handler::on_handshake`] attached with
     /// [`Decision::with_value`], if it is a `T`.
-    pub fn value<T: std::any::Any>(&self) -> Option<&T> {
-        self.info.value.get::<T>()
+    pub fn value<T: std::any::Any>(&self) -> Option<&'a T> {
+        self.info.value::<T>()
     }
 
     /// Whether the connection negotiated permessage-deflate (RFC 7692);
