@@ -75,6 +75,8 @@ mod sdnotify;
 mod server;
 mod signals;
 mod stats;
+#[cfg(test)]
+mod test_alloc;
 mod tls;
 mod worker;
 

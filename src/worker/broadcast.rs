@@ -10,7 +10,7 @@ use std::time::Duration;
 use log::{debug, warn};
 
 use super::conn::Conn;
-use super::session::{with_shared, Sent, Session};
+use super::session::{give_back_deflate_out, take_deflate_out, with_shared, Sent, Session};
 use super::slab::Slab;
 use crate::frame::MessageKind;
 use crate::handler::ConnId;
@@ -216,11 +216,13 @@ impl Broadcasts {
     }
 }
 
-/// One broadcast's compressed bodies, by window size.
+/// One broadcast's compressed bodies, by window size: the first in the
+/// worker's compressed-output buffer (given back when the delivery is
+/// done), so a broadcast to receivers with one window allocates nothing.
 #[derive(Default)]
 struct CompressedOnce {
-    /// `(window_bits, RFC 7692 payload)`.
-    bodies: Vec<(u8, Vec<u8>)>,
+    /// The RFC 7692 payload for window bits `9 + i`, once made.
+    bodies: [Option<Vec<u8>>; 7],
     /// Compressions made (at most one per window size).
     made: usize,
     /// Receivers served from them.
@@ -238,23 +240,29 @@ impl CompressedOnce {
             Message::Text(t) => (MessageKind::Text, t.as_bytes()),
             Message::Binary(b) => (MessageKind::Binary, b),
         };
-        let i = match self.bodies.iter().position(|(b, _)| *b == bits) {
-            Some(i) => i,
-            None => {
-                let mut out = Vec::new();
-                let made = with_shared(deflate.tuning(), |shared| {
-                    shared.compress(bits, payload, &mut out)
-                });
-                if let Err(e) = made {
-                    warn!("{e}; sending the broadcast uncompressed");
-                    return None;
-                }
-                self.made += 1;
-                self.bodies.push((bits, out));
-                self.bodies.len() - 1
+        let slot = &mut self.bodies[usize::from(bits.clamp(9, 15) - 9)];
+        if slot.is_none() {
+            let mut out = take_deflate_out();
+            let made = with_shared(deflate.tuning(), |shared| {
+                shared.compress(bits, payload, &mut out)
+            });
+            if let Err(e) = made {
+                give_back_deflate_out(out);
+                warn!("{e}; sending the broadcast uncompressed");
+                return None;
             }
-        };
+            self.made += 1;
+            *slot = Some(out);
+        }
         self.used += 1;
-        Some((kind, &self.bodies[i].1))
+        slot.as_deref().map(|body| (kind, body))
+    }
+}
+
+impl Drop for CompressedOnce {
+    fn drop(&mut self) {
+        for body in self.bodies.iter_mut().filter_map(Option::take) {
+            give_back_deflate_out(body);
+        }
     }
 }

@@ -10,7 +10,7 @@
 //! budget ran out mid-read) and output only until the socket takes it:
 //! between messages it holds no buffer at all.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, Read as _, Write as _};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -46,6 +46,39 @@ thread_local! {
     /// The worker's inflaters for messages from peers that keep no
     /// context: lent for one message, then reset and returned.
     static POOL: RefCell<InflaterPool> = RefCell::new(InflaterPool::default());
+    /// The worker's output buffer for compressed messages: a send (or a
+    /// broadcast) takes it, compresses into it, queues the frame from it
+    /// and gives it back, so a send allocates nothing once it has grown
+    /// to the messages' size, and no connection owns one (the stream
+    /// copies only what the socket does not take at once).
+    static DEFLATE_OUT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// The largest compressed-output buffer the worker keeps between
+/// messages; a larger one (a rare message of several MiB) is freed after
+/// its send rather than held for the worker's life.
+const KEEP_DEFLATE_OUT: usize = 1 << 20;
+
+/// Takes the worker's compressed-output buffer (empty; an empty new one
+/// if it is already taken). Give it back with [`give_back_deflate_out`].
+pub(super) fn take_deflate_out() -> Vec<u8> {
+    let mut out = DEFLATE_OUT.take();
+    out.clear();
+    out
+}
+
+/// Returns a buffer from [`take_deflate_out`]: the worker keeps the
+/// larger of it and the one it holds, up to [`KEEP_DEFLATE_OUT`].
+pub(super) fn give_back_deflate_out(out: Vec<u8>) {
+    if out.capacity() > KEEP_DEFLATE_OUT {
+        return;
+    }
+    let held = DEFLATE_OUT.take();
+    DEFLATE_OUT.set(if held.capacity() >= out.capacity() {
+        held
+    } else {
+        out
+    });
 }
 
 /// Runs `f` with the worker's shared compressor (made with `deflate`'s
@@ -490,7 +523,7 @@ impl Session {
         let ok = match self.deflate.as_mut() {
             None => self.queue_frame(opcode, payload),
             Some(deflate) => {
-                let mut compressed = Vec::new();
+                let mut compressed = take_deflate_out();
                 let rsv1 = with_shared(deflate.tuning(), |shared| {
                     deflate.compress(payload, shared, &mut compressed)
                 })
@@ -498,11 +531,13 @@ impl Session {
                     warn!("{e}; sending the message uncompressed");
                     false
                 });
-                if rsv1 {
+                let ok = if rsv1 {
                     self.queue_message_frame(opcode, true, &compressed)
                 } else {
                     self.queue_frame(opcode, payload)
-                }
+                };
+                give_back_deflate_out(compressed);
+                ok
             }
         };
         if ok {
@@ -664,6 +699,11 @@ mod tests {
 
     /// A session over a real loopback socket, and the client's end.
     fn session() -> (Session, std::net::TcpStream) {
+        session_with(None)
+    }
+
+    /// A session with `deflate` negotiated (or not), and the client's end.
+    fn session_with(deflate: Option<ConnDeflate>) -> (Session, std::net::TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, peer) = listener.accept().unwrap();
@@ -683,7 +723,7 @@ mod tests {
             leftover: Vec::new(),
             counted: None,
             max_message_size: 16 << 20,
-            deflate: None,
+            deflate,
         };
         (Session::new(stream, up, 16 << 20, Instant::now()), client)
     }
@@ -744,6 +784,97 @@ mod tests {
         if let Flush::Done { .. } = s.flush() {
             assert_eq!(s.buffered(), 0);
         }
+    }
+
+    /// Deterministic JSON-like text of about `n` bytes (compresses to
+    /// about a fifth).
+    fn json_like(n: usize) -> String {
+        let mut s = String::new();
+        let mut i = 0u64;
+        while s.len() < n {
+            i = i
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            s.push_str(&format!(
+                "{{\"id\":{},\"user\":\"user{}\",\"text\":\"message {} in the room\"}},",
+                i >> 40,
+                (i >> 20) % 1000,
+                i % 100_000
+            ));
+        }
+        s.truncate(n);
+        s
+    }
+
+    #[test]
+    fn a_compressed_send_allocates_nothing_once_warm_and_keeps_no_buffer() {
+        use crate::deflate::{self, ConnDeflate, InflaterPool, Settings};
+        use crate::test_alloc;
+        let settings = Settings::default();
+        let offer = "permessage-deflate; client_max_window_bits";
+        let accepted = deflate::accept_offer([offer], &settings).expect("accepted");
+        let server = ConnDeflate::new(accepted.params, deflate::Role::Server, &settings);
+        let (mut s, mut client) = session_with(Some(server));
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            std::io::Read::read_to_end(&mut client, &mut all).expect("read");
+            all
+        });
+        // Compresses to more than the stream's gathering threshold, so
+        // the frame goes to the socket straight from the worker's buffer
+        // (a smaller one is copied into the stream's per-turn output
+        // buffer, like any small frame).
+        let text = json_like(64 << 10);
+        let message = Message::text(text.clone());
+        let mut allocations = Vec::new();
+        for _ in 0..3 {
+            let m = message.clone();
+            let before = test_alloc::allocations();
+            assert!(matches!(s.send(m, 16 << 20), Sent::Queued));
+            allocations.push(test_alloc::allocations() - before);
+            let deadline = Instant::now() + std::time::Duration::from_secs(60);
+            while !matches!(s.flush(), Flush::Done { .. }) {
+                assert!(Instant::now() < deadline, "the client does not read");
+                std::thread::yield_now();
+            }
+            assert_eq!(s.buffered(), 0, "nothing held between messages");
+        }
+        // The first send makes the worker's shared compressor and grows its
+        // output buffer; the next ones reuse both.
+        assert_eq!(
+            allocations[1..],
+            [0, 0],
+            "allocations per send: {allocations:?}"
+        );
+        drop(s);
+        // What the client got: three compressed messages that inflate back.
+        let mut bytes = reader.join().expect("reader");
+        let limits = frame::Limits {
+            max_frame_size: None,
+            max_message_size: None,
+        };
+        let mut frames = FrameReader::new(Role::Client, limits);
+        frames.set_allow_rsv1(true);
+        let mut client_side = ConnDeflate::new(accepted.params, deflate::Role::Client, &settings);
+        let mut pool = InflaterPool::default();
+        let mut input = Input::new(&mut bytes);
+        let mut got = 0;
+        while let Some(event) = frames.next(&mut input).expect("valid frames") {
+            let Event::Message {
+                kind,
+                compressed,
+                payload,
+            } = event
+            else {
+                continue;
+            };
+            assert!(compressed);
+            let back =
+                inflate_message(&mut client_side, kind, &payload, usize::MAX, &mut pool).unwrap();
+            assert!(back == text.as_bytes());
+            got += 1;
+        }
+        assert_eq!(got, 3);
     }
 
     /// Every open connection holds its `Session` (boxed) for its whole
