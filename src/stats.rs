@@ -55,6 +55,14 @@ pub struct WorkerSlot {
     pub bytes_out: AtomicU64,
     /// Refused handshakes, by [`HANDSHAKE_STATUSES`] and then "other".
     pub handshake_failures: [AtomicU64; HANDSHAKE_STATUSES.len() + 1],
+    /// permessage-deflate: times the worker compressed an outgoing
+    /// message (a broadcast compressed once for all its receivers with
+    /// the same window counts once).
+    pub compressed_messages: AtomicU64,
+    /// Payload bytes of those messages before compression.
+    pub compressed_bytes_in: AtomicU64,
+    /// The compressed payload bytes made from them.
+    pub compressed_bytes_out: AtomicU64,
 }
 
 impl WorkerSlot {
@@ -76,6 +84,15 @@ impl WorkerSlot {
     pub fn message_out(&self, bytes: usize) {
         Self::add(&self.messages_out, 1);
         Self::add(&self.bytes_out, bytes as u64);
+    }
+
+    /// Counts one outgoing message of `raw` payload bytes compressed to
+    /// `out` bytes.
+    #[inline]
+    pub fn compressed(&self, raw: usize, out: usize) {
+        Self::add(&self.compressed_messages, 1);
+        Self::add(&self.compressed_bytes_in, raw as u64);
+        Self::add(&self.compressed_bytes_out, out as u64);
     }
 
     /// Counts a refused handshake answered with `status`.

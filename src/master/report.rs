@@ -31,6 +31,10 @@ pub(super) struct WorkerFigures {
     pub bytes_out: u64,
     /// By [`HANDSHAKE_STATUSES`], then "other".
     pub handshake_failures: Vec<u64>,
+    /// Outgoing messages compressed, their bytes before and after.
+    pub compressed_messages: u64,
+    pub compressed_bytes_in: u64,
+    pub compressed_bytes_out: u64,
 }
 
 /// The cluster helper's figures.
@@ -76,6 +80,9 @@ pub(super) fn read_workers(table: &Table) -> Vec<WorkerFigures> {
                 bytes_in: get(&s.bytes_in),
                 bytes_out: get(&s.bytes_out),
                 handshake_failures: s.handshake_failures.iter().map(get).collect(),
+                compressed_messages: get(&s.compressed_messages),
+                compressed_bytes_in: get(&s.compressed_bytes_in),
+                compressed_bytes_out: get(&s.compressed_bytes_out),
             }
         })
         .collect()
@@ -113,6 +120,11 @@ pub(super) fn status_json(s: &Snapshot) -> Value {
                 "bytes_out": w.bytes_out,
                 "handshake_failures": failures,
                 "restarts": w.restarts,
+                "compression": {
+                    "messages": w.compressed_messages,
+                    "bytes_in": w.compressed_bytes_in,
+                    "bytes_out": w.compressed_bytes_out,
+                },
             })
         })
         .collect();
@@ -131,6 +143,11 @@ pub(super) fn status_json(s: &Snapshot) -> Value {
             "messages_out": sum(|w| w.messages_out),
             "bytes_in": sum(|w| w.bytes_in),
             "bytes_out": sum(|w| w.bytes_out),
+            "compression": {
+                "messages": sum(|w| w.compressed_messages),
+                "bytes_in": sum(|w| w.compressed_bytes_in),
+                "bytes_out": sum(|w| w.compressed_bytes_out),
+            },
         },
         "cluster": {
             "enabled": s.cluster.enabled,
@@ -198,7 +215,7 @@ pub(super) fn metrics_text(s: &Snapshot) -> String {
             .map(|w| (format!("worker=\"{}\"", w.slot), f(w).to_string()))
             .collect()
     };
-    let rows: [Row; 8] = [
+    let rows: [Row; 11] = [
         (
             "wssd_connections",
             "gauge",
@@ -234,6 +251,24 @@ pub(super) fn metrics_text(s: &Snapshot) -> String {
             "counter",
             "Payload bytes of messages queued to clients.",
             |w| w.bytes_out,
+        ),
+        (
+            "wssd_compressed_messages_total",
+            "counter",
+            "Outgoing messages compressed with permessage-deflate (a broadcast compressed once for many receivers counts once).",
+            |w| w.compressed_messages,
+        ),
+        (
+            "wssd_compression_input_bytes_total",
+            "counter",
+            "Payload bytes of the compressed messages before compression.",
+            |w| w.compressed_bytes_in,
+        ),
+        (
+            "wssd_compression_output_bytes_total",
+            "counter",
+            "Payload bytes of the compressed messages after compression.",
+            |w| w.compressed_bytes_out,
         ),
         (
             "wssd_worker_restarts_total",

@@ -10,7 +10,9 @@ use std::time::Duration;
 use log::{debug, warn};
 
 use super::conn::Conn;
-use super::session::{give_back_deflate_out, take_deflate_out, with_shared, Sent, Session};
+use super::session::{
+    give_back_deflate_out, take_deflate_out, with_shared, Compressed, Sent, Session,
+};
 use super::slab::Slab;
 use crate::frame::MessageKind;
 use crate::handler::ConnId;
@@ -34,6 +36,17 @@ pub(super) struct Broadcast {
     pub skip: Option<ConnId>,
     /// A text or binary message.
     pub message: Message,
+}
+
+/// What delivering one broadcast came to.
+pub(super) struct Delivered {
+    /// Receivers to drop (not reading, over their send buffer, failed).
+    pub dropped: Vec<usize>,
+    /// Receivers it was queued to.
+    pub queued: u64,
+    /// The compressions it took: one per window size for receivers
+    /// without server context, one per receiver that keeps its own.
+    pub compressed: Vec<Compressed>,
 }
 
 /// The worker's broadcast state.
@@ -99,15 +112,17 @@ impl Broadcasts {
     /// Queues `b` to the local connections it is for; they are flushed at
     /// the end of the loop turn (`take_flush_due`). Returns the receivers
     /// to drop (with more than `max_send_buffer` queued, not reading, or
-    /// failed) and how many it was queued to (for the counters).
+    /// failed), how many it was queued to and the compressions it took
+    /// (for the counters).
     pub fn deliver(
         &mut self,
         conns: &mut Slab<Conn>,
         b: &Broadcast,
         max_send_buffer: usize,
-    ) -> (Vec<usize>, u64) {
+    ) -> Delivered {
         let mut dropped = Vec::new();
         let mut queued = 0;
+        let mut compressed = Vec::new();
         // Compressed once per window size for every receiver whose server
         // keeps no context (RFC 7692 output depends only on the message
         // and the window then), not once per receiver.
@@ -139,7 +154,9 @@ impl Broadcasts {
             };
             match sent {
                 Sent::Drop => dropped.push(slot),
-                Sent::Queued => {
+                Sent::Queued { compressed: own } => {
+                    // A receiver with its own compressor compressed it itself.
+                    compressed.extend(own);
                     queued += 1;
                     if !std::mem::replace(&mut session.flush_due, true) {
                         self.flush_due.push(slot);
@@ -147,15 +164,20 @@ impl Broadcasts {
                 }
             }
         }
-        if once.made > 0 {
+        if !once.made.is_empty() {
             debug!(
                 "broadcast of {} bytes compressed {} time(s) for {} receiver(s)",
                 b.message.len(),
-                once.made,
+                once.made.len(),
                 once.used
             );
         }
-        (dropped, queued)
+        compressed.append(&mut once.made);
+        Delivered {
+            dropped,
+            queued,
+            compressed,
+        }
     }
 
     /// Starts a delayed series: the first message now (returned, to be
@@ -224,7 +246,7 @@ struct CompressedOnce {
     /// The RFC 7692 payload for window bits `9 + i`, once made.
     bodies: [Option<Vec<u8>>; 7],
     /// Compressions made (at most one per window size).
-    made: usize,
+    made: Vec<Compressed>,
     /// Receivers served from them.
     used: usize,
 }
@@ -251,7 +273,10 @@ impl CompressedOnce {
                 warn!("{e}; sending the broadcast uncompressed");
                 return None;
             }
-            self.made += 1;
+            self.made.push(Compressed {
+                raw: payload.len(),
+                out: out.len(),
+            });
             *slot = Some(out);
         }
         self.used += 1;

@@ -726,10 +726,13 @@ impl Worker {
         let len = message.len();
         match session.send(message, limit) {
             Sent::Drop => self.remove(slot),
-            // STATS: messages and bytes out
-            Sent::Queued => {
+            // STATS: messages and bytes out, and the compression if any
+            Sent::Queued { compressed } => {
                 if let Some(s) = self.stats {
                     s.message_out(len);
+                    if let Some(c) = compressed {
+                        s.compressed(c.raw, c.out);
+                    }
                 }
             }
         }
@@ -812,13 +815,17 @@ impl Worker {
     /// keep up.
     fn deliver(&mut self, b: &Broadcast) {
         let max = self.config.server.max_send_buffer;
-        let (dropped, queued) = self.broadcasts.deliver(&mut self.conns, b, max);
-        // STATS: messages and bytes out (broadcast receivers), once per broadcast
+        let delivered = self.broadcasts.deliver(&mut self.conns, b, max);
+        // STATS: messages and bytes out (broadcast receivers), once per
+        // broadcast; compressions, once per compression made
         if let Some(s) = self.stats {
-            WorkerSlot::add(&s.messages_out, queued);
-            WorkerSlot::add(&s.bytes_out, queued * b.message.len() as u64);
+            WorkerSlot::add(&s.messages_out, delivered.queued);
+            WorkerSlot::add(&s.bytes_out, delivered.queued * b.message.len() as u64);
+            for c in &delivered.compressed {
+                s.compressed(c.raw, c.out);
+            }
         }
-        for slot in dropped {
+        for slot in delivered.dropped {
             self.remove(slot);
         }
     }

@@ -178,6 +178,7 @@ impl Worker {
     /// is sent.
     pub(super) fn exec_output(&mut self, slot: usize) {
         let max = self.config.server.max_send_buffer;
+        let stats = self.stats;
         let mut buf = std::mem::take(&mut self.exec_buf);
         buf.resize(exec::READ_CHUNK, 0);
         let mut out = std::mem::take(&mut self.exec_out);
@@ -214,8 +215,17 @@ impl Worker {
                     Output::Text(t) => Message::text(t),
                     Output::Binary(b) => Message::binary(b),
                 };
-                if let Sent::Drop = session.send(message, max + exec::READ_CHUNK) {
-                    dropped = true;
+                match session.send(message, max + exec::READ_CHUNK) {
+                    Sent::Drop => dropped = true,
+                    // STATS: compressions of the program's messages
+                    Sent::Queued {
+                        compressed: Some(c),
+                    } => {
+                        if let Some(s) = stats {
+                            s.compressed(c.raw, c.out);
+                        }
+                    }
+                    Sent::Queued { compressed: None } => {}
                 }
             }
             if dropped {

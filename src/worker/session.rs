@@ -184,10 +184,20 @@ pub(super) enum Flush {
 
 /// Whether a sent message could be queued.
 pub(super) enum Sent {
-    /// Queued (or there was nothing to send any more).
-    Queued,
+    /// Queued (or there was nothing to send any more); `compressed` when
+    /// this send compressed the message (for the counters).
+    Queued { compressed: Option<Compressed> },
     /// The connection must be dropped (backlog too large, socket failed).
     Drop,
+}
+
+/// A message a send compressed: its payload size before and after.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Compressed {
+    /// Payload bytes given to the compressor.
+    pub raw: usize,
+    /// Compressed payload bytes queued.
+    pub out: usize,
 }
 
 /// How a batch of input ended.
@@ -471,14 +481,15 @@ impl Session {
             return Sent::Drop;
         }
         if self.close_sent {
-            return Sent::Queued;
+            return Sent::Queued { compressed: None };
         }
         let opcode = match kind {
             MessageKind::Text => TEXT,
             MessageKind::Binary => BINARY,
         };
+        // Compressed by the caller, which counts it.
         if self.queue_message_frame(opcode, true, compressed) {
-            Sent::Queued
+            Sent::Queued { compressed: None }
         } else {
             Sent::Drop
         }
@@ -514,12 +525,13 @@ impl Session {
         }
         if self.close_sent {
             // Nothing may follow a close frame; the handler could not know.
-            return Sent::Queued;
+            return Sent::Queued { compressed: None };
         }
         let (opcode, payload): (u8, &[u8]) = match &message {
             Message::Text(t) => (TEXT, t.as_bytes()),
             Message::Binary(b) => (BINARY, b),
         };
+        let mut made = None;
         let ok = match self.deflate.as_mut() {
             None => self.queue_frame(opcode, payload),
             Some(deflate) => {
@@ -532,6 +544,10 @@ impl Session {
                     false
                 });
                 let ok = if rsv1 {
+                    made = Some(Compressed {
+                        raw: payload.len(),
+                        out: compressed.len(),
+                    });
                     self.queue_message_frame(opcode, true, &compressed)
                 } else {
                     self.queue_frame(opcode, payload)
@@ -541,7 +557,7 @@ impl Session {
             }
         };
         if ok {
-            Sent::Queued
+            Sent::Queued { compressed: made }
         } else {
             Sent::Drop
         }
@@ -780,7 +796,7 @@ mod tests {
         let Some(Received::Message(message)) = batch.pop() else {
             panic!("not a message");
         };
-        assert!(matches!(s.send(message, 16 << 20), Sent::Queued));
+        assert!(matches!(s.send(message, 16 << 20), Sent::Queued { .. }));
         if let Flush::Done { .. } = s.flush() {
             assert_eq!(s.buffered(), 0);
         }
@@ -830,7 +846,12 @@ mod tests {
         for _ in 0..3 {
             let m = message.clone();
             let before = test_alloc::allocations();
-            assert!(matches!(s.send(m, 16 << 20), Sent::Queued));
+            assert!(matches!(
+                s.send(m, 16 << 20),
+                Sent::Queued {
+                    compressed: Some(_)
+                }
+            ));
             allocations.push(test_alloc::allocations() - before);
             let deadline = Instant::now() + std::time::Duration::from_secs(60);
             while !matches!(s.flush(), Flush::Done { .. }) {

@@ -332,23 +332,52 @@ fn our_client_inflates_within_max_message_size() {
     }
 }
 
+/// The compression counters of `/status` (totals of all workers).
+fn compression_totals(status: SocketAddr) -> serde_json::Value {
+    let (code, body) = http(status, "GET", "/status", &[], "");
+    assert_eq!(code, 200, "GET /status: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("/status is JSON");
+    v["totals"]["compression"].clone()
+}
+
 #[test]
 fn a_broadcast_is_compressed_once_for_all_its_receivers() {
     let routes = "[[routes]]\npath = \"/chat/{room}\"\nhandler = \"broadcast\"\n";
-    let d = Daemon::start(&config("workers = 1\ncompression = \"deflate\"\n", routes));
+    let text = config("workers = 1\ncompression = \"deflate\"\n", routes)
+        + "\n[status]\nlisten = \"127.0.0.1:0\"\n";
+    let d = Daemon::start(&text);
+    let status: SocketAddr = d.wait_log("the status listener", |l| {
+        l.split("status listener on ")
+            .nth(1)
+            .and_then(|a| a.trim().parse().ok())
+    });
     let url = d.url("/chat/lobby");
+    // Four receivers with the same negotiated window (the sender among
+    // them: the broadcast handler echoes to its sender), and one that
+    // did not offer the extension.
     let mut clients: Vec<Client> = (0..4)
         .map(|_| Client::connect(&url, &ClientConfig::default()).expect("connect"))
         .collect();
     assert!(clients.iter().all(Client::compressed));
+    let plain_config = ClientConfig::default().with_compression(false);
+    let mut plain = Client::connect(&url, &plain_config).expect("connect");
+    assert!(!plain.compressed());
+    assert_eq!(compression_totals(status)["messages"], 0);
     let text = json_text(4000);
     clients[0].send_text(&text).expect("send");
-    for c in &mut clients {
+    for c in clients.iter_mut().chain([&mut plain]) {
         assert_eq!(c.receive().expect("broadcast"), Message::text(text.clone()));
     }
-    // The worker says how many compressions served how many receivers
-    // (the sender receives its own broadcast too).
-    d.wait_log_contains("broadcast of 4000 bytes compressed 1 time(s) for 4 receiver(s)");
+    // The worker counts before it writes the frames, so the counters are
+    // final once every receiver has the message.
+    let totals = compression_totals(status);
+    assert_eq!(
+        totals["messages"], 1,
+        "one compression for four receivers: {totals}"
+    );
+    assert_eq!(totals["bytes_in"], 4000, "{totals}");
+    let out = totals["bytes_out"].as_u64().expect("bytes_out");
+    assert!(out > 0 && out < 4000, "{totals}");
 }
 
 #[test]

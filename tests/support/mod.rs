@@ -56,7 +56,7 @@ pub use process::{alive, children, run, spawn_lines, ChildGuard, Lines, Output};
 pub use tempdir::TempDir;
 pub use tools::{python_bin, require_python_websockets, wsprobe, PyProc, PyServer, Tinyproxy};
 pub use ws::{
-    connect, echo, raw_exchange, raw_exchange_bytes, read_close_code, text, try_connect,
+    connect, echo, http, raw_exchange, raw_exchange_bytes, read_close_code, text, try_connect,
     upgrade_request, Ws,
 };
 
