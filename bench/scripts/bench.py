@@ -242,9 +242,11 @@ class Server:
                 self.proc.wait()
 
 
-def start_wssd(workers, tmp, tls=None, compression=False):
+def start_wssd(workers, tmp, tls=None, compression=False, level=None, label=None):
+    """wssd with `workers` workers; `compression`: routes negotiate
+    permessage-deflate, with `[compression] level` if `level` is given."""
     cfg = os.path.join(tmp, f"wssd-{workers}{'-tls' if tls else ''}"
-                            f"{'-deflate' if compression else ''}.toml")
+                            f"{'-deflate' if compression else ''}{level or ''}.toml")
     with open(cfg, "w") as f:
         f.write(
             '[server]\nlisten = "127.0.0.1:0"\n'
@@ -254,9 +256,11 @@ def start_wssd(workers, tmp, tls=None, compression=False):
             '[[routes]]\npath = "/echo"\nhandler = "echo"\n'
             '[[routes]]\npath = "/chat/{room}"\nhandler = "broadcast"\n'
         )
+        if level is not None:
+            f.write(f"[compression]\nlevel = {level}\n")
         if tls:
             f.write(f'[tls]\ncert = "{tls[0]}"\nkey = "{tls[1]}"\n')
-    return Server(f"wssd {workers}w", [WSSD, "--config", cfg], tmp, workers=workers,
+    return Server(label or f"wssd {workers}w", [WSSD, "--config", cfg], tmp, workers=workers,
                   listen=r"listening on (\S+?)(?:\s|$)", tls=tls)
 
 
@@ -359,18 +363,17 @@ def broadcast_runs(server, results):
             ["-c", str(n), "-m", "broadcast", "-w", "4"], SECS), rep=1))
 
 
-DEFLATE_ARGS = ["--deflate", "--payload", "json", "--text", "-s", "16384"]
-
-
-def start_wssd_deflate(tmp):
-    """wssd 1 worker with `compression = "deflate"`; with the plain config when
-    the daemon does not know that key yet (its answer then decides, see
-    `deflate_suite`)."""
-    try:
-        return start_wssd(1, tmp, compression=True)
-    except RuntimeError as e:
-        log(f"  wssd with compression = \"deflate\" did not start ({e}); trying without")
-        return start_wssd(1, tmp)
+JSON_ARGS = ["--payload", "json", "--text", "-s", "16384"]
+DEFLATE_ARGS = ["--deflate"] + JSON_ARGS
+DEFLATE_ECHO = "deflate echo 16 KiB JSON"
+PLAIN_JSON_ECHO = "deflate off: echo 16 KiB JSON"
+# wssd's configurations in the deflate suite: (label, compression, level).
+# Level 1 is wssd's default; 6 is zlib's default, which uWebSockets uses.
+WSSD_DEFLATE = [
+    ("wssd 1w deflate", True, None),
+    ("wssd 1w deflate level 6", True, 6),
+    ("wssd 1w", False, None),
+]
 
 
 def deflate_declined(server):
@@ -383,22 +386,28 @@ def deflate_declined(server):
     return lines[-1] if lines else f"wssd bench exited {p.returncode}"
 
 
-def deflate_suite(srv, results, skipped):
-    """16 KiB JSON text echo with permessage-deflate, and idle memory after one."""
+def deflate_suite(srv, results, skipped, idle=True):
+    """16 KiB JSON text echo with permessage-deflate, and (`idle`) idle memory
+    after one."""
     why = deflate_declined(srv)
     if why is not None:
         key = "wssd-deflate" if srv.label.startswith("wssd") else srv.label
-        skipped[key] = ("skipped: its answer lacks permessage-deflate (the daemon does not "
-                        f"support compression yet): {why}" if "declined" in why
-                        else f"skipped: {why}")
+        skipped[key] = f"skipped: {why}"
         log(f"  {srv.label}: deflate runs skipped: {why}")
         return
-    results.append(dict(run_bench(srv, "deflate echo 16 KiB JSON", "/echo",
+    results.append(dict(run_bench(srv, DEFLATE_ECHO, "/echo",
                                   ["-c", "100"] + DEFLATE_ARGS, SECS), rep=1))
-    results.append(dict(run_bench(
-        srv, f"deflate idle {IDLE}, 16 KiB JSON echo", "/echo",
-        ["-c", str(IDLE), "-m", "idle", "--connect-timeout", "60",
-         "--pid", str(srv.proc.pid)] + DEFLATE_ARGS, min(SECS, 3)), rep=1))
+    if idle:
+        results.append(dict(run_bench(
+            srv, f"deflate idle {IDLE}, 16 KiB JSON echo", "/echo",
+            ["-c", str(IDLE), "-m", "idle", "--connect-timeout", "60",
+             "--pid", str(srv.proc.pid)] + DEFLATE_ARGS, min(SECS, 3)), rep=1))
+
+
+def plain_json_suite(srv, results):
+    """The same 16 KiB JSON echo without compression: what compressing costs."""
+    results.append(dict(run_bench(srv, PLAIN_JSON_ECHO, "/echo",
+                                  ["-c", "100"] + JSON_ARGS, SECS), rep=1))
 
 
 def with_server(start, body):
@@ -468,9 +477,17 @@ def main():
                 with_server(start_server, lambda srv: broadcast_runs(srv, results))
         if "deflate" in SUITES:
             log("deflate")
-            for start_server in [functools.partial(start_wssd_deflate, tmp)] + [
-                    functools.partial(start_peer, p, tmp) for p in in_suite("deflate")]:
-                with_server(start_server, lambda srv: deflate_suite(srv, results, skipped))
+            for label, compression, level in WSSD_DEFLATE:
+                start_server = functools.partial(start_wssd, 1, tmp, compression=compression,
+                                                 level=level, label=label)
+                if compression:
+                    with_server(start_server, lambda srv: deflate_suite(
+                        srv, results, skipped, idle=level is None))
+                else:
+                    with_server(start_server, lambda srv: plain_json_suite(srv, results))
+            for p in in_suite("deflate"):
+                with_server(functools.partial(start_peer, p, tmp),
+                            lambda srv: deflate_suite(srv, results, skipped))
         if SUITES >= {"echo", "broadcast"}:
             log("wssd, 2 workers")
             with_server(functools.partial(start_wssd, 2, tmp),
@@ -748,18 +765,22 @@ def render(results, lb, la, took, peers, skipped):
              "offers `permessage-deflate; client_max_window_bits` (as browsers do), sends "
              "16 KiB JSON-like text compressed and checks every byte of the inflated echo. "
              "*On the wire* is socket bytes per message (framing included) against the "
-             "16,384 message bytes.\n")
+             "16,384 message bytes. wssd runs with its defaults (`level = 1`), with "
+             "`[compression] level = 6` (zlib's default, which uWebSockets uses), and with "
+             "compression off (the same echo without `--deflate`: what compressing costs).\n")
     L.append("| server | answer | msg/s | per server CPU-s | on the wire per message: sent / received | latency p50 / p99 (ms) | CPU s: server / load | errors |")
     L.append("|---|---|---|---|---|---|---|---|")
     for (srv, test), rs in groups.items():
-        if test != "deflate echo 16 KiB JSON":
+        if test not in (DEFLATE_ECHO, PLAIN_JSON_ECHO):
             continue
         r = rs[0]
         j = r["json"]
         w = j.get("wire") or {}
         n = max(j.get("messages", 0), 1)
         lat = j.get("latency_us") or {}
-        answer = ((j.get("deflate") or {}).get("answer") or "?").replace("permessage-deflate", "").strip("; ")
+        answer = ("(not offered)" if test == PLAIN_JSON_ECHO else
+                  ((j.get("deflate") or {}).get("answer") or "?")
+                  .replace("permessage-deflate", "").strip("; "))
         L.append(f"| {srv} | {answer or '(defaults)'} | {j.get('messages_per_s', 0):,.0f} | {fmt(per_cpu(r))} | "
                  f"{w.get('sent_bytes', 0) / n:,.0f} / {w.get('received_bytes', 0) / n:,.0f} B | "
                  f"{lat.get('p50', 0) / 1000:.2f} / {lat.get('p99', 0) / 1000:.2f} | "
@@ -767,11 +788,23 @@ def render(results, lb, la, took, peers, skipped):
                  f"{j.get('errors', '?')} |")
     if "wssd-deflate" in skipped:
         L.append(f"| wssd 1w | – | – | – | – | – | – | {skipped['wssd-deflate']} |")
-    a, _ = best_eff("wssd 1w", "deflate echo 16 KiB JSON")
-    b, _ = best_eff("uWebSockets deflate shared", "deflate echo 16 KiB JSON")
-    if a > 0 and b > 0:
-        L.append(f"\nwssd / uWebSockets deflate shared, 16 KiB JSON echo per server CPU-s: "
-                 f"**{a / b:.2f}** (goal ≥ 1.0).")
+    L.append("")
+    for (a_srv, a_test), (b_srv, b_test), note in [
+        (("wssd 1w deflate", DEFLATE_ECHO), ("uWebSockets deflate shared", DEFLATE_ECHO),
+         "**goal ≥ 1.0**"),
+        (("wssd 1w deflate level 6", DEFLATE_ECHO), ("uWebSockets deflate shared", DEFLATE_ECHO),
+         "same level as uWebSockets"),
+        (("wssd 1w deflate", DEFLATE_ECHO), ("uWebSockets deflate dedicated", DEFLATE_ECHO),
+         "no goal"),
+        (("wssd 1w deflate", DEFLATE_ECHO), ("wssd 1w", PLAIN_JSON_ECHO),
+         "the cost of compressing: 1 / ratio = CPU per compressed echo over CPU per plain one"),
+        (("wssd 1w deflate level 6", DEFLATE_ECHO), ("wssd 1w", PLAIN_JSON_ECHO), "the same at level 6"),
+    ]:
+        a, _ = best_eff(a_srv, a_test)
+        b, _ = best_eff(b_srv, b_test)
+        if a > 0 and b > 0:
+            L.append(f"* {a_srv} / {b_srv}{' (no compression)' if b_test == PLAIN_JSON_ECHO else ''}, "
+                     f"16 KiB JSON echoes per server CPU-s: **{a / b:.2f}** ({note})")
     L.append("\nGoals (issue 12): per server CPU-second at least as many 16 KiB JSON echoes as "
              "uWebSockets' shared compressor; memory per idle compressed connection after one "
              "16 KiB JSON echo ≤ 1 KiB with the defaults (see *Memory per idle connection*; "
@@ -803,7 +836,8 @@ def render(results, lb, la, took, peers, skipped):
         state = "ran" if p.key in ran else skipped.get(p.key, "not run")
         L.append(f"| {p.key} | {', '.join(p.suites)} | {p.label}: {p.about} | {state} |")
     L.append(f"| (wssd) | echo, wss, broadcast, deflate | wssd 1 worker (wss: with a `[tls]` config, "
-             f"same certificate as uWebSockets), 2 workers for echo and broadcast | "
+             f"same certificate as uWebSockets; deflate: `compression = \"deflate\"` at level 1 "
+             f"and 6, and off), 2 workers for echo and broadcast | "
              f"{'; '.join(skipped[k] for k in ('wss', 'wssd-deflate') if k in skipped) or 'ran'} |")
     L.append("")
     L.append("Suites: *echo* = echo 64 B / 16 KiB / 64 B w32, handshakes, idle memory after a "
@@ -811,8 +845,8 @@ def render(results, lb, la, took, peers, skipped):
              "(echo 64 B / 16 KiB, TLS handshakes, memory per idle TLS connection); *broadcast* = "
              "`wssd bench -m broadcast -w 4` at " + " and ".join(f"{n:,}" for n in BCAST) +
              " receivers; *deflate* = 16 KiB JSON text echo with `--deflate` and memory per idle "
-             f"connection after one at {IDLE:,} connections (wssd: `compression = \"deflate\"`; "
-             "skipped with a note while the daemon's answer lacks the extension).")
+             f"connection after one at {IDLE:,} connections (wssd: `compression = \"deflate\"` "
+             "with the defaults, with `level = 6`, and the same echo with compression off).")
     L.append("")
     L.append(METHOD_DEFLATE + "\n")
     L.append(METHOD_CLUSTER + "\n")
