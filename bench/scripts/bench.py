@@ -182,7 +182,9 @@ PEERS = [
          "`EchoServerDeflateShared PORT`: shared compressor, no context takeover"),
     Peer("uws-deflate-dedicated", "uWebSockets deflate dedicated",
          [uws("EchoServerDeflateDedicated"), "{port}"], ["deflate"],
-         "`EchoServerDeflateDedicated PORT`: dedicated compressor, context takeover"),
+         "`EchoServerDeflateDedicated PORT`: dedicated compressor, context takeover (its "
+         "README says 15-bit windows; its replies are C zlib's at a 9-bit window and "
+         "memLevel 1, see compression.md)"),
 ]
 
 
