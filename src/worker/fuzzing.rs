@@ -48,6 +48,7 @@ impl Harness {
             max_message_size,
             counted: None,
             deflate: None,
+            echo: false,
         };
         Ok(Harness {
             session: Some(Session::new(stream, up, max_frame_size, Instant::now())),
@@ -90,7 +91,12 @@ impl Harness {
         let mut budget = READ_BUDGET;
         let mut batch = Vec::new();
         loop {
-            let read = session.read(&mut budget, Instant::now(), &mut batch);
+            let read = session.read(
+                &mut budget,
+                Instant::now(),
+                self.max_send_buffer,
+                &mut batch,
+            );
             for message in batch.drain(..) {
                 session.dispatch(&mut self.handler, &mut self.actions, message);
                 for action in self.actions.drain(..) {

@@ -592,13 +592,14 @@ impl Worker {
     /// handlers queued (one write for all the replies of the burst).
     fn read_open(&mut self, slot: usize) {
         let now = self.now;
+        let max_send_buffer = self.config.server.max_send_buffer;
         let mut budget = READ_BUDGET;
         let mut batch = std::mem::take(&mut self.batch);
         let flush = loop {
             let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) else {
                 break false;
             };
-            let read = session.read(&mut budget, now, &mut batch);
+            let read = session.read(&mut budget, now, max_send_buffer, &mut batch);
             for received in batch.drain(..) {
                 self.dispatch(slot, received);
             }
@@ -648,9 +649,17 @@ impl Worker {
         let Some(session) = conn.session_mut() else {
             return;
         };
-        // STATS: messages and bytes in (data messages)
-        if let (Some(s), Received::Message(m)) = (self.stats, &received) {
-            s.message_in(m.len());
+        // STATS: messages and bytes in (data messages), and out for the
+        // built-in echo's replies sent while reading
+        match (self.stats, &received) {
+            (Some(s), Received::Message(m)) => s.message_in(m.len()),
+            (Some(s), Received::Echoed(len)) => {
+                s.message_in(*len);
+                s.message_out(*len);
+                return;
+            }
+            (None, Received::Echoed(_)) => return,
+            _ => {}
         }
         if let Some(handler) = self.handlers.get_mut(session.route) {
             session.dispatch(handler.as_mut(), &mut self.actions, received);

@@ -64,6 +64,8 @@ pub(super) struct Upgrade {
     /// permessage-deflate state, when the route allows it and the client
     /// offered it acceptably.
     pub deflate: Option<ConnDeflate>,
+    /// The route runs the built-in `echo`.
+    pub echo: bool,
 }
 
 /// What one step of the upgrade came to.
@@ -408,6 +410,7 @@ fn decide(
                 max_message_size: m.target.max_message_size,
                 counted,
                 deflate,
+                echo: m.target.builtin_echo,
             };
             Ok(Decided::Open(Box::new(upgrade), response))
         }
