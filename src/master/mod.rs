@@ -373,6 +373,13 @@ impl Master {
         if let Some(c) = &new {
             self.instance_id = c.instance_id();
         }
+        // The retired helper's state is no longer the instance's; the
+        // successor reports its own once connected.
+        if let Some(t) = self.stats {
+            t.cluster
+                .connected
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+        }
         self.cluster_generation = 0;
         self.spawn_cluster();
     }
