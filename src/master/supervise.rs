@@ -348,6 +348,8 @@ impl Master {
         if let Some(link) = &w.link {
             link.deregister(self.poll.registry());
         }
+        // Usually noticed already when its link closed.
+        self.publish_peer_gone(w.token);
         if let (Some(table), Some(i)) = (self.stats, w.stat_slot) {
             table.release(i);
         }
