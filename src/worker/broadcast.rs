@@ -15,7 +15,7 @@ use super::slab::Slab;
 use crate::frame::MessageKind;
 use crate::handler::ConnId;
 use crate::message::Message;
-use crate::relay::{RelayLink, RelayMessage, RoomKey};
+use crate::relay::{Delivered, RelayLink, RelayMessage, RoomKey};
 
 /// A broadcast waiting for its turn (`broadcast_many` with a delay).
 struct Delayed {
@@ -66,6 +66,14 @@ impl Broadcasts {
                 skip: b.skip,
                 message: b.message.clone(),
             });
+        }
+    }
+
+    /// Tells the master how many connections a counted broadcast
+    /// (`POST /publish`) was queued to here.
+    pub fn report(&mut self, delivered: Delivered) {
+        if let Some(link) = self.relay.as_mut() {
+            link.report(delivered);
         }
     }
 

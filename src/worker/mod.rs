@@ -40,7 +40,7 @@ use crate::deflate::MessageError;
 use crate::exec::{Output, Pipe};
 use crate::handler::{Action, Conn as HandlerConn, ConnId, Handler, HandlerError, Scope};
 use crate::message::{CloseCode, Message};
-use crate::relay::{RelayLink, RoomKey};
+use crate::relay::{Delivered, RelayLink, RoomKey};
 use crate::signals::SignalPipe;
 use crate::stats::WorkerSlot;
 use accept::{Accepted, Gate};
@@ -818,8 +818,8 @@ impl Worker {
     }
 
     /// Queues a broadcast to the local receivers; drops those that do not
-    /// keep up.
-    fn deliver(&mut self, b: &Broadcast) {
+    /// keep up. Returns how many it was queued to.
+    fn deliver(&mut self, b: &Broadcast) -> u64 {
         let max = self.config.server.max_send_buffer;
         let (dropped, queued) = self.broadcasts.deliver(&mut self.conns, b, max);
         // STATS: messages and bytes out (broadcast receivers), once per broadcast
@@ -830,6 +830,7 @@ impl Worker {
         for slot in dropped {
             self.remove(slot);
         }
+        queued
     }
 
     /// Flushes the receivers of this turn's broadcasts, once each.
@@ -890,11 +891,14 @@ impl Worker {
         // Receivers are flushed once at the end of the loop turn
         // (`run_deferred`): one write each for the whole batch.
         for m in incoming {
-            self.deliver(&Broadcast {
-                key: m.key,
-                skip: m.skip,
-                message: m.message,
+            let receivers = self.deliver(&Broadcast {
+                key: m.message.key,
+                skip: m.message.skip,
+                message: m.message.message,
             });
+            if let Some(request) = m.request {
+                self.broadcasts.report(Delivered { request, receivers });
+            }
         }
     }
 
