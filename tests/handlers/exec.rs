@@ -512,3 +512,32 @@ fn reload_keeps_old_programs_until_their_clients_leave() {
         (!alive(old_worker)).then_some(())
     });
 }
+
+#[test]
+fn the_selected_subprotocol_is_in_the_environment() {
+    let d = Daemon::start(&config(
+        "",
+        &route(
+            "/proto",
+            &["sh", "-c", "echo \"proto=${WSSD_SUBPROTOCOL-unset}\""],
+            "subprotocols = [\"chat.v2\", \"chat.v1\"]",
+        ),
+    ));
+    let url = d.url("/proto");
+    // Python websockets offers chat.v1 only: the route selects it.
+    let out = exec_probe(&["collect", &url, "chat.v1"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..2],
+        ["subprotocol chat.v1", "proto=chat.v1"],
+        "{out}"
+    );
+    assert!(lines[2].starts_with("closed 1000"), "{out}");
+    // Both offered: the server's order wins.
+    let out = exec_probe(&["collect", &url, "chat.v1", "chat.v2"]);
+    assert!(out.contains("proto=chat.v2"), "{out}");
+    // None that the route speaks: no subprotocol, no variable.
+    let out = exec_probe(&["collect", &url, "other"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["subprotocol -", "proto=unset"], "{out}");
+}
