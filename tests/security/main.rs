@@ -5,6 +5,7 @@
 mod support;
 
 mod admission;
+mod counted;
 mod hostile;
 mod limits;
 mod route_limits;
