@@ -19,6 +19,7 @@ use std::time::Instant;
 use log::{debug, error};
 use mio::net::TcpStream;
 
+use super::access;
 use super::admit::{Counted, Limits};
 use super::stream::{Stream, Transport};
 use crate::admission::{self, Decision, HandshakeRequest, Outcome};
@@ -195,7 +196,10 @@ impl Upgrading {
                 }),
                 Err(_) => Step::Drop,
                 Ok(true) => match upgrade {
-                    Some(up) => Step::Open(stream, up),
+                    Some(up) => {
+                        log_opened(ctx.config, &up.info);
+                        Step::Open(stream, up)
+                    }
                     None => Step::Refused(stream),
                 },
             },
@@ -280,8 +284,11 @@ fn step_request(mut stream: Stream, mut buf: Vec<u8>, ctx: &mut Context<'_>) -> 
         (Ok(HeadRead::Eof), Ok(None)) | (Err(_), Ok(None)) => return Step::Drop,
     };
     // Refused before routing: the request line is read leniently.
+    let (method, path) = access::request_line(&buf);
     let refused = Refused {
         peer: ctx.peer,
+        method,
+        path,
         refusal: reject.into(),
     };
     respond(stream, Err(refused), ctx)
@@ -294,12 +301,26 @@ fn respond(stream: Stream, decided: Result<Decided, Refused>, ctx: &Context<'_>)
     let (out, upgrade) = match decided {
         Ok(Decided { upgrade, response }) => (response, Some(upgrade)),
         Err(refused) => {
-            let Refused { peer, refusal } = refused;
+            let Refused {
+                peer,
+                method,
+                path,
+                refusal,
+            } = refused;
             // STATS: handshake failures by status
             if let Some(s) = ctx.stats {
                 s.handshake_failed(refusal.status);
             }
-            debug!("refused {peer}: {} {}", refusal.status, refusal.reason);
+            if ctx.config.log.access_log {
+                access::log(&access::Entry {
+                    peer,
+                    method: &method,
+                    path: &path,
+                    status: refusal.status,
+                    reason: &refusal.reason,
+                    conn: None,
+                });
+            }
             (refusal.response, None)
         }
     };
@@ -311,6 +332,25 @@ fn respond(stream: Stream, decided: Result<Decided, Refused>, ctx: &Context<'_>)
     })
 }
 
+/// The access log's line for a connection whose 101 is written.
+fn log_opened(config: &Config, info: &ConnInfo) {
+    if !config.log.access_log {
+        return;
+    }
+    let reason = match &info.subprotocol {
+        Some(p) => format!("open, subprotocol {p}"),
+        None => "open".to_string(),
+    };
+    access::log(&access::Entry {
+        peer: info.peer,
+        method: "GET",
+        path: &info.path,
+        status: 101,
+        reason: &reason,
+        conn: Some(info.id),
+    });
+}
+
 /// An admitted request: the upgrade to perform once its 101 is written.
 struct Decided {
     /// What the connection becomes.
@@ -319,10 +359,14 @@ struct Decided {
     response: Vec<u8>,
 }
 
-/// A refused request: who asked, and the refusal.
+/// A refused request: who asked for what, and the refusal.
 struct Refused {
     /// The client (after `X-Forwarded-For`, once the head is parsed).
     peer: SocketAddr,
+    /// The request method, `-` if unknown.
+    method: String,
+    /// The request path without the query, `-` if unknown.
+    path: String,
     /// The status, reason and response.
     refusal: Refusal,
 }
@@ -333,7 +377,7 @@ struct Refused {
 struct Refusal {
     /// The HTTP status sent.
     status: u16,
-    /// Why, for the log.
+    /// What the access log says.
     reason: String,
     /// The whole response.
     response: Vec<u8>,
@@ -358,7 +402,12 @@ fn decide(
     leftover: Vec<u8>,
 ) -> Result<Decided, Refused> {
     let peer = client_peer(ctx, &req);
-    admit(ctx, req, leftover, peer).map_err(|(_path, refusal)| Refused { peer, refusal })
+    admit(ctx, req, leftover, peer).map_err(|(path, refusal)| Refused {
+        peer,
+        method: "GET".to_string(),
+        path,
+        refusal,
+    })
 }
 
 /// [`decide`]'s checks for the client `peer`; a refusal comes with the
