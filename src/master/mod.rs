@@ -316,6 +316,7 @@ impl Master {
                     .map(|_| Slot::default())
                     .collect();
                 log::set_max_level(crate::logging::level_filter(&self.current.config.log.level));
+                self.limiter = self.reload_limiter();
                 for index in 0..self.slots.len() {
                     if let Err(e) = self.spawn(index) {
                         error!("{e}; trying again");
@@ -337,6 +338,47 @@ impl Master {
             Err(e) => error!("reload failed, keeping the running configuration: {e}"),
         }
         sdnotify::notify("READY=1");
+    }
+
+    /// After a reload: the per-address limits for the new generation.
+    /// The shared table stays (connections of every generation are
+    /// counted in it together); the new limits and exemptions apply to
+    /// the new generation's handshakes. What cannot change without a
+    /// new table is logged. A reload that sets limits where the start
+    /// set none maps the table now: connections already open were never
+    /// counted, which is logged too.
+    fn reload_limiter(&self) -> Option<Rc<Limiter>> {
+        let settings = &self.current.config.limits;
+        let generation = self.current.number;
+        let next = match &self.limiter {
+            Some(limiter) => {
+                let (next, kept) = limiter.reconfigure(settings);
+                for why in kept {
+                    warn!("reload: {why}");
+                }
+                Some(Rc::new(next))
+            }
+            None if settings.any() => match supervise::make_limiter(&self.current.config) {
+                Ok(next) => {
+                    warn!(
+                        "reload: [limits] is set for the first time since the start: connections already open (older generations) are not counted against it"
+                    );
+                    next
+                }
+                Err(e) => {
+                    error!("reload: {e}; generation {generation} runs without [limits]");
+                    None
+                }
+            },
+            None => None,
+        };
+        if next.is_some() {
+            info!(
+                "[limits] for generation {generation}: {}",
+                settings.describe()
+            );
+        }
+        next
     }
 
     /// SIGUSR1 (logrotate): reopen the log file here, then in every

@@ -8,5 +8,6 @@ mod admission;
 mod counted;
 mod hostile;
 mod limits;
+mod limits_reload;
 mod route_limits;
 mod tls;
