@@ -81,6 +81,9 @@ struct Master {
     exec: Exec,
     /// A new master started by SIGUSR2 that is not ready yet.
     upgrade: Option<Upgrade>,
+    /// The master that started this one by a binary upgrade (its parent
+    /// while it retires), if this one was started so.
+    upgraded_from: Option<nix::unistd::Pid>,
     /// The pid file this master removes when it exits: `pid_file`, or
     /// `pid_file.oldbin` once a new master has taken over.
     pid_file: Option<PathBuf>,
@@ -180,6 +183,10 @@ impl Master {
             std::process::id(),
         );
         let limiter = supervise::make_limiter(&current.config)?;
+        let upgraded_from = inherited
+            .as_ref()
+            .filter(|i| i.origin() == Origin::Upgrade)
+            .map(|_| nix::unistd::getppid());
         let mut master = Master {
             loader,
             poll,
@@ -193,6 +200,7 @@ impl Master {
             limiter,
             exec,
             upgrade: None,
+            upgraded_from,
             pid_file: current_pid_file,
             stats,
             started: Instant::now(),

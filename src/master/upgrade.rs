@@ -63,16 +63,11 @@ impl Exec {
 }
 
 impl Master {
-    /// SIGUSR2: starts the new master, unless one is starting already.
+    /// SIGUSR2: starts the new master, unless that would start a second
+    /// upgrade over one in progress (logged, as nginx does).
     pub(super) fn start_upgrade(&mut self) {
-        if self.state != State::Running {
-            return;
-        }
-        if let Some(u) = &self.upgrade {
-            warn!(
-                "SIGUSR2: new master pid {} is still starting; ignored",
-                u.pid
-            );
+        if let Some(why) = self.upgrade_refused() {
+            warn!("SIGUSR2 ignored: {why}");
             return;
         }
         match self.spawn_new_master() {
@@ -85,6 +80,50 @@ impl Master {
             }
             Err(e) => error!("binary upgrade failed, still serving: {e}"),
         }
+    }
+
+    /// Why a binary upgrade cannot start now, if it cannot: this master
+    /// is stopping (or retiring after handing over), a new master it
+    /// started is not ready yet, or an old master is still retiring,
+    /// whose `PIDFILE.oldbin` the upgrade would overwrite (and whose
+    /// workers would then have two successors).
+    fn upgrade_refused(&self) -> Option<String> {
+        if self.state != State::Running {
+            return Some(
+                "this master is stopping (draining, or retiring after a binary upgrade)".into(),
+            );
+        }
+        if let Some(u) = &self.upgrade {
+            return Some(format!(
+                "new master pid {} is still starting; wait for it to be ready or to fail",
+                u.pid
+            ));
+        }
+        let again = "send SIGUSR2 again once it has exited";
+        if let Some(old) = self.upgraded_from {
+            // Its successor is its child: while it runs, it is our parent.
+            if nix::unistd::getppid() == old {
+                return Some(format!(
+                    "the old master pid {old}, which started this one, is still retiring its workers; {again}"
+                ));
+            }
+        }
+        let oldbin = oldbin_path(self.pid_file.as_deref()?);
+        let pid = std::fs::read_to_string(&oldbin)
+            .ok()?
+            .trim()
+            .parse::<i32>()
+            .ok()?;
+        let pid = Pid::from_raw(pid);
+        let running = pid.as_raw() > 0
+            && pid != nix::unistd::getpid()
+            && !matches!(kill(pid, None), Err(nix::errno::Errno::ESRCH));
+        running.then(|| {
+            format!(
+                "{} names pid {pid}, an old master that is still running; {again}",
+                oldbin.display()
+            )
+        })
     }
 
     fn spawn_new_master(&mut self) -> Result<Upgrade, String> {
@@ -278,11 +317,16 @@ impl Master {
     }
 }
 
-/// Moves the pid file to `PIDFILE.oldbin`; returns both paths.
-fn move_aside(pid_file: &Path) -> Result<(PathBuf, PathBuf), String> {
+/// `PIDFILE.oldbin`.
+fn oldbin_path(pid_file: &Path) -> PathBuf {
     let mut oldbin = pid_file.as_os_str().to_owned();
     oldbin.push(".oldbin");
-    let oldbin = PathBuf::from(oldbin);
+    PathBuf::from(oldbin)
+}
+
+/// Moves the pid file to `PIDFILE.oldbin`; returns both paths.
+fn move_aside(pid_file: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let oldbin = oldbin_path(pid_file);
     std::fs::rename(pid_file, &oldbin).map_err(|e| {
         format!(
             "cannot move {} to {}: {e}",
