@@ -7,6 +7,12 @@
 //!
 //! The pid file moves aside to `PIDFILE.oldbin` while the new master
 //! starts (it writes its own), as with nginx.
+//!
+//! Under systemd the old master reports each step in `STATUS=`
+//! (`binary upgrade: new master pid N starting`, `binary upgrade failed:
+//! ...`) and hands the unit over with `MAINPID=`: `systemctl status`
+//! shows how an upgrade went, and the Debian package's upgrade script
+//! (scripts/deb/binary-upgrade) tells a failed upgrade from a slow one.
 
 use std::ffi::OsString;
 use std::io::{ErrorKind, Read};
@@ -76,9 +82,19 @@ impl Master {
                     "SIGUSR2: started new master pid {}; waiting up to {:?} for it to be ready",
                     u.pid, UPGRADE_TIMEOUT
                 );
+                sdnotify::notify(&format!(
+                    "STATUS=binary upgrade: new master pid {} starting",
+                    u.pid
+                ));
                 self.upgrade = Some(u);
             }
-            Err(e) => error!("binary upgrade failed, still serving: {e}"),
+            Err(e) => {
+                error!("binary upgrade failed, still serving: {e}");
+                sdnotify::notify(&format!(
+                    "STATUS=binary upgrade failed: {e}; pid {} keeps serving",
+                    std::process::id()
+                ));
+            }
         }
     }
 
@@ -283,6 +299,13 @@ impl Master {
             u.pid,
             std::process::id()
         );
+        // What `systemctl status` shows, and what the Debian package's
+        // binary-upgrade script waits for (docs/operations.md).
+        sdnotify::notify(&format!(
+            "STATUS=binary upgrade failed: new master pid {} {why}; pid {} keeps serving",
+            u.pid,
+            std::process::id()
+        ));
     }
 
     /// The new master is ready: tell systemd it is the main process now,
@@ -294,7 +317,12 @@ impl Master {
             .poll
             .registry()
             .deregister(&mut SourceFd(&u.ready.as_raw_fd()));
-        sdnotify::notify(&format!("MAINPID={}\nREADY=1", u.pid));
+        sdnotify::notify(&format!(
+            "MAINPID={}\nREADY=1\nSTATUS=listening on {}; upgraded from pid {}",
+            u.pid,
+            self.current.addr,
+            std::process::id()
+        ));
         self.pid_file = u.moved.map(|(_, oldbin)| oldbin);
         let drain = self.current.config.server.drain_timeout;
         info!(

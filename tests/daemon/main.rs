@@ -7,6 +7,7 @@ mod support;
 mod access_log;
 mod config;
 mod config_check;
+mod deb_upgrade;
 mod drain;
 mod echo;
 mod logfile;
