@@ -291,13 +291,13 @@ fn step_request(mut stream: Stream, mut buf: Vec<u8>, ctx: &mut Context<'_>) -> 
         path,
         refusal: reject.into(),
     };
-    respond(stream, Err(refused), ctx)
+    respond(stream, Err(Box::new(refused)), ctx)
 }
 
 /// Goes on to write the 101 or the refusal. A refusal is counted
 /// (`/status`, `/metrics`) and logged here, the one place every refusal
 /// passes, whoever refused.
-fn respond(stream: Stream, decided: Result<Decided, Refused>, ctx: &Context<'_>) -> Step {
+fn respond(stream: Stream, decided: Result<Decided, Box<Refused>>, ctx: &Context<'_>) -> Step {
     let (out, upgrade) = match decided {
         Ok(Decided { upgrade, response }) => (response, Some(upgrade)),
         Err(refused) => {
@@ -306,7 +306,7 @@ fn respond(stream: Stream, decided: Result<Decided, Refused>, ctx: &Context<'_>)
                 method,
                 path,
                 refusal,
-            } = refused;
+            } = *refused;
             // STATS: handshake failures by status
             if let Some(s) = ctx.stats {
                 s.handshake_failed(refusal.status);
@@ -400,13 +400,17 @@ fn decide(
     ctx: &mut Context<'_>,
     req: handshake::Request,
     leftover: Vec<u8>,
-) -> Result<Decided, Refused> {
+) -> Result<Decided, Box<Refused>> {
     let peer = client_peer(ctx, &req);
-    admit(ctx, req, leftover, peer).map_err(|(path, refusal)| Refused {
-        peer,
-        method: "GET".to_string(),
-        path,
-        refusal,
+    admit(ctx, req, leftover, peer).map_err(|(path, refusal)| {
+        // Boxed: a refusal is much larger than the upgrade's handle, and
+        // rarer.
+        Box::new(Refused {
+            peer,
+            method: "GET".to_string(),
+            path,
+            refusal,
+        })
     })
 }
 
