@@ -85,6 +85,9 @@ struct Master {
     exec: Exec,
     /// A new master started by SIGUSR2 that is not ready yet.
     upgrade: Option<Upgrade>,
+    /// The master that started this one by a binary upgrade (its parent
+    /// while it retires), if this one was started so.
+    upgraded_from: Option<nix::unistd::Pid>,
     /// The pid file this master removes when it exits: `pid_file`, or
     /// `pid_file.oldbin` once a new master has taken over.
     pid_file: Option<PathBuf>,
@@ -186,6 +189,10 @@ impl Master {
             std::process::id(),
         );
         let limiter = supervise::make_limiter(&current.config)?;
+        let upgraded_from = inherited
+            .as_ref()
+            .filter(|i| i.origin() == Origin::Upgrade)
+            .map(|_| nix::unistd::getppid());
         let mut master = Master {
             loader,
             poll,
@@ -199,6 +206,7 @@ impl Master {
             limiter,
             exec,
             upgrade: None,
+            upgraded_from,
             pid_file: current_pid_file,
             stats,
             started: Instant::now(),
@@ -327,6 +335,7 @@ impl Master {
                     .map(|_| Slot::default())
                     .collect();
                 log::set_max_level(crate::logging::level_filter(&self.current.config.log.level));
+                self.limiter = self.reload_limiter();
                 for index in 0..self.slots.len() {
                     if let Err(e) = self.spawn(index) {
                         error!("{e}; trying again");
@@ -348,6 +357,47 @@ impl Master {
             Err(e) => error!("reload failed, keeping the running configuration: {e}"),
         }
         sdnotify::notify("READY=1");
+    }
+
+    /// After a reload: the per-address limits for the new generation.
+    /// The shared table stays (connections of every generation are
+    /// counted in it together); the new limits and exemptions apply to
+    /// the new generation's handshakes. What cannot change without a
+    /// new table is logged. A reload that sets limits where the start
+    /// set none maps the table now: connections already open were never
+    /// counted, which is logged too.
+    fn reload_limiter(&self) -> Option<Rc<Limiter>> {
+        let settings = &self.current.config.limits;
+        let generation = self.current.number;
+        let next = match &self.limiter {
+            Some(limiter) => {
+                let (next, kept) = limiter.reconfigure(settings);
+                for why in kept {
+                    warn!("reload: {why}");
+                }
+                Some(Rc::new(next))
+            }
+            None if settings.any() => match supervise::make_limiter(&self.current.config) {
+                Ok(next) => {
+                    warn!(
+                        "reload: [limits] is set for the first time since the start: connections already open (older generations) are not counted against it"
+                    );
+                    next
+                }
+                Err(e) => {
+                    error!("reload: {e}; generation {generation} runs without [limits]");
+                    None
+                }
+            },
+            None => None,
+        };
+        if next.is_some() {
+            info!(
+                "[limits] for generation {generation}: {}",
+                settings.describe()
+            );
+        }
+        next
     }
 
     /// SIGUSR1 (logrotate): reopen the log file here, then in every

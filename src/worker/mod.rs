@@ -11,6 +11,7 @@
 //! the listening socket and the relay link to the master.
 
 mod accept;
+mod access;
 mod admit;
 mod broadcast;
 mod children;
