@@ -98,6 +98,12 @@ fn a_room_spans_two_instances_exactly_once_in_order() {
     wait_for("spare connections closed", || {
         (a.status()["totals"]["connections"] == 5).then_some(())
     });
+    // B's "other-fence" reaches A's cluster helper (and is counted there)
+    // with nobody on A to show it: wait for the count, not a client.
+    wait_for("each instance counted the other's last message", || {
+        (a.status()["cluster"]["received"] == 201 && b.status()["cluster"]["received"] == 401)
+            .then_some(())
+    });
     let (sa, sb) = (a.status(), b.status());
     assert_eq!(sa["totals"]["connections"], 5, "{sa}");
     assert_eq!(sb["totals"]["connections"], 6, "{sb}");
