@@ -51,6 +51,7 @@ use children::{Children, Owner, Program};
 use conn::{Conn, Deadlines, Due, Handshake, Linger, State, CLOSE_GRACE};
 use session::{Flush, Read, Received, Sent, Session, READ_BUDGET};
 use slab::Slab;
+use stream::Stream;
 use timers::Timers;
 use upgrade::{Step, Upgrading};
 
@@ -616,7 +617,7 @@ impl Worker {
                     break true;
                 }
                 Read::Closed => {
-                    self.remove(slot);
+                    self.closed(slot);
                     break false;
                 }
                 Read::Failed(error) => {
@@ -766,6 +767,31 @@ impl Worker {
             Ok(())
         });
         self.actions.clear();
+        self.linger(slot, |session| session.fail(code, &reason));
+    }
+
+    /// The close handshake is over, or the peer is gone. A connection
+    /// whose last frames the socket has not taken yet (a burst of echoes
+    /// and the close reply to a peer that does not read while it sends)
+    /// lingers until they are sent, the peer is gone or the linger time
+    /// passes; the others are removed at once.
+    fn closed(&mut self, slot: usize) {
+        let unsent = self
+            .conns
+            .get(slot)
+            .and_then(Conn::session)
+            .is_some_and(|s| s.queued() > 0);
+        if unsent {
+            self.linger(slot, |session| session.into_stream());
+        } else {
+            self.remove(slot);
+        }
+    }
+
+    /// Ends the open connection in `slot` for the handler and lingers on
+    /// the stream that `last_words` leaves (it queues what is still to be
+    /// said and flushes it as far as the socket takes it).
+    fn linger(&mut self, slot: usize, last_words: impl FnOnce(Box<Session>) -> Stream) {
         let Some(mut conn) = self.conns.take(slot) else {
             return;
         };
@@ -779,7 +805,7 @@ impl Worker {
         };
         self.notify_close(&mut session);
         let peer = session.info.peer;
-        let stream = session.fail(code, &reason);
+        let stream = last_words(session);
         self.exec_hang_up(conn.exec.take());
         conn.state = State::Linger(Linger::new(stream, peer, self.now));
         self.conns.restore(slot, conn);

@@ -138,7 +138,9 @@ pub(super) enum Read {
     /// the other connections without a readiness event).
     Stop { resume: bool },
     /// The close handshake is over (or the peer vanished): our last bytes
-    /// were flushed as far as the socket took them; remove the connection.
+    /// were flushed as far as the socket took them. Remove the connection,
+    /// or, if some are still queued (`queued()`), linger on its stream
+    /// (`into_stream`) until they are sent.
     Closed,
     /// The peer broke the protocol (or sent a message that does not
     /// inflate, or inflates too large); see `Session::fail`.
@@ -600,6 +602,12 @@ impl Session {
             self.queue_frame(CLOSE, &close_payload(code, &reason));
         }
         let _ = self.stream.flush();
+        self.stream
+    }
+
+    /// Gives up the stream, with the output the socket has not taken yet,
+    /// for lingering after `Read::Closed`.
+    pub fn into_stream(self) -> Stream {
         self.stream
     }
 
