@@ -39,6 +39,9 @@ strip --strip-unneeded --remove-section=.comment --remove-section=.note "$root/u
 install -D -m 0644 config/installed.toml "$root/etc/wssd/wssd.toml"
 install -D -m 0644 systemd/wssd.service "$root/lib/systemd/system/wssd.service"
 install -D -m 0644 systemd/wssd.socket "$root/lib/systemd/system/wssd.socket"
+# The zero-downtime binary upgrade the postinst runs on a package upgrade
+# (and an operator may run by hand; docs/operations.md).
+install -D -m 0755 "$here/binary-upgrade" "$root/usr/lib/wssd/binary-upgrade"
 
 # Documentation: compressed, as Debian policy asks.
 doc=$root/usr/share/doc/wssd

@@ -31,6 +31,9 @@ pub(crate) struct RouteEntry {
     pub exec: Option<Rc<ExecConfig>>,
     /// Whether the route accepts permessage-deflate offers.
     pub compression: bool,
+    /// The route runs the built-in `echo` (not a handler registered in
+    /// code under that name): the worker echoes without calling it.
+    pub builtin_echo: bool,
 }
 
 /// The routes of one generation, validated.
@@ -178,8 +181,11 @@ impl AppLoader {
                 }
             };
             let Some(factory) = factory else { continue };
+            let builtin_echo =
+                exec.is_none() && r.handler == "echo" && !self.named.contains_key("echo");
             let entry = RouteEntry {
                 factory,
+                builtin_echo,
                 max_message_size: r.max_message_size.unwrap_or(default_max),
                 subprotocols: r.subprotocols.clone(),
                 subprotocol_required: r.subprotocol_required,
@@ -199,6 +205,7 @@ impl AppLoader {
                 subprotocol_required: false,
                 exec: None,
                 compression: config.server.compression == Compression::Deflate,
+                builtin_echo: false,
             };
             let added = Template::parse(path)
                 .map_err(|e| e.to_string())

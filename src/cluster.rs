@@ -120,7 +120,9 @@ pub(crate) fn run(
     }
     wait_for_stop();
     info!("cluster helper stopping: closing the Redis connections");
-    counters.connected.store(0, Ordering::Relaxed);
+    // `connected` is left alone: a successor (reload with a new
+    // `[cluster]`) may have connected already; the master clears it when
+    // the current helper exits.
     0
 }
 

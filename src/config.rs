@@ -145,6 +145,9 @@ pub struct LogConfig {
     pub file: Option<PathBuf>,
     /// Plain lines or one JSON object per line.
     pub format: LogFormat,
+    /// Whether the workers log one `info` line per handshake, accepted
+    /// or refused (`[log] access_log`, on by default).
+    pub access_log: bool,
 }
 
 /// `log.format`: how a log line is written.
@@ -798,11 +801,13 @@ fn parse_log(mut t: Fields<'_>, errs: &mut Errors) -> LogConfig {
             LogFormat::Text
         }
     };
+    let access_log = errs.opt(t.boolean("access_log")).unwrap_or(true);
     t.finish(errs);
     LogConfig {
         level,
         file,
         format,
+        access_log,
     }
 }
 
@@ -1246,6 +1251,16 @@ mod tests {
         assert_eq!(c.server.idle_timeout, None);
         assert_eq!(c.routes.len(), 1);
         assert!(c.routes[0].echo_self);
+        assert!(c.log.access_log);
+    }
+
+    #[test]
+    fn access_log_is_a_switch() {
+        let routes = "[[routes]]\npath = \"/echo\"\nhandler = \"echo\"\n";
+        let c = parse(&format!("[log]\naccess_log = false\n{routes}")).unwrap();
+        assert!(!c.log.access_log);
+        let e = parse(&format!("[log]\naccess_log = \"yes\"\n{routes}")).unwrap_err();
+        assert_eq!(e.key, "log.access_log");
     }
 
     #[test]

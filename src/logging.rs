@@ -87,7 +87,7 @@ pub(crate) fn init(log: &LogConfig, source: &Path) -> Result<(), Error> {
         LogFormat::Json => builder.format(|buf, record| {
             let role = ROLE.load(Ordering::Relaxed);
             let worker = role.checked_sub(1).filter(|_| role != CLUSTER);
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "time": buf.timestamp_millis().to_string(),
                 "level": record.level().as_str(),
                 "pid": std::process::id(),
@@ -100,11 +100,68 @@ pub(crate) fn init(log: &LogConfig, source: &Path) -> Result<(), Error> {
                 "target": record.target(),
                 "message": record.args().to_string(),
             });
+            if let Some(fields) = line.as_object_mut() {
+                let _ = record.key_values().visit(&mut Fields(fields));
+            }
             writeln!(buf, "{line}")
         }),
     };
     let _ = builder.try_init();
     Ok(())
+}
+
+/// Adds a record's key-values (e.g. the access log's `peer`, `status`,
+/// `conn`) to its JSON object, numbers and booleans as such, absent
+/// values as null; a key the line has already (`time`, `message`, ...)
+/// is not overwritten.
+struct Fields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl<'kvs> log::kv::VisitSource<'kvs> for Fields<'_> {
+    fn visit_pair(
+        &mut self,
+        key: log::kv::Key<'kvs>,
+        value: log::kv::Value<'kvs>,
+    ) -> Result<(), log::kv::Error> {
+        let mut json = serde_json::Value::Null;
+        value.visit(JsonValue(&mut json))?;
+        self.0.entry(key.as_str()).or_insert(json);
+        Ok(())
+    }
+}
+
+/// One key-value's value as JSON.
+struct JsonValue<'a>(&'a mut serde_json::Value);
+
+impl<'v> log::kv::VisitValue<'v> for JsonValue<'_> {
+    fn visit_any(&mut self, value: log::kv::Value<'_>) -> Result<(), log::kv::Error> {
+        *self.0 = value.to_string().into();
+        Ok(())
+    }
+
+    fn visit_null(&mut self) -> Result<(), log::kv::Error> {
+        *self.0 = serde_json::Value::Null;
+        Ok(())
+    }
+
+    fn visit_u64(&mut self, value: u64) -> Result<(), log::kv::Error> {
+        *self.0 = value.into();
+        Ok(())
+    }
+
+    fn visit_i64(&mut self, value: i64) -> Result<(), log::kv::Error> {
+        *self.0 = value.into();
+        Ok(())
+    }
+
+    fn visit_bool(&mut self, value: bool) -> Result<(), log::kv::Error> {
+        *self.0 = value.into();
+        Ok(())
+    }
+
+    fn visit_str(&mut self, value: &str) -> Result<(), log::kv::Error> {
+        *self.0 = value.into();
+        Ok(())
+    }
 }
 
 /// Opens `path` for appending (created `0640` if missing).
@@ -180,4 +237,38 @@ pub(crate) fn level_filter(level: &str) -> log::LevelFilter {
         .next()
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or(log::LevelFilter::Info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_values_become_keys_of_the_json_line() {
+        let none: Option<&str> = None;
+        let kvs: [(&str, log::kv::Value<'_>); 5] = [
+            ("peer", "127.0.0.1:45264".into()),
+            ("status", 429u16.into()),
+            ("conn", log::kv::ToValue::to_value(&none)),
+            ("open", true.into()),
+            ("message", "not this".into()),
+        ];
+        let record = log::Record::builder()
+            .args(format_args!("m"))
+            .key_values(&kvs)
+            .build();
+        let mut line = serde_json::json!({ "message": "m" });
+        let map = line.as_object_mut().unwrap();
+        record.key_values().visit(&mut Fields(map)).unwrap();
+        assert_eq!(
+            line,
+            serde_json::json!({
+                "message": "m",
+                "peer": "127.0.0.1:45264",
+                "status": 429,
+                "conn": null,
+                "open": true,
+            })
+        );
+    }
 }

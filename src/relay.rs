@@ -14,11 +14,24 @@
 //! its queue, with a warning, instead of holding up the master or the
 //! other workers.
 //!
-//! Frame layout (little endian): `u32 length` of the rest, then
-//! `u8 scope` (0 all, 1 route, 2 room), `u64 skip` (a connection id not
-//! to deliver to, 0 for none), `u8 opcode` (1 text, 2 binary), the route
-//! template and the room's parameter values as `u32`-length strings
-//! (absent for "all"; values only for "room"), then the payload.
+//! `POST /publish` asks how many connections a broadcast reached: the
+//! master sends the workers a *counted* broadcast carrying a request id,
+//! and each worker answers with a [`Delivered`] frame on the same link
+//! once it has queued the message to its connections.
+//!
+//! Frame layout (little endian): `u32 length` of the rest, then a tag
+//! byte, then:
+//!
+//! - tags 0, 1, 2, a broadcast ([`RelayMessage`]): the tag is its scope
+//!   (0 all, 1 route, 2 room), then `u64 skip` (a connection id not to
+//!   deliver to, 0 for none), `u8 opcode` (1 text, 2 binary), the route
+//!   template and the room's parameter values as `u32`-length strings
+//!   (absent for "all"; values only for "room"), then the payload. The
+//!   cluster helper carries exactly these bodies between instances.
+//! - tag 3, a counted broadcast (master to worker): `u64 request`, then a
+//!   broadcast body as above (from its scope byte on).
+//! - tag 4, a delivery report (worker to master): `u64 request`,
+//!   `u64 receivers`.
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -84,11 +97,37 @@ pub struct RelayMessage {
     pub message: Message,
 }
 
+/// Tag of a counted broadcast (after the broadcast scopes 0 to 2).
+const COUNTED: u8 = 3;
+/// Tag of a delivery report.
+const DELIVERED: u8 = 4;
+
+/// Writes a frame to `out`: its length prefix around what `body` appends.
+fn framed(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    body(out);
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+}
+
 impl RelayMessage {
     /// Appends the frame for this message to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&[0; 4]);
+        framed(out, |out| self.encode_body(out));
+    }
+
+    /// Appends the frame of this message as a counted broadcast: the
+    /// worker that delivers it answers with a [`Delivered`] for `request`.
+    pub fn encode_counted(&self, request: u64, out: &mut Vec<u8>) {
+        framed(out, |out| {
+            out.push(COUNTED);
+            out.extend_from_slice(&request.to_le_bytes());
+            self.encode_body(out);
+        });
+    }
+
+    fn encode_body(&self, out: &mut Vec<u8>) {
         let (scope, route, values): (u8, &str, &[String]) = match &self.key {
             RoomKey::All => (0, "", &[]),
             RoomKey::Route(r) => (1, r, &[]),
@@ -107,11 +146,9 @@ impl RelayMessage {
             put_str(out, v.as_bytes());
         }
         out.extend_from_slice(payload);
-        let len = (out.len() - start - 4) as u32;
-        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
     }
 
-    /// Decodes one frame body (without its length prefix).
+    /// Decodes one broadcast frame body (without its length prefix).
     pub fn decode(body: &[u8]) -> Option<RelayMessage> {
         let mut r = Reader(body);
         let scope = r.u8()?;
@@ -139,6 +176,69 @@ impl RelayMessage {
             skip: (skip != 0).then_some(ConnId(skip)),
             message,
         })
+    }
+}
+
+/// A broadcast as a worker reads it from its link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incoming {
+    /// The broadcast.
+    pub message: RelayMessage,
+    /// For a counted broadcast, the request to answer with [`Delivered`].
+    pub request: Option<u64>,
+}
+
+impl Incoming {
+    /// Decodes a broadcast or counted broadcast frame body (without its
+    /// length prefix); `None` for anything else.
+    pub fn decode(body: &[u8]) -> Option<Incoming> {
+        let mut r = Reader(body);
+        if r.u8()? != COUNTED {
+            return RelayMessage::decode(body).map(|message| Incoming {
+                message,
+                request: None,
+            });
+        }
+        let request = r.u64()?;
+        Some(Incoming {
+            message: RelayMessage::decode(r.0)?,
+            request: Some(request),
+        })
+    }
+}
+
+/// A worker's answer to a counted broadcast: how many of its connections
+/// the message was queued to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    /// The request of the counted broadcast.
+    pub request: u64,
+    /// The worker's connections it was queued to.
+    pub receivers: u64,
+}
+
+impl Delivered {
+    /// Appends the frame of this report to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        framed(out, |out| {
+            out.push(DELIVERED);
+            out.extend_from_slice(&self.request.to_le_bytes());
+            out.extend_from_slice(&self.receivers.to_le_bytes());
+        });
+    }
+
+    /// Decodes a frame body (without its length prefix) if it is a
+    /// delivery report; `None` for anything else (a broadcast).
+    pub fn decode(body: &[u8]) -> Option<Delivered> {
+        let mut r = Reader(body);
+        if r.u8()? != DELIVERED {
+            return None;
+        }
+        let d = Delivered {
+            request: r.u64()?,
+            receivers: r.u64()?,
+        };
+        r.0.is_empty().then_some(d)
     }
 }
 
@@ -329,10 +429,19 @@ impl RelayLink {
         self.link.flush();
     }
 
+    /// Answers a counted broadcast (`POST /publish`) to the master.
+    pub fn report(&mut self, delivered: Delivered) {
+        self.scratch.clear();
+        delivered.encode(&mut self.scratch);
+        let frame = std::mem::take(&mut self.scratch);
+        self.link.queue_frame(&frame);
+        self.scratch = frame;
+    }
+
     /// Decodes the broadcasts that arrived; false once the master is gone.
-    pub fn receive(&mut self, into: &mut Vec<RelayMessage>) -> bool {
+    pub fn receive(&mut self, into: &mut Vec<Incoming>) -> bool {
         self.link.read_frames(|frame| {
-            if let Some(m) = RelayMessage::decode(&frame[4..]) {
+            if let Some(m) = Incoming::decode(&frame[4..]) {
                 into.push(m);
             }
         })
@@ -354,6 +463,35 @@ mod tests {
         m.encode(&mut out);
         assert_eq!(RelayMessage::decode(&out[4..]), Some(m));
         assert!(RelayMessage::decode(&out[4..10]).is_none());
+    }
+
+    #[test]
+    fn counted_broadcasts_and_reports_round_trip() {
+        let m = RelayMessage {
+            key: RoomKey::Route("/chat/{room}".into()),
+            skip: None,
+            message: Message::binary(vec![1, 2, 3]),
+        };
+        let mut out = Vec::new();
+        m.encode_counted(7, &mut out);
+        let got = Incoming::decode(&out[4..]).unwrap();
+        assert_eq!((got.message, got.request), (m.clone(), Some(7)));
+        assert_eq!(Delivered::decode(&out[4..]), None);
+        out.clear();
+        m.encode(&mut out);
+        assert_eq!(Incoming::decode(&out[4..]).unwrap().request, None);
+        assert_eq!(Delivered::decode(&out[4..]), None);
+
+        let d = Delivered {
+            request: 7,
+            receivers: 3,
+        };
+        out.clear();
+        d.encode(&mut out);
+        assert_eq!(out.len(), 4 + 17);
+        assert_eq!(Delivered::decode(&out[4..]), Some(d));
+        assert_eq!(Incoming::decode(&out[4..]), None);
+        assert_eq!(Delivered::decode(&out[4..12]), None);
     }
 
     #[test]

@@ -25,8 +25,12 @@ use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 pub const MAX_SLOTS: usize = 2048;
 
 /// The handshake refusals counted by status; anything else counts as the
-/// last entry ("other").
-pub const HANDSHAKE_STATUSES: [u16; 6] = [400, 403, 404, 405, 426, 431];
+/// last entry ("other"). wssd's own checks answer 400, 403, 404, 405,
+/// 426, 431 and 503 (an `exec` route at `max_processes`); the per-address
+/// limits 429 (and 503 when their table is full); a handler's
+/// `on_handshake` any status it likes, most often 401, 403 or 429, and
+/// 500 when it panics.
+pub const HANDSHAKE_STATUSES: [u16; 10] = [400, 401, 403, 404, 405, 426, 429, 431, 500, 503];
 
 /// One worker's counters. Written only by that worker (and reset by the
 /// master before the worker is forked).
@@ -215,14 +219,16 @@ mod tests {
                     table.slots[3].message_in(10);
                 }
                 table.slots[3].handshake_failed(404);
+                table.slots[3].handshake_failed(429);
                 table.slots[3].handshake_failed(599);
             });
         });
         let slot = &table.slots[3];
         assert_eq!(WorkerSlot::get(&slot.messages_in), 1000);
         assert_eq!(WorkerSlot::get(&slot.bytes_in), 10_000);
-        assert_eq!(WorkerSlot::get(&slot.handshake_failures[2]), 1);
+        assert_eq!(WorkerSlot::get(&slot.handshake_failures[3]), 1);
         assert_eq!(WorkerSlot::get(&slot.handshake_failures[6]), 1);
+        assert_eq!(WorkerSlot::get(&slot.handshake_failures[10]), 1);
         slot.closed();
         assert_eq!(WorkerSlot::get(&slot.connections), 0);
         table.claim(3, 2, 1, 0, true);

@@ -2,29 +2,43 @@
 """Cross-instance broadcast fan-out (issue 13's goal), beside one instance.
 
 Starts redis-server on a free loopback port (no persistence, no system
-service) and two wssd instances (1 worker each, route /chat/{room} with
-the broadcast handler) whose `[cluster] redis_url` points at it, then runs
+service), two wssd instances A and B (1 worker each, route /chat/{room}
+with the broadcast handler) whose `[cluster] redis_url` points at it, and
+two more instances without `[cluster]`: S (1 worker) and S2 (2 workers).
+For each N of BENCH_BCAST and each of BENCH_REPEAT repetitions it runs,
+one after the other and with the same arguments:
 
-  wssd bench -m broadcast -w 4 -c N ws://A/chat/bench ws://B/chat/bench
+  one instance            wssd bench -m broadcast -w 4 -c N ws://S/chat/bench
+  one instance, 2 workers wssd bench -m broadcast -w 4 -c N ws://S2/chat/bench
+  two instances           wssd bench -m broadcast -w 4 -c N ws://A/chat/bench ws://B/chat/bench
 
-for each N of BENCH_BCAST: receivers are spread round-robin over the two
-instances, the sender (connection 0) is on A, and every receiver must get
-every message. The same run against A alone gives the one-instance figures.
-The instances and redis-server share the servers' core(s), the load runs
-on the others (bench.py's pinning). Server CPU time is that of both
-instances plus redis-server, so
-deliveries per server CPU-second compare the cluster with one instance.
+(`-c N` connections: connection 0 sends and receives, so N receivers; in
+the two-instance run they are spread round-robin over A and B, the sender
+on A, and every receiver must get every message.) The instances and
+redis-server share the servers' core(s), the load runs on the others
+(bench.py's pinning; S2's two workers too share the one core, so that it
+shows what splitting the receivers over two event loops on that core
+costs without Redis). Server CPU is measured per process tree from /proc:
+the instances (S; A + B with their masters, workers and cluster helpers)
+and redis-server apart. The report gives deliveries per instance
+CPU-second (the goal's figure) and per CPU-second with Redis counted too,
+and the ratio two instances / one instance of each repetition: the goal
+is that the second instance costs no more than 20 % of the one-instance
+figure, i.e. a ratio of at least 0.80. BENCH_WINDOW (default 4) sets
+`-w`.
 
-  --no-redis   start the two instances WITHOUT [cluster] (and no Redis):
-               a smoke run of the bench side. Messages then only reach
-               receivers on instance A; the report says so (expected vs
-               received per URL) and `wssd bench` exits 1.
+  --no-redis   start A and B WITHOUT [cluster] (and no Redis): a smoke run
+               of the bench side. Messages then only reach receivers on
+               instance A; the report says so (expected vs received per
+               URL) and `wssd bench` exits 1.
 
 Uses bench.py's helpers (pinning, CPU accounting, `wssd bench` runs).
-Knobs: BENCH_SECS, BENCH_BCAST, BENCH_WSSD (see bench.py), BENCH_REDIS
-(the redis-server binary, default: from PATH). Prints a Markdown table.
+Knobs: BENCH_SECS, BENCH_BCAST, BENCH_REPEAT, BENCH_WSSD (see bench.py),
+BENCH_WINDOW, BENCH_REDIS (the redis-server binary, default: from PATH). Prints a
+Markdown table and the ratios.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -36,6 +50,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench as B  # noqa: E402  (bench.py beside this script)
 
 REDIS = os.environ.get("BENCH_REDIS", shutil.which("redis-server") or "redis-server")
+WINDOW = os.environ.get("BENCH_WINDOW", "4")
 
 
 def start_redis(tmp):
@@ -54,11 +69,12 @@ def start_redis(tmp):
     return proc, port
 
 
-def start_instance(tmp, name, redis_port):
-    """One wssd instance (1 worker); with [cluster] when redis_port is set."""
+def start_instance(tmp, name, redis_port, workers=1):
+    """One wssd instance; with [cluster] when redis_port is set. Pinned as a
+    1-worker server whatever `workers` says (all on the servers' core)."""
     cfg = os.path.join(tmp, f"wssd-{name}.toml")
     with open(cfg, "w") as f:
-        f.write('[server]\nlisten = "127.0.0.1:0"\nworkers = 1\n'
+        f.write(f'[server]\nlisten = "127.0.0.1:0"\nworkers = {workers}\n'
                 "max_connections_per_worker = 19000\n"
                 '[log]\nlevel = "info"\n'
                 '[[routes]]\npath = "/chat/{room}"\nhandler = "broadcast"\n')
@@ -69,52 +85,100 @@ def start_instance(tmp, name, redis_port):
                     listen=r"listening on (\S+?)(?:\s|$)")
 
 
-def row(label, r):
+def wait_cluster(server):
+    """Waits until the instance's cluster helper is connected to Redis (its log says so)."""
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        with open(server.errlog) as f:
+            if "cluster: connected to Redis" in f.read():
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{server.label}: the cluster helper did not connect; see {server.errlog}")
+
+
+def figures(r, instances, redis):
+    """(instance CPU s, Redis CPU s, deliveries per instance CPU-s, per CPU-s with Redis)."""
+    by_pid = r["server_cpu_by_pid"]
+    inst = sum(by_pid.get(p.proc.pid, 0.0) for p in instances)
+    red = by_pid.get(redis.pid, 0.0) if redis is not None else 0.0
+    n = (r["json"].get("broadcast") or {}).get("deliveries", 0)
+    return inst, red, (n / inst if inst > 0 else 0.0), (n / (inst + red) if inst + red > 0 else 0.0)
+
+
+def row(label, r, instances, redis):
     j = r["json"]
     b = j.get("broadcast") or {}
     d = b.get("last_receiver_delay_us") or {}
+    inst, red, per_inst, per_all = figures(r, instances, redis)
     per_url = "; ".join(f"{u['deliveries']:,} of {u['expected_deliveries']:,}"
                         for u in b.get("per_url") or []) or "–"
     return (f"| {label} | {b.get('receivers', 0):,} | {b.get('deliveries', 0):,} of "
             f"{b.get('expected_deliveries', 0):,} | {per_url} | "
-            f"{b.get('deliveries_per_s', 0):,.0f} | {B.fmt(B.per_cpu(r))} | "
+            f"{b.get('deliveries_per_s', 0):,.0f} | {B.fmt(per_inst)} | {B.fmt(per_all)} | "
             f"{d.get('p50', 0) / 1000:.2f} / {d.get('p99', 0) / 1000:.2f} | "
-            f"{r['server_cpu_s']:.2f} / {r['client_cpu_s']:.2f} of {r['wall_s']:.1f} s wall | "
+            f"{inst:.2f} / {red:.2f} / {r['client_cpu_s']:.2f} of {r['wall_s']:.1f} s wall | "
             f"{j.get('errors', '?')} (rc {r['rc']}) |")
 
 
 def main():
     no_redis = "--no-redis" in sys.argv[1:]
     tmp = tempfile.mkdtemp(prefix="wssd-bench-cluster.")
-    results = []
+    runs = []  # (n, rep, one instance, one instance with 2 workers, two instances)
+    redis = None
     try:
         redis, port = (None, None) if no_redis else start_redis(tmp)
+        one = start_instance(tmp, "S", None)
+        one2 = start_instance(tmp, "S2", None, workers=2)
         a = start_instance(tmp, "A", port)
         b = start_instance(tmp, "B", port)
-        if redis is not None:
-            a.extra_pids = [redis.pid]  # Redis's CPU counts as server CPU
         try:
+            if redis is not None:
+                wait_cluster(a)
+                wait_cluster(b)
+                a.extra_pids = [redis.pid]  # Redis's CPU, measured apart
+            args = lambda n: ["-c", str(n), "-m", "broadcast", "-w", WINDOW]
             for n in B.BCAST:
-                args = ["-c", str(n), "-m", "broadcast", "-w", "4"]
-                results.append(("one instance", B.run_bench(
-                    a, f"broadcast {n}", "/chat/bench", args, B.SECS)))
-                results.append(("two instances" + (" (no Redis)" if no_redis else ""),
-                                B.run_bench(a, f"broadcast {n} x2", "/chat/bench", args,
-                                            B.SECS, also=[b])))
+                for rep in range(1, B.REPEAT + 1):
+                    r1 = B.run_bench(one, f"broadcast {n} one", "/chat/bench", args(n), B.SECS)
+                    r12 = B.run_bench(one2, f"broadcast {n} one 2w", "/chat/bench", args(n),
+                                      B.SECS)
+                    r2 = B.run_bench(a, f"broadcast {n} two", "/chat/bench", args(n), B.SECS,
+                                     also=[b])
+                    runs.append((n, rep, r1, r12, r2))
         finally:
-            a.stop()
-            b.stop()
+            for srv in (one, one2, a, b):
+                srv.stop()
     finally:
         B.cleanup()
-    print("| setup | receivers | deliveries | per URL (A; B) | deliveries/s | per server CPU-s "
-          "| last-receiver delay p50 / p99 (ms) | CPU s: server / load | errors |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for label, r in results:
-        print(row(label, r))
+    two_label = "two instances" + (" (no Redis)" if no_redis else "")
+    print(f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {B.machine()}; "
+          f"load average now {os.getloadavg()[0]:.2f}; pinning: {runs[0][2]['pin'] if runs else '?'}; "
+          f"{B.SECS:g} s per run; -w {WINDOW}\n")
+    print("| setup | receivers | deliveries | per URL (A; B) | deliveries/s | per instance CPU-s "
+          "| per CPU-s with Redis | last-receiver delay p50 / p99 (ms) "
+          "| CPU s: instances / Redis / load | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for n, rep, r1, r12, r2 in runs:
+        print(row(f"one instance (#{rep})", r1, [one], None))
+        print(row(f"one instance, 2 workers (#{rep})", r12, [one2], None))
+        print(row(f"{two_label} (#{rep})", r2, [a, b], redis))
+    print("\n| receivers | repetition | two / one, per instance CPU-s (the goal: ≥ 0.80) "
+          "| two / one, per CPU-s with Redis | one 2 workers / one | two / one 2 workers |")
+    print("|---|---|---|---|---|---|")
+    ratio = lambda x, y: f"{x / y:.2f}" if y > 0 else "–"
+    for n, rep, r1, r12, r2 in runs:
+        f1, f12 = figures(r1, [one], None), figures(r12, [one2], None)
+        f2 = figures(r2, [a, b], redis)
+        print(f"| {n:,} | #{rep} | {ratio(f2[2], f1[2])} | {ratio(f2[3], f1[3])} | "
+              f"{ratio(f12[2], f1[2])} | {ratio(f2[2], f12[2])} |")
     if no_redis:
         print("\nWithout Redis the instances do not share broadcasts: receivers on B get "
               "nothing, which the per-URL column and the errors show.")
-    return 0 if all(r["rc"] == 0 for _, r in results) else 1
+    with open(os.path.join(tmp, "results.json"), "w") as f:
+        json.dump([{"n": n, "rep": rep, "one": r1, "one_2w": r12, "two": r2}
+                   for n, rep, r1, r12, r2 in runs], f)
+    B.log(f"raw results: {tmp}/results.json")
+    return 0 if all(r["rc"] == 0 for run in runs for r in run[2:]) else 1
 
 
 if __name__ == "__main__":
@@ -122,7 +186,4 @@ if __name__ == "__main__":
         sys.exit(main())
     except RuntimeError as e:
         print(f"bench-cluster: {e}", file=sys.stderr)
-        if "wssd" in str(e):
-            print("bench-cluster: a daemon without [cluster] support refuses the config "
-                  "(see its log); --no-redis runs the bench side without it", file=sys.stderr)
         sys.exit(2)

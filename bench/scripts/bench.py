@@ -19,7 +19,9 @@ Environment knobs (all optional):
   BENCH_REPEAT    repetitions of the echo/handshake runs (default 2)
   BENCH_IDLE      idle connections for the memory run (default 10000)
   BENCH_BCAST     broadcast receiver counts (default "1000 10000")
-  BENCH_OUT       report file (default docs/benchmarks.md; "-" = stdout only)
+  BENCH_OUT       report file (default docs/benchmarks.md; "-" = stdout only).
+                  The file is regenerated, except what follows the line
+                  KEEP_MARKER (hand-written sections), which is kept.
   BENCH_PEERS     peers to compare (default: every peer of PEERS whose
                   binary exists; "" = none)
   BENCH_UWS_DIR   uWebSockets peer binaries (default ../shared/peers/uws
@@ -59,6 +61,25 @@ TICK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
 STARTED = []  # every Popen we start, killed on exit
+
+# In the report file, everything from this line on is written by hand and
+# kept when `make bench` regenerates the rest.
+KEEP_MARKER = "<!-- Hand-written below: make bench keeps everything from this line on. -->"
+
+
+def write_report(path, report):
+    """Writes `report` to `path`, keeping the hand-written tail (from
+    KEEP_MARKER on) of the file already there."""
+    tail = ""
+    try:
+        with open(path) as f:
+            old = f.read()
+        if KEEP_MARKER in old:
+            tail = old[old.index(KEEP_MARKER):]
+    except OSError:
+        pass
+    with open(path, "w") as f:
+        f.write(report.rstrip("\n") + "\n\n" + tail if tail else report)
 
 
 def cleanup(*_):
@@ -300,7 +321,7 @@ def run_bench(server, test, path, args, secs, also=()):
         argv += ["--ca-file", server.tls[0]]
     argv = pinned(server.load_cpus, argv)
     pids = [server.proc.pid] + [s.proc.pid for s in also] + list(getattr(server, "extra_pids", []))
-    c0, t0 = sum(cpu_ticks(p) for p in pids), time.time()
+    before, t0 = {p: cpu_ticks(p) for p in pids}, time.time()
     errf = tempfile.TemporaryFile()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errf)
     STARTED.append(p)
@@ -311,7 +332,9 @@ def run_bench(server, test, path, args, secs, also=()):
     p.returncode = os.waitstatus_to_exitcode(status)
     killer.cancel()
     ru = p.returncode
-    c1, t1 = sum(cpu_ticks(p) for p in pids), time.time()
+    after, t1 = {p: cpu_ticks(p) for p in pids}, time.time()
+    # Per process tree (pid -> CPU seconds), for reports that state them apart.
+    cpu_by_pid = {p: (after[p] - before[p]) / TICK for p in pids}
     errf.seek(0)
     err = errf.read()
     client_cpu = usage.ru_utime + usage.ru_stime
@@ -321,7 +344,8 @@ def run_bench(server, test, path, args, secs, also=()):
         data = {}
     res = {
         "server": server.label, "workers": server.workers,
-        "test": test, "rc": ru, "server_cpu_s": (c1 - c0) / TICK, "wall_s": t1 - t0,
+        "test": test, "rc": ru, "server_cpu_s": sum(cpu_by_pid.values()), "wall_s": t1 - t0,
+        "server_cpu_by_pid": cpu_by_pid,
         "client_cpu_s": client_cpu,
         "pin": server.pin_note, "json": data,
         "stderr": err.decode(errors="replace").strip().splitlines()[-3:],
@@ -502,8 +526,7 @@ def main():
     report = render(results, load_before, load_after, time.time() - start, peers, skipped)
     print(report)
     if OUT != "-":
-        with open(OUT, "w") as f:
-            f.write(report)
+        write_report(OUT, report)
         log(f"written to {os.path.relpath(OUT, ROOT)} (raw results: {tmp}/results.json)")
     bad = [r for r in results if r["rc"] != 0]
     return 1 if bad else 0
@@ -586,7 +609,7 @@ def rng(xs, f=fmt):
 
 METHOD_DEFLATE = "### Method: compression (permessage-deflate)\n\n`wssd bench --deflate --payload json --text -s 16384 -c 100`: every connection offers `permessage-deflate; client_max_window_bits` as browsers do, checks the answer (RFC 7692 section 7.1), compresses its 16 KiB JSON-like messages (chat records from a seeded generator, different throughout every message; about 21 % of their size with a 15-bit window) with `flate2`/zlib-rs at level 6, honouring the answer's context takeover and window, and checks every byte of each inflated echo. Reported: messages per server CPU-second, bytes on the wire per message in each direction (socket bytes, framing included) against the 16,384 message bytes, the accepted answer, and (idle mode, `--pid`) server memory per idle connection after one such echo at 10,000 connections. A server whose answer lacks the extension is not measured uncompressed: `wssd bench` stops with *server declined permessage-deflate* and the row says so."
 
-METHOD_CLUSTER = "### Method: broadcast across instances (issue 13)\n\n`bench/scripts/bench-cluster.py` starts `redis-server` on a free loopback port (no persistence, not a system service) and two wssd instances (1 worker each) with `[cluster] redis_url` pointing at it, then runs `wssd bench -m broadcast -w 4 -c N ws://A/chat/bench ws://B/chat/bench` for each N of `BENCH_BCAST` (1,000 for the goal): receivers round-robin over A and B, the sender on A, every delivery counted per URL against the expected number, last-receiver delay p50/p99 per message. The same run against A alone gives the one-instance row; server CPU is both instances plus Redis, so the goal (the second instance costs no more than 20 % of one-instance throughput per server CPU-second) reads directly from *per server CPU-s*. `--no-redis` starts the instances without `[cluster]`: receivers on B then get nothing and the run reports it (expected vs received per URL, exit 1); that is the bench side's smoke run until the daemon has `[cluster]`."
+METHOD_CLUSTER = "### Method: broadcast across instances (issue 13)\n\n`bench/scripts/bench-cluster.py` (not part of `make bench`) starts `redis-server` on a free loopback port (no persistence, not a system service), two wssd instances A and B (1 worker each) with `[cluster] redis_url` pointing at it, and a third instance without `[cluster]`; for each N of `BENCH_BCAST` (1,000 for the goal) and each repetition it runs `wssd bench -m broadcast -w 4 -c N` against the lone instance, then against `ws://A/chat/bench ws://B/chat/bench` (receivers round-robin over A and B, the sender on A, every delivery counted per URL against the expected number). Server CPU is taken per process tree, the instances and Redis apart; the goal (the second instance costs no more than 20 % of one-instance throughput per server CPU-second) is the ratio of deliveries per instance CPU-second, two instances / one, of each repetition. Its figures are in the hand-written section *Broadcast across two instances* at the end of this file, which `make bench` keeps."
 
 
 def render(results, lb, la, took, peers, skipped):
@@ -859,7 +882,7 @@ def render(results, lb, la, took, peers, skipped):
              "BENCH_PEERS=\"uws uws-ssl\" make bench     # only these peers (keys of the table above)\n"
              "BENCH_UWS_DIR=/path/to/uws make bench     # uWebSockets binaries elsewhere\n"
              "BENCH_SUITES=deflate make bench          # only these suites (echo wss broadcast deflate)\n"
-             "BENCH_BCAST=1000 bench/scripts/bench-cluster.py   # two instances on one Redis vs one instance\n```\n")
+             "BENCH_BCAST=1000 bench/scripts/bench-cluster.py   # two instances on one Redis vs one instance (not written here)\n```\n")
     L.append("Single runs by hand: start `./target/release/wssd --config FILE` pinned with "
              "`taskset -c 0`, then e.g. `taskset -c 1 ./target/release/wssd bench "
              "ws://127.0.0.1:PORT/echo -c 100 -s 64 -d 5` (over TLS: `wss://127.0.0.1:PORT/echo "

@@ -1,12 +1,15 @@
 //! Fuzz target: the WebSocket frame path of an open connection, through
 //! the daemon's own code: a real worker `Session` (frame reader, read
-//! budget, pongs, close handshake, send path) over a loopback socket,
-//! driven as the worker's loop drives it, with the built-in `echo`
-//! handler (`wssd::fuzzing::Harness`, built with the `fuzzing` feature).
+//! budget, pongs, close handshake, send path, fail, linger) over a Unix
+//! socket pair, driven as the worker's loop drives it, with the built-in
+//! `echo` handler (`wssd::fuzzing::Harness`, built with the `fuzzing`
+//! feature).
 //!
-//! Input: byte 0 picks the size limits, and how many bytes arrive with
-//! the request head; byte 1 picks the sizes of the reads; the rest are the
-//! client's bytes.
+//! Input: byte 0 picks the size limits, whether the client shuts down its
+//! sending half at the end, and how many bytes arrive with the request
+//! head; byte 1 picks the sizes of the reads, whether the route is the
+//! built-in `echo` (answered while reading) and whether the sockets have
+//! tight send buffers; the rest are the client's bytes.
 //!
 //! Besides "never panics", it checks what goes back to the client: only
 //! well-formed, unmasked server frames, control frames of at most 125
@@ -16,6 +19,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use wssd::fuzzing::{Buffers, Harness};
 
 /// (max_message_size, max_frame_size): the daemon's defaults, then
 /// smaller limits so that 1009 is reachable with short inputs.
@@ -26,6 +30,11 @@ struct Plan<'a> {
     max_message: usize,
     max_frame: usize,
     leftover: usize,
+    eof: bool,
+    buffers: Buffers,
+    /// The route of the built-in `echo` (answered while reading) instead
+    /// of a handler's route running `Echo`.
+    builtin_echo: bool,
     seed: u8,
     bytes: &'a [u8],
 }
@@ -39,6 +48,13 @@ impl<'a> Plan<'a> {
             max_message,
             max_frame,
             leftover: (usize::from(a >> 3) * 3).min(bytes.len()),
+            eof: a & 4 != 0,
+            buffers: if b & 0x40 != 0 {
+                Buffers::Tight
+            } else {
+                Buffers::Kernel
+            },
+            builtin_echo: b & 0x20 != 0,
             seed: b,
             bytes,
         })
@@ -153,8 +169,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (leftover, rest) = plan.bytes.split_at(plan.leftover);
-    let Ok(mut conn) = wssd::fuzzing::Harness::new(plan.max_message, plan.max_frame, leftover) else {
-        return; // out of sockets: not a finding
+    let Ok(mut conn) = Harness::new(plan.max_message, plan.max_frame, leftover, plan.buffers, plan.builtin_echo)
+    else {
+        return; // out of file descriptors: not a finding
     };
     let mut at = 0;
     let mut i = 0;
@@ -166,9 +183,6 @@ fuzz_target!(|data: &[u8]| {
         }
         at += n;
     }
-    if rest.is_empty() {
-        conn.feed(&[]);
-    }
-    let (output, failed_with) = conn.finish();
+    let (output, failed_with) = conn.finish(plan.eof);
     check_output(&output, failed_with);
 });

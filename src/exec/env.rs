@@ -18,9 +18,9 @@ pub struct Request<'a> {
     pub local: SocketAddr,
     /// Whether the connection is `wss://`.
     pub tls: bool,
-    /// The subprotocol selected in the handshake.
-    // HOOK(subprotocol): set once the handshake negotiates subprotocols
-    // (another branch); `WSSD_SUBPROTOCOL` is already exported from it.
+    /// The subprotocol selected in the handshake (the route's
+    /// `subprotocols`, or the handler's choice), exported as
+    /// `WSSD_SUBPROTOCOL`.
     pub subprotocol: Option<&'a str>,
 }
 

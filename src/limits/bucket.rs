@@ -83,9 +83,19 @@ pub struct Bucket {
 
 impl Bucket {
     /// A full bucket of `burst` tokens at time `now_ms`.
+    #[cfg(test)]
     pub fn full(burst: u32, now_ms: u64) -> Bucket {
         Bucket {
             milli: u64::from(burst) * MILLI,
+            at_ms: now_ms,
+        }
+    }
+
+    /// A bucket that is full whatever the burst it is used with (its
+    /// contents are capped at the burst when it is first refilled).
+    pub fn full_at_any_burst(now_ms: u64) -> Bucket {
+        Bucket {
+            milli: u64::MAX,
             at_ms: now_ms,
         }
     }

@@ -55,6 +55,11 @@ impl CidrSet {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// How many networks the set has.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 fn parse_net(text: &str) -> Result<IpNet, CidrError> {

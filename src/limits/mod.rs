@@ -11,6 +11,7 @@ pub mod forwarded;
 pub mod table;
 
 use std::net::IpAddr;
+use std::rc::Rc;
 use std::time::Instant;
 
 pub use bucket::Rate;
@@ -54,6 +55,22 @@ impl LimitsConfig {
                 .map(|r| (r, self.handshake_burst.max(1))),
         }
     }
+
+    /// The limits in one line, for the log:
+    /// `max_connections_per_ip = 5, handshake_rate_per_ip = 20/1s (burst 20), 1 exempt network`.
+    pub fn describe(&self) -> String {
+        let max = self
+            .max_connections_per_ip
+            .map_or_else(|| "none".to_string(), |m| m.to_string());
+        let rate = self.handshake_rate_per_ip.map_or_else(
+            || "none".to_string(),
+            |r| format!("{r} (burst {})", self.handshake_burst.max(1)),
+        );
+        format!(
+            "max_connections_per_ip = {max}, handshake_rate_per_ip = {rate}, {} exempt networks",
+            self.exempt.len()
+        )
+    }
 }
 
 /// A connection counted by [`Limiter::admit`]; give it back to
@@ -64,15 +81,21 @@ pub struct Permit {
     key: IpKey,
 }
 
-/// The per-address limits of one daemon: made by the master before it
-/// forks (the table must be mapped before the fork to be shared), then
-/// used by every worker on its inherited copy.
+/// The per-address limits of one generation of workers: made by the
+/// master before it forks (the table must be mapped before the fork to be
+/// shared), then used by every worker on its inherited copy.
+///
+/// A reload makes the next generation's limiter with
+/// [`Limiter::reconfigure`]: new limits and exemptions over the same
+/// table, so that connections of every generation are counted together.
 #[derive(Debug)]
 pub struct Limiter {
-    table: IpTable,
+    table: Rc<IpTable>,
     policy: Policy,
     exempt: CidrSet,
     ipv6_prefix: u8,
+    /// `table_size` as configured when the table was made.
+    table_size: usize,
 }
 
 impl Limiter {
@@ -83,11 +106,47 @@ impl Limiter {
             return Ok(None);
         }
         Ok(Some(Limiter {
-            table: IpTable::new(settings.table_size, owners)?,
+            table: Rc::new(IpTable::new(settings.table_size, owners)?),
             policy: settings.policy(),
             exempt: settings.exempt.clone(),
             ipv6_prefix: settings.ipv6_prefix,
+            table_size: settings.table_size,
         }))
+    }
+
+    /// The limiter for a reloaded `[limits]` over this one's table: the
+    /// limits (`max_connections_per_ip`, the handshake rate and burst)
+    /// and `exempt` are the new ones; the counts and buckets carry on.
+    /// Settings of the table itself cannot change without a new table,
+    /// which would forget the connections open now: `ipv6_prefix` and
+    /// `table_size` keep their values, and each one kept although the
+    /// new settings differ is described in the returned list.
+    ///
+    /// With no limit left in `settings`, connections are still counted
+    /// (nothing is refused), so that a later reload that sets limits
+    /// again finds the counts exact.
+    pub fn reconfigure(&self, settings: &LimitsConfig) -> (Limiter, Vec<String>) {
+        let mut kept = Vec::new();
+        if settings.ipv6_prefix != self.ipv6_prefix {
+            kept.push(format!(
+                "[limits] ipv6_prefix stays {} (the file says {}) until a restart: the shared table counts connections by it",
+                self.ipv6_prefix, settings.ipv6_prefix
+            ));
+        }
+        if settings.table_size != self.table_size {
+            kept.push(format!(
+                "[limits] table_size stays {} (the file says {}) until a restart: the shared table is mapped once",
+                self.table_size, settings.table_size
+            ));
+        }
+        let next = Limiter {
+            table: Rc::clone(&self.table),
+            policy: settings.policy(),
+            exempt: settings.exempt.clone(),
+            ipv6_prefix: self.ipv6_prefix,
+            table_size: self.table_size,
+        };
+        (next, kept)
     }
 
     /// Admits a connection from `client` (the address after
@@ -104,8 +163,13 @@ impl Limiter {
             return Ok(None);
         }
         let key = IpKey::new(client, self.ipv6_prefix);
-        self.table.admit(owner, key, &self.policy, now)?;
-        Ok(Some(Permit { key }))
+        match self.table.admit(owner, key, &self.policy, now) {
+            Ok(()) => Ok(Some(Permit { key })),
+            // Without a limit (a reload removed them) there is nothing to
+            // keep by refusing: the connection goes uncounted.
+            Err(Refusal::TableFull) if self.policy.is_none() => Ok(None),
+            Err(refusal) => Err(refusal),
+        }
     }
 
     /// How many owner ids (worker columns) the table has.
@@ -164,6 +228,69 @@ mod tests {
         }
         assert!(limiter.admit(1, ip("2001:db8::ffff"), now).is_err());
         assert!(limiter.admit(1, ip("2001:db8:0:1::1"), now).is_ok());
+    }
+
+    #[test]
+    fn a_reconfigured_limiter_counts_on_the_same_table() {
+        let five = LimitsConfig {
+            max_connections_per_ip: Some(5),
+            ipv6_prefix: 64,
+            table_size: 1024,
+            ..LimitsConfig::default()
+        };
+        let old = Limiter::new(&five, 8).unwrap().unwrap();
+        let now = Instant::now();
+        let a = ip("127.0.0.2");
+        let held: Vec<Permit> = (0..3)
+            .map(|_| old.admit(0, a, now).unwrap().unwrap())
+            .collect();
+        // The next generation allows 4: one more, counting the old three.
+        let four = LimitsConfig {
+            max_connections_per_ip: Some(4),
+            ipv6_prefix: 48,
+            ..five.clone()
+        };
+        let (new, kept) = old.reconfigure(&four);
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert!(kept[0].contains("ipv6_prefix stays 64"), "{kept:?}");
+        let fourth = new.admit(4, a, now).unwrap().unwrap();
+        assert_eq!(
+            new.admit(4, a, now),
+            Err(Refusal::TooManyConnections { max: 4 })
+        );
+        // An old connection that ends gives its place to the new generation.
+        let mut held = held.into_iter();
+        old.release(0, held.next().unwrap());
+        assert!(new.admit(5, a, now).is_ok());
+        new.release(4, fourth);
+        // A rate set by a reload starts with a full bucket for addresses
+        // already in the table.
+        let rate = LimitsConfig {
+            handshake_rate_per_ip: Rate::parse("1/h"),
+            handshake_burst: 2,
+            ..LimitsConfig::default()
+        };
+        let (rated, _) = new.reconfigure(&LimitsConfig {
+            ipv6_prefix: 64,
+            table_size: 1024,
+            ..rate
+        });
+        assert!(rated.admit(6, a, now).is_ok());
+        assert!(rated.admit(6, a, now).is_ok());
+        assert!(matches!(
+            rated.admit(6, a, now),
+            Err(Refusal::RateLimited { .. })
+        ));
+        // No limit left: counted, never refused.
+        let (none, kept) = rated.reconfigure(&LimitsConfig {
+            ipv6_prefix: 64,
+            table_size: 1024,
+            ..LimitsConfig::default()
+        });
+        assert!(kept.is_empty());
+        for _ in 0..10 {
+            assert!(none.admit(7, a, now).unwrap().is_some());
+        }
     }
 
     #[test]

@@ -111,6 +111,13 @@ pub struct Policy {
     pub rate: Option<(Rate, u32)>,
 }
 
+impl Policy {
+    /// Whether the policy limits nothing (connections are only counted).
+    pub fn is_none(&self) -> bool {
+        self.max_connections.is_none() && self.rate.is_none()
+    }
+}
+
 /// The shared table. Create it in the master before forking; every
 /// process then uses its inherited copy of this handle (the mapping is
 /// shared, the handle is plain data).
@@ -304,7 +311,7 @@ impl IpTable {
             let i = (home + d) & (self.slots - 1);
             let slot = self.slot(i);
             if slot.used.load(Ordering::Relaxed) == 0 {
-                return Ok(self.claim(reusable.unwrap_or(i), key, policy, now_ms));
+                return Ok(self.claim(reusable.unwrap_or(i), key, now_ms));
             }
             if self.holds(i, key) {
                 return Ok(i);
@@ -314,7 +321,7 @@ impl IpTable {
             }
         }
         reusable
-            .map(|i| self.claim(i, key, policy, now_ms))
+            .map(|i| self.claim(i, key, now_ms))
             .ok_or(Refusal::TableFull)
     }
 
@@ -334,12 +341,14 @@ impl IpTable {
         .is_full(rate, burst, now_ms)
     }
 
-    fn claim(&self, i: usize, key: IpKey, policy: &Policy, now_ms: u64) -> usize {
+    fn claim(&self, i: usize, key: IpKey, now_ms: u64) -> usize {
         let s = self.slot(i);
         s.key_hi.store((key.0 >> 64) as u64, Ordering::Relaxed);
         s.key_lo.store(key.0 as u64, Ordering::Relaxed);
-        let burst = policy.rate.map_or(0, |(_, b)| b);
-        let full = Bucket::full(burst, now_ms);
+        // Full at any burst: the policy may change at a reload (a rate
+        // set, a burst raised), and a new key must start with its whole
+        // burst under the policy it meets.
+        let full = Bucket::full_at_any_burst(now_ms);
         s.bucket_milli.store(full.milli, Ordering::Relaxed);
         s.bucket_at_ms.store(full.at_ms, Ordering::Relaxed);
         for o in 0..self.owners {

@@ -13,10 +13,12 @@
 //!
 //! `generation` loads and binds a generation (the first and every reload
 //! the same way); `supervise` forks, reaps and restarts workers with
-//! back-off; `upgrade` hands over to a new binary; this module is the
+//! back-off; `upgrade` hands over to a new binary; `status`, `report`,
+//! `publish` and `pending` serve the status listener; this module is the
 //! loop, reload, drain and the relay hub.
 
 mod generation;
+mod pending;
 mod publish;
 mod report;
 mod status;
@@ -35,10 +37,12 @@ use crate::app::AppLoader;
 use crate::error::Error;
 use crate::inherit::{Inherited, Origin};
 use crate::limits::Limiter;
+use crate::relay::{Delivered, RelayMessage};
 use crate::sdnotify;
 use crate::signals::{self, SignalPipe};
 use crate::stats::Table;
 use generation::Generation;
+use pending::Pending;
 use status::StatusServer;
 use supervise::{Kind, Slot, WorkerProc, BACKOFF_START};
 use upgrade::{Exec, Upgrade, UPGRADE};
@@ -81,6 +85,9 @@ struct Master {
     exec: Exec,
     /// A new master started by SIGUSR2 that is not ready yet.
     upgrade: Option<Upgrade>,
+    /// The master that started this one by a binary upgrade (its parent
+    /// while it retires), if this one was started so.
+    upgraded_from: Option<nix::unistd::Pid>,
     /// The pid file this master removes when it exits: `pid_file`, or
     /// `pid_file.oldbin` once a new master has taken over.
     pid_file: Option<PathBuf>,
@@ -91,6 +98,8 @@ struct Master {
     started: Instant,
     /// The status listener and its connections, when `[status]` is set.
     status: Option<StatusServer>,
+    /// `POST /publish` requests waiting for the workers' counts.
+    publishes: Pending,
     /// Restart bookkeeping of the cluster helper.
     cluster_slot: Slot,
     /// The generation whose `[cluster]` the running helper serves.
@@ -180,6 +189,10 @@ impl Master {
             std::process::id(),
         );
         let limiter = supervise::make_limiter(&current.config)?;
+        let upgraded_from = inherited
+            .as_ref()
+            .filter(|i| i.origin() == Origin::Upgrade)
+            .map(|_| nix::unistd::getppid());
         let mut master = Master {
             loader,
             poll,
@@ -193,10 +206,12 @@ impl Master {
             limiter,
             exec,
             upgrade: None,
+            upgraded_from,
             pid_file: current_pid_file,
             stats,
             started: Instant::now(),
             status,
+            publishes: Pending::default(),
             cluster_slot: Slot::default(),
             cluster_generation: 0,
             instance_id,
@@ -270,7 +285,11 @@ impl Master {
         };
         let upgrade = self.upgrade.as_ref().map(|u| u.deadline);
         let status = self.status.as_ref().and_then(StatusServer::next_deadline);
-        [restart, kill, upgrade, status].into_iter().flatten().min()
+        let publish = self.publishes.next_deadline();
+        [restart, kill, upgrade, status, publish]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn on_signals(&mut self) {
@@ -316,6 +335,7 @@ impl Master {
                     .map(|_| Slot::default())
                     .collect();
                 log::set_max_level(crate::logging::level_filter(&self.current.config.log.level));
+                self.limiter = self.reload_limiter();
                 for index in 0..self.slots.len() {
                     if let Err(e) = self.spawn(index) {
                         error!("{e}; trying again");
@@ -337,6 +357,47 @@ impl Master {
             Err(e) => error!("reload failed, keeping the running configuration: {e}"),
         }
         sdnotify::notify("READY=1");
+    }
+
+    /// After a reload: the per-address limits for the new generation.
+    /// The shared table stays (connections of every generation are
+    /// counted in it together); the new limits and exemptions apply to
+    /// the new generation's handshakes. What cannot change without a
+    /// new table is logged. A reload that sets limits where the start
+    /// set none maps the table now: connections already open were never
+    /// counted, which is logged too.
+    fn reload_limiter(&self) -> Option<Rc<Limiter>> {
+        let settings = &self.current.config.limits;
+        let generation = self.current.number;
+        let next = match &self.limiter {
+            Some(limiter) => {
+                let (next, kept) = limiter.reconfigure(settings);
+                for why in kept {
+                    warn!("reload: {why}");
+                }
+                Some(Rc::new(next))
+            }
+            None if settings.any() => match supervise::make_limiter(&self.current.config) {
+                Ok(next) => {
+                    warn!(
+                        "reload: [limits] is set for the first time since the start: connections already open (older generations) are not counted against it"
+                    );
+                    next
+                }
+                Err(e) => {
+                    error!("reload: {e}; generation {generation} runs without [limits]");
+                    None
+                }
+            },
+            None => None,
+        };
+        if next.is_some() {
+            info!(
+                "[limits] for generation {generation}: {}",
+                settings.describe()
+            );
+        }
+        next
     }
 
     /// SIGUSR1 (logrotate): reopen the log file here, then in every
@@ -373,6 +434,13 @@ impl Master {
         if let Some(c) = &new {
             self.instance_id = c.instance_id();
         }
+        // The retired helper's state is no longer the instance's; the
+        // successor reports its own once connected.
+        if let Some(t) = self.stats {
+            t.cluster
+                .connected
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+        }
         self.cluster_generation = 0;
         self.spawn_cluster();
     }
@@ -394,6 +462,9 @@ impl Master {
         }
         if let Some(mut old) = self.status.take() {
             old.close(self.poll.registry());
+            // Their connections are closed; the new listener's tokens
+            // start over.
+            self.publishes.clear();
         }
         if let Some(w) = &wanted {
             match StatusServer::bind(w, None, self.poll.registry(), STATUS_LISTENER) {
@@ -449,24 +520,34 @@ impl Master {
             return;
         };
         let mut frames: Vec<Vec<u8>> = Vec::new();
+        let mut counts: Vec<Delivered> = Vec::new();
         let mut closed = false;
+        let worker = self.workers[pos].kind == Kind::Worker;
         if let Some(link) = self.workers[pos].link.as_mut() {
             if writable {
                 link.flush();
             }
             if readable {
-                closed = !link.read_frames(|f| frames.push(f.to_vec()));
+                closed = !link.read_frames(|f| match Delivered::decode(&f[4..]) {
+                    Some(d) if worker => counts.push(d),
+                    _ => frames.push(f.to_vec()),
+                });
             }
+        }
+        for d in counts {
+            let answer = self.publishes.delivered(token, d.request, d.receivers);
+            self.send_answers(answer);
         }
         if closed {
             if let Some(link) = self.workers[pos].link.take() {
                 link.deregister(self.poll.registry());
             }
+            self.publish_peer_gone(token);
         }
         if frames.is_empty() || !self.is_relay_peer(&self.workers[pos]) {
             return;
         }
-        self.fan_out(Some(pos), &frames);
+        self.fan_out(pos, &frames);
     }
 
     /// Whether `w`'s frames are relayed: every worker, and the current
@@ -480,26 +561,40 @@ impl Master {
     /// workers of every generation and the cluster helper, which
     /// publishes them to Redis (and whose own frames, from other
     /// instances, go to the workers only). Everything goes out in one
-    /// write per link. Returns the number of workers reached.
-    fn fan_out(&mut self, from: Option<usize>, frames: &[Vec<u8>]) -> usize {
-        let mut reached = 0;
+    /// write per link.
+    fn fan_out(&mut self, from: usize, frames: &[Vec<u8>]) {
         let helper = self.cluster_generation;
         for (i, w) in self.workers.iter_mut().enumerate() {
-            if Some(i) == from || (w.kind == Kind::Cluster && w.generation != helper) {
+            if i == from || (w.kind == Kind::Cluster && w.generation != helper) {
                 continue;
             }
             if let Some(link) = w.link.as_mut() {
-                let mut all = true;
                 for frame in frames {
-                    all &= link.push_frame(frame);
+                    link.push_frame(frame);
                 }
                 link.flush();
-                if all && w.kind == Kind::Worker {
-                    reached += 1;
-                }
             }
         }
-        reached
+    }
+
+    /// Queues a `POST /publish`: `counted` (a counted broadcast) to every
+    /// worker of every generation, `plain` (the same broadcast uncounted)
+    /// to the current cluster helper. Returns the relay links of the
+    /// workers that took it, and whether the helper did.
+    fn send_publish(&mut self, counted: &[u8], plain: &[u8]) -> (Vec<Token>, bool) {
+        let helper = self.cluster_generation;
+        let (mut workers, mut cluster) = (Vec::new(), false);
+        for w in &mut self.workers {
+            let Some(link) = w.link.as_mut() else {
+                continue;
+            };
+            match w.kind {
+                Kind::Worker if link.queue_frame(counted) => workers.push(w.token),
+                Kind::Cluster if w.generation == helper => cluster = link.queue_frame(plain),
+                _ => {}
+            }
+        }
+        (workers, cluster)
     }
 }
 
@@ -519,29 +614,52 @@ impl Master {
             return;
         };
         if let status::Event::Request(req) = s.on_event(self.poll.registry(), token, max_body) {
-            let response = self.answer(&req);
-            if let Some(s) = self.status.as_mut() {
-                s.respond(self.poll.registry(), token, &response);
+            if let Some(response) = self.answer(token, &req) {
+                self.respond(token, &response);
             }
         }
     }
 
-    fn status_timers(&mut self) {
+    fn respond(&mut self, conn: Token, response: &status::Response) {
         if let Some(s) = self.status.as_mut() {
-            s.expire(self.poll.registry(), Instant::now());
+            s.respond(self.poll.registry(), conn, response);
         }
     }
 
-    /// Answers one status request.
-    fn answer(&mut self, req: &status::Request) -> status::Response {
+    /// Answers the publishes that are ready.
+    fn send_answers(&mut self, answers: impl IntoIterator<Item = pending::Answer>) {
+        for a in answers {
+            self.respond(a.conn, &status::Response::json(202, &a.json()));
+        }
+    }
+
+    /// The worker on relay link `token` is gone (its link closed, or it
+    /// was reaped): publishes stop waiting for its count.
+    fn publish_peer_gone(&mut self, token: Token) {
+        let answers = self.publishes.gone(token);
+        self.send_answers(answers);
+    }
+
+    fn status_timers(&mut self) {
+        let now = Instant::now();
+        let answers = self.publishes.expire(now);
+        self.send_answers(answers);
+        if let Some(s) = self.status.as_mut() {
+            s.expire(self.poll.registry(), now);
+        }
+    }
+
+    /// Answers one status request that came on `conn`; `None` when the
+    /// answer waits for the workers (`POST /publish`, see `pending`).
+    fn answer(&mut self, conn: Token, req: &status::Request) -> Option<status::Response> {
         use status::Response;
         if req.upgrade {
-            return Response::text(
+            return Some(Response::text(
                 400,
                 "the status listener does not accept WebSocket upgrades",
-            );
+            ));
         }
-        match (req.method.as_str(), req.path.as_str()) {
+        let response = match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/status") => {
                 // 503 while draining, so that load balancers' health
                 // checks send new connections elsewhere.
@@ -555,12 +673,13 @@ impl Master {
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
                 body: report::metrics_text(&self.snapshot()).into_bytes(),
             },
-            ("POST", "/publish") => self.publish(req),
+            ("POST", "/publish") => return self.publish(conn, req),
             (_, "/status" | "/metrics" | "/publish") => {
                 Response::text(405, "use GET /status, GET /metrics or POST /publish")
             }
             (_, path) => Response::text(404, format!("no such page: {path}")),
-        }
+        };
+        Some(response)
     }
 
     fn snapshot(&self) -> report::Snapshot {
@@ -585,11 +704,12 @@ impl Master {
         }
     }
 
-    /// `POST /publish`: one relay frame to every worker and the cluster
-    /// helper. The answer counts the workers reached, not connections:
-    /// who is in a room is known only inside the workers, and asking
-    /// them would need a round trip the master cannot wait for.
-    fn publish(&mut self, req: &status::Request) -> status::Response {
+    /// `POST /publish` on `conn`: a counted broadcast to every worker,
+    /// the plain one to the cluster helper. Who is in a room is known
+    /// only inside the workers, so the 202 with the number of receivers
+    /// waits (in `pending`, never blocking this loop) for their counts;
+    /// `None` then. Refusals are answered at once.
+    fn publish(&mut self, conn: Token, req: &status::Request) -> Option<status::Response> {
         use status::Response;
         let token = self
             .status
@@ -597,24 +717,34 @@ impl Master {
             .and_then(|s| s.token().map(str::to_string));
         if let Some(token) = token {
             if req.bearer.as_deref() != Some(token.as_str()) {
-                return Response::text(401, "POST needs Authorization: Bearer <[status] token>");
+                return Some(Response::text(
+                    401,
+                    "POST needs Authorization: Bearer <[status] token>",
+                ));
             }
         }
         let (key, message) = match publish::parse(&req.body, &self.current.app) {
             Ok(v) => v,
-            Err(publish::Refused(status, why)) => return Response::text(status, why),
+            Err(publish::Refused(status, why)) => return Some(Response::text(status, why)),
         };
-        let mut frame = Vec::new();
-        crate::relay::RelayMessage {
+        let message = RelayMessage {
             key,
             skip: None,
             message,
-        }
-        .encode(&mut frame);
-        let workers = self.fan_out(None, &[frame]);
-        Response::json(
-            202,
-            &serde_json::json!({ "workers": workers, "cluster": self.current.config.cluster.is_some() }),
-        )
+        };
+        let request = self.publishes.next_request();
+        let (mut counted, mut plain) = (Vec::new(), Vec::new());
+        message.encode_counted(request, &mut counted);
+        message.encode(&mut plain);
+        let (workers, cluster) = self.send_publish(&counted, &plain);
+        log::debug!(
+            "status: publish {request} waits for {} workers",
+            workers.len()
+        );
+        let deadline = Instant::now() + pending::WAIT;
+        let answer = self
+            .publishes
+            .wait(request, conn, workers, cluster, deadline)?;
+        Some(Response::json(202, &answer.json()))
     }
 }

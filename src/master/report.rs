@@ -129,6 +129,16 @@ pub(super) fn status_json(s: &Snapshot) -> Value {
         })
         .collect();
     let sum = |f: fn(&WorkerFigures) -> u64| s.workers.iter().map(f).sum::<u64>();
+    let failures: Map<String, Value> = (0..=HANDSHAKE_STATUSES.len())
+        .map(|i| {
+            let n: u64 = s
+                .workers
+                .iter()
+                .filter_map(|w| w.handshake_failures.get(i))
+                .sum();
+            (status_label(i), json!(n))
+        })
+        .collect();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
@@ -148,6 +158,7 @@ pub(super) fn status_json(s: &Snapshot) -> Value {
                 "bytes_in": sum(|w| w.compressed_bytes_in),
                 "bytes_out": sum(|w| w.compressed_bytes_out),
             },
+            "handshake_failures": failures,
         },
         "cluster": {
             "enabled": s.cluster.enabled,

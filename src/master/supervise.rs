@@ -348,6 +348,8 @@ impl Master {
         if let Some(link) = &w.link {
             link.deregister(self.poll.registry());
         }
+        // Usually noticed already when its link closed.
+        self.publish_peer_gone(w.token);
         if let (Some(table), Some(i)) = (self.stats, w.stat_slot) {
             table.release(i);
         }
@@ -376,7 +378,9 @@ impl Master {
     /// The cluster helper exited: restart it with back-off unless it was
     /// retired (reload with a new `[cluster]`) or the daemon stops.
     fn on_cluster_exit(&mut self, pid: Pid, reason: &str, lived: Duration, generation: u64) {
-        if let Some(t) = self.stats {
+        // The figure is the current helper's: a retired one (reload with a
+        // new `[cluster]`) may exit after its successor has connected.
+        if let (Some(t), true) = (self.stats, generation == self.cluster_generation) {
             // Its successor reports again once connected.
             t.cluster
                 .connected

@@ -7,6 +7,12 @@
 //!
 //! The pid file moves aside to `PIDFILE.oldbin` while the new master
 //! starts (it writes its own), as with nginx.
+//!
+//! Under systemd the old master reports each step in `STATUS=`
+//! (`binary upgrade: new master pid N starting`, `binary upgrade failed:
+//! ...`) and hands the unit over with `MAINPID=`: `systemctl status`
+//! shows how an upgrade went, and the Debian package's upgrade script
+//! (scripts/deb/binary-upgrade) tells a failed upgrade from a slow one.
 
 use std::ffi::OsString;
 use std::io::{ErrorKind, Read};
@@ -63,16 +69,11 @@ impl Exec {
 }
 
 impl Master {
-    /// SIGUSR2: starts the new master, unless one is starting already.
+    /// SIGUSR2: starts the new master, unless that would start a second
+    /// upgrade over one in progress (logged, as nginx does).
     pub(super) fn start_upgrade(&mut self) {
-        if self.state != State::Running {
-            return;
-        }
-        if let Some(u) = &self.upgrade {
-            warn!(
-                "SIGUSR2: new master pid {} is still starting; ignored",
-                u.pid
-            );
+        if let Some(why) = self.upgrade_refused() {
+            warn!("SIGUSR2 ignored: {why}");
             return;
         }
         match self.spawn_new_master() {
@@ -81,10 +82,64 @@ impl Master {
                     "SIGUSR2: started new master pid {}; waiting up to {:?} for it to be ready",
                     u.pid, UPGRADE_TIMEOUT
                 );
+                sdnotify::notify(&format!(
+                    "STATUS=binary upgrade: new master pid {} starting",
+                    u.pid
+                ));
                 self.upgrade = Some(u);
             }
-            Err(e) => error!("binary upgrade failed, still serving: {e}"),
+            Err(e) => {
+                error!("binary upgrade failed, still serving: {e}");
+                sdnotify::notify(&format!(
+                    "STATUS=binary upgrade failed: {e}; pid {} keeps serving",
+                    std::process::id()
+                ));
+            }
         }
+    }
+
+    /// Why a binary upgrade cannot start now, if it cannot: this master
+    /// is stopping (or retiring after handing over), a new master it
+    /// started is not ready yet, or an old master is still retiring,
+    /// whose `PIDFILE.oldbin` the upgrade would overwrite (and whose
+    /// workers would then have two successors).
+    fn upgrade_refused(&self) -> Option<String> {
+        if self.state != State::Running {
+            return Some(
+                "this master is stopping (draining, or retiring after a binary upgrade)".into(),
+            );
+        }
+        if let Some(u) = &self.upgrade {
+            return Some(format!(
+                "new master pid {} is still starting; wait for it to be ready or to fail",
+                u.pid
+            ));
+        }
+        let again = "send SIGUSR2 again once it has exited";
+        if let Some(old) = self.upgraded_from {
+            // Its successor is its child: while it runs, it is our parent.
+            if nix::unistd::getppid() == old {
+                return Some(format!(
+                    "the old master pid {old}, which started this one, is still retiring its workers; {again}"
+                ));
+            }
+        }
+        let oldbin = oldbin_path(self.pid_file.as_deref()?);
+        let pid = std::fs::read_to_string(&oldbin)
+            .ok()?
+            .trim()
+            .parse::<i32>()
+            .ok()?;
+        let pid = Pid::from_raw(pid);
+        let running = pid.as_raw() > 0
+            && pid != nix::unistd::getpid()
+            && !matches!(kill(pid, None), Err(nix::errno::Errno::ESRCH));
+        running.then(|| {
+            format!(
+                "{} names pid {pid}, an old master that is still running; {again}",
+                oldbin.display()
+            )
+        })
     }
 
     fn spawn_new_master(&mut self) -> Result<Upgrade, String> {
@@ -244,6 +299,13 @@ impl Master {
             u.pid,
             std::process::id()
         );
+        // What `systemctl status` shows, and what the Debian package's
+        // binary-upgrade script waits for (docs/operations.md).
+        sdnotify::notify(&format!(
+            "STATUS=binary upgrade failed: new master pid {} {why}; pid {} keeps serving",
+            u.pid,
+            std::process::id()
+        ));
     }
 
     /// The new master is ready: tell systemd it is the main process now,
@@ -255,7 +317,12 @@ impl Master {
             .poll
             .registry()
             .deregister(&mut SourceFd(&u.ready.as_raw_fd()));
-        sdnotify::notify(&format!("MAINPID={}\nREADY=1", u.pid));
+        sdnotify::notify(&format!(
+            "MAINPID={}\nREADY=1\nSTATUS=listening on {}; upgraded from pid {}",
+            u.pid,
+            self.current.addr,
+            std::process::id()
+        ));
         self.pid_file = u.moved.map(|(_, oldbin)| oldbin);
         let drain = self.current.config.server.drain_timeout;
         info!(
@@ -278,11 +345,16 @@ impl Master {
     }
 }
 
-/// Moves the pid file to `PIDFILE.oldbin`; returns both paths.
-fn move_aside(pid_file: &Path) -> Result<(PathBuf, PathBuf), String> {
+/// `PIDFILE.oldbin`.
+fn oldbin_path(pid_file: &Path) -> PathBuf {
     let mut oldbin = pid_file.as_os_str().to_owned();
     oldbin.push(".oldbin");
-    let oldbin = PathBuf::from(oldbin);
+    PathBuf::from(oldbin)
+}
+
+/// Moves the pid file to `PIDFILE.oldbin`; returns both paths.
+fn move_aside(pid_file: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let oldbin = oldbin_path(pid_file);
     std::fs::rename(pid_file, &oldbin).map_err(|e| {
         format!(
             "cannot move {} to {}: {e}",

@@ -17,7 +17,7 @@ use super::slab::Slab;
 use crate::frame::MessageKind;
 use crate::handler::ConnId;
 use crate::message::Message;
-use crate::relay::{RelayLink, RelayMessage, RoomKey};
+use crate::relay::{Delivered, RelayLink, RelayMessage, RoomKey};
 
 /// A broadcast waiting for its turn (`broadcast_many` with a delay).
 struct Delayed {
@@ -39,7 +39,7 @@ pub(super) struct Broadcast {
 }
 
 /// What delivering one broadcast came to.
-pub(super) struct Delivered {
+pub(super) struct Delivery {
     /// Receivers to drop (not reading, over their send buffer, failed).
     pub dropped: Vec<usize>,
     /// Receivers it was queued to.
@@ -82,6 +82,14 @@ impl Broadcasts {
         }
     }
 
+    /// Tells the master how many connections a counted broadcast
+    /// (`POST /publish`) was queued to here.
+    pub fn report(&mut self, delivered: Delivered) {
+        if let Some(link) = self.relay.as_mut() {
+            link.report(delivered);
+        }
+    }
+
     /// Publishes now and delivers locally later (`take_pending`): for a
     /// connection being removed, which can happen inside a delivery.
     pub fn defer(&mut self, b: Broadcast) {
@@ -119,7 +127,7 @@ impl Broadcasts {
         conns: &mut Slab<Conn>,
         b: &Broadcast,
         max_send_buffer: usize,
-    ) -> Delivered {
+    ) -> Delivery {
         let mut dropped = Vec::new();
         let mut queued = 0;
         let mut compressed = Vec::new();
@@ -173,7 +181,7 @@ impl Broadcasts {
             );
         }
         compressed.append(&mut once.made);
-        Delivered {
+        Delivery {
             dropped,
             queued,
             compressed,

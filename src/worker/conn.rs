@@ -4,6 +4,7 @@
 //! Upgrading (PROXY ─► TLS ─► Request ─► Response) ─┬─► Open ─► (closed, removed)
 //!                                                  └─► Linger ─► (removed)
 //! Open ─(protocol error)─► Linger ─► (removed)
+//! Open ─(close handshake over, output still queued)─► Linger ─► (removed)
 //! ```
 //!
 //! `Upgrading` is `upgrade.rs`, `Open` is a `session::Session`; `Linger`
@@ -128,11 +129,16 @@ impl Linger {
     }
 
     /// Sends what is still queued, discards input; true once the peer has
-    /// closed (or the socket failed): the connection is done.
+    /// closed and our last words are sent (or the socket failed): the
+    /// connection is done.
     pub fn step(&mut self) -> bool {
-        // Our last words may still be queued behind a full socket.
-        self.stream.close_write();
-        !matches!(discard(&mut self.stream), Ok(false))
+        // Our last words may still be queued behind a full socket; a peer
+        // that only shut down its sending half still reads them.
+        let said = self.stream.close_write();
+        match discard(&mut self.stream) {
+            Ok(peer_closed) => peer_closed && said,
+            Err(_) => true,
+        }
     }
 }
 
@@ -227,5 +233,46 @@ impl Deadlines {
             .into_iter()
             .find(|(at, _)| at.is_some_and(|t| now >= t))
             .map_or(Due::Nothing, |(_, due)| due)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::stream::Transport;
+    use nix::sys::socket::{setsockopt, sockopt};
+    use std::io::Write as _;
+    use std::net::{Shutdown, TcpListener, TcpStream};
+
+    #[test]
+    fn a_lingering_connection_sends_its_last_words_to_a_peer_that_only_stopped_sending() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        // A small send buffer, so that most of our last words stay queued.
+        setsockopt(&server, sockopt::SndBuf, &4096).unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut stream = Stream::new(Transport::Plain(mio::net::TcpStream::from_std(server)));
+        let words: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+        stream.write_all(&words).unwrap();
+        assert!(stream.queued() > 0, "the socket took everything at once");
+        // The peer stops sending (its EOF arrives at once on loopback) but
+        // still reads.
+        client.shutdown(Shutdown::Write).unwrap();
+        let mut linger = Linger::new(stream, peer, Instant::now());
+        assert!(!linger.step(), "done with our last words still queued");
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).map(|_| got)
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !linger.step() {
+            assert!(Instant::now() < deadline, "the last words were never sent");
+            std::thread::yield_now();
+        }
+        assert!(
+            reader.join().unwrap().unwrap() == words,
+            "not all our words arrived"
+        );
     }
 }

@@ -1,27 +1,84 @@
 //! A harness for the frame-path fuzz target (`fuzz/fuzz_targets/frames.rs`,
-//! built with the `fuzzing` feature): one real [`Session`] over a real
-//! loopback socket, driven the way the worker's loop drives it (read with
-//! a budget, hand messages to the built-in `echo` handler, carry out its
-//! sends, flush, fail with the reader's close code), so that the fuzzer
+//! built with the `fuzzing` feature): one real [`Session`] driven the way
+//! the worker's loop drives it (read with a budget and resume, hand
+//! messages to the built-in `echo` handler, carry out its sends, flush,
+//! fail with the reader's close code and linger), so that the fuzzer
 //! exercises the daemon's own read and write path, not a copy of it.
+//!
+//! The socket is one end of a `socketpair(AF_UNIX, SOCK_STREAM)`, handed
+//! to the worker's [`Stream`] as the `TcpStream` it always holds (std's
+//! safe `From<OwnedFd>`). The stream only reads, writes, `writev`s and
+//! shuts down its socket, and those are the same system calls with the
+//! same meaning (partial writes, `EAGAIN`, end of stream, half close) on
+//! a Unix stream socket; the TCP-only calls (`TCP_NODELAY`, addresses)
+//! belong to accepting, which the harness does not run. A socket pair
+//! costs one system call where a loopback TCP connection cost a bind, a
+//! connect, an accept and a TIME_WAIT, and no production code knows
+//! about it (docs/fuzzing.md).
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
-use super::session::{Flush, Read as SessionRead, Sent, Session, READ_BUDGET};
+use nix::sys::socket::{setsockopt, sockopt};
+
+use super::conn::Linger;
+use super::session::{Flush, Read as SessionRead, Received, Sent, Session, READ_BUDGET};
 use super::stream::{Stream, Transport};
 use super::upgrade::Upgrade;
-use crate::handler::{Action, ConnId, ConnInfo, Echo};
+use crate::deflate::MessageError;
+use crate::handler::{Action, ConnId, ConnInfo, Echo, HandlerError};
+use crate::message::CloseCode;
+
+/// How much the server's socket holds, and how eagerly the client reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Buffers {
+    /// The kernel's default send buffers (`net.core.wmem_default`, about
+    /// 208 KiB) and a client that reads after every event: the server's
+    /// writes hardly ever block.
+    Kernel,
+    /// The smallest send buffer the kernel allows on the server's end
+    /// (about 4.5 KiB, each write charged with its buffer overhead, so a
+    /// handful of small writes fill it) and a client that reads only when
+    /// its own write would block, and at the end: the server's output
+    /// backs up, so its output queue, read pausing and resuming, partial
+    /// writes and frames queued behind a full socket are exercised.
+    Tight,
+}
+
+/// Where the connection under test is (as the worker's `conn::State`).
+enum Phase {
+    /// The WebSocket is open.
+    Open(Box<Session>),
+    /// Failed, or closed with output still queued: our last frames go
+    /// out, input is discarded.
+    Linger(Box<Linger>),
+    /// Removed: the server's end is closed.
+    Done,
+}
+
+/// Events `finish` runs at most while the connection settles; a
+/// connection that keeps producing output or keeps its queue after this
+/// many is a bug (a loop), not a slow input.
+const SETTLE_EVENTS: usize = 100_000;
 
 /// One connection under test and the client's end of its socket.
 pub struct Harness {
-    session: Option<Session>,
-    /// Kept open after a failure, as the worker lingers.
-    lingering: Option<Stream>,
-    client: TcpStream,
+    phase: Phase,
+    client: UnixStream,
+    /// The client reads after every event (or only when it must).
+    eager: bool,
+    /// The client shut down its sending half (`finish` with `eof`).
+    client_shut: bool,
+    /// The client read the end of the server's output.
+    server_shut: bool,
     handler: Echo,
     actions: Vec<Action>,
+    batch: Vec<Received>,
+    /// The client's read buffer, allocated once per connection.
+    inbox: Vec<u8>,
     output: Vec<u8>,
     failed_with: Option<u16>,
     max_send_buffer: usize,
@@ -29,32 +86,45 @@ pub struct Harness {
 
 impl Harness {
     /// A session with these limits whose first input is `leftover` (the
-    /// bytes that followed the request head).
+    /// bytes that followed the request head), on a route of the built-in
+    /// `echo` (answered while reading) if `builtin_echo`, else through the
+    /// `Echo` handler as a handler's route is.
     pub fn new(
         max_message_size: usize,
         max_frame_size: usize,
         leftover: &[u8],
+        buffers: Buffers,
+        builtin_echo: bool,
     ) -> io::Result<Harness> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let client = TcpStream::connect(listener.local_addr()?)?;
-        let (server, peer) = listener.accept()?;
+        let (server, client) = UnixStream::pair()?;
+        if buffers == Buffers::Tight {
+            // The kernel raises 1 to its minimum.
+            setsockopt(&server, sockopt::SndBuf, &1).map_err(io::Error::from)?;
+        }
         server.set_nonblocking(true)?;
         client.set_nonblocking(true)?;
+        let server = TcpStream::from(OwnedFd::from(server));
         let stream = Stream::new(Transport::Plain(mio::net::TcpStream::from_std(server)));
         let up = Upgrade {
-            info: info(peer),
+            info: info(),
             route: 0,
             leftover: leftover.to_vec(),
             max_message_size,
             counted: None,
             deflate: None,
+            echo: builtin_echo,
         };
+        let session = Session::new(stream, up, max_frame_size, Instant::now());
         Ok(Harness {
-            session: Some(Session::new(stream, up, max_frame_size, Instant::now())),
-            lingering: None,
+            phase: Phase::Open(Box::new(session)),
             client,
+            eager: buffers == Buffers::Kernel,
+            client_shut: false,
+            server_shut: false,
             handler: Echo,
             actions: Vec::new(),
+            batch: Vec::new(),
+            inbox: vec![0; 16 * 1024],
             output: Vec::new(),
             failed_with: None,
             max_send_buffer: 16 << 20,
@@ -62,95 +132,208 @@ impl Harness {
     }
 
     /// The client sends `bytes`; the session handles what arrived. False
-    /// once the connection is finished (closed, failed or dropped).
+    /// once the connection is no longer open (closed, failed or dropped).
     pub fn feed(&mut self, bytes: &[u8]) -> bool {
         let mut at = 0;
         while at < bytes.len() {
             match self.client.write(&bytes[at..]) {
                 Ok(n) => at += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // The socket is full: let the session take some first.
+                // The socket is full: read what came back (the server
+                // may have stopped reading until we do) and let the
+                // session take some input.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !self.step() {
+                    self.collect();
+                    if !self.event() {
                         return false;
                     }
                 }
                 Err(_) => return false,
             }
         }
-        self.step()
+        self.event()
     }
 
-    /// One readiness event, as `Worker::read_open`.
-    fn step(&mut self) -> bool {
-        let Some(session) = self.session.as_mut() else {
-            return false;
-        };
-        session.stream_mut().arm(false);
-        let mut budget = READ_BUDGET;
-        let mut batch = Vec::new();
+    /// The client stops sending (and shuts down its sending half if
+    /// `eof`) and reads until the server has nothing more to say.
+    /// Returns everything the server sent, and the close code it failed
+    /// the connection with, if it did.
+    pub fn finish(mut self, eof: bool) -> (Vec<u8>, Option<u16>) {
+        if eof {
+            let _ = self.client.shutdown(Shutdown::Write);
+            self.client_shut = true;
+        }
+        self.eager = true;
+        for _ in 0..SETTLE_EVENTS {
+            let before = self.output.len();
+            self.event();
+            let settled = match &self.phase {
+                Phase::Open(s) => s.queued() == 0 && self.output.len() == before,
+                Phase::Linger(_) => self.server_shut,
+                Phase::Done => true,
+            };
+            if settled {
+                return (self.output, self.failed_with);
+            }
+        }
+        panic!("the connection did not settle after {SETTLE_EVENTS} events");
+    }
+
+    /// One readiness event of the server's socket and the turn's resumes,
+    /// as the worker's loop runs them; then an eager client reads. True
+    /// while the connection is open.
+    fn event(&mut self) -> bool {
+        // An event that reports the peer's EOF arms without the short-read
+        // shortcut, as `Worker::run` does.
+        let mut short_read_ends = !self.client_shut;
         loop {
-            let read = session.read(&mut budget, Instant::now(), &mut batch);
-            for message in batch.drain(..) {
-                session.dispatch(&mut self.handler, &mut self.actions, message);
-                for action in self.actions.drain(..) {
-                    if let Action::Send(m) = action {
-                        if let Sent::Drop = session.send(m, self.max_send_buffer) {
-                            self.session = None;
-                            return false;
-                        }
-                    }
+            let (phase, resume) = match std::mem::replace(&mut self.phase, Phase::Done) {
+                Phase::Open(session) => self.read_open(session, short_read_ends),
+                Phase::Linger(linger) => (step_linger(linger), false),
+                Phase::Done => (Phase::Done, false),
+            };
+            self.phase = phase;
+            if !resume {
+                break;
+            }
+            // The worker's resume list: read again without an event.
+            short_read_ends = false;
+        }
+        if self.eager {
+            self.collect();
+        }
+        matches!(self.phase, Phase::Open(_))
+    }
+
+    /// `Worker::read_open`: reads and dispatches until the socket would
+    /// block or the budget is spent, then flushes. Returns the next phase
+    /// and whether the worker would resume the connection in this turn.
+    fn read_open(&mut self, mut session: Box<Session>, short_read_ends: bool) -> (Phase, bool) {
+        session.stream_mut().arm(short_read_ends);
+        let mut budget = READ_BUDGET;
+        let mut batch = std::mem::take(&mut self.batch);
+        let resume = loop {
+            let read = session.read(
+                &mut budget,
+                Instant::now(),
+                self.max_send_buffer,
+                &mut batch,
+            );
+            for received in batch.drain(..) {
+                if !self.dispatch(&mut session, received) {
+                    self.remove(session);
+                    return (Phase::Done, false);
                 }
             }
             match read {
                 SessionRead::More => {}
-                SessionRead::Stop { resume: true } => budget = READ_BUDGET,
-                SessionRead::Stop { resume: false } => break,
-                SessionRead::Closed => {
-                    self.session = None;
-                    self.collect();
-                    return false;
-                }
-                SessionRead::Failed(e) => {
-                    self.failed_with = Some(u16::from(e.close_code()));
-                    if let Some(session) = self.session.take() {
-                        self.lingering = Some(session.fail(e.close_code().into(), &e.to_string()));
-                    }
-                    self.collect();
-                    return false;
-                }
+                SessionRead::Stop { resume } => break resume,
+                SessionRead::Closed => return (self.closed(session), false),
+                SessionRead::Failed(error) => return (self.fail(session, error), false),
+            }
+        };
+        self.batch = batch;
+        match session.flush() {
+            Flush::Done { resume: paused } => (Phase::Open(session), resume || paused),
+            Flush::Blocked => (Phase::Open(session), resume),
+            Flush::Broken => {
+                self.remove(session);
+                (Phase::Done, false)
             }
         }
-        let alive = !matches!(session.flush(), Flush::Broken);
-        self.collect();
-        alive
     }
 
-    /// Reads what the server sent so far.
+    /// `Worker::dispatch` and the handler's actions; false if the
+    /// connection must be dropped.
+    fn dispatch(&mut self, session: &mut Session, received: Received) -> bool {
+        session.dispatch(&mut self.handler, &mut self.actions, received);
+        let mut keep = true;
+        for action in self.actions.drain(..) {
+            match action {
+                Action::Send(message) if keep => {
+                    keep = matches!(session.send(message, self.max_send_buffer), Sent::Queued { .. });
+                }
+                // `echo` neither closes nor broadcasts.
+                _ => {}
+            }
+        }
+        keep
+    }
+
+    /// `Worker::fail`: tell the handler, send the close frame with the
+    /// reader's code, linger.
+    fn fail(&mut self, session: Box<Session>, error: MessageError) -> Phase {
+        let code = CloseCode::from(error.close_code());
+        let reason = error.to_string();
+        let err: HandlerError = reason.clone().into();
+        session.call(&mut self.handler, &mut self.actions, |h, c| {
+            h.on_error(c, &err);
+            Ok(())
+        });
+        self.actions.clear();
+        self.failed_with = Some(code.as_u16());
+        self.linger(session, |session| session.fail(code, &reason))
+    }
+
+    /// `Worker::closed`: linger while output is still queued, else remove.
+    fn closed(&mut self, session: Box<Session>) -> Phase {
+        if session.queued() > 0 {
+            self.linger(session, |session| session.into_stream())
+        } else {
+            self.remove(session);
+            Phase::Done
+        }
+    }
+
+    /// `Worker::linger`: tell the handler, say the last words, linger.
+    fn linger(
+        &mut self,
+        mut session: Box<Session>,
+        last_words: impl FnOnce(Box<Session>) -> Stream,
+    ) -> Phase {
+        session.notify_close(&mut self.handler, &mut self.actions);
+        self.actions.clear();
+        let peer = session.info.peer;
+        let linger = Linger::new(last_words(session), peer, Instant::now());
+        // The readiness edge may already be spent: look for EOF now.
+        step_linger(linger)
+    }
+
+    /// `Worker::remove`: tell the handler; dropping the session closes
+    /// the server's end.
+    fn remove(&mut self, mut session: Box<Session>) {
+        session.notify_close(&mut self.handler, &mut self.actions);
+        self.actions.clear();
+    }
+
+    /// The client reads what the server sent so far.
     fn collect(&mut self) {
-        let mut buf = [0u8; 65536];
         loop {
-            match self.client.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => self.output.extend_from_slice(&buf[..n]),
+            match self.client.read(&mut self.inbox) {
+                Ok(0) => {
+                    self.server_shut = true;
+                    return;
+                }
+                Ok(n) => self.output.extend_from_slice(&self.inbox[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return,
             }
         }
     }
+}
 
-    /// Everything the server sent, and the close code it failed the
-    /// connection with, if it did.
-    pub fn finish(mut self) -> (Vec<u8>, Option<u16>) {
-        if let Some(session) = self.session.as_mut() {
-            let _ = session.flush();
-        }
-        self.collect();
-        (self.output, self.failed_with)
+/// `Worker::step_linger`: our last words go out, input is discarded;
+/// done once the peer has closed.
+fn step_linger(mut linger: Box<Linger>) -> Phase {
+    if linger.step() {
+        Phase::Done
+    } else {
+        Phase::Linger(linger)
     }
 }
 
-fn info(peer: SocketAddr) -> ConnInfo {
+/// What the handler sees: a socket pair has no addresses.
+fn info() -> ConnInfo {
     let request = crate::handler::InfoRequest {
         route: "/echo",
         path: "/echo",
@@ -158,5 +341,52 @@ fn info(peer: SocketAddr) -> ConnInfo {
         params: &[],
         headers: std::iter::empty(),
     };
+    let peer = SocketAddr::from(([127, 0, 0, 1], 1));
     ConnInfo::new(ConnId(1), peer, request, None, Default::default(), false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A masked text frame as a client sends it.
+    fn text(payload: &[u8]) -> Vec<u8> {
+        let key = [9, 8, 7, 6];
+        let mut out = vec![0x81, 0x80 | payload.len() as u8];
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        out
+    }
+
+    #[test]
+    fn tight_buffers_back_the_servers_output_up() {
+        let mut h = Harness::new(1024, 1024, &[], Buffers::Tight, false).unwrap();
+        let mut backed_up = false;
+        for _ in 0..100 {
+            assert!(h.feed(&text(b"twelve bytes")));
+            backed_up |= matches!(&h.phase, Phase::Open(s) if s.queued() > 0);
+        }
+        assert!(backed_up, "the server's writes never blocked");
+        let (output, failed) = h.finish(false);
+        assert_eq!(failed, None);
+        assert_eq!(output.len(), 100 * 14, "every echo arrives in the end");
+    }
+
+    #[test]
+    fn echoes_and_the_close_reply_behind_a_full_socket_are_all_sent() {
+        // A burst whose echoes do not fit in the socket, ended by a close
+        // frame: what the socket has not taken when the close handshake
+        // ends is sent while the connection lingers, not dropped.
+        let mut h = Harness::new(1024, 1024, &[], Buffers::Tight, false).unwrap();
+        let mut burst = Vec::new();
+        for _ in 0..60 {
+            burst.extend(text(&[b'x'; 100]));
+        }
+        burst.extend([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]);
+        h.feed(&burst);
+        let (output, failed) = h.finish(false);
+        assert_eq!(failed, None);
+        assert_eq!(output.len(), 60 * 102 + 4, "every echo and the close reply");
+        assert_eq!(output[output.len() - 4..], [0x88, 2, 0x03, 0xe8]);
+    }
 }

@@ -11,6 +11,7 @@
 //! the listening socket and the relay link to the master.
 
 mod accept;
+mod access;
 mod admit;
 mod broadcast;
 mod children;
@@ -40,7 +41,7 @@ use crate::deflate::MessageError;
 use crate::exec::{Output, Pipe};
 use crate::handler::{Action, Conn as HandlerConn, ConnId, Handler, HandlerError, Scope};
 use crate::message::{CloseCode, Message};
-use crate::relay::{RelayLink, RoomKey};
+use crate::relay::{Delivered, RelayLink, RoomKey};
 use crate::signals::SignalPipe;
 use crate::stats::WorkerSlot;
 use accept::{Accepted, Gate};
@@ -50,6 +51,7 @@ use children::{Children, Owner, Program};
 use conn::{Conn, Deadlines, Due, Handshake, Linger, State, CLOSE_GRACE};
 use session::{Flush, Read, Received, Sent, Session, READ_BUDGET};
 use slab::Slab;
+use stream::Stream;
 use timers::Timers;
 use upgrade::{Step, Upgrading};
 
@@ -592,13 +594,14 @@ impl Worker {
     /// handlers queued (one write for all the replies of the burst).
     fn read_open(&mut self, slot: usize) {
         let now = self.now;
+        let max_send_buffer = self.config.server.max_send_buffer;
         let mut budget = READ_BUDGET;
         let mut batch = std::mem::take(&mut self.batch);
         let flush = loop {
             let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) else {
                 break false;
             };
-            let read = session.read(&mut budget, now, &mut batch);
+            let read = session.read(&mut budget, now, max_send_buffer, &mut batch);
             for received in batch.drain(..) {
                 self.dispatch(slot, received);
             }
@@ -614,7 +617,7 @@ impl Worker {
                     break true;
                 }
                 Read::Closed => {
-                    self.remove(slot);
+                    self.closed(slot);
                     break false;
                 }
                 Read::Failed(error) => {
@@ -648,9 +651,17 @@ impl Worker {
         let Some(session) = conn.session_mut() else {
             return;
         };
-        // STATS: messages and bytes in (data messages)
-        if let (Some(s), Received::Message(m)) = (self.stats, &received) {
-            s.message_in(m.len());
+        // STATS: messages and bytes in (data messages), and out for the
+        // built-in echo's replies sent while reading
+        match (self.stats, &received) {
+            (Some(s), Received::Message(m)) => s.message_in(m.len()),
+            (Some(s), Received::Echoed(len)) => {
+                s.message_in(*len);
+                s.message_out(*len);
+                return;
+            }
+            (None, Received::Echoed(_)) => return,
+            _ => {}
         }
         if let Some(handler) = self.handlers.get_mut(session.route) {
             session.dispatch(handler.as_mut(), &mut self.actions, received);
@@ -759,6 +770,31 @@ impl Worker {
             Ok(())
         });
         self.actions.clear();
+        self.linger(slot, |session| session.fail(code, &reason));
+    }
+
+    /// The close handshake is over, or the peer is gone. A connection
+    /// whose last frames the socket has not taken yet (a burst of echoes
+    /// and the close reply to a peer that does not read while it sends)
+    /// lingers until they are sent, the peer is gone or the linger time
+    /// passes; the others are removed at once.
+    fn closed(&mut self, slot: usize) {
+        let unsent = self
+            .conns
+            .get(slot)
+            .and_then(Conn::session)
+            .is_some_and(|s| s.queued() > 0);
+        if unsent {
+            self.linger(slot, |session| session.into_stream());
+        } else {
+            self.remove(slot);
+        }
+    }
+
+    /// Ends the open connection in `slot` for the handler and lingers on
+    /// the stream that `last_words` leaves (it queues what is still to be
+    /// said and flushes it as far as the socket takes it).
+    fn linger(&mut self, slot: usize, last_words: impl FnOnce(Box<Session>) -> Stream) {
         let Some(mut conn) = self.conns.take(slot) else {
             return;
         };
@@ -772,7 +808,7 @@ impl Worker {
         };
         self.notify_close(&mut session);
         let peer = session.info.peer;
-        let stream = session.fail(code, &reason);
+        let stream = last_words(session);
         self.exec_hang_up(conn.exec.take());
         conn.state = State::Linger(Linger::new(stream, peer, self.now));
         self.conns.restore(slot, conn);
@@ -812,8 +848,8 @@ impl Worker {
     }
 
     /// Queues a broadcast to the local receivers; drops those that do not
-    /// keep up.
-    fn deliver(&mut self, b: &Broadcast) {
+    /// keep up. Returns how many it was queued to.
+    fn deliver(&mut self, b: &Broadcast) -> u64 {
         let max = self.config.server.max_send_buffer;
         let delivered = self.broadcasts.deliver(&mut self.conns, b, max);
         // STATS: messages and bytes out (broadcast receivers), once per
@@ -828,6 +864,7 @@ impl Worker {
         for slot in delivered.dropped {
             self.remove(slot);
         }
+        delivered.queued
     }
 
     /// Flushes the receivers of this turn's broadcasts, once each.
@@ -888,11 +925,14 @@ impl Worker {
         // Receivers are flushed once at the end of the loop turn
         // (`run_deferred`): one write each for the whole batch.
         for m in incoming {
-            self.deliver(&Broadcast {
-                key: m.key,
-                skip: m.skip,
-                message: m.message,
+            let receivers = self.deliver(&Broadcast {
+                key: m.message.key,
+                skip: m.message.skip,
+                message: m.message.message,
             });
+            if let Some(request) = m.request {
+                self.broadcasts.report(Delivered { request, receivers });
+            }
         }
     }
 

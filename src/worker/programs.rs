@@ -74,9 +74,7 @@ impl Worker {
             info: &session.info,
             local: self.local,
             tls: self.tls.is_some(),
-            // HOOK(subprotocol): the selected subprotocol, once the
-            // handshake negotiates one.
-            subprotocol: None,
+            subprotocol: session.info.subprotocol(),
         };
         let vars = env::build(&cfg, &request, |k| std::env::var(k).ok());
         let started = Process::start(&cfg, &vars, &template, max_message_size).and_then(|p| {

@@ -136,6 +136,10 @@ pub(super) struct Session {
     /// The peer's close frame arrived: answer it (if we did not start the
     /// close) once the messages before it are handled, then hang up.
     peer_closed: bool,
+    /// The route is the built-in `echo` and nothing is negotiated that
+    /// changes the payload: messages go back out from the read buffer,
+    /// pings are answered as they are parsed (see `echo_inline`).
+    echo: bool,
     /// The connection's count in the per-address limits, given back when
     /// the session is dropped (boxed: only with `[limits]`).
     _counted: Option<Box<Counted>>,
@@ -152,6 +156,9 @@ pub(super) enum Received {
     Ping(Bytes),
     /// A pong and its payload.
     Pong(Bytes),
+    /// A message of this many bytes that the built-in `echo` already sent
+    /// back (counted in and out, nothing else to do).
+    Echoed(usize),
 }
 
 /// What one read from the session gave. Messages it found are in the
@@ -164,7 +171,9 @@ pub(super) enum Read {
     /// the other connections without a readiness event).
     Stop { resume: bool },
     /// The close handshake is over (or the peer vanished): our last bytes
-    /// were flushed as far as the socket took them; remove the connection.
+    /// were flushed as far as the socket took them. Remove the connection,
+    /// or, if some are still queued (`queued()`), linger on its stream
+    /// (`into_stream`) until they are sent.
     Closed,
     /// The peer broke the protocol (or sent a message that does not
     /// inflate, or inflates too large); see `Session::fail`.
@@ -222,6 +231,7 @@ impl Session {
         let mut reader = FrameReader::new(Role::Server, limits);
         // RSV1 without the extension negotiated is a protocol error (1002).
         reader.set_allow_rsv1(up.deflate.is_some());
+        let echo = up.echo && up.deflate.is_none();
         Session {
             stream,
             reader,
@@ -238,6 +248,7 @@ impl Session {
             read_paused: false,
             close_sent: false,
             peer_closed: false,
+            echo,
             _counted: up.counted,
         }
     }
@@ -270,7 +281,15 @@ impl Session {
     /// Reads what the socket has, parsing it into `batch`, within
     /// `budget` messages per turn. Reading pauses while too much of our
     /// output waits for the socket.
-    pub fn read(&mut self, budget: &mut usize, now: Instant, batch: &mut Vec<Received>) -> Read {
+    /// The built-in `echo` sends its replies from here, bounded by
+    /// `max_send_buffer` as [`send`](Self::send) bounds them.
+    pub fn read(
+        &mut self,
+        budget: &mut usize,
+        now: Instant,
+        max_send_buffer: usize,
+        batch: &mut Vec<Received>,
+    ) -> Read {
         if self.peer_closed {
             return self.finish_close();
         }
@@ -290,7 +309,7 @@ impl Session {
         }
         if !self.pending.is_empty() {
             let mut input = std::mem::take(&mut self.pending);
-            let parsed = self.parse(&mut input, budget, now, batch);
+            let parsed = self.parse(&mut input, budget, now, max_send_buffer, batch);
             if let Parsed::Budget(used) = parsed {
                 input.drain(..used);
                 self.pending = input;
@@ -308,7 +327,7 @@ impl Session {
                     Ok(n) => n,
                     Err(e) => return Err(Some(e)),
                 };
-                let parsed = self.parse(&mut scratch[..n], budget, now, batch);
+                let parsed = self.parse(&mut scratch[..n], budget, now, max_send_buffer, batch);
                 if let Parsed::Budget(used) = parsed {
                     self.pending = scratch[used..n].to_vec();
                 }
@@ -345,6 +364,7 @@ impl Session {
         input: &mut [u8],
         budget: &mut usize,
         now: Instant,
+        max_send_buffer: usize,
         batch: &mut Vec<Received>,
     ) -> Parsed {
         let total = input.len();
@@ -370,11 +390,22 @@ impl Session {
                     Ok(m) => Received::Message(m),
                     Err(e) => return Parsed::Failed(e),
                 },
+                Event::Message { kind, payload, .. }
+                    if self.echo && self.echo_inline(kind, &payload, max_send_buffer) =>
+                {
+                    Received::Echoed(payload.len())
+                }
                 Event::Message { kind, payload, .. } => match to_message(kind, payload) {
                     Some(m) => Received::Message(m),
                     None => return Parsed::Failed(frame::FrameError::InvalidUtf8.into()),
                 },
-                Event::Ping(p) => Received::Ping(p.into_vec().into()),
+                Event::Ping(p) => {
+                    if self.echo && !self.close_sent {
+                        // In order with the echoes around it.
+                        self.queue_frame(PONG, &p);
+                    }
+                    Received::Ping(p.into_vec().into())
+                }
                 Event::Pong(p) => Received::Pong(p.into_vec().into()),
                 Event::Close(frame) => {
                     // Our reply may never be read: bound the wait for it.
@@ -413,6 +444,28 @@ impl Session {
                 Message::Text(Text::try_from(bytes).map_err(|_| MessageError::InvalidUtf8)?)
             }
         })
+    }
+
+    /// The built-in `echo`, done where the message was parsed: the payload
+    /// goes back out from the read buffer (unmasked in place), so a
+    /// message that arrived whole in one read is never copied into a
+    /// message of its own; a large one goes to the socket in one writev
+    /// with its header. False if it cannot be queued here (the backlog
+    /// bound of `send`, or a failed write): the message then takes the
+    /// handler's path, which drops the connection as `send` does.
+    fn echo_inline(&mut self, kind: MessageKind, payload: &[u8], max_send_buffer: usize) -> bool {
+        if self.close_sent {
+            // Nothing may follow a close frame (as in `send`).
+            return true;
+        }
+        if self.queued() + payload.len() > max_send_buffer + self.max_message_size {
+            return false;
+        }
+        let opcode = match kind {
+            MessageKind::Text => TEXT,
+            MessageKind::Binary => BINARY,
+        };
+        self.queue_frame(opcode, payload)
     }
 
     /// Whether the connection negotiated permessage-deflate.
@@ -603,6 +656,12 @@ impl Session {
         self.stream
     }
 
+    /// Gives up the stream, with the output the socket has not taken yet,
+    /// for lingering after `Read::Closed`.
+    pub fn into_stream(self) -> Stream {
+        self.stream
+    }
+
     /// Calls a handler callback for this connection, catching panics (the
     /// connection is then closed with 1011) and passing errors to
     /// `on_error`. What the handler asked for is left in `actions`.
@@ -647,7 +706,7 @@ impl Session {
                 self.call(handler, actions, |h, c| h.on_message(c, message));
             }
             Received::Ping(payload) => {
-                if !self.close_sent {
+                if !self.close_sent && !self.echo {
                     self.queue_frame(PONG, &payload);
                 }
                 self.call(handler, actions, |h, c| {
@@ -659,6 +718,7 @@ impl Session {
                 h.on_pong(c, &payload);
                 Ok(())
             }),
+            Received::Echoed(_) => {}
         }
     }
 
@@ -715,11 +775,16 @@ mod tests {
 
     /// A session over a real loopback socket, and the client's end.
     fn session() -> (Session, std::net::TcpStream) {
-        session_with(None)
+        session_of(None, false)
     }
 
     /// A session with `deflate` negotiated (or not), and the client's end.
     fn session_with(deflate: Option<ConnDeflate>) -> (Session, std::net::TcpStream) {
+        session_of(deflate, false)
+    }
+
+    /// The same, on a route of the built-in `echo` if `echo`.
+    fn session_of(deflate: Option<ConnDeflate>, echo: bool) -> (Session, std::net::TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, peer) = listener.accept().unwrap();
@@ -740,14 +805,20 @@ mod tests {
             counted: None,
             max_message_size: 16 << 20,
             deflate,
+            echo,
         };
         (Session::new(stream, up, 16 << 20, Instant::now()), client)
     }
 
     /// A masked binary frame as a client sends it.
     fn client_frame(payload: &[u8]) -> Vec<u8> {
+        masked(0x82, payload)
+    }
+
+    /// A masked final frame of `first_byte`'s opcode (64-bit length).
+    fn masked(first_byte: u8, payload: &[u8]) -> Vec<u8> {
         let key = [1, 2, 3, 4];
-        let mut out = vec![0x82, 0x80 | 127];
+        let mut out = vec![first_byte, 0x80 | 127];
         out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
         out.extend_from_slice(&key);
         out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
@@ -765,7 +836,7 @@ mod tests {
         let read_all = |s: &mut Session, batch: &mut Vec<Received>| {
             let mut budget = READ_BUDGET;
             s.stream_mut().arm(false);
-            match s.read(&mut budget, Instant::now(), batch) {
+            match s.read(&mut budget, Instant::now(), 16 << 20, batch) {
                 Read::More | Read::Stop { .. } => {}
                 Read::Closed => panic!("closed"),
                 Read::Failed(e) => panic!("failed: {e}"),
@@ -908,5 +979,50 @@ mod tests {
     fn an_open_session_stays_small() {
         let size = std::mem::size_of::<Session>();
         assert!(size <= 384, "Session is {size} bytes");
+    }
+
+    #[test]
+    fn the_builtin_echo_answers_from_the_read_buffer_in_order() {
+        let (mut s, mut client) = session_of(None, true);
+        let big: Vec<u8> = (0..20_000).map(|i| (i % 251) as u8).collect();
+        let mut input = masked(0x81, b"hello");
+        input.extend(masked(0x89, b"p"));
+        input.extend(masked(0x82, &big));
+        client.write_all(&input).unwrap();
+        let mut batch = Vec::new();
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        while batch.len() < 3 {
+            assert!(Instant::now() < deadline, "the frames did not arrive");
+            let mut budget = READ_BUDGET;
+            s.stream_mut().arm(false);
+            match s.read(&mut budget, Instant::now(), 16 << 20, &mut batch) {
+                Read::More | Read::Stop { .. } => {}
+                Read::Closed => panic!("closed"),
+                Read::Failed(e) => panic!("failed: {e}"),
+            }
+            std::thread::yield_now();
+        }
+        // Sent back while reading: the handler is not needed.
+        assert_eq!(
+            batch,
+            vec![
+                Received::Echoed(5),
+                Received::Ping(Bytes::from_static(b"p")),
+                Received::Echoed(big.len()),
+            ]
+        );
+        assert!(matches!(s.flush(), Flush::Done { .. }));
+        let mut expected = vec![0x81, 5];
+        expected.extend_from_slice(b"hello");
+        expected.extend_from_slice(&[0x8a, 1, b'p', 0x82, 126]);
+        expected.extend_from_slice(&(big.len() as u16).to_be_bytes());
+        expected.extend_from_slice(&big);
+        let mut got = vec![0u8; expected.len()];
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        std::io::Read::read_exact(&mut client, &mut got).unwrap();
+        assert_eq!(got, expected, "echoes and the pong, in order");
+        assert_eq!(s.buffered(), 0, "nothing is held between messages");
     }
 }

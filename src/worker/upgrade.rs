@@ -19,16 +19,18 @@ use std::time::Instant;
 use log::{debug, error};
 use mio::net::TcpStream;
 
+use super::access;
 use super::admit::{Counted, Limits};
 use super::stream::{Stream, Transport};
 use crate::admission::{self, Decision, HandshakeRequest, Outcome};
-use crate::app::App;
+use crate::app::{App, RouteEntry};
 use crate::config::Config;
 use crate::deflate::{self, ConnDeflate};
 use crate::handler::{ConnId, ConnInfo, Handler, InfoRequest};
 use crate::handshake::{self, Reject};
 use crate::limits::client_address;
 use crate::proxy_protocol::{self, Parsed};
+use crate::route::Match;
 use crate::stats::WorkerSlot;
 
 /// The phases before the WebSocket is open.
@@ -65,6 +67,8 @@ pub(super) struct Upgrade {
     /// permessage-deflate state, when the route allows it and the client
     /// offered it acceptably.
     pub deflate: Option<ConnDeflate>,
+    /// The route runs the built-in `echo`.
+    pub echo: bool,
 }
 
 /// What one step of the upgrade came to.
@@ -199,7 +203,10 @@ impl Upgrading {
                 }),
                 Err(_) => Step::Drop,
                 Ok(true) => match upgrade {
-                    Some(up) => Step::Open(stream, up),
+                    Some(up) => {
+                        log_opened(ctx.config, &up.info);
+                        Step::Open(stream, up)
+                    }
                     None => Step::Refused(stream),
                 },
             },
@@ -270,25 +277,58 @@ fn step_request(mut stream: Stream, mut buf: Vec<u8>, ctx: &mut Context<'_>) -> 
     } else {
         Ok(None)
     };
-    let outcome = match (read, parsed) {
-        (_, Ok(Some((req, head_len)))) => decide(ctx, req, buf.split_off(head_len)),
-        (_, Err(reject)) => Err(reject),
+    let reject = match (read, parsed) {
+        (_, Ok(Some((req, head_len)))) => {
+            let leftover = buf.split_off(head_len);
+            let decided = decide(ctx, req, leftover);
+            return respond(stream, decided, ctx);
+        }
+        (_, Err(reject)) => reject,
         (Ok(HeadRead::WouldBlock), Ok(None)) => {
             return Step::Wait(Upgrading::Request { stream, buf });
         }
-        (Ok(HeadRead::Full), Ok(None)) => Err(Reject::HeadTooLarge(max_head)),
+        (Ok(HeadRead::Full), Ok(None)) => Reject::HeadTooLarge(max_head),
         (Ok(HeadRead::Eof), Ok(None)) | (Err(_), Ok(None)) => return Step::Drop,
     };
-    let (out, upgrade) = match outcome {
-        Ok(Decided::Open(upgrade, response)) => (response, Some(upgrade)),
-        Ok(Decided::Refuse(response)) => (response, None),
-        Err(reject) => {
+    // Refused before routing: the request line is read leniently.
+    let (method, path) = access::request_line(&buf);
+    let refused = Refused {
+        peer: ctx.peer,
+        method,
+        path,
+        refusal: reject.into(),
+    };
+    respond(stream, Err(Box::new(refused)), ctx)
+}
+
+/// Goes on to write the 101 or the refusal. A refusal is counted
+/// (`/status`, `/metrics`) and logged here, the one place every refusal
+/// passes, whoever refused.
+fn respond(stream: Stream, decided: Result<Decided, Box<Refused>>, ctx: &Context<'_>) -> Step {
+    let (out, upgrade) = match decided {
+        Ok(Decided { upgrade, response }) => (response, Some(upgrade)),
+        Err(refused) => {
+            let Refused {
+                peer,
+                method,
+                path,
+                refusal,
+            } = *refused;
             // STATS: handshake failures by status
             if let Some(s) = ctx.stats {
-                s.handshake_failed(reject.status().0);
+                s.handshake_failed(refusal.status);
             }
-            debug!("refused {}: {reject}", ctx.peer);
-            (reject.response(), None)
+            if ctx.config.log.access_log {
+                access::log(&access::Entry {
+                    peer,
+                    method: &method,
+                    path: &path,
+                    status: refusal.status,
+                    reason: &refusal.reason,
+                    conn: None,
+                });
+            }
+            (refusal.response, None)
         }
     };
     Step::Again(Upgrading::Response {
@@ -299,13 +339,65 @@ fn step_request(mut stream: Stream, mut buf: Vec<u8>, ctx: &mut Context<'_>) -> 
     })
 }
 
-/// What admitting a request came to (besides a [`Reject`] of wssd's own
-/// checks): the upgrade with its 101, or a refusal's response.
-enum Decided {
-    /// Send the 101, then open.
-    Open(Box<Upgrade>, Vec<u8>),
-    /// Send this error response, then linger and close.
-    Refuse(Vec<u8>),
+/// The access log's line for a connection whose 101 is written.
+fn log_opened(config: &Config, info: &ConnInfo) {
+    if !config.log.access_log {
+        return;
+    }
+    let reason = match info.subprotocol() {
+        Some(p) => format!("open, subprotocol {p}"),
+        None => "open".to_string(),
+    };
+    access::log(&access::Entry {
+        peer: info.peer,
+        method: "GET",
+        path: info.path(),
+        status: 101,
+        reason: &reason,
+        conn: Some(info.id),
+    });
+}
+
+/// An admitted request: the upgrade to perform once its 101 is written.
+struct Decided {
+    /// What the connection becomes.
+    upgrade: Box<Upgrade>,
+    /// The 101 response.
+    response: Vec<u8>,
+}
+
+/// A refused request: who asked for what, and the refusal.
+struct Refused {
+    /// The client (after `X-Forwarded-For`, once the head is parsed).
+    peer: SocketAddr,
+    /// The request method, `-` if unknown.
+    method: String,
+    /// The request path without the query, `-` if unknown.
+    path: String,
+    /// The status, reason and response.
+    refusal: Refusal,
+}
+
+/// Why a request is refused and the response that says so, whoever
+/// refused it: wssd's own checks ([`Reject`]), the per-address limits,
+/// or the handler's `on_handshake`.
+struct Refusal {
+    /// The HTTP status sent.
+    status: u16,
+    /// What the access log says.
+    reason: String,
+    /// The whole response.
+    response: Vec<u8>,
+}
+
+impl From<Reject> for Refusal {
+    fn from(reject: Reject) -> Refusal {
+        Refusal {
+            status: reject.status().0,
+            reason: reject.to_string(),
+            response: reject.response(),
+        }
+    }
 }
 
 /// Routes and checks a complete request (route, upgrade headers, origin,
@@ -315,43 +407,60 @@ fn decide(
     ctx: &mut Context<'_>,
     req: handshake::Request,
     leftover: Vec<u8>,
-) -> Result<Decided, Reject> {
-    let (m, params) = ctx
-        .app
-        .routes
-        .find(&req.path)
-        .ok_or_else(|| Reject::NotFound(req.path.clone()))?;
-    let key = handshake::validate_upgrade(&req)?.to_string();
-    let allowed = &ctx.config.server.allowed_origins;
-    if !allowed.is_empty() {
-        match req.header("Origin") {
-            None => return Err(Reject::Forbidden("an Origin header is required".into())),
-            Some(o) if !handshake::origin_allowed(o, allowed) => {
-                return Err(Reject::Forbidden(format!("origin {o} is not allowed")))
-            }
-            Some(_) => {}
-        }
-    }
-    if let Some(max) = m.target.exec.as_ref().and_then(|e| e.max_processes) {
-        if ctx.exec_running.get(m.index).copied().unwrap_or(0) >= max {
-            return Err(Reject::Unavailable(format!(
-                "{} runs {max} programs in this worker (max_processes); try again later",
-                m.template.as_str()
-            )));
-        }
-    }
-    let negotiated = admission::negotiate_subprotocol(
+) -> Result<Decided, Box<Refused>> {
+    let peer = client_peer(ctx, &req);
+    admit(ctx, req, leftover, peer).map_err(|(path, refusal)| {
+        // Boxed: a refusal is much larger than the upgrade's handle, and
+        // rarer.
+        Box::new(Refused {
+            peer,
+            method: "GET".to_string(),
+            path,
+            refusal,
+        })
+    })
+}
+
+/// [`decide`]'s checks for the client `peer`; a refusal comes with the
+/// request's path (the request itself is consumed).
+fn admit(
+    ctx: &mut Context<'_>,
+    req: handshake::Request,
+    leftover: Vec<u8>,
+    peer: SocketAddr,
+) -> Result<Decided, (String, Refusal)> {
+    let refuse = |req: handshake::Request, refusal: Refusal| Err((req.path, refusal));
+    let app = ctx.app;
+    let Some((m, params)) = app.routes.find(&req.path) else {
+        let reject = Reject::NotFound(req.path.clone());
+        return refuse(req, reject.into());
+    };
+    let key = match check(ctx, &req, &m) {
+        Ok(key) => key,
+        Err(reject) => return refuse(req, reject.into()),
+    };
+    let negotiated = match admission::negotiate_subprotocol(
         &m.target.subprotocols,
         m.target.subprotocol_required,
         &req.headers,
-    )?;
-    let peer = client_peer(ctx, &req);
+    ) {
+        Ok(n) => n,
+        Err(reject) => return refuse(req, reject.into()),
+    };
     let counted = match ctx.limits.map(|l| l.admit(peer.ip(), ctx.now)) {
         None => None,
         Some(Ok(counted)) => Some(counted),
-        Some(Err(refusal)) => {
-            debug!("refused {peer}: {refusal}");
-            return Ok(Decided::Refuse(admission::refusal_response(&refusal).1));
+        Some(Err(over)) => {
+            let (status, response) = admission::refusal_response(&over);
+            let reason = over.to_string();
+            return refuse(
+                req,
+                Refusal {
+                    status,
+                    reason,
+                    response,
+                },
+            );
         }
     };
     // RFC 7692 §5: accept the first acceptable permessage-deflate offer
@@ -374,10 +483,17 @@ fn decide(
     let extensions = accepted.as_ref().map(|a| a.response.as_str());
     match admission::conclude(&key, negotiated, extensions, &req.headers, decision) {
         Outcome::Refuse { response, status } => {
-            debug!("refused {peer}: on_handshake answered {status}");
             // `counted` is dropped here: a refused connection gives its
             // place back at once.
-            Ok(Decided::Refuse(response))
+            let reason = format!("on_handshake answered {status}");
+            refuse(
+                req,
+                Refusal {
+                    status,
+                    reason,
+                    response,
+                },
+            )
         }
         Outcome::Open {
             response,
@@ -408,10 +524,44 @@ fn decide(
                 max_message_size: m.target.max_message_size,
                 counted: counted.map(Box::new),
                 deflate,
+                echo: m.target.builtin_echo,
             };
-            Ok(Decided::Open(Box::new(upgrade), response))
+            Ok(Decided {
+                upgrade: Box::new(upgrade),
+                response,
+            })
         }
     }
+}
+
+/// wssd's own checks of a routed request: the upgrade headers (the
+/// `Sec-WebSocket-Key` is returned), the origin allow-list, and an
+/// `exec` route's `max_processes`.
+fn check(
+    ctx: &Context<'_>,
+    req: &handshake::Request,
+    m: &Match<'_, RouteEntry>,
+) -> Result<String, Reject> {
+    let key = handshake::validate_upgrade(req)?.to_string();
+    let allowed = &ctx.config.server.allowed_origins;
+    if !allowed.is_empty() {
+        match req.header("Origin") {
+            None => return Err(Reject::Forbidden("an Origin header is required".into())),
+            Some(o) if !handshake::origin_allowed(o, allowed) => {
+                return Err(Reject::Forbidden(format!("origin {o} is not allowed")))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(max) = m.target.exec.as_ref().and_then(|e| e.max_processes) {
+        if ctx.exec_running.get(m.index).copied().unwrap_or(0) >= max {
+            return Err(Reject::Unavailable(format!(
+                "{} runs {max} programs in this worker (max_processes); try again later",
+                m.template.as_str()
+            )));
+        }
+    }
+    Ok(key)
 }
 
 /// The client's address: the peer (after the PROXY protocol header, if

@@ -98,6 +98,12 @@ fn a_room_spans_two_instances_exactly_once_in_order() {
     wait_for("spare connections closed", || {
         (a.status()["totals"]["connections"] == 5).then_some(())
     });
+    // B's "other-fence" reaches A's cluster helper (and is counted there)
+    // with nobody on A to show it: wait for the count, not a client.
+    wait_for("each instance counted the other's last message", || {
+        (a.status()["cluster"]["received"] == 201 && b.status()["cluster"]["received"] == 401)
+            .then_some(())
+    });
     let (sa, sb) = (a.status(), b.status());
     assert_eq!(sa["totals"]["connections"], 5, "{sa}");
     assert_eq!(sb["totals"]["connections"], 6, "{sb}");
@@ -204,44 +210,67 @@ fn local_delivery_survives_redis_and_sharing_resumes() {
 }
 
 /// POST /publish reaches a room's clients on both instances once each,
-/// keeps the binary type, and refuses a bad body (400), a missing or
-/// wrong token (401) and an oversized message (413); the status listener
-/// refuses WebSocket upgrades.
+/// answers with the number of local receivers (3 clients spread over a's
+/// two workers; 0 for a room nobody on the instance is in), keeps the
+/// binary type, and refuses a bad body (400), a missing or wrong token
+/// (401) and an oversized message (413); the status listener refuses
+/// WebSocket upgrades.
 #[test]
 fn publish_api_reaches_both_instances_and_refuses_bad_requests() {
     let redis = Redis::start(free_port());
-    let limits = "max_message_size = \"4KiB\"";
+    // At most 2 connections per worker: 3 clients are spread over both.
+    let limits = "max_message_size = \"4KiB\"\nmax_connections_per_worker = 2";
     let a = Instance::start(&config(2, Some(&redis.url()), "a", Some("s3cret"), limits));
     let b = Instance::start(&config(2, Some(&redis.url()), "b", Some("s3cret"), limits));
     a.wait_cluster(true);
     b.wait_cluster(true);
-    let (mut on_a, mut on_b) = (client(&a.url(LOBBY)), client(&b.url(LOBBY)));
+    let mut on_a: Vec<_> = (0..3).map(|_| client(&a.url(LOBBY))).collect();
+    let mut on_b = client(&b.url(LOBBY));
     let mut elsewhere = client(&b.url("/chat/other"));
-    wait_for("3 connections", || {
+    wait_for("5 connections", || {
         let open = |i: &Instance| i.status()["totals"]["connections"].as_u64();
-        (open(&a) == Some(1) && open(&b) == Some(2)).then_some(())
+        (open(&a) == Some(3) && open(&b) == Some(2)).then_some(())
     });
+    assert_eq!(per_worker_connections(&a), [1, 2], "a's clients not spread");
     let auth = [("Authorization", "Bearer s3cret")];
     let post = |body: &str| http(a.status, "POST", "/publish", &auth, body);
+    let reply = |body: &str| -> serde_json::Value {
+        let (code, text) = post(body);
+        assert_eq!(code, 202, "{body}: {text}");
+        serde_json::from_str(&text).expect("a JSON answer")
+    };
 
-    let (code, body) = post(r#"{"path": "/chat/lobby", "message": "hello"}"#);
-    assert_eq!(code, 202, "{body}");
-    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(reply["workers"], 2, "{reply}");
+    let r = reply(r#"{"path": "/chat/lobby", "message": "hello"}"#);
+    assert_eq!(r["receivers"], 3, "{r}");
+    assert_eq!(r["workers"], 2, "{r}");
+    assert_eq!(r["complete"], true, "{r}");
+    assert_eq!(r["cluster"], true, "{r}");
     // "aGk=" is "hi": binary stays binary; as the next message it also
     // proves "hello" came once.
-    let (code, _) = post(r#"{"path": "/chat/lobby", "binary_base64": "aGk=", "scope": "room"}"#);
-    assert_eq!(code, 202);
-    for ws in [&mut on_a, &mut on_b] {
+    let r = reply(r#"{"path": "/chat/lobby", "binary_base64": "aGk=", "scope": "room"}"#);
+    assert_eq!(r["receivers"], 3, "{r}");
+    for ws in on_a.iter_mut().chain([&mut on_b]) {
         assert_eq!(next_text(ws), "hello");
         assert_eq!(next_text(ws), "bin:hi");
     }
-    let (code, _) = post(r#"{"path": "/chat/other", "message": "other"}"#);
-    assert_eq!(code, 202);
+    // Nobody on a is in "other" (its client is on b): 0 local receivers,
+    // yet it reaches b through Redis.
+    let r = reply(r#"{"path": "/chat/other", "message": "other"}"#);
+    assert_eq!(
+        (r["receivers"].as_u64(), r["complete"].as_bool()),
+        (Some(0), Some(true)),
+        "{r}"
+    );
     assert_eq!(
         next_text(&mut elsewhere),
         "other",
         "the other room got lobby messages"
+    );
+    let r = reply(r#"{"path": "/chat/nobody", "message": "void"}"#);
+    assert_eq!(
+        (r["receivers"].as_u64(), r["complete"].as_bool()),
+        (Some(0), Some(true)),
+        "{r}"
     );
 
     for (body, why) in [
@@ -282,13 +311,104 @@ fn publish_api_reaches_both_instances_and_refuses_bad_requests() {
     // Garbage does not disturb the master.
     let junk = common::raw_exchange(a.status, b"\x16\x03\x01 not http\r\n\r\n");
     assert!(junk.starts_with("HTTP/1.1 400"), "{junk}");
-    assert_eq!(a.status()["totals"]["connections"], 1);
-    // Nothing was delivered twice: a last message is the next one each
-    // lobby client reads.
-    assert_eq!(post(r#"{"path": "/chat/lobby", "message": "end"}"#).0, 202);
-    for ws in [&mut on_a, &mut on_b] {
+    assert_eq!(a.status()["totals"]["connections"], 3);
+    // Nothing was delivered twice: a last message, published on b (one
+    // local receiver there), is the next one each lobby client reads.
+    let (code, text) = http(
+        b.status,
+        "POST",
+        "/publish",
+        &auth,
+        r#"{"path": "/chat/lobby", "message": "end"}"#,
+    );
+    assert_eq!(code, 202, "{text}");
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["receivers"], 1, "{r}");
+    for ws in on_a.iter_mut().chain([&mut on_b]) {
         assert_eq!(next_text(ws), "end");
     }
+}
+
+/// The open connections of each of `i`'s workers, fewest first.
+fn per_worker_connections(i: &Instance) -> Vec<u64> {
+    let mut n: Vec<u64> = i.status()["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .filter_map(|w| w["connections"].as_u64())
+        .collect();
+    n.sort_unstable();
+    n
+}
+
+/// A publish never leaves its HTTP client hanging: with a worker stopped
+/// (SIGSTOP) it is answered at the deadline with the other worker's
+/// count and `"complete": false`; the stopped worker's late count is
+/// ignored once it runs again; a worker killed while a publish waits for
+/// it does not hold the answer either.
+#[test]
+fn publish_answers_without_a_stopped_or_dead_worker() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let limits = "max_connections_per_worker = 2";
+    let a = Instance::start(&config(2, None, "a", None, limits));
+    let _clients: Vec<_> = (0..3).map(|_| client(&a.url(LOBBY))).collect();
+    wait_for("3 connections", || {
+        (a.status()["totals"]["connections"] == 3).then_some(())
+    });
+    // The worker with 2 of the 3 clients is the one stopped.
+    let s = a.status();
+    let pid = s["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .find(|w| w["connections"] == 2)
+        .and_then(|w| w["pid"].as_i64())
+        .map(|p| Pid::from_raw(p as i32))
+        .expect("a worker with 2 of the 3 clients");
+    let post = move || {
+        let (code, text) = http(
+            a.status,
+            "POST",
+            "/publish",
+            &[],
+            r#"{"path": "/chat/lobby", "message": "m"}"#,
+        );
+        assert_eq!(code, 202, "{text}");
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()
+    };
+
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let r = post();
+    kill(pid, Signal::SIGCONT).unwrap();
+    assert_eq!(r["receivers"], 1, "{r}");
+    assert_eq!(
+        (r["workers"].as_u64(), r["complete"].as_bool()),
+        (Some(1), Some(false)),
+        "{r}"
+    );
+    assert_eq!(r["cluster"], false, "{r}");
+    // Running again: its late count for the old request changes nothing.
+    let r = post();
+    assert_eq!(
+        (r["receivers"].as_u64(), r["complete"].as_bool()),
+        (Some(3), Some(true)),
+        "{r}"
+    );
+
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let waiting = std::thread::spawn(post);
+    // The third publish: waiting for the stopped worker when it dies.
+    a.daemon.wait_log_contains("publish 3 waits for 2 workers");
+    kill(pid, Signal::SIGKILL).unwrap();
+    let r = waiting.join().expect("publish answered");
+    assert_eq!(
+        (r["receivers"].as_u64(), r["complete"].as_bool()),
+        (Some(1), Some(false)),
+        "{r}"
+    );
+    a.daemon
+        .wait_log_contains(&format!("pid {pid} exited: killed by SIGKILL"));
 }
 
 /// Redis absent at start: the daemons serve locally and say so once;

@@ -251,3 +251,62 @@ fn valid_text_cut_inside_a_character_is_not_failed() {
     ws.expect(PONG, b"");
     ws.expect(TEXT, text.as_bytes());
 }
+
+#[test]
+fn a_peer_that_reads_only_after_the_close_handshake_gets_the_whole_echo_and_the_close_reply() {
+    echo_and_close_reply_behind_a_full_socket(false);
+}
+
+#[test]
+fn a_peer_that_shut_down_its_sending_half_still_gets_the_whole_echo_and_the_close_reply() {
+    echo_and_close_reply_behind_a_full_socket(true);
+}
+
+/// The client sends a message larger than the sockets hold and its close
+/// frame in one write (then shuts down its sending half if `half_close`),
+/// and reads only once the server has ended the connection for its
+/// handler (/status counts no connection). The echo and the close reply
+/// still wait behind the full socket then; the server must send them
+/// before it hangs up (it used to drop what the socket had not taken: the
+/// peer got a cut frame and EOF). The client's receive buffer is kept
+/// small so that the server's send buffer (at most tcp_wmem's 4 MiB)
+/// cannot hold the echo.
+fn echo_and_close_reply_behind_a_full_socket(half_close: bool) {
+    let d = Daemon::start(&(config("", ECHO) + "\n[status]\nlisten = \"127.0.0.1:0\"\n"));
+    let status: SocketAddr = d.wait_log("the status listener", |l| {
+        l.split("status listener on ")
+            .nth(1)
+            .and_then(|a| a.trim().parse().ok())
+    });
+    let open_connections = || {
+        let reply = raw_exchange(
+            status,
+            b"GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        );
+        let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(body).expect("/status is JSON");
+        json["totals"]["connections"]
+            .as_u64()
+            .expect("totals.connections")
+    };
+    let mut ws = Raw::open(d.addr);
+    nix::sys::socket::setsockopt(&ws.0.tcp, nix::sys::socket::sockopt::RcvBuf, &65536)
+        .expect("SO_RCVBUF");
+    wait_for("the connection to be counted", || {
+        (open_connections() == 1).then_some(())
+    });
+    let payload: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut wire = frame(true, BINARY, &payload);
+    wire.extend(close_frame(1000, b"bye"));
+    ws.send(&wire);
+    if half_close {
+        ws.0.tcp
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
+    }
+    wait_for("the server to finish the close handshake", || {
+        (open_connections() == 0).then_some(())
+    });
+    ws.expect(BINARY, &payload);
+    assert_eq!(ws.expect_close(), Some(1000));
+}

@@ -4,8 +4,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod access_log;
 mod config;
 mod config_check;
+mod deb_upgrade;
 mod drain;
 mod echo;
 mod logfile;

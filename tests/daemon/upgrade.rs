@@ -305,3 +305,135 @@ fn the_status_listener_is_handed_to_the_new_master() {
     let reply = get();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 }
+
+/// A SIGUSR2 to the new master while the old one still retires (its
+/// `wssd.pid.oldbin` names it) would overwrite `.oldbin` and start a
+/// third master: it is ignored with a log line saying why, as is one to
+/// the retiring master. Once the old master is gone, SIGUSR2 works again.
+#[test]
+fn a_second_sigusr2_while_the_old_master_retires_is_ignored() {
+    adopt_orphans();
+    let dir = TempDir::new();
+    let text = upgrade_config(&dir, "").replace(
+        &format!("drain_timeout = {DRAIN_SECS}"),
+        "drain_timeout = 600",
+    );
+    let path = dir.write("wssd.toml", &text);
+    let d = Daemon::start_in(dir, path);
+    let (pid_file, oldbin) = (
+        d.dir.path().join("wssd.pid"),
+        d.dir.path().join("wssd.pid.oldbin"),
+    );
+    let old_master = d.pid();
+    // A client keeps the old master retiring.
+    let mut ws = connect(&d.url("/echo"));
+    echo(&mut ws, Message::text("old generation"));
+    d.signal(Signal::SIGUSR2);
+    let new_master: i32 = d.wait_log("the new master to be ready", |l| {
+        l.split("new master pid ")
+            .nth(1)
+            .filter(|_| l.contains("is ready"))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+    });
+    let _guard = Adopted(new_master);
+    wait_for("the pid files", || {
+        (pid_in(&pid_file) == Some(new_master) && pid_in(&oldbin) == Some(old_master)).then_some(())
+    });
+    let new_workers = wait_for("the new master's 2 workers", || {
+        let w = children(new_master);
+        (w.len() == 2).then_some(w)
+    });
+
+    kill(Pid::from_raw(new_master), Signal::SIGUSR2).unwrap();
+    let ignored = d.wait_log(&format!("SIGUSR2 ignored by pid {new_master}"), |l| {
+        (l.contains(&format!("wssd[{new_master} master]")) && l.contains("SIGUSR2 ignored"))
+            .then(|| l.to_string())
+    });
+    assert!(
+        ignored.contains(&format!("old master pid {old_master}")),
+        "{ignored}"
+    );
+    d.signal(Signal::SIGUSR2);
+    let retiring = d.wait_log(&format!("SIGUSR2 ignored by pid {old_master}"), |l| {
+        (l.contains(&format!("wssd[{old_master} master]")) && l.contains("SIGUSR2 ignored"))
+            .then(|| l.to_string())
+    });
+    assert!(retiring.contains("stopping"), "{retiring}");
+    // Nothing was started or moved: one new master, its own workers.
+    assert_eq!(d.log_count("SIGUSR2: started new master"), 1);
+    assert_eq!(pid_in(&oldbin), Some(old_master));
+    assert_eq!(pid_in(&pid_file), Some(new_master));
+    let mut now = children(new_master);
+    now.sort_unstable();
+    let mut before = new_workers.clone();
+    before.sort_unstable();
+    assert_eq!(now, before, "the new master started nothing");
+    echo(&mut ws, Message::text("still served by the old master"));
+
+    // The old master leaves with its last client; then SIGUSR2 works.
+    ws.close(None).unwrap();
+    let _ = ws.read();
+    wait_for("the old master to exit", || {
+        (!alive(old_master)).then_some(())
+    });
+    assert!(!oldbin.exists(), "the old master removes wssd.pid.oldbin");
+    kill(Pid::from_raw(new_master), Signal::SIGUSR2).unwrap();
+    let third: i32 = d.wait_log("the third master to be ready", |l| {
+        l.split("new master pid ")
+            .nth(1)
+            .filter(|_| l.contains("is ready"))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .filter(|p| *p != new_master)
+    });
+    let _third = Adopted(third);
+    // (The second master, with no client, may be gone already, and its
+    // .oldbin with it.)
+    wait_for("the pid file after the second upgrade", || {
+        (pid_in(&pid_file) == Some(third)).then_some(())
+    });
+}
+
+/// `wssd.pid.oldbin` naming a live process (here the test itself) blocks
+/// an upgrade, with the reason; one naming a process that is gone (a
+/// master that died) is stale and overwritten.
+#[test]
+fn a_live_oldbin_blocks_an_upgrade_and_a_stale_one_does_not() {
+    adopt_orphans();
+    let dir = TempDir::new();
+    let path = dir.write("wssd.toml", &upgrade_config(&dir, ""));
+    let d = Daemon::start_in(dir, path);
+    let (pid_file, oldbin) = (
+        d.dir.path().join("wssd.pid"),
+        d.dir.path().join("wssd.pid.oldbin"),
+    );
+    let me = std::process::id();
+    std::fs::write(&oldbin, format!("{me}\n")).unwrap();
+    d.signal(Signal::SIGUSR2);
+    let ignored = d.wait_log_contains("SIGUSR2 ignored");
+    assert!(
+        ignored.contains(&format!("wssd.pid.oldbin names pid {me}")),
+        "{ignored}"
+    );
+    assert_eq!(pid_in(&oldbin), Some(me as i32));
+    assert_eq!(pid_in(&pid_file), Some(d.pid()));
+
+    // A pid that is gone: a child of ours, reaped.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let stale = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(&oldbin, format!("{stale}\n")).unwrap();
+    d.signal(Signal::SIGUSR2);
+    let new_master: i32 = d.wait_log("the new master to be ready", |l| {
+        l.split("new master pid ")
+            .nth(1)
+            .filter(|_| l.contains("is ready"))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+    });
+    let _guard = Adopted(new_master);
+    wait_for("the new pid file", || {
+        (pid_in(&pid_file) == Some(new_master)).then_some(())
+    });
+}

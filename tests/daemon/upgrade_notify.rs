@@ -42,9 +42,11 @@ fn the_old_master_announces_the_new_main_pid() {
     let sock_path = sockdir.path().join("notify");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(DEADLINE)).unwrap();
-    // The only test of this file: no other thread reads the environment.
-    std::env::set_var("NOTIFY_SOCKET", &sock_path);
-    let d = Daemon::start(&config("", ECHO));
+    // Given to this daemon alone (the new master inherits it from it).
+    let dir = TempDir::new();
+    let path = dir.write("wssd.toml", &config("", ECHO));
+    let socket = sock_path.display().to_string();
+    let d = Daemon::start_in_env(dir, path, &[("NOTIFY_SOCKET", &socket)]);
     let old = d.pid();
     let mut buf = [0u8; 4096];
     let mut next = || {
@@ -67,9 +69,20 @@ fn the_old_master_announces_the_new_main_pid() {
             .and_then(|p| p.parse().ok())
     });
     let _guard = Adopted(new);
-    // The next message is the handover, from the old master.
+    // The old master says what it does (systemctl status shows it), then
+    // hands over: the next messages are its own.
+    assert_eq!(
+        next(),
+        format!("STATUS=binary upgrade: new master pid {new} starting")
+    );
     let handover = next();
-    assert_eq!(handover, format!("MAINPID={new}\nREADY=1"));
+    assert_eq!(
+        handover,
+        format!(
+            "MAINPID={new}\nREADY=1\nSTATUS=listening on {}; upgraded from pid {old}",
+            d.addr
+        )
+    );
     // After it, the new master is the main pid; its reload notifications
     // count (RELOADING=1 then READY=1).
     wait_for("the old master to exit", || (!alive(old)).then_some(()));

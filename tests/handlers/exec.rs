@@ -472,6 +472,25 @@ fn a_client_faster_than_its_program_is_not_read() {
     wait_gone(pid);
 }
 
+/// Waits for worker `pid`'s own log line saying it is done: it ended by
+/// itself once its connections and programs were gone, not killed by the
+/// master at its deadline (which would end the programs too, through
+/// `PR_SET_PDEATHSIG`, and hide a worker that never ended them).
+fn wait_worker_done(d: &Daemon, pid: i32) {
+    d.wait_log(&format!("worker pid {pid} done"), |l| {
+        (l.contains(&format!("wssd[{pid} worker")) && l.contains(&format!("pid {pid} done")))
+            .then_some(())
+    });
+}
+
+/// Waits for the line of worker `pid` saying it stopped accepting after
+/// a reload (SIGQUIT).
+fn wait_retiring(d: &Daemon, pid: i32) {
+    d.wait_log(&format!("worker pid {pid} retiring"), |l| {
+        (l.contains(&format!("wssd[{pid} worker")) && l.contains("retiring")).then_some(())
+    });
+}
+
 #[test]
 fn drain_closes_exec_clients_with_1001_and_ends_their_programs() {
     let d = Daemon::start(&config(
@@ -483,11 +502,16 @@ fn drain_closes_exec_clients_with_1001_and_ends_their_programs() {
         ),
     ));
     let mut d = d;
+    let worker = d.wait_workers(1)[0];
     let mut ws = connect(&d.url("/sleep"));
     let pid: i32 = next_text(&mut ws).parse().unwrap();
     d.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(read_close_code(&mut ws), Some(1001));
+    // The worker ends the program (sleep ignores its stdin: SIGTERM after
+    // kill_grace), then exits by itself.
+    d.wait_log_contains(&format!("pid {pid} still running"));
     wait_gone(pid);
+    wait_worker_done(&d, worker);
     assert_eq!(d.wait_exit(), Some(0));
 }
 
@@ -499,16 +523,71 @@ fn reload_keeps_old_programs_until_their_clients_leave() {
     let mut ws = connect(&d.url("/cat"));
     let pid: i32 = next_text(&mut ws).parse().unwrap();
     d.signal(nix::sys::signal::Signal::SIGHUP);
-    // A new worker serves new clients; the old one keeps this program.
-    wait_for("a new worker", || {
-        d.workers().iter().any(|w| *w != old_worker).then_some(())
-    });
+    // The old worker has stopped accepting (a new one serves new
+    // clients); it keeps this program, which still answers.
+    wait_retiring(&d, old_worker);
     echo(&mut ws, Message::text("still served by the old generation"));
     assert!(alive(pid));
+    let mut new = connect(&d.url("/cat"));
+    let new_pid: i32 = next_text(&mut new).parse().unwrap();
+    echo(&mut new, Message::text("served by the new generation"));
+    echo(&mut ws, Message::text("the old one too"));
+    // Its client leaves: the program ends, then the old worker.
     ws.close(None).unwrap();
     let _ = ws.read();
     wait_gone(pid);
-    wait_for("the old worker to exit", || {
-        (!alive(old_worker)).then_some(())
-    });
+    wait_worker_done(&d, old_worker);
+    assert!(alive(new_pid));
+}
+
+#[test]
+fn reload_ends_old_programs_once_drain_timeout_passes() {
+    let routes = route(
+        "/sleep",
+        &["sh", "-c", "echo $$; exec sleep 1000"],
+        "kill_grace = \"200ms\"",
+    );
+    let d = Daemon::start(
+        &config("workers = 1", &routes).replace("drain_timeout = 10", "drain_timeout = \"1s\""),
+    );
+    let old_worker = d.wait_workers(1)[0];
+    let mut ws = connect(&d.url("/sleep"));
+    let pid: i32 = next_text(&mut ws).parse().unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_retiring(&d, old_worker);
+    // Served until drain_timeout passes, then closed with 1001 (not 1011:
+    // the program was not killed under it) and the program ended.
+    assert_eq!(read_close_code(&mut ws), Some(1001));
+    d.wait_log_contains(&format!("pid {pid} still running"));
+    wait_gone(pid);
+    wait_worker_done(&d, old_worker);
+}
+
+#[test]
+fn the_selected_subprotocol_is_in_the_environment() {
+    let d = Daemon::start(&config(
+        "",
+        &route(
+            "/proto",
+            &["sh", "-c", "echo \"proto=${WSSD_SUBPROTOCOL-unset}\""],
+            "subprotocols = [\"chat.v2\", \"chat.v1\"]",
+        ),
+    ));
+    let url = d.url("/proto");
+    // Python websockets offers chat.v1 only: the route selects it.
+    let out = exec_probe(&["collect", &url, "chat.v1"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..2],
+        ["subprotocol chat.v1", "proto=chat.v1"],
+        "{out}"
+    );
+    assert!(lines[2].starts_with("closed 1000"), "{out}");
+    // Both offered: the server's order wins.
+    let out = exec_probe(&["collect", &url, "chat.v1", "chat.v2"]);
+    assert!(out.contains("proto=chat.v2"), "{out}");
+    // None that the route speaks: no subprotocol, no variable.
+    let out = exec_probe(&["collect", &url, "other"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["subprotocol -", "proto=unset"], "{out}");
 }

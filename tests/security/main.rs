@@ -5,7 +5,9 @@
 mod support;
 
 mod admission;
+mod counted;
 mod hostile;
 mod limits;
+mod limits_reload;
 mod route_limits;
 mod tls;

@@ -50,8 +50,17 @@ impl Daemon {
 
     /// Starts on an existing config file inside `dir`.
     pub fn start_in(dir: TempDir, config_path: PathBuf) -> Daemon {
+        Daemon::start_in_env(dir, config_path, &[])
+    }
+
+    /// [`Daemon::start_in`] with extra environment variables for this
+    /// daemon alone (e.g. `NOTIFY_SOCKET`: setting it in the test's own
+    /// environment would reach every daemon other tests start meanwhile).
+    pub fn start_in_env(dir: TempDir, config_path: PathBuf, env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(wssd_bin());
-        cmd.arg("--config").arg(&config_path);
+        cmd.arg("--config")
+            .arg(&config_path)
+            .envs(env.iter().copied());
         Daemon::spawn(cmd, dir, config_path)
     }
 

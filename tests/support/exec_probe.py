@@ -2,7 +2,10 @@
 """Python `websockets` as an independent client of exec routes.
 
     exec_probe.py lines URL    send lines, expect each back (a `cat` route); print "ok"
-    exec_probe.py collect URL  print every text message, then "closed CODE REASON"
+    exec_probe.py collect URL [PROTO...]
+                               print every text message, then "closed CODE REASON";
+                               with PROTOs, offer them as subprotocols and print
+                               "subprotocol NAME" (or "-") first
 """
 import asyncio
 import sys
@@ -20,8 +23,11 @@ async def lines(url):
     print("ok")
 
 
-async def collect(url):
-    async with websockets.connect(url, max_size=None) as ws:
+async def collect(url, *protos):
+    kwargs = {"subprotocols": list(protos)} if protos else {}
+    async with websockets.connect(url, max_size=None, **kwargs) as ws:
+        if protos:
+            print(f"subprotocol {ws.subprotocol or '-'}", flush=True)
         try:
             while True:
                 msg = await asyncio.wait_for(ws.recv(), 60)
@@ -33,5 +39,5 @@ async def collect(url):
 
 
 if __name__ == "__main__":
-    mode, url = sys.argv[1], sys.argv[2]
-    asyncio.run({"lines": lines, "collect": collect}[mode](url))
+    mode, url, *rest = sys.argv[1:]
+    asyncio.run({"lines": lines, "collect": collect}[mode](url, *rest))
