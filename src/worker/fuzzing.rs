@@ -251,7 +251,10 @@ impl Harness {
         for action in self.actions.drain(..) {
             match action {
                 Action::Send(message) if keep => {
-                    keep = matches!(session.send(message, self.max_send_buffer), Sent::Queued { .. });
+                    keep = matches!(
+                        session.send(message, self.max_send_buffer),
+                        Sent::Queued { .. }
+                    );
                 }
                 // `echo` neither closes nor broadcasts.
                 _ => {}
