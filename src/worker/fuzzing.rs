@@ -32,19 +32,21 @@ use crate::deflate::MessageError;
 use crate::handler::{Action, ConnId, ConnInfo, Echo, HandlerError};
 use crate::message::CloseCode;
 
-/// How much the server's socket holds, and how eagerly the client reads.
+/// How much the server's socket holds. Either way the client reads only
+/// once the server's output has backed up (the socket is full, so the
+/// session queues output and stops reading), when its own write would
+/// block, and at the end: until then the server's output waits in the
+/// socket, and the client's input still arrives in the planned pieces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Buffers {
-    /// The kernel's default send buffers (`net.core.wmem_default`, about
-    /// 208 KiB) and a client that reads after every event: the server's
-    /// writes hardly ever block.
+    /// The kernel's default send buffer (`net.core.wmem_default`, about
+    /// 208 KiB, each write charged with its buffer overhead of about
+    /// 1 KiB): a few hundred of the server's writes fit before it blocks.
     Kernel,
-    /// The smallest send buffer the kernel allows on the server's end
-    /// (about 4.5 KiB, each write charged with its buffer overhead, so a
-    /// handful of small writes fill it) and a client that reads only when
-    /// its own write would block, and at the end: the server's output
-    /// backs up, so its output queue, read pausing and resuming, partial
-    /// writes and frames queued behind a full socket are exercised.
+    /// The smallest send buffer the kernel allows (4.5 KiB): the server's
+    /// output backs up after a handful of writes, so its output queue,
+    /// read pausing and resuming, partial writes and frames queued behind
+    /// a full socket are exercised.
     Tight,
 }
 
@@ -68,8 +70,6 @@ const SETTLE_EVENTS: usize = 100_000;
 pub struct Harness {
     phase: Phase,
     client: UnixStream,
-    /// The client reads after every event (or only when it must).
-    eager: bool,
     /// The client shut down its sending half (`finish` with `eof`).
     client_shut: bool,
     /// The client read the end of the server's output.
@@ -118,7 +118,6 @@ impl Harness {
         Ok(Harness {
             phase: Phase::Open(Box::new(session)),
             client,
-            eager: buffers == Buffers::Kernel,
             client_shut: false,
             server_shut: false,
             handler: Echo,
@@ -151,7 +150,12 @@ impl Harness {
                 Err(_) => return false,
             }
         }
-        self.event()
+        let open = self.event();
+        if matches!(&self.phase, Phase::Open(s) if s.queued() > 0) {
+            // The server waits for us to read before it reads on.
+            self.collect();
+        }
+        open
     }
 
     /// The client stops sending (and shuts down its sending half if
@@ -163,10 +167,10 @@ impl Harness {
             let _ = self.client.shutdown(Shutdown::Write);
             self.client_shut = true;
         }
-        self.eager = true;
         for _ in 0..SETTLE_EVENTS {
             let before = self.output.len();
             self.event();
+            self.collect();
             let settled = match &self.phase {
                 Phase::Open(s) => s.queued() == 0 && self.output.len() == before,
                 Phase::Linger(_) => self.server_shut,
@@ -180,8 +184,7 @@ impl Harness {
     }
 
     /// One readiness event of the server's socket and the turn's resumes,
-    /// as the worker's loop runs them; then an eager client reads. True
-    /// while the connection is open.
+    /// as the worker's loop runs them. True while the connection is open.
     fn event(&mut self) -> bool {
         // An event that reports the peer's EOF arms without the short-read
         // shortcut, as `Worker::run` does.
@@ -198,9 +201,6 @@ impl Harness {
             }
             // The worker's resume list: read again without an event.
             short_read_ends = false;
-        }
-        if self.eager {
-            self.collect();
         }
         matches!(self.phase, Phase::Open(_))
     }
@@ -309,7 +309,9 @@ impl Harness {
         self.actions.clear();
     }
 
-    /// The client reads what the server sent so far.
+    /// The client reads what the server sent so far. A short read has
+    /// emptied the socket (nothing writes to it meanwhile): no second
+    /// read just to see `EAGAIN`.
     fn collect(&mut self) {
         loop {
             match self.client.read(&mut self.inbox) {
@@ -317,7 +319,12 @@ impl Harness {
                     self.server_shut = true;
                     return;
                 }
-                Ok(n) => self.output.extend_from_slice(&self.inbox[..n]),
+                Ok(n) => {
+                    self.output.extend_from_slice(&self.inbox[..n]);
+                    if n < self.inbox.len() {
+                        return;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return,
             }
