@@ -169,8 +169,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (leftover, rest) = plan.bytes.split_at(plan.leftover);
-    let Ok(mut conn) = Harness::new(plan.max_message, plan.max_frame, leftover, plan.buffers, plan.builtin_echo)
-    else {
+    let Ok(mut conn) = Harness::new(
+        plan.max_message,
+        plan.max_frame,
+        leftover,
+        plan.buffers,
+        plan.builtin_echo,
+    ) else {
         return; // out of file descriptors: not a finding
     };
     let mut at = 0;
