@@ -524,13 +524,7 @@ impl Session {
         compressed: &[u8],
         max_send_buffer: usize,
     ) -> Sent {
-        if self.queued() + compressed.len() > max_send_buffer + self.max_message_size {
-            warn!(
-                "connection {} from {}: {} bytes queued, over max_send_buffer + max_message_size; disconnecting it",
-                self.info.id,
-                self.info.peer,
-                self.queued()
-            );
+        if self.over_backlog(compressed.len(), max_send_buffer) {
             return Sent::Drop;
         }
         if self.close_sent {
@@ -546,6 +540,22 @@ impl Session {
         } else {
             Sent::Drop
         }
+    }
+
+    /// Whether queueing `len` more bytes would pass the backlog bound
+    /// (`max_send_buffer` plus one largest message of the route); says
+    /// so in the log, since the caller then drops the connection.
+    fn over_backlog(&self, len: usize, max_send_buffer: usize) -> bool {
+        let over = self.queued() + len > max_send_buffer + self.max_message_size;
+        if over {
+            warn!(
+                "connection {} from {}: {} bytes queued, over max_send_buffer + max_message_size; disconnecting it",
+                self.info.id,
+                self.info.peer,
+                self.queued()
+            );
+        }
+        over
     }
 
     /// Queues one data frame, RSV1 set when its payload is compressed.
@@ -566,14 +576,7 @@ impl Session {
     /// route's limit, not the global one: a route may allow larger
     /// messages, and echoing one must not drop the connection.)
     pub fn send(&mut self, message: Message, max_send_buffer: usize) -> Sent {
-        let limit = max_send_buffer + self.max_message_size;
-        if self.queued() + message.len() > limit {
-            warn!(
-                "connection {} from {}: {} bytes queued, over max_send_buffer + max_message_size; disconnecting it",
-                self.info.id,
-                self.info.peer,
-                self.queued()
-            );
+        if self.over_backlog(message.len(), max_send_buffer) {
             return Sent::Drop;
         }
         if self.close_sent {
