@@ -16,7 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::config::{ConfigError, LogConfig, LogFormat};
@@ -25,6 +25,22 @@ use crate::error::Error;
 /// Which process is logging: 0 for the master, `k + 1` for worker `k`,
 /// [`CLUSTER`] for the cluster helper.
 static ROLE: AtomicUsize = AtomicUsize::new(0);
+
+/// This process's id, kept so that a log line costs no `getpid(2)` (glibc
+/// no longer caches it); set by [`init`] and again in a forked child.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+/// Notes a fork: the child logs under its own pid.
+pub(crate) fn forked() {
+    PID.store(std::process::id(), Ordering::Relaxed);
+}
+
+fn pid() -> u32 {
+    match PID.load(Ordering::Relaxed) {
+        0 => std::process::id(),
+        pid => pid,
+    }
+}
 
 /// The log file and its path, when `[log] file` is set.
 static FILE: Mutex<Option<(PathBuf, File)>> = Mutex::new(None);
@@ -49,6 +65,7 @@ pub(crate) fn set_cluster_role() {
 /// [`Error::Config`] naming `log.file` (in `source`) when the file cannot
 /// be opened: exit status 2, as the same failure found by `--check`.
 pub(crate) fn init(log: &LogConfig, source: &Path) -> Result<(), Error> {
+    forked();
     let mut builder = env_logger::Builder::new();
     builder.parse_filters(&log.level);
     if let Ok(env) = std::env::var("RUST_LOG") {
@@ -69,20 +86,19 @@ pub(crate) fn init(log: &LogConfig, source: &Path) -> Result<(), Error> {
     }
     match log.format {
         LogFormat::Text => builder.format(|buf, record| {
-            let role = match ROLE.load(Ordering::Relaxed) {
-                0 => "master".to_string(),
-                CLUSTER => "cluster".to_string(),
-                k => format!("worker {}", k - 1),
-            };
-            writeln!(
+            write!(
                 buf,
-                "{} {:<5} wssd[{} {}]: {}",
+                "{} {:<5} wssd[{} ",
                 buf.timestamp_millis(),
                 record.level(),
-                std::process::id(),
-                role,
-                record.args()
-            )
+                pid()
+            )?;
+            match ROLE.load(Ordering::Relaxed) {
+                0 => write!(buf, "master")?,
+                CLUSTER => write!(buf, "cluster")?,
+                k => write!(buf, "worker {}", k - 1)?,
+            }
+            writeln!(buf, "]: {}", record.args())
         }),
         LogFormat::Json => builder.format(|buf, record| {
             let role = ROLE.load(Ordering::Relaxed);
@@ -90,7 +106,7 @@ pub(crate) fn init(log: &LogConfig, source: &Path) -> Result<(), Error> {
             let mut line = serde_json::json!({
                 "time": buf.timestamp_millis().to_string(),
                 "level": record.level().as_str(),
-                "pid": std::process::id(),
+                "pid": pid(),
                 "role": match (role, worker) {
                     (CLUSTER, _) => "cluster",
                     (_, Some(_)) => "worker",

@@ -275,7 +275,9 @@ def start_wssd(workers, tmp, tls=None, compression=False, level=None, label=None
             '[server]\nlisten = "127.0.0.1:0"\n'
             f"workers = {workers}\nmax_connections_per_worker = 19000\n"
             + ('compression = "deflate"\n' if compression else '') +
-            '[log]\nlevel = "info"\n'
+            # The peers log nothing per connection; wssd's access log
+            # (on by default) costs one write(2) per handshake.
+            '[log]\nlevel = "info"\naccess_log = false\n'
             '[[routes]]\npath = "/echo"\nhandler = "echo"\n'
             '[[routes]]\npath = "/chat/{room}"\nhandler = "broadcast"\n'
         )
@@ -627,7 +629,8 @@ def render(results, lb, la, took, peers, skipped):
     L.append("* **Pinning (taskset):** " + "; ".join(f"{s}: {p}" for s, p in pins))
     L.append(f"* **Runs:** {SECS:g} s each; echo/handshake runs of 1-worker servers repeated "
              f"{REPEAT}× (shown: best, with the range in parentheses); load generator "
-             "`wssd bench` (1 thread unless noted)")
+             "`wssd bench` (1 thread unless noted); wssd with `[log] access_log = false` (the peers "
+             "log nothing per connection; the access log costs wssd one `write(2)` per handshake)")
     L.append("")
     L.append("## Results\n")
     L.append("Throughput is per wall-clock second of the run. *Per server CPU-s* divides the "

@@ -131,6 +131,7 @@ impl Master {
         match forked {
             Err(e) => Err(Error::runtime("fork failed", e)),
             Ok(ForkResult::Child) => {
+                crate::logging::forked();
                 drop(master_end);
                 let status = match kind {
                     Kind::Worker => self.become_worker(index, owner, worker_end, stat_slot),

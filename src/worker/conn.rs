@@ -15,7 +15,6 @@
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::session::Session;
@@ -70,24 +69,12 @@ impl Conn {
         }
     }
 
-    /// The socket's descriptor.
-    pub fn fd(&self) -> RawFd {
-        match &self.state {
-            State::Upgrading(h) => h.phase.fd(),
-            State::Open(s) => s.stream().as_raw_fd(),
-            State::Linger(l) => l.stream.as_raw_fd(),
-        }
-    }
-
     /// A readiness event (or a resume) arrived: see `Stream::arm`.
     pub fn arm(&mut self, short_read_ends: bool) {
-        let stream = match &mut self.state {
-            State::Upgrading(h) => h.phase.stream_mut(),
-            State::Open(s) => Some(s.stream_mut()),
-            State::Linger(l) => Some(&mut l.stream),
-        };
-        if let Some(stream) = stream {
-            stream.arm(short_read_ends);
+        match &mut self.state {
+            State::Upgrading(h) => h.phase.arm(short_read_ends),
+            State::Open(s) => s.stream_mut().arm(short_read_ends),
+            State::Linger(l) => l.stream.arm(short_read_ends),
         }
     }
 
@@ -239,6 +226,7 @@ impl Deadlines {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::socket::Socket;
     use crate::worker::stream::Transport;
     use nix::sys::socket::{setsockopt, sockopt};
     use std::io::Write as _;
@@ -252,7 +240,9 @@ mod tests {
         // A small send buffer, so that most of our last words stay queued.
         setsockopt(&server, sockopt::SndBuf, &4096).unwrap();
         server.set_nonblocking(true).unwrap();
-        let mut stream = Stream::new(Transport::Plain(mio::net::TcpStream::from_std(server)));
+        let mut stream = Stream::new(Transport::Plain(Socket::new(
+            mio::net::TcpStream::from_std(server),
+        )));
         let words: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
         stream.write_all(&words).unwrap();
         assert!(stream.queued() > 0, "the socket took everything at once");

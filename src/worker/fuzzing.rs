@@ -104,7 +104,9 @@ impl Harness {
         server.set_nonblocking(true)?;
         client.set_nonblocking(true)?;
         let server = TcpStream::from(OwnedFd::from(server));
-        let stream = Stream::new(Transport::Plain(mio::net::TcpStream::from_std(server)));
+        let stream = Stream::new(Transport::Plain(crate::worker::socket::Socket::new(
+            mio::net::TcpStream::from_std(server),
+        )));
         let up = Upgrade {
             info: info(),
             route: 0,

@@ -21,6 +21,7 @@ pub mod fuzzing;
 mod programs;
 mod session;
 mod slab;
+mod socket;
 mod stream;
 pub(crate) mod timers;
 mod upgrade;
@@ -109,7 +110,7 @@ pub(crate) struct WorkerSpec {
     /// The worker's end of its relay link to the master.
     pub relay: Option<std::os::unix::net::UnixStream>,
     /// TLS acceptor when `[tls]` is configured.
-    pub tls: Option<native_tls::TlsAcceptor>,
+    pub tls: Option<openssl::ssl::SslAcceptor>,
     /// This worker's counters in the master's shared table.
     pub stats: Option<&'static WorkerSlot>,
     /// The per-address limits and this worker's owner id in them, when
@@ -147,7 +148,7 @@ pub(crate) struct Worker {
     pid: u32,
     poll: Poll,
     gate: Gate,
-    tls: Option<native_tls::TlsAcceptor>,
+    tls: Option<openssl::ssl::SslAcceptor>,
     limits: Option<Limits>,
     conns: Slab<Conn>,
     timers: Timers<TimerKey>,
@@ -462,7 +463,7 @@ impl Worker {
             );
             return;
         }
-        let conn = Conn {
+        let mut conn = Conn {
             serial,
             accepted: self.now,
             scheduled: None,
@@ -472,6 +473,9 @@ impl Worker {
             })),
             exec: None,
         };
+        // Registered (edge-triggered) before the first read: a short read
+        // from here on empties the queue and the next bytes raise an event.
+        conn.arm(true);
         self.conns.insert(slot, conn);
         self.drive(slot);
     }
@@ -483,10 +487,17 @@ impl Worker {
         // Each step returns whether to try the next state at once (the
         // data it needs may already be buffered).
         for _ in 0..4 {
-            let again = match self.conns.get(slot).map(|c| &c.state) {
-                None => return,
-                Some(State::Upgrading(_)) => self.step_upgrading(slot),
-                Some(State::Open(_)) => {
+            let Some(conn) = self.conns.get(slot) else {
+                return;
+            };
+            let exec = conn.exec.is_some();
+            let again = match &conn.state {
+                State::Upgrading(_) => self.step_upgrading(slot),
+                State::Open(_) if !exec => {
+                    self.read_open(slot);
+                    false
+                }
+                State::Open(_) => {
                     if self.exec_input_paused(slot) {
                         self.flush(slot);
                     } else {
@@ -495,7 +506,7 @@ impl Worker {
                     self.exec_output(slot);
                     false
                 }
-                Some(State::Linger(_)) => {
+                State::Linger(_) => {
                     self.step_linger(slot);
                     false
                 }
@@ -520,7 +531,6 @@ impl Worker {
                 return false;
             }
         };
-        let fd = phase.fd();
         let mut ctx = upgrade::Context {
             config: &self.config,
             app: &self.app,
@@ -548,8 +558,8 @@ impl Worker {
             Step::Refused(stream) => (State::Linger(Linger::new(stream, peer, self.now)), true),
             Step::Drop => {
                 // The socket is closed already (which took it out of the
-                // poller); deregistering is for the record.
-                self.forget(slot, fd, None);
+                // poller).
+                self.forget(slot, None);
                 return false;
             }
         };
@@ -1053,20 +1063,21 @@ impl Worker {
         let Some(mut conn) = self.conns.take(slot) else {
             return;
         };
-        let fd = conn.fd();
         self.exec_hang_up(conn.exec.take());
         match conn.state {
-            State::Open(session) => self.forget(slot, fd, Some(session)),
-            _ => self.forget(slot, fd, None),
+            State::Open(session) => self.forget(slot, Some(session)),
+            _ => self.forget(slot, None),
         }
     }
 
-    /// Forgets a connection taken out of `slot`: deregisters its socket,
-    /// tells the handler of an open one, frees the slot and, if accepting
-    /// was paused for capacity, resumes it. The socket closes when the
-    /// connection's state is dropped.
-    fn forget(&mut self, slot: usize, fd: std::os::fd::RawFd, open: Option<Box<Session>>) {
-        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+    /// Forgets a connection taken out of `slot`: tells the handler of an
+    /// open one, frees the slot and, if accepting was paused for capacity,
+    /// resumes it. The socket closes when the connection's state is
+    /// dropped, and closing takes it out of the poller: no
+    /// `EPOLL_CTL_DEL` first (one syscall per connection saved; a stray
+    /// event from a socket an exec child still holds between its fork and
+    /// its exec only makes the slot's next owner read once for nothing).
+    fn forget(&mut self, slot: usize, open: Option<Box<Session>>) {
         self.conns.release(slot);
         if let Some(mut session) = open {
             self.notify_close(&mut session);

@@ -254,11 +254,6 @@ impl Session {
     }
 
     /// The stream under the protocol state.
-    pub fn stream(&self) -> &Stream {
-        &self.stream
-    }
-
-    /// The stream under the protocol state.
     pub fn stream_mut(&mut self) -> &mut Stream {
         &mut self.stream
     }
@@ -792,7 +787,9 @@ mod tests {
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, peer) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
-        let stream = Stream::new(Transport::Plain(mio::net::TcpStream::from_std(server)));
+        let stream = Stream::new(Transport::Plain(crate::worker::socket::Socket::new(
+            mio::net::TcpStream::from_std(server),
+        )));
         let request = crate::handler::InfoRequest {
             route: "/",
             path: "/",

@@ -6,22 +6,19 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use mio::net::TcpStream;
 
+use super::socket::{ReadAhead, Socket};
+
 /// Plain TCP or a TLS session over it.
 pub enum Transport {
     /// `ws://`
-    Plain(TcpStream),
+    Plain(Socket),
     /// `wss://`
-    Tls(Box<native_tls::TlsStream<TcpStream>>),
+    Tls(Box<openssl::ssl::SslStream<ReadAhead>>),
 }
 
 /// A transport plus the output the socket has not taken yet.
 pub struct Stream {
     transport: Transport,
-    /// Plain TCP only: a read that returned less than asked for emptied
-    /// the socket's receive queue, so the next read would only say
-    /// WouldBlock; it does so without the syscall, until `arm`.
-    short_read_ends: bool,
-    drained: bool,
     /// Output the socket did not take yet, in order (HTTP responses and
     /// frames alike); freed once sent, so an idle connection holds none.
     out: Vec<u8>,
@@ -39,8 +36,6 @@ impl Stream {
     pub fn new(transport: Transport) -> Stream {
         Stream {
             transport,
-            short_read_ends: false,
-            drained: false,
             out: Vec::new(),
             write_shut: false,
         }
@@ -155,13 +150,13 @@ impl Stream {
         Ok(n)
     }
 
-    /// Called for each readiness event: reads go to the socket again.
-    /// `short_read_ends` must be false when the event reported EOF or an
-    /// error (a short read then does not mean more is to come with a new
-    /// event), or when the readiness edge may have been spent earlier.
+    /// Called for each readiness event: reads go to the socket again
+    /// (see [`Socket::arm`]).
     pub fn arm(&mut self, short_read_ends: bool) {
-        self.short_read_ends = short_read_ends;
-        self.drained = false;
+        match &mut self.transport {
+            Transport::Plain(s) => s.arm(short_read_ends),
+            Transport::Tls(s) => s.get_mut().arm(short_read_ends),
+        }
     }
 
     /// Bytes queued for the socket and not sent yet.
@@ -178,8 +173,8 @@ impl Stream {
     /// The TCP socket under the transport.
     pub fn tcp(&self) -> &TcpStream {
         match &self.transport {
-            Transport::Plain(s) => s,
-            Transport::Tls(s) => s.get_ref(),
+            Transport::Plain(s) => s.tcp(),
+            Transport::Tls(s) => s.get_ref().tcp(),
         }
     }
 
@@ -219,21 +214,10 @@ impl AsRawFd for Stream {
 }
 
 impl Read for Stream {
-    /// Reads from the socket. On plain TCP, once a read came back short
-    /// after a readiness event (`arm`), the next one says WouldBlock
-    /// without the syscall.
+    /// Reads from the socket (see [`Socket`] for the reads it saves).
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.transport {
-            Transport::Plain(s) => {
-                if self.drained {
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                let n = s.read(buf)?;
-                if self.short_read_ends && n > 0 && n < buf.len() {
-                    self.drained = true;
-                }
-                Ok(n)
-            }
+            Transport::Plain(s) => s.read(buf),
             Transport::Tls(s) => s.read(buf),
         }
     }

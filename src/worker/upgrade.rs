@@ -12,15 +12,16 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use log::{debug, error};
 use mio::net::TcpStream;
+use openssl::ssl::HandshakeError;
 
 use super::access;
 use super::admit::{Counted, Limits};
+use super::socket::{ReadAhead, Socket};
 use super::stream::{Stream, Transport};
 use crate::admission::{self, Decision, HandshakeRequest, Outcome};
 use crate::app::{App, RouteEntry};
@@ -39,7 +40,7 @@ pub(super) enum Upgrading {
     /// behind it stay in the socket for TLS or HTTP).
     Proxy(TcpStream),
     /// A TLS handshake in progress.
-    Tls(Box<native_tls::MidHandshakeTlsStream<TcpStream>>),
+    Tls(Box<openssl::ssl::MidHandshakeSslStream<ReadAhead>>),
     /// Collecting the HTTP request head.
     Request { stream: Stream, buf: Vec<u8> },
     /// Writing an HTTP response; `upgrade` is `Some` for a 101.
@@ -98,7 +99,7 @@ pub(super) struct Context<'a> {
     /// The per-address limits, when configured.
     pub limits: Option<&'a Limits>,
     /// The TLS acceptor, when `[tls]` is configured.
-    pub tls: Option<&'a native_tls::TlsAcceptor>,
+    pub tls: Option<&'a openssl::ssl::SslAcceptor>,
     /// The loop's clock.
     pub now: Instant,
     /// The worker's pid and the connection's serial make its id.
@@ -118,7 +119,7 @@ impl Upgrading {
     /// protocol header if `proxy` is set, else TLS or the request.
     pub fn start(
         tcp: TcpStream,
-        tls: Option<&native_tls::TlsAcceptor>,
+        tls: Option<&openssl::ssl::SslAcceptor>,
         peer: SocketAddr,
         proxy: bool,
     ) -> Option<Upgrading> {
@@ -132,16 +133,20 @@ impl Upgrading {
     /// TLS or the request; `None` if the TLS handshake failed at once.
     fn after_proxy(
         tcp: TcpStream,
-        tls: Option<&native_tls::TlsAcceptor>,
+        tls: Option<&openssl::ssl::SslAcceptor>,
         peer: SocketAddr,
     ) -> Option<Upgrading> {
         let Some(acceptor) = tls else {
-            return Some(Upgrading::request(Transport::Plain(tcp)));
+            return Some(Upgrading::request(Transport::Plain(Socket::new(tcp))));
         };
-        match acceptor.accept(tcp) {
+        match acceptor.accept(ReadAhead::new(tcp)) {
             Ok(tls) => Some(Upgrading::request(Transport::Tls(Box::new(tls)))),
-            Err(native_tls::HandshakeError::WouldBlock(mid)) => Some(Upgrading::Tls(Box::new(mid))),
-            Err(native_tls::HandshakeError::Failure(e)) => {
+            Err(HandshakeError::WouldBlock(mid)) => Some(Upgrading::Tls(Box::new(mid))),
+            Err(HandshakeError::Failure(mid)) => {
+                debug!("TLS handshake with {peer} failed: {}", mid.error());
+                None
+            }
+            Err(HandshakeError::SetupFailure(e)) => {
                 debug!("TLS handshake with {peer} failed: {e}");
                 None
             }
@@ -155,21 +160,14 @@ impl Upgrading {
         }
     }
 
-    /// The stream, once past TLS.
-    pub fn stream_mut(&mut self) -> Option<&mut Stream> {
+    /// A readiness event arrived (see [`Socket::arm`]). The PROXY phase
+    /// peeks, so it has nothing to arm.
+    pub fn arm(&mut self, short_read_ends: bool) {
         match self {
-            Upgrading::Proxy(_) | Upgrading::Tls(_) => None,
-            Upgrading::Request { stream, .. } | Upgrading::Response { stream, .. } => Some(stream),
-        }
-    }
-
-    /// The socket's descriptor.
-    pub fn fd(&self) -> RawFd {
-        match self {
-            Upgrading::Proxy(tcp) => tcp.as_raw_fd(),
-            Upgrading::Tls(mid) => mid.get_ref().as_raw_fd(),
+            Upgrading::Proxy(_) => {}
+            Upgrading::Tls(mid) => mid.get_mut().arm(short_read_ends),
             Upgrading::Request { stream, .. } | Upgrading::Response { stream, .. } => {
-                stream.as_raw_fd()
+                stream.arm(short_read_ends)
             }
         }
     }
@@ -180,10 +178,12 @@ impl Upgrading {
             Upgrading::Proxy(tcp) => step_proxy(tcp, ctx),
             Upgrading::Tls(mid) => match mid.handshake() {
                 Ok(tls) => Step::Again(Upgrading::request(Transport::Tls(Box::new(tls)))),
-                Err(native_tls::HandshakeError::WouldBlock(mid)) => {
-                    Step::Wait(Upgrading::Tls(Box::new(mid)))
+                Err(HandshakeError::WouldBlock(mid)) => Step::Wait(Upgrading::Tls(Box::new(mid))),
+                Err(HandshakeError::Failure(mid)) => {
+                    debug!("TLS handshake with {} failed: {}", ctx.peer, mid.error());
+                    Step::Drop
                 }
-                Err(native_tls::HandshakeError::Failure(e)) => {
+                Err(HandshakeError::SetupFailure(e)) => {
                     debug!("TLS handshake with {} failed: {e}", ctx.peer);
                     Step::Drop
                 }

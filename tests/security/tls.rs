@@ -1,5 +1,5 @@
-//! wss:// with native-tls: a certificate made at test time, verified by
-//! Python websockets; plain text to the TLS port fails alone; bad files
+//! wss://: a certificate made at test time, verified by Python
+//! websockets over TLS 1.3 (preferred) and 1.2; plain text to the TLS port fails alone; bad files
 //! are config errors naming the file; SIGHUP picks up a renewed cert.
 
 use crate::support::*;
@@ -31,7 +31,15 @@ fn python_verifies_the_certificate_and_echoes() {
     let d = tls_daemon();
     let ca = d.dir.path().join("a.pem");
     let out = wsprobe(&["echo-tls", &wss(&d), ca.to_str().unwrap()]);
-    assert_eq!(out.trim(), "ok A1A1");
+    assert_eq!(out.trim(), "ok A1A1 TLSv1.3");
+}
+
+#[test]
+fn a_client_limited_to_tls_1_2_is_served_too() {
+    let d = tls_daemon();
+    let ca = d.dir.path().join("a.pem");
+    let out = wsprobe(&["echo-tls", &wss(&d), ca.to_str().unwrap(), "1.2"]);
+    assert_eq!(out.trim(), "ok A1A1 TLSv1.2");
 }
 
 #[test]
@@ -62,7 +70,7 @@ fn sighup_picks_up_a_renewed_certificate() {
         let out = wsprobe(&["echo-tls", &wss(&d), ca.to_str().unwrap()]);
         out.contains("B2B2").then_some(out)
     });
-    assert_eq!(out.trim(), "ok B2B2");
+    assert_eq!(out.trim(), "ok B2B2 TLSv1.3");
 }
 
 #[test]

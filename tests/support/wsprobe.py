@@ -4,7 +4,8 @@
     wsprobe.py echo URL      text, binary and a 1 MB message must come back unchanged
     wsprobe.py hold URL      print "open", wait for the server to close, print "closed CODE"
     wsprobe.py status URL    try to connect; print "status NNN" for an HTTP refusal, "open" otherwise
-    wsprobe.py echo-tls URL CAFILE   echo over wss:// verified against CAFILE; print "ok SERIAL"
+    wsprobe.py echo-tls URL CAFILE [1.2|1.3]   echo over wss:// verified against CAFILE (only that TLS
+                             version if given); print "ok SERIAL VERSION"
     wsprobe.py many URL N    N concurrent connections each echo their own message
 """
 import asyncio
@@ -45,21 +46,26 @@ async def status(url):
         print(f"status {e.response.status_code}")
 
 
-def tls_context(cafile):
+def tls_context(cafile, version=None):
     ctx = ssl.create_default_context(cafile=cafile)
+    if version:
+        v = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[version]
+        ctx.minimum_version = ctx.maximum_version = v
     return ctx
 
 
-async def echo_tls(url, cafile):
+async def echo_tls(url, cafile, version=None):
     """Echo over wss:// with certificate verification against CAFILE;
-    prints "ok SERIAL" with the server certificate's serial number."""
-    async with websockets.connect(url, ssl=tls_context(cafile), max_size=None) as ws:
+    prints "ok SERIAL VERSION" with the server certificate's serial
+    number and the TLS version negotiated."""
+    async with websockets.connect(url, ssl=tls_context(cafile, version), max_size=None) as ws:
         for msg in ["secure hello", os.urandom(100_000)]:
             await ws.send(msg)
             if await asyncio.wait_for(ws.recv(), 60) != msg:
                 sys.exit("echo mismatch over TLS")
         cert = ws.transport.get_extra_info("peercert")
-        print("ok", cert["serialNumber"])
+        tls = ws.transport.get_extra_info("ssl_object")
+        print("ok", cert["serialNumber"], tls.version())
 
 
 async def many(url, n):

@@ -1,0 +1,357 @@
+//! One connection's TCP socket as the worker reads it: without the
+//! read that would only say `WouldBlock`, and, under TLS, with one
+//! `recv` per readiness event instead of two per TLS record.
+//!
+//! The worker registers sockets edge-triggered, so after a read that
+//! returned less than it asked for (the receive queue is empty), the next
+//! byte to arrive raises a new event. Until that event ([`Socket::arm`]),
+//! reads say `WouldBlock` without asking the kernel. Tokio does the same
+//! ("clear readiness on a short read").
+//!
+//! OpenSSL, as native-tls drives it (over [`ReadAhead`]), reads a TLS record in two calls (the
+//! 5-byte header, then the body). With read-ahead the socket takes what
+//! the kernel has in one `recv` into a buffer and serves those calls from
+//! it; the buffer goes back to a per-worker spare as soon as it is
+//! consumed, so an idle connection holds none.
+
+use std::cell::Cell;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+
+use mio::net::TcpStream;
+
+/// Read-ahead buffer size: a whole TLS record (16 KiB of plaintext plus
+/// the largest overhead TLS 1.2 allows) fits.
+const READ_AHEAD: usize = 16 * 1024 + 2048;
+const _: () = assert!(READ_AHEAD <= u16::MAX as usize, "offsets are u16");
+
+/// A read-ahead buffer (a thin pointer, to keep every connection small).
+type AheadBuf = Box<[u8; READ_AHEAD]>;
+
+thread_local! {
+    /// One spare read-ahead buffer per worker (the loop is single-
+    /// threaded): taking and giving it back costs no allocation.
+    static SPARE: Cell<Option<AheadBuf>> = const { Cell::new(None) };
+}
+
+fn take_spare() -> AheadBuf {
+    SPARE.with(Cell::take).unwrap_or_else(|| {
+        vec![0u8; READ_AHEAD]
+            .into_boxed_slice()
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("the Vec has READ_AHEAD bytes"))
+    })
+}
+
+fn give_spare(buf: AheadBuf) {
+    SPARE.with(|s| s.set(Some(buf)));
+}
+
+/// A connection's TCP socket, read straight into the caller's buffers
+/// (see the module comment).
+pub struct Socket {
+    tcp: TcpStream,
+    /// Set by `arm(true)`: a short read empties the receive queue.
+    short_read_ends: bool,
+    /// A short read happened since the last `arm`: reads say WouldBlock.
+    drained: bool,
+}
+
+impl Socket {
+    /// Wraps a registered (or soon registered) non-blocking socket.
+    pub fn new(tcp: TcpStream) -> Socket {
+        Socket {
+            tcp,
+            short_read_ends: false,
+            drained: false,
+        }
+    }
+
+    /// Called for each readiness event, and once right after the socket
+    /// is registered: reads go to the kernel again. `short_read_ends`
+    /// must be false when the event reported EOF or an error (a short
+    /// read then does not mean a new event will follow), when the socket
+    /// is not registered yet, or when the event's edge may have been
+    /// spent earlier (a read resumed after a pause).
+    pub fn arm(&mut self, short_read_ends: bool) {
+        self.short_read_ends = short_read_ends;
+        self.drained = false;
+    }
+
+    /// The TCP socket.
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+}
+
+impl Read for Socket {
+    /// One `recv`, noting whether it emptied the queue.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.drained {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = self.tcp.read(buf)?;
+        if self.short_read_ends && n > 0 && n < buf.len() {
+            self.drained = true;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.tcp.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.tcp.as_raw_fd()
+    }
+}
+
+/// A [`Socket`] read through a read-ahead buffer, for TLS (it lives in
+/// the boxed TLS stream, so plain connections do not carry its fields).
+pub struct ReadAhead {
+    socket: Socket,
+    /// Bytes read ahead and not handed out yet: `ahead[pos..end]`.
+    ahead: Option<AheadBuf>,
+    pos: u16,
+    end: u16,
+}
+
+impl ReadAhead {
+    /// Wraps a socket.
+    pub fn new(tcp: TcpStream) -> ReadAhead {
+        ReadAhead {
+            socket: Socket::new(tcp),
+            ahead: None,
+            pos: 0,
+            end: 0,
+        }
+    }
+
+    /// See [`Socket::arm`].
+    pub fn arm(&mut self, short_read_ends: bool) {
+        self.socket.arm(short_read_ends);
+    }
+
+    /// The TCP socket.
+    pub fn tcp(&self) -> &TcpStream {
+        self.socket.tcp()
+    }
+
+    /// Heap bytes held for input that was read ahead (0 when none waits).
+    #[cfg(test)]
+    pub fn ahead_capacity(&self) -> usize {
+        self.ahead.as_ref().map_or(0, |a| a.len())
+    }
+
+    /// Hands out read-ahead bytes; the buffer goes back to the spare once
+    /// empty. `None` if nothing was read ahead.
+    fn from_ahead(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let ahead = self.ahead.as_ref()?;
+        let (pos, end) = (usize::from(self.pos), usize::from(self.end));
+        let n = buf.len().min(end - pos);
+        buf[..n].copy_from_slice(&ahead[pos..pos + n]);
+        // pos + n <= end, which came from a u16.
+        self.pos += n as u16;
+        if self.pos == self.end {
+            if let Some(done) = self.ahead.take() {
+                give_spare(done);
+            }
+        }
+        Some(n)
+    }
+
+    /// Reads what the kernel has into a read-ahead buffer, then serves
+    /// `buf` from it.
+    fn fill_ahead(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut spare = take_spare();
+        match self.socket.read(&mut spare[..]) {
+            Ok(0) => {
+                give_spare(spare);
+                Ok(0)
+            }
+            Ok(end) => {
+                self.ahead = Some(spare);
+                self.pos = 0;
+                // At most READ_AHEAD, which fits.
+                self.end = end as u16;
+                Ok(self.from_ahead(buf).unwrap_or(0))
+            }
+            Err(e) => {
+                give_spare(spare);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if let Some(n) = self.from_ahead(buf) {
+            return Ok(n);
+        }
+        if buf.len() < READ_AHEAD {
+            self.fill_ahead(buf)
+        } else {
+            self.socket.read(buf)
+        }
+    }
+}
+
+impl Write for ReadAhead {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.socket.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.socket.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.socket.flush()
+    }
+}
+
+impl AsRawFd for ReadAhead {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        if let Some(ahead) = self.ahead.take() {
+            give_spare(ahead);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream as StdTcp};
+
+    /// A connected pair: our non-blocking socket and the peer's end.
+    fn pair() -> (TcpStream, StdTcp) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let peer = StdTcp::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (ours, _) = listener.accept().expect("accept");
+        ours.set_nonblocking(true).expect("nonblocking");
+        (TcpStream::from_std(ours), peer)
+    }
+
+    /// Reads until `want` bytes arrived (the peer's bytes may take a
+    /// moment on loopback), re-arming as an event would.
+    fn read_exactly(s: &mut Socket, want: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while got.len() < want && std::time::Instant::now() < deadline {
+            match s.read(&mut buf[..(want - got.len()).min(64)]) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    s.arm(false);
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn a_short_read_after_arming_ends_reading_until_the_next_event() {
+        let (tcp, mut peer) = pair();
+        let mut s = Socket::new(tcp);
+        peer.write_all(b"hello").expect("write");
+        s.arm(false);
+        assert_eq!(read_exactly(&mut s, 5), b"hello");
+        s.arm(true);
+        peer.write_all(b"abc").expect("write");
+        let got = read_exactly_armed(&mut s, 3);
+        assert_eq!(got, b"abc");
+        // The queue was emptied by a short read: more bytes arriving now
+        // are left for the next event, without a recv.
+        peer.write_all(b"more").expect("write");
+        let mut probe = [0u8; 8];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while s.tcp().peek(&mut probe).map_or(0, |n| n) < 4 {
+            assert!(std::time::Instant::now() < deadline, "bytes never arrived");
+            std::thread::yield_now();
+        }
+        let mut buf = [0u8; 64];
+        let err = s.read(&mut buf).expect_err("drained");
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::WouldBlock,
+            "no recv after a short read"
+        );
+        s.arm(true);
+        assert_eq!(read_exactly_armed(&mut s, 4), b"more");
+    }
+
+    /// Reads `want` bytes, waiting for them with `arm(true)` as the
+    /// event loop would after an edge.
+    fn read_exactly_armed(s: &mut Socket, want: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while got.len() < want && std::time::Instant::now() < deadline {
+            match s.read(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    s.arm(true);
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn read_ahead_serves_small_reads_from_one_recv_and_frees_its_buffer() {
+        let (tcp, mut peer) = pair();
+        let mut s = ReadAhead::new(tcp);
+        let record: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        peer.write_all(&record).expect("write");
+        s.arm(false);
+        // Wait until the whole record is in the receive queue, so one
+        // recv can take it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut probe = [0u8; 2000];
+        while s.tcp().peek(&mut probe).map_or(0, |n| n) < record.len() {
+            assert!(std::time::Instant::now() < deadline, "record never arrived");
+            std::thread::yield_now();
+        }
+        // As OpenSSL reads a record: a 5-byte header, then the body.
+        let mut header = [0u8; 5];
+        assert_eq!(s.read(&mut header).expect("header"), 5);
+        // One recv took the whole record: the kernel's queue is empty.
+        let err = s.tcp().peek(&mut probe).expect_err("queue empty");
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::WouldBlock,
+            "one recv for the whole record"
+        );
+        let mut body = vec![0u8; 995];
+        assert_eq!(s.read(&mut body).expect("body"), 995);
+        assert_eq!(&header[..], &record[..5]);
+        assert_eq!(body, &record[5..]);
+        assert_eq!(s.ahead_capacity(), 0, "nothing held once consumed");
+    }
+}
