@@ -289,7 +289,10 @@ impl Worker {
                             self.exec_client_gone(slot);
                             continue;
                         }
-                        if let Some(conn) = self.conns.get_mut(slot) {
+                        // A write-only edge says nothing new arrived: reads
+                        // stay where the last short read left them.
+                        let reads = event.is_readable() || !short_read_ends;
+                        if let (true, Some(conn)) = (reads, self.conns.get_mut(slot)) {
                             conn.arm(short_read_ends);
                         }
                         self.drive(slot)
@@ -449,9 +452,8 @@ impl Worker {
         let (slot, serial) = self.conns.vacant();
         let fd = tcp.as_raw_fd();
         let proxy = self.config.server.proxy_protocol;
-        let Some(upgrading) = Upgrading::start(tcp, self.tls.as_ref(), peer, proxy) else {
-            return;
-        };
+        let upgrading = Upgrading::start(tcp, self.tls.is_some(), proxy);
+        let waits = upgrading.waits_for_event();
         if let Err(e) = self.poll.registry().register(
             &mut SourceFd(&fd),
             token(slot, Part::Socket),
@@ -463,7 +465,7 @@ impl Worker {
             );
             return;
         }
-        let mut conn = Conn {
+        let conn = Conn {
             serial,
             accepted: self.now,
             scheduled: None,
@@ -473,11 +475,16 @@ impl Worker {
             })),
             exec: None,
         };
-        // Registered (edge-triggered) before the first read: a short read
-        // from here on empties the queue and the next bytes raise an event.
-        conn.arm(true);
         self.conns.insert(slot, conn);
-        self.drive(slot);
+        if !waits {
+            // Registered (edge-triggered) before the first read: a short
+            // read from here on empties the queue and the next bytes raise
+            // an event.
+            if let Some(conn) = self.conns.get_mut(slot) {
+                conn.arm(true);
+            }
+            self.drive(slot);
+        }
     }
 
     // ---- driving a connection ----

@@ -6,8 +6,8 @@
 //! state at each step:
 //!
 //! ```text
-//! Proxy ─► Tls ─► Request ─► Response(101) ─► (open)
-//!                    │       Response(4xx) ─► (refused: linger)
+//! Proxy ─► TlsHello ─► Tls ─► Request ─► Response(101) ─► (open)
+//!                                │       Response(4xx) ─► (refused: linger)
 //! ```
 
 use std::io::{self, Read, Write};
@@ -39,6 +39,11 @@ pub(super) enum Upgrading {
     /// Waiting for the PROXY protocol header (peeked, so that the bytes
     /// behind it stay in the socket for TLS or HTTP).
     Proxy(TcpStream),
+    /// Waiting for the client's first TLS bytes: the handshake starts at
+    /// the socket's first readiness event, not at accept, where the
+    /// ClientHello is rarely there yet and the read would only say
+    /// WouldBlock. The flag is the event's `short_read_ends`.
+    TlsHello(TcpStream, bool),
     /// A TLS handshake in progress.
     Tls(Box<openssl::ssl::MidHandshakeSslStream<ReadAhead>>),
     /// Collecting the HTTP request head.
@@ -117,20 +122,23 @@ pub(super) struct Context<'a> {
 impl Upgrading {
     /// The first phase of a freshly accepted connection: the PROXY
     /// protocol header if `proxy` is set, else TLS or the request.
-    pub fn start(
-        tcp: TcpStream,
-        tls: Option<&openssl::ssl::SslAcceptor>,
-        peer: SocketAddr,
-        proxy: bool,
-    ) -> Option<Upgrading> {
-        if proxy {
-            Some(Upgrading::Proxy(tcp))
-        } else {
-            Upgrading::after_proxy(tcp, tls, peer)
+    pub fn start(tcp: TcpStream, tls: bool, proxy: bool) -> Upgrading {
+        match (proxy, tls) {
+            (true, _) => Upgrading::Proxy(tcp),
+            (false, true) => Upgrading::TlsHello(tcp, false),
+            (false, false) => Upgrading::request(Transport::Plain(Socket::new(tcp))),
         }
     }
 
-    /// TLS or the request; `None` if the TLS handshake failed at once.
+    /// Whether the phase waits for a readiness event before it reads
+    /// (the loop then does not drive a new connection at once).
+    pub fn waits_for_event(&self) -> bool {
+        matches!(self, Upgrading::TlsHello(..))
+    }
+
+    /// TLS or the request, after a PROXY header: the bytes behind it are
+    /// usually there already, so TLS starts at once. `None` if the TLS
+    /// handshake failed at once.
     fn after_proxy(
         tcp: TcpStream,
         tls: Option<&openssl::ssl::SslAcceptor>,
@@ -139,7 +147,16 @@ impl Upgrading {
         let Some(acceptor) = tls else {
             return Some(Upgrading::request(Transport::Plain(Socket::new(tcp))));
         };
-        match acceptor.accept(ReadAhead::new(tcp)) {
+        Upgrading::accept_tls(acceptor, ReadAhead::new(tcp), peer)
+    }
+
+    /// Starts the TLS handshake; `None` if it failed at once.
+    fn accept_tls(
+        acceptor: &openssl::ssl::SslAcceptor,
+        socket: ReadAhead,
+        peer: SocketAddr,
+    ) -> Option<Upgrading> {
+        match acceptor.accept(socket) {
             Ok(tls) => Some(Upgrading::request(Transport::Tls(Box::new(tls)))),
             Err(HandshakeError::WouldBlock(mid)) => Some(Upgrading::Tls(Box::new(mid))),
             Err(HandshakeError::Failure(mid)) => {
@@ -165,6 +182,7 @@ impl Upgrading {
     pub fn arm(&mut self, short_read_ends: bool) {
         match self {
             Upgrading::Proxy(_) => {}
+            Upgrading::TlsHello(_, armed) => *armed = short_read_ends,
             Upgrading::Tls(mid) => mid.get_mut().arm(short_read_ends),
             Upgrading::Request { stream, .. } | Upgrading::Response { stream, .. } => {
                 stream.arm(short_read_ends)
@@ -176,6 +194,17 @@ impl Upgrading {
     pub fn step(self, ctx: &mut Context<'_>) -> Step {
         match self {
             Upgrading::Proxy(tcp) => step_proxy(tcp, ctx),
+            Upgrading::TlsHello(tcp, short_read_ends) => {
+                let Some(acceptor) = ctx.tls else {
+                    return Step::Drop; // TLS was configured when accepted
+                };
+                let mut socket = ReadAhead::new(tcp);
+                socket.arm(short_read_ends);
+                match Upgrading::accept_tls(acceptor, socket, ctx.peer) {
+                    Some(next) => Step::Again(next),
+                    None => Step::Drop,
+                }
+            }
             Upgrading::Tls(mid) => match mid.handshake() {
                 Ok(tls) => Step::Again(Upgrading::request(Transport::Tls(Box::new(tls)))),
                 Err(HandshakeError::WouldBlock(mid)) => Step::Wait(Upgrading::Tls(Box::new(mid))),
