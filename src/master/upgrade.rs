@@ -133,7 +133,8 @@ impl Master {
         let pid = Pid::from_raw(pid);
         let running = pid.as_raw() > 0
             && pid != nix::unistd::getpid()
-            && !matches!(kill(pid, None), Err(nix::errno::Errno::ESRCH));
+            && !matches!(kill(pid, None), Err(nix::errno::Errno::ESRCH))
+            && runs_this_program(pid);
         running.then(|| {
             format!(
                 "{} names pid {pid}, an old master that is still running; {again}",
@@ -345,6 +346,28 @@ impl Master {
     }
 }
 
+/// Whether `pid` runs this program, by the file name of its executable
+/// (`/proc/PID/exe`; a replaced binary reads `NAME (deleted)`). The pid
+/// of an old master that died may have been reused by an unrelated
+/// process, which must not block upgrades forever. When it cannot be
+/// told (another user's process, no /proc), it is assumed to: refusing
+/// an upgrade is the safe side.
+fn runs_this_program(pid: Pid) -> bool {
+    match (
+        exe_name(&format!("/proc/{pid}/exe")),
+        exe_name("/proc/self/exe"),
+    ) {
+        (Some(theirs), Some(ours)) => theirs == ours,
+        _ => true,
+    }
+}
+
+fn exe_name(link: &str) -> Option<String> {
+    let target = std::fs::read_link(link).ok()?;
+    let name = target.file_name()?.to_string_lossy();
+    Some(name.trim_end_matches(" (deleted)").to_string())
+}
+
 /// `PIDFILE.oldbin`.
 fn oldbin_path(pid_file: &Path) -> PathBuf {
     let mut oldbin = pid_file.as_os_str().to_owned();
@@ -373,5 +396,24 @@ fn put_back(pid_file: &Path, oldbin: &Path) {
             oldbin.display(),
             pid_file.display()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pid_reused_by_another_program_is_not_an_old_master() {
+        assert!(runs_this_program(nix::unistd::getpid()));
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let pid = Pid::from_raw(other.id() as i32);
+        let verdict = runs_this_program(pid);
+        let _ = other.kill();
+        let _ = other.wait();
+        assert!(!verdict, "sleep is not this program");
     }
 }

@@ -395,9 +395,10 @@ fn a_second_sigusr2_while_the_old_master_retires_is_ignored() {
     });
 }
 
-/// `wssd.pid.oldbin` naming a live process (here the test itself) blocks
-/// an upgrade, with the reason; one naming a process that is gone (a
-/// master that died) is stale and overwritten.
+/// `wssd.pid.oldbin` naming a live wssd process (here one of the
+/// daemon's workers) blocks an upgrade, with the reason; one naming a
+/// live process of another program (a dead master's pid reused: here the
+/// test itself) is stale and overwritten.
 #[test]
 fn a_live_oldbin_blocks_an_upgrade_and_a_stale_one_does_not() {
     adopt_orphans();
@@ -408,22 +409,21 @@ fn a_live_oldbin_blocks_an_upgrade_and_a_stale_one_does_not() {
         d.dir.path().join("wssd.pid"),
         d.dir.path().join("wssd.pid.oldbin"),
     );
-    let me = std::process::id();
-    std::fs::write(&oldbin, format!("{me}\n")).unwrap();
+    let worker = wait_for("a worker", || children(d.pid()).first().copied());
+    std::fs::write(&oldbin, format!("{worker}\n")).unwrap();
     d.signal(Signal::SIGUSR2);
     let ignored = d.wait_log_contains("SIGUSR2 ignored");
     assert!(
-        ignored.contains(&format!("wssd.pid.oldbin names pid {me}")),
+        ignored.contains(&format!("wssd.pid.oldbin names pid {worker}")),
         "{ignored}"
     );
-    assert_eq!(pid_in(&oldbin), Some(me as i32));
+    assert_eq!(pid_in(&oldbin), Some(worker));
     assert_eq!(pid_in(&pid_file), Some(d.pid()));
 
-    // A pid that is gone: a child of ours, reaped.
-    let mut gone = std::process::Command::new("true").spawn().unwrap();
-    let stale = gone.id();
-    gone.wait().unwrap();
-    std::fs::write(&oldbin, format!("{stale}\n")).unwrap();
+    // A live pid of another program (this test): a stale file whose pid
+    // was reused. (A pid that is gone is the same case, decided earlier
+    // by kill(pid, 0) failing with ESRCH.)
+    std::fs::write(&oldbin, format!("{}\n", std::process::id())).unwrap();
     d.signal(Signal::SIGUSR2);
     let new_master: i32 = d.wait_log("the new master to be ready", |l| {
         l.split("new master pid ")
