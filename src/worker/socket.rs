@@ -157,7 +157,7 @@ impl ReadAhead {
 
     /// Hands out read-ahead bytes; the buffer goes back to the spare once
     /// empty. `None` if nothing was read ahead.
-    fn from_ahead(&mut self, buf: &mut [u8]) -> Option<usize> {
+    fn take_ahead(&mut self, buf: &mut [u8]) -> Option<usize> {
         let ahead = self.ahead.as_ref()?;
         let (pos, end) = (usize::from(self.pos), usize::from(self.end));
         let n = buf.len().min(end - pos);
@@ -186,7 +186,7 @@ impl ReadAhead {
                 self.pos = 0;
                 // At most READ_AHEAD, which fits.
                 self.end = end as u16;
-                Ok(self.from_ahead(buf).unwrap_or(0))
+                Ok(self.take_ahead(buf).unwrap_or(0))
             }
             Err(e) => {
                 give_spare(spare);
@@ -201,7 +201,7 @@ impl Read for ReadAhead {
         if buf.is_empty() {
             return Ok(0);
         }
-        if let Some(n) = self.from_ahead(buf) {
+        if let Some(n) = self.take_ahead(buf) {
             return Ok(n);
         }
         if buf.len() < READ_AHEAD {
