@@ -164,12 +164,12 @@ impl Broadcasts {
                 continue;
             }
             let max = max_send_buffer;
-            if session.queued() > max {
+            if session.backlog() > max {
                 warn!(
                     "connection {} from {} is not reading: {} bytes queued (max_send_buffer {max}); disconnecting it",
                     session.info.id,
                     session.info.peer,
-                    session.queued()
+                    session.backlog()
                 );
                 dropped.push(slot);
                 continue;
@@ -504,6 +504,29 @@ mod tests {
             [0, 0],
             "allocations per turn: {allocations:?}"
         );
+    }
+
+    #[test]
+    fn a_turn_of_broadcasts_past_max_send_buffer_does_not_drop_its_receivers() {
+        // The socket has not refused any of it: it is not a backlog.
+        let (mut conns, _clients) = receivers(&["a"; 2]);
+        let mut b = Broadcasts::default();
+        let big = Broadcast {
+            message: Message::binary(vec![7u8; 64 << 10]),
+            ..to_room("a", "")
+        };
+        let max_send_buffer = 256 << 10;
+        for _ in 0..8 {
+            let d = b.deliver(&mut conns, &big, max_send_buffer);
+            assert_eq!((d.queued, d.dropped.len()), (2, 0));
+        }
+        let session = conns.get(0).and_then(Conn::session).unwrap();
+        assert_eq!(session.queued(), 8 * (10 + (64 << 10)));
+        assert_eq!(session.backlog(), 0);
+        for slot in b.take_flush_due() {
+            let _ = conns.get_mut(slot).and_then(Conn::session_mut).unwrap().flush();
+        }
+        b.end_turn(Vec::new());
     }
 
     #[test]

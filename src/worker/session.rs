@@ -279,9 +279,18 @@ impl Session {
         &mut self.stream
     }
 
-    /// Bytes waiting to be sent to this peer.
+    /// Bytes waiting to be sent to this peer: its backlog and this
+    /// turn's broadcast frames.
     pub fn queued(&self) -> usize {
-        self.stream.queued() + self.turn.map_or(0, |span| span.len())
+        self.backlog() + self.turn.map_or(0, |span| span.len())
+    }
+
+    /// Bytes offered to the socket that it has not taken (what the
+    /// send-buffer limits bound). This turn's broadcast frames are not in
+    /// it: they are bounded by the turn's buffer, shared by all receivers,
+    /// and become backlog only if the socket does not take them.
+    pub fn backlog(&self) -> usize {
+        self.stream.queued()
     }
 
     /// Heap bytes held for input: an unfinished frame or message, or input
@@ -309,7 +318,7 @@ impl Session {
         if self.peer_closed {
             return self.finish_close();
         }
-        if self.read_paused || self.queued() > PAUSE_QUEUED {
+        if self.read_paused || self.backlog() > PAUSE_QUEUED {
             // Our replies pile up faster than the peer reads them: write
             // what the socket takes and pause reading if it is full.
             match self.flush() {
@@ -474,7 +483,7 @@ impl Session {
             // Nothing may follow a close frame (as in `send`).
             return true;
         }
-        if self.queued() + payload.len() > max_send_buffer + self.max_message_size {
+        if self.backlog() + payload.len() > max_send_buffer + self.max_message_size {
             return false;
         }
         self.queue_frame(data_opcode(kind), payload)
@@ -606,13 +615,13 @@ impl Session {
     /// (`max_send_buffer` plus one largest message of the route); says
     /// so in the log, since the caller then drops the connection.
     fn over_backlog(&self, len: usize, max_send_buffer: usize) -> bool {
-        let over = self.queued() + len > max_send_buffer + self.max_message_size;
+        let over = self.backlog() + len > max_send_buffer + self.max_message_size;
         if over {
             warn!(
                 "connection {} from {}: {} bytes queued, over max_send_buffer + max_message_size; disconnecting it",
                 self.info.id,
                 self.info.peer,
-                self.queued()
+                self.backlog()
             );
         }
         over
