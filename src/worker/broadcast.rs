@@ -524,7 +524,11 @@ mod tests {
         assert_eq!(session.queued(), 8 * (10 + (64 << 10)));
         assert_eq!(session.backlog(), 0);
         for slot in b.take_flush_due() {
-            let _ = conns.get_mut(slot).and_then(Conn::session_mut).unwrap().flush();
+            let _ = conns
+                .get_mut(slot)
+                .and_then(Conn::session_mut)
+                .unwrap()
+                .flush();
         }
         b.end_turn(Vec::new());
     }

@@ -177,7 +177,10 @@ mod tests {
     #[test]
     fn spans_hold_offsets_up_to_256_mib() {
         let span = Span::new(7, 5, OFFSET_MASK as usize).expect("fits");
-        assert_eq!((span.epoch(), span.start(), span.len()), (7, 5, OFFSET_MASK as usize - 5));
+        assert_eq!(
+            (span.epoch(), span.start(), span.len()),
+            (7, 5, OFFSET_MASK as usize - 5)
+        );
         assert_eq!(Span::new(7, 5, OFFSET_MASK as usize + 1), None);
         assert_eq!(std::mem::size_of::<Option<Span>>(), 8);
     }
