@@ -2,7 +2,9 @@
 //! publication to the other workers through the relay link, broadcasts
 //! asked for in `on_close` (delivered between event batches), delayed
 //! series (`broadcast_many`), and the receivers to flush at the end of
-//! the loop turn (one write each for a burst of broadcasts).
+//! the loop turn (one write each for a burst of broadcasts). A broadcast's
+//! frame is encoded once, into the turn's buffer (`turn.rs`), and its
+//! receivers are given a span of it, not a copy.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -11,9 +13,10 @@ use log::{debug, warn};
 
 use super::conn::Conn;
 use super::session::{
-    give_back_deflate_out, take_deflate_out, with_shared, Compressed, Sent, Session,
+    data_opcode, give_back_deflate_out, take_deflate_out, with_shared, Compressed, Sent, Session,
 };
 use super::slab::Slab;
+use super::turn::{self, Span};
 use crate::frame::MessageKind;
 use crate::handler::ConnId;
 use crate::message::Message;
@@ -112,6 +115,18 @@ impl Broadcasts {
         std::mem::take(&mut self.flush_due)
     }
 
+    /// The receivers taken with [`take_flush_due`](Self::take_flush_due)
+    /// are flushed: the turn's frames can go, unless receivers were
+    /// given frames since (they keep them until their own flush). The
+    /// list's buffer is kept for the next turn.
+    pub fn end_turn(&mut self, mut flushed: Vec<usize>) {
+        if self.flush_due.is_empty() {
+            turn::end_turn();
+            flushed.clear();
+            self.flush_due = flushed;
+        }
+    }
+
     /// Forgets the delayed series (the worker is shutting down).
     pub fn clear_delayed(&mut self) {
         self.delayed.clear();
@@ -135,6 +150,9 @@ impl Broadcasts {
         // keeps no context (RFC 7692 output depends only on the message
         // and the window then), not once per receiver.
         let mut once = CompressedOnce::default();
+        // The uncompressed frame, encoded once into the turn's buffer
+        // with the first receiver that takes it.
+        let mut plain: Option<Option<Span>> = None;
         for slot in 0..conns.capacity() {
             let Some(session) = conns.get_mut(slot).and_then(Conn::session_mut) else {
                 continue;
@@ -146,19 +164,24 @@ impl Broadcasts {
                 continue;
             }
             let max = max_send_buffer;
-            if session.queued() > max {
+            if session.backlog() > max {
                 warn!(
                     "connection {} from {} is not reading: {} bytes queued (max_send_buffer {max}); disconnecting it",
                     session.info.id,
                     session.info.peer,
-                    session.queued()
+                    session.backlog()
                 );
                 dropped.push(slot);
                 continue;
             }
             let sent = match once.body(session, &b.message) {
-                Some((kind, body)) => session.send_compressed(kind, body, max_send_buffer),
-                None => session.send(b.message.clone(), max_send_buffer),
+                Some(Body::Turn(span)) => session.send_turn(span, max),
+                Some(Body::Own(kind, body)) => session.send_compressed(kind, body, max),
+                None => match *plain.get_or_insert_with(|| plain_frame(&b.message)) {
+                    Some(span) => session.send_turn(span, max),
+                    // The turn's buffer is full: a copy of its own.
+                    None => session.send(b.message.clone(), max),
+                },
             };
             match sent {
                 Sent::Drop => dropped.push(slot),
@@ -246,13 +269,43 @@ impl Broadcasts {
     }
 }
 
-/// One broadcast's compressed bodies, by window size: the first in the
-/// worker's compressed-output buffer (given back when the delivery is
-/// done), so a broadcast to receivers with one window allocates nothing.
+/// `message`'s frame, appended to the turn's buffer; `None` if it is full.
+fn plain_frame(message: &Message) -> Option<Span> {
+    let (kind, payload) = kind_and_payload(message);
+    turn::push_frame(data_opcode(kind), false, payload)
+}
+
+fn kind_and_payload(message: &Message) -> (MessageKind, &[u8]) {
+    match message {
+        Message::Text(t) => (MessageKind::Text, t.as_bytes()),
+        Message::Binary(b) => (MessageKind::Binary, b),
+    }
+}
+
+/// A compressed body for one window size.
+enum Made {
+    /// Its frame is in the turn's buffer.
+    Turn(Span),
+    /// The turn's buffer was full: the payload, to be queued to each
+    /// receiver (a buffer from `take_deflate_out`, given back on drop).
+    Own(Vec<u8>),
+}
+
+/// What a receiver gets of a compressed broadcast.
+enum Body<'a> {
+    /// Frames in the turn's buffer.
+    Turn(Span),
+    /// A compressed payload to queue.
+    Own(MessageKind, &'a [u8]),
+}
+
+/// One broadcast's compressed bodies, by window size: compressed in the
+/// worker's compressed-output buffer and framed once into the turn's
+/// buffer, so a broadcast to compressing receivers allocates nothing.
 #[derive(Default)]
 struct CompressedOnce {
     /// The RFC 7692 payload for window bits `9 + i`, once made.
-    bodies: [Option<Vec<u8>>; 7],
+    bodies: [Option<Made>; 7],
     /// Compressions made (at most one per window size).
     made: Vec<Compressed>,
     /// Receivers served from them.
@@ -263,13 +316,10 @@ impl CompressedOnce {
     /// The compressed body for `session`, when it negotiated compression
     /// without server context and the message reaches the threshold;
     /// `None`: send the message as it is.
-    fn body(&mut self, session: &Session, message: &Message) -> Option<(MessageKind, &[u8])> {
+    fn body(&mut self, session: &Session, message: &Message) -> Option<Body<'_>> {
         let deflate = session.deflate()?;
         let bits = deflate.shared_key(message.len())?;
-        let (kind, payload): (MessageKind, &[u8]) = match message {
-            Message::Text(t) => (MessageKind::Text, t.as_bytes()),
-            Message::Binary(b) => (MessageKind::Binary, b),
-        };
+        let (kind, payload) = kind_and_payload(message);
         let slot = &mut self.bodies[usize::from(bits.clamp(9, 15) - 9)];
         if slot.is_none() {
             let mut out = take_deflate_out();
@@ -285,17 +335,229 @@ impl CompressedOnce {
                 raw: payload.len(),
                 out: out.len(),
             });
-            *slot = Some(out);
+            *slot = Some(match turn::push_frame(data_opcode(kind), true, &out) {
+                Some(span) => {
+                    give_back_deflate_out(out);
+                    Made::Turn(span)
+                }
+                None => Made::Own(out),
+            });
         }
         self.used += 1;
-        slot.as_deref().map(|body| (kind, body))
+        slot.as_ref().map(|made| match made {
+            Made::Turn(span) => Body::Turn(*span),
+            Made::Own(body) => Body::Own(kind, body),
+        })
     }
 }
 
 impl Drop for CompressedOnce {
     fn drop(&mut self) {
-        for body in self.bodies.iter_mut().filter_map(Option::take) {
-            give_back_deflate_out(body);
+        for made in self.bodies.iter_mut().filter_map(Option::take) {
+            if let Made::Own(body) = made {
+                give_back_deflate_out(body);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::handler::{ConnInfo, InfoRequest};
+    use crate::test_alloc;
+    use crate::worker::conn::State;
+    use crate::worker::session::Flush;
+    use crate::worker::stream::{Stream, Transport};
+    use crate::worker::upgrade::Upgrade;
+
+    const MAX_SEND_BUFFER: usize = 1 << 20;
+
+    /// A table of open connections on `/chat/{room}`, one per room name
+    /// in `rooms`, over real loopback sockets; and the clients' ends.
+    fn receivers(rooms: &[&str]) -> (Slab<Conn>, Vec<TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut conns = Slab::default();
+        let mut clients = Vec::new();
+        for (i, room) in rooms.iter().enumerate() {
+            let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            client.set_nonblocking(true).unwrap();
+            let (server, peer) = listener.accept().unwrap();
+            server.set_nonblocking(true).unwrap();
+            let stream = Stream::new(Transport::Plain(mio::net::TcpStream::from_std(server)));
+            let params = [("room".to_string(), room.to_string())];
+            let request = InfoRequest {
+                route: "/chat/{room}",
+                path: "/chat/x",
+                query: "",
+                params: &params,
+                headers: std::iter::empty(),
+            };
+            let id = ConnId(i as u64 + 1);
+            let info = ConnInfo::new(id, peer, request, None, Default::default(), false);
+            let up = Upgrade {
+                info,
+                route: 0,
+                leftover: Vec::new(),
+                counted: None,
+                max_message_size: 1 << 20,
+                deflate: None,
+                echo: false,
+            };
+            let session = Session::new(stream, up, 1 << 20, Instant::now());
+            let (slot, serial) = conns.vacant();
+            conns.insert(
+                slot,
+                Conn {
+                    serial,
+                    accepted: Instant::now(),
+                    scheduled: None,
+                    state: State::Open(Box::new(session)),
+                    exec: None,
+                },
+            );
+            clients.push(client);
+        }
+        (conns, clients)
+    }
+
+    /// A text broadcast to `room` of `/chat/{room}`.
+    fn to_room(room: &str, text: &str) -> Broadcast {
+        Broadcast {
+            key: RoomKey::Room("/chat/{room}".into(), vec![room.into()]),
+            skip: None,
+            message: Message::text(text.to_string()),
+        }
+    }
+
+    /// The worker's end-of-turn flush (`Worker::flush_queued`).
+    fn flush_turn(b: &mut Broadcasts, conns: &mut Slab<Conn>) {
+        let due = b.take_flush_due();
+        for &slot in &due {
+            let session = conns.get_mut(slot).and_then(Conn::session_mut).unwrap();
+            session.flush_due = false;
+            assert!(matches!(session.flush(), Flush::Done { .. }));
+        }
+        b.end_turn(due);
+    }
+
+    /// Server text frames as they are on the wire.
+    fn text_frames(texts: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for t in texts {
+            out.extend_from_slice(&[0x81, t.len() as u8]);
+            out.extend_from_slice(t.as_bytes());
+        }
+        out
+    }
+
+    /// Reads exactly `n` bytes (waiting up to a minute for them).
+    fn read_n(client: &mut TcpStream, n: usize) -> Vec<u8> {
+        client.set_nonblocking(false).unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        let mut got = vec![0; n];
+        client.read_exact(&mut got).unwrap();
+        client.set_nonblocking(true).unwrap();
+        got
+    }
+
+    fn nothing_sent(client: &mut TcpStream) -> bool {
+        let mut byte = [0];
+        matches!(client.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    #[test]
+    fn a_burst_of_broadcasts_costs_no_allocation_per_receiver_and_one_flush_each() {
+        let (mut conns, mut clients) = receivers(&["a"; 8]);
+        let mut b = Broadcasts::default();
+        let burst = ["one", "two", "three"];
+        let mut allocations = Vec::new();
+        for _turn in 0..3 {
+            let broadcasts = burst.map(|text| to_room("a", text));
+            let before = test_alloc::allocations();
+            for broadcast in &broadcasts {
+                let d = b.deliver(&mut conns, broadcast, MAX_SEND_BUFFER);
+                assert_eq!((d.queued, d.dropped.len()), (8, 0));
+            }
+            // Queued for the end of the turn, not sent yet.
+            assert!(clients.iter_mut().all(nothing_sent));
+            assert_eq!(conns.get(0).and_then(Conn::session).unwrap().queued(), 17);
+            flush_turn(&mut b, &mut conns);
+            allocations.push(test_alloc::allocations() - before);
+            for client in &mut clients {
+                assert_eq!(read_n(client, 17), text_frames(&burst));
+            }
+        }
+        // The first turn grows the worker's turn buffer and its list of
+        // receivers to flush; then the frames are encoded once per
+        // message into that buffer and each receiver writes its span of
+        // it: no buffer per receiver (it used to be one per receiver per
+        // turn, allocated for the copies and freed after the write).
+        assert_eq!(
+            allocations[1..],
+            [0, 0],
+            "allocations per turn: {allocations:?}"
+        );
+    }
+
+    #[test]
+    fn a_turn_of_broadcasts_past_max_send_buffer_does_not_drop_its_receivers() {
+        // The socket has not refused any of it: it is not a backlog.
+        let (mut conns, _clients) = receivers(&["a"; 2]);
+        let mut b = Broadcasts::default();
+        let big = Broadcast {
+            message: Message::binary(vec![7u8; 64 << 10]),
+            ..to_room("a", "")
+        };
+        let max_send_buffer = 256 << 10;
+        for _ in 0..8 {
+            let d = b.deliver(&mut conns, &big, max_send_buffer);
+            assert_eq!((d.queued, d.dropped.len()), (2, 0));
+        }
+        let session = conns.get(0).and_then(Conn::session).unwrap();
+        assert_eq!(session.queued(), 8 * (10 + (64 << 10)));
+        assert_eq!(session.backlog(), 0);
+        for slot in b.take_flush_due() {
+            let _ = conns
+                .get_mut(slot)
+                .and_then(Conn::session_mut)
+                .unwrap()
+                .flush();
+        }
+        b.end_turn(Vec::new());
+    }
+
+    #[test]
+    fn each_receiver_gets_its_frames_in_order_across_rooms_and_direct_sends() {
+        let (mut conns, mut clients) = receivers(&["a", "b", "a"]);
+        let mut b = Broadcasts::default();
+        b.deliver(&mut conns, &to_room("a", "a1"), MAX_SEND_BUFFER);
+        b.deliver(&mut conns, &to_room("b", "b1"), MAX_SEND_BUFFER);
+        // Not adjacent to a1 in the turn's buffer.
+        b.deliver(&mut conns, &to_room("a", "a2"), MAX_SEND_BUFFER);
+        // A handler's reply to the first receiver, between broadcasts.
+        let session = conns.get_mut(0).and_then(Conn::session_mut).unwrap();
+        assert!(matches!(
+            session.send(Message::text("direct"), MAX_SEND_BUFFER),
+            Sent::Queued { .. }
+        ));
+        b.deliver(&mut conns, &to_room("a", "a3"), MAX_SEND_BUFFER);
+        b.deliver(&mut conns, &to_room("b", "b2"), MAX_SEND_BUFFER);
+        flush_turn(&mut b, &mut conns);
+        let expected = [
+            text_frames(&["a1", "a2", "direct", "a3"]),
+            text_frames(&["b1", "b2"]),
+            text_frames(&["a1", "a2", "a3"]),
+        ];
+        for (client, want) in clients.iter_mut().zip(expected) {
+            assert_eq!(read_n(client, want.len()), want);
+            assert!(nothing_sent(client));
         }
     }
 }

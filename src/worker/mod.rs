@@ -24,6 +24,7 @@ mod slab;
 mod socket;
 mod stream;
 pub(crate) mod timers;
+mod turn;
 mod upgrade;
 
 use std::io;
@@ -886,12 +887,14 @@ impl Worker {
 
     /// Flushes the receivers of this turn's broadcasts, once each.
     fn flush_queued(&mut self) {
-        for slot in self.broadcasts.take_flush_due() {
+        let due = self.broadcasts.take_flush_due();
+        for &slot in &due {
             if let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) {
                 session.flush_due = false;
                 self.flush(slot);
             }
         }
+        self.broadcasts.end_turn(due);
     }
 
     fn schedule_many(

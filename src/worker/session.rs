@@ -21,12 +21,13 @@ use log::{debug, error, warn};
 
 use super::admit::Counted;
 use super::stream::Stream;
+use super::turn::{self, Span};
 use super::upgrade::Upgrade;
 use crate::deflate::{
     inflate_message, ConnDeflate, DeflateTuning, InflaterPool, MessageError, SharedCompressor,
 };
 use crate::frame::{self, Event, FrameReader, Input, MessageKind, Payload, Role};
-use crate::handler::{Action, Conn as HandlerConn, ConnInfo, Handler, HandlerError};
+use crate::handler::{Action, Conn as HandlerConn, ConnId, ConnInfo, Handler, HandlerError};
 use crate::message::{truncate_reason, CloseCode, Message, Text};
 
 /// The worker's shared read buffer: one socket read takes up to this much.
@@ -100,6 +101,14 @@ const CLOSE: u8 = 0x8;
 const PING: u8 = 0x9;
 const PONG: u8 = 0xa;
 
+/// The opcode of a data frame of `kind`.
+pub(super) fn data_opcode(kind: MessageKind) -> u8 {
+    match kind {
+        MessageKind::Text => TEXT,
+        MessageKind::Binary => BINARY,
+    }
+}
+
 /// An open WebSocket and its bookkeeping.
 pub(super) struct Session {
     /// The socket and the output it has not taken yet.
@@ -126,6 +135,12 @@ pub(super) struct Session {
     pub closing_since: Option<Instant>,
     /// Queued for a flush at the end of this loop turn (broadcasts).
     pub flush_due: bool,
+    /// Broadcast frames of this turn given to this connection and not
+    /// written yet: they stay in the worker's turn buffer (`turn.rs`)
+    /// until the end-of-turn flush writes them from there, or until
+    /// anything else is queued, which copies them into the stream first
+    /// (so output keeps its order).
+    turn: Option<Span>,
     /// The peer's close code and reason, once its close frame arrived
     /// (boxed: rare, and every connection carries the field).
     peer_close: Option<Box<(CloseCode, String)>>,
@@ -244,6 +259,7 @@ impl Session {
             ping_sent: false,
             closing_since: None,
             flush_due: false,
+            turn: None,
             peer_close: None,
             read_paused: false,
             close_sent: false,
@@ -258,8 +274,17 @@ impl Session {
         &mut self.stream
     }
 
-    /// Bytes waiting to be sent to this peer.
+    /// Bytes waiting to be sent to this peer: its backlog and this
+    /// turn's broadcast frames.
     pub fn queued(&self) -> usize {
+        self.backlog() + self.turn.map_or(0, |span| span.len())
+    }
+
+    /// Bytes offered to the socket that it has not taken (what the
+    /// send-buffer limits bound). This turn's broadcast frames are not in
+    /// it: they are bounded by the turn's buffer, shared by all receivers,
+    /// and become backlog only if the socket does not take them.
+    pub fn backlog(&self) -> usize {
         self.stream.queued()
     }
 
@@ -288,7 +313,7 @@ impl Session {
         if self.peer_closed {
             return self.finish_close();
         }
-        if self.read_paused || self.queued() > PAUSE_QUEUED {
+        if self.read_paused || self.backlog() > PAUSE_QUEUED {
             // Our replies pile up faster than the peer reads them: write
             // what the socket takes and pause reading if it is full.
             match self.flush() {
@@ -338,7 +363,7 @@ impl Session {
                 // The peer is gone (with or without the close handshake):
                 // what we queued goes as far as the socket takes it.
                 Err(_) => {
-                    let _ = self.stream.flush();
+                    let _ = self.write_out();
                     Read::Closed
                 }
             };
@@ -453,14 +478,10 @@ impl Session {
             // Nothing may follow a close frame (as in `send`).
             return true;
         }
-        if self.queued() + payload.len() > max_send_buffer + self.max_message_size {
+        if self.backlog() + payload.len() > max_send_buffer + self.max_message_size {
             return false;
         }
-        let opcode = match kind {
-            MessageKind::Text => TEXT,
-            MessageKind::Binary => BINARY,
-        };
-        self.queue_frame(opcode, payload)
+        self.queue_frame(data_opcode(kind), payload)
     }
 
     /// Whether the connection negotiated permessage-deflate.
@@ -481,13 +502,13 @@ impl Session {
             self.queue_frame(CLOSE, &reply);
             self.close_sent = true;
         }
-        let _ = self.stream.flush();
+        let _ = self.write_out();
         Read::Closed
     }
 
     /// Writes queued output; pauses reading while the socket is full.
     pub fn flush(&mut self) -> Flush {
-        match self.stream.flush() {
+        match self.write_out() {
             Ok(()) => Flush::Done {
                 resume: std::mem::replace(&mut self.read_paused, false),
             },
@@ -499,8 +520,60 @@ impl Session {
         }
     }
 
+    /// Writes this turn's broadcast frames (from the turn buffer: one
+    /// send, no copy, unless something is queued before them or the
+    /// socket does not take them all), then whatever is queued.
+    fn write_out(&mut self) -> io::Result<()> {
+        if let Some(span) = self.turn.take() {
+            // `Stream::write` sends at once if nothing is queued before
+            // and queues (copies) only what the socket does not take.
+            let stream = &mut self.stream;
+            match turn::with_bytes(span, |frames| stream.write(frames)) {
+                Some(written) => written.map(drop)?,
+                None => stale_span(self.info.id),
+            }
+        }
+        self.stream.flush()
+    }
+
+    /// Copies this turn's broadcast frames into the stream's queue, ahead
+    /// of a frame queued otherwise (a reply, a pong, a close).
+    fn take_turn(&mut self) {
+        if let Some(span) = self.turn.take() {
+            let stream = &mut self.stream;
+            if turn::with_bytes(span, |frames| stream.queue(frames)).is_none() {
+                stale_span(self.info.id);
+            }
+        }
+    }
+
+    /// Queues broadcast frames that are in this turn's buffer (`span`),
+    /// after what is queued already; written by the end-of-turn flush.
+    /// The same backlog bound as [`send`](Self::send).
+    pub fn send_turn(&mut self, span: Span, max_send_buffer: usize) -> Sent {
+        if self.over_backlog(span.len(), max_send_buffer) {
+            return Sent::Drop;
+        }
+        if self.close_sent {
+            return Sent::Queued { compressed: None };
+        }
+        if let Some(mine) = self.turn {
+            if let Some(joined) = mine.join(span) {
+                self.turn = Some(joined);
+                return Sent::Queued { compressed: None };
+            }
+            // Frames for other receivers came between: queue the earlier
+            // ones (a copy) to keep the order, hold on to the new ones.
+            self.take_turn();
+        }
+        // Written after anything queued already (see `write_out`).
+        self.turn = Some(span);
+        Sent::Queued { compressed: None }
+    }
+
     /// Queues one frame (sent by the next flush, or at once if large).
     fn queue_frame(&mut self, opcode: u8, payload: &[u8]) -> bool {
+        self.take_turn();
         match self.stream.send_frame(opcode, payload) {
             Ok(()) => true,
             Err(e) => {
@@ -525,12 +598,8 @@ impl Session {
         if self.close_sent {
             return Sent::Queued { compressed: None };
         }
-        let opcode = match kind {
-            MessageKind::Text => TEXT,
-            MessageKind::Binary => BINARY,
-        };
         // Compressed by the caller, which counts it.
-        if self.queue_message_frame(opcode, true, compressed) {
+        if self.queue_message_frame(data_opcode(kind), true, compressed) {
             Sent::Queued { compressed: None }
         } else {
             Sent::Drop
@@ -541,13 +610,13 @@ impl Session {
     /// (`max_send_buffer` plus one largest message of the route); says
     /// so in the log, since the caller then drops the connection.
     fn over_backlog(&self, len: usize, max_send_buffer: usize) -> bool {
-        let over = self.queued() + len > max_send_buffer + self.max_message_size;
+        let over = self.backlog() + len > max_send_buffer + self.max_message_size;
         if over {
             warn!(
                 "connection {} from {}: {} bytes queued, over max_send_buffer + max_message_size; disconnecting it",
                 self.info.id,
                 self.info.peer,
-                self.queued()
+                self.backlog()
             );
         }
         over
@@ -555,6 +624,7 @@ impl Session {
 
     /// Queues one data frame, RSV1 set when its payload is compressed.
     fn queue_message_frame(&mut self, opcode: u8, rsv1: bool, payload: &[u8]) -> bool {
+        self.take_turn();
         match self.stream.send_frame_rsv1(opcode, rsv1, payload) {
             Ok(()) => true,
             Err(e) => {
@@ -650,13 +720,14 @@ impl Session {
             let reason: String = reason.chars().take(100).collect();
             self.queue_frame(CLOSE, &close_payload(code, &reason));
         }
-        let _ = self.stream.flush();
+        let _ = self.write_out();
         self.stream
     }
 
     /// Gives up the stream, with the output the socket has not taken yet,
     /// for lingering after `Read::Closed`.
-    pub fn into_stream(self) -> Stream {
+    pub fn into_stream(mut self) -> Stream {
+        self.take_turn();
         self.stream
     }
 
@@ -753,6 +824,13 @@ fn to_message(kind: MessageKind, payload: Payload<'_>) -> Option<Message> {
         MessageKind::Binary => Some(Message::Binary(bytes.into())),
         MessageKind::Text => Text::try_from(bytes).ok().map(Message::Text),
     }
+}
+
+/// A span outlived its turn: the worker ended a turn before flushing a
+/// receiver it gave frames to. Its frames are lost (the bytes are gone);
+/// say so rather than send something else.
+fn stale_span(id: ConnId) {
+    error!("connection {id}: broadcast frames of an ended loop turn were not sent (a wssd bug)");
 }
 
 /// A close frame's payload: the code and the reason, cut to fit.

@@ -105,6 +105,15 @@ impl Stream {
         Ok(())
     }
 
+    /// Queues `bytes` (whole frames) behind what is waiting, without
+    /// writing; `flush` sends them.
+    pub fn queue(&mut self, bytes: &[u8]) {
+        if self.out.capacity() == 0 {
+            self.out.reserve(bytes.len().max(4096));
+        }
+        self.out.extend_from_slice(bytes);
+    }
+
     /// Writes what the socket takes of `out`; WouldBlock if some is left.
     fn flush_out(&mut self) -> io::Result<()> {
         let mut done = 0;
