@@ -388,7 +388,9 @@ mod tests {
             client.set_nonblocking(true).unwrap();
             let (server, peer) = listener.accept().unwrap();
             server.set_nonblocking(true).unwrap();
-            let stream = Stream::new(Transport::Plain(mio::net::TcpStream::from_std(server)));
+            let stream = Stream::new(Transport::Plain(crate::worker::socket::Socket::new(
+                mio::net::TcpStream::from_std(server),
+            )));
             let params = [("room".to_string(), room.to_string())];
             let request = InfoRequest {
                 route: "/chat/{room}",
