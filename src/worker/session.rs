@@ -1052,11 +1052,13 @@ mod tests {
     /// (docs/benchmarks.md, "Memory per idle connection": at most 1 KiB
     /// in all at 10,000 connections). It was 560 bytes before the request
     /// data, the unfinished message and the limits' count were made
-    /// compact or boxed.
+    /// compact or boxed. 392 since the broadcast turn's span (8 bytes)
+    /// joined it; in this (debug) build mio's socket also carries a
+    /// selector id, 8 bytes that a release build does not have.
     #[test]
     fn an_open_session_stays_small() {
         let size = std::mem::size_of::<Session>();
-        assert!(size <= 384, "Session is {size} bytes");
+        assert!(size <= 392, "Session is {size} bytes");
     }
 
     #[test]
