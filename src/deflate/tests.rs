@@ -840,40 +840,48 @@ fn memory_of_deflate_and_inflate_states() {
     assert!(rows[0][3] < rows[6][3], "{:?} vs {:?}", rows[0], rows[6]);
 }
 
-/// Size and time per level for a 16 KiB JSON-like message, for
-/// docs/compression.md: `cargo test --release --lib report_levels --
-/// --ignored --nocapture` (timings need a release build).
+/// Size and time per level for a 16 KiB JSON-like message, on both
+/// implementations (a fresh context per message, as the shared
+/// compressor and the pooled inflaters work), for docs/compression.md:
+/// `cargo test --release --lib report_levels -- --ignored --nocapture`
+/// (timings need a release build).
 #[test]
 #[ignore]
 fn report_levels() {
     let m = json_like(16 << 10);
-    for level in [1u8, 2, 3, 4, 6, 9] {
-        let mut shared = SharedCompressor::new(DeflateTuning {
-            level,
-            memory_level: 8,
-        });
-        let mut out = Vec::new();
-        shared.compress(15, &m, &mut out).unwrap();
-        let n = 2000;
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            out.clear();
-            shared.compress(15, &m, &mut out).unwrap();
+    for backend in BACKENDS {
+        for (bits, memory_level) in [(15u8, 8u8), (9, 1)] {
+            for level in [1u8, 2, 6, 9] {
+                let tuning = DeflateTuning {
+                    level,
+                    memory_level,
+                };
+                let mut c = Compressor::with_backend(backend, tuning, bits);
+                let mut out = Vec::new();
+                c.compress(&m, &mut out).unwrap();
+                let n = 2000;
+                let t = std::time::Instant::now();
+                for _ in 0..n {
+                    c.reset();
+                    out.clear();
+                    c.compress(&m, &mut out).unwrap();
+                }
+                let cu = t.elapsed().as_secs_f64() / n as f64 * 1e6;
+                let mut inf = Inflater::with_backend(backend, bits);
+                let t = std::time::Instant::now();
+                for _ in 0..n {
+                    let mut o = Vec::new();
+                    inf.feed(&out, true, 1 << 20, &mut o).unwrap();
+                    inf.reset();
+                }
+                let d = t.elapsed().as_secs_f64() / n as f64 * 1e6;
+                eprintln!(
+                    "{backend:?} {bits}/{memory_level} level {level}: {} -> {} bytes, compress {cu:.1} us, inflate {d:.1} us",
+                    m.len(),
+                    out.len()
+                );
+            }
         }
-        let c = t.elapsed().as_secs_f64() / n as f64 * 1e6;
-        let mut inf = Inflater::new(15);
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            let mut o = Vec::new();
-            inf.feed(&out, true, 1 << 20, &mut o).unwrap();
-            inf.reset();
-        }
-        let d = t.elapsed().as_secs_f64() / n as f64 * 1e6;
-        eprintln!(
-            "level {level}: {} -> {} bytes, compress {c:.1} us, inflate {d:.1} us",
-            m.len(),
-            out.len()
-        );
     }
 }
 
@@ -956,7 +964,7 @@ fn report_rss() {
         .collect();
     let m = json_like(16 << 10);
     let mut compressed = Vec::new();
-    Compressor::new(tuning(), 15)
+    Compressor::new(tuning(), parts[0])
         .compress(&m, &mut compressed)
         .unwrap();
     let n = 2000;
