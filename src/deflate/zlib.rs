@@ -124,6 +124,15 @@ impl Stream {
     }
 }
 
+// SAFETY: a `Stream` owns its `z_stream` and zlib's state exclusively
+// (nothing else points into them), zlib keeps no thread-local or global
+// mutable state for a stream, and every method that touches the stream
+// takes `&mut self`; so it may move to another thread (a client moved
+// into a thread), and a shared `&Stream` gives no access at all.
+unsafe impl Send for Stream {}
+// SAFETY: see `Send`: `&Stream` exposes nothing of the stream.
+unsafe impl Sync for Stream {}
+
 impl Drop for Stream {
     fn drop(&mut self) {
         let strm = self.strm.as_ptr();
