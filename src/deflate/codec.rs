@@ -1,5 +1,5 @@
-//! Message compression and decompression for RFC 7692 over zlib-rs:
-//! raw DEFLATE, a sync flush per message with the trailing
+//! Message compression and decompression for RFC 7692 over zlib-rs or
+//! C zlib ([`Backend`]): raw DEFLATE, a sync flush per message with the trailing
 //! `00 00 ff ff` removed (§7.2.1), and inflation with those four bytes
 //! appended again (§7.2.2), bounded by the message size limit.
 //!
@@ -7,13 +7,16 @@
 //! worker's set of them for connections whose server keeps no context
 //! (reset after every message, so one state serves them all);
 //! [`Inflater`] is one inflate state fed a message's compressed bytes as
-//! they arrive.
+//! they arrive. States a connection keeps between messages (context
+//! takeover) run on C zlib, whose memory follows the window bits and
+//! `memLevel`; the worker's shared ones on zlib-rs, which is faster.
 
 use std::fmt;
 
 use zlib_rs::{DeflateConfig, DeflateFlush, InflateFlush, Status};
 
 use super::negotiate::{MAX_WINDOW_BITS, MIN_CODEC_WINDOW_BITS};
+use super::zlib::{ZDeflate, ZInflate};
 
 /// The empty stored block a sync flush ends with; RFC 7692 removes it
 /// from every compressed message and the receiver puts it back.
@@ -96,35 +99,79 @@ pub struct DeflateTuning {
     pub memory_level: u8,
 }
 
+/// Which DEFLATE implementation a [`Compressor`] or [`Inflater`] runs on.
+/// Both read each other's output; they differ in speed and memory
+/// (docs/compression.md measures both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// zlib-rs: the faster one (level 1 is its `deflate_quick`), but a
+    /// deflate state holds a fixed 128 KiB hash table whatever
+    /// `memLevel` (134 KiB at the smallest settings) and an inflate state
+    /// a full 32 KiB window whatever the window bits. Used for the
+    /// worker's shared compressor and pooled inflaters, one per window
+    /// size.
+    ZlibRs,
+    /// C zlib (the system's, through `libz-sys`): a deflate state of
+    /// about `2^(window+2) + 2^(memLevel+9)` bytes (9 KiB at 9 bits and
+    /// memLevel 1), an inflate state of 7 KiB plus a `2^window` window.
+    /// Used for the states a connection keeps (context takeover).
+    CZlib,
+}
+
+enum DeflateState {
+    ZlibRs(zlib_rs::Deflate),
+    CZlib(ZDeflate),
+}
+
 /// One raw-deflate state with a fixed window.
 pub struct Compressor {
-    deflate: zlib_rs::Deflate,
+    deflate: DeflateState,
     window_bits: u8,
 }
 
 impl fmt::Debug for Compressor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Compressor")
+            .field("backend", &self.backend())
             .field("window_bits", &self.window_bits)
             .finish_non_exhaustive()
     }
 }
 
 impl Compressor {
-    /// A compressor with a `window_bits` window (clamped to 9..=15: zlib
-    /// cannot deflate raw streams with 8; see `negotiate`). Allocates the
-    /// whole deflate state (measured in the tests: about 2^(window+1) +
-    /// 2^(memLevel+9) bytes).
+    /// A zlib-rs compressor (see [`with_backend`](Self::with_backend)).
     pub fn new(tuning: DeflateTuning, window_bits: u8) -> Self {
+        Compressor::with_backend(Backend::ZlibRs, tuning, window_bits)
+    }
+
+    /// A compressor on `backend` with a `window_bits` window (clamped to
+    /// 9..=15: zlib cannot deflate raw streams with 8; see `negotiate`).
+    /// zlib-rs allocates the whole deflate state here (about
+    /// 2^(window+1) + 2^(memLevel+9) bytes beside its 128 KiB hash
+    /// table), C zlib about 2^(window+2) + 2^(memLevel+9) bytes.
+    pub fn with_backend(backend: Backend, tuning: DeflateTuning, window_bits: u8) -> Self {
         let window_bits = window_bits.clamp(MIN_CODEC_WINDOW_BITS, MAX_WINDOW_BITS);
-        let config = DeflateConfig {
-            level: i32::from(tuning.level.clamp(1, 9)),
-            window_bits: -i32::from(window_bits),
-            mem_level: i32::from(tuning.memory_level.clamp(1, 9)),
-            ..DeflateConfig::default()
+        let level = tuning.level.clamp(1, 9);
+        let mem_level = tuning.memory_level.clamp(1, 9);
+        let deflate = match backend {
+            Backend::ZlibRs => {
+                DeflateState::ZlibRs(zlib_rs::Deflate::new_with_config(DeflateConfig {
+                    level: i32::from(level),
+                    window_bits: -i32::from(window_bits),
+                    mem_level: i32::from(mem_level),
+                    ..DeflateConfig::default()
+                }))
+            }
+            // The parameters are in zlib's ranges (clamped above) and an
+            // allocation failure aborts (zlib::zalloc), so zlib cannot
+            // refuse them unless the linked library is not zlib 1.x.
+            Backend::CZlib => DeflateState::CZlib(
+                ZDeflate::new(level, window_bits, mem_level)
+                    .unwrap_or_else(|why| panic!("C zlib's deflateInit2 failed: {why}")),
+            ),
         };
         Compressor {
-            deflate: zlib_rs::Deflate::new_with_config(config),
+            deflate,
             window_bits,
         }
     }
@@ -132,6 +179,31 @@ impl Compressor {
     /// The window this compressor uses.
     pub fn window_bits(&self) -> u8 {
         self.window_bits
+    }
+
+    /// The implementation it runs on.
+    pub fn backend(&self) -> Backend {
+        match self.deflate {
+            DeflateState::ZlibRs(_) => Backend::ZlibRs,
+            DeflateState::CZlib(_) => Backend::CZlib,
+        }
+    }
+
+    /// One deflate call with a sync flush: `(read, written)`.
+    fn step(&mut self, input: &[u8], out: &mut [u8]) -> Result<(usize, usize), CompressError> {
+        match &mut self.deflate {
+            DeflateState::ZlibRs(deflate) => {
+                let (in0, out0) = (deflate.total_in(), deflate.total_out());
+                deflate
+                    .compress(input, out, DeflateFlush::SyncFlush)
+                    .map_err(|e| CompressError(e.as_str()))?;
+                Ok((
+                    (deflate.total_in() - in0) as usize,
+                    (deflate.total_out() - out0) as usize,
+                ))
+            }
+            DeflateState::CZlib(deflate) => deflate.sync_flush(input, out).map_err(CompressError),
+        }
     }
 
     /// Compresses one whole message and appends its RFC 7692 payload
@@ -146,12 +218,9 @@ impl Compressor {
         let mut written = start;
         let mut input = payload;
         loop {
-            let (in0, out0) = (self.deflate.total_in(), self.deflate.total_out());
-            self.deflate
-                .compress(input, &mut out[written..], DeflateFlush::SyncFlush)
-                .map_err(|e| CompressError(e.as_str()))?;
-            input = &input[(self.deflate.total_in() - in0) as usize..];
-            written += (self.deflate.total_out() - out0) as usize;
+            let (used, wrote) = self.step(input, &mut out[written..])?;
+            input = &input[used..];
+            written += wrote;
             // The flush is complete when deflate stops with room to spare.
             if input.is_empty() && written < out.len() {
                 break;
@@ -173,7 +242,12 @@ impl Compressor {
     /// compressed on its own, as `*_no_context_takeover` requires.
     /// Keeps the allocation.
     pub fn reset(&mut self) {
-        self.deflate.reset();
+        match &mut self.deflate {
+            DeflateState::ZlibRs(deflate) => {
+                deflate.reset();
+            }
+            DeflateState::CZlib(deflate) => deflate.reset(),
+        }
     }
 }
 
@@ -221,7 +295,7 @@ impl SharedCompressor {
 /// they arrive (several frames, several reads), inflated bytes come out
 /// into the caller's buffer, never more than the limit plus one byte.
 pub struct Inflater {
-    inflate: zlib_rs::Inflate,
+    inflate: InflateState,
     window_bits: u8,
     /// Bytes inflated for the current message so far.
     produced: usize,
@@ -233,22 +307,57 @@ pub struct Inflater {
 impl fmt::Debug for Inflater {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Inflater")
+            .field("backend", &self.backend())
             .field("window_bits", &self.window_bits)
             .field("produced", &self.produced)
             .finish_non_exhaustive()
     }
 }
 
+enum InflateState {
+    ZlibRs(zlib_rs::Inflate),
+    CZlib(ZInflate),
+}
+
+/// What one inflate call did: bytes read, bytes written, stream ended.
+struct Step {
+    used: usize,
+    wrote: usize,
+    ended: bool,
+}
+
 impl Inflater {
-    /// An inflater for a sender whose window is at most `window_bits`
-    /// (clamped to 9..=15; a 9-bit window reads 8-bit streams).
+    /// A zlib-rs inflater (see [`with_backend`](Self::with_backend)).
     pub fn new(window_bits: u8) -> Self {
+        Inflater::with_backend(Backend::ZlibRs, window_bits)
+    }
+
+    /// An inflater on `backend` for a sender whose window is at most
+    /// `window_bits` (clamped to 9..=15; a 9-bit window reads 8-bit
+    /// streams, and C zlib deflates no raw stream with 8 bits).
+    pub fn with_backend(backend: Backend, window_bits: u8) -> Self {
         let window_bits = window_bits.clamp(MIN_CODEC_WINDOW_BITS, MAX_WINDOW_BITS);
+        let inflate = match backend {
+            Backend::ZlibRs => InflateState::ZlibRs(zlib_rs::Inflate::new(false, window_bits)),
+            // As for the compressor: in range, and out of memory aborts.
+            Backend::CZlib => InflateState::CZlib(
+                ZInflate::new(window_bits)
+                    .unwrap_or_else(|why| panic!("C zlib's inflateInit2 failed: {why}")),
+            ),
+        };
         Inflater {
-            inflate: zlib_rs::Inflate::new(false, window_bits),
+            inflate,
             window_bits,
             produced: 0,
             ended: false,
+        }
+    }
+
+    /// The implementation it runs on.
+    pub fn backend(&self) -> Backend {
+        match self.inflate {
+            InflateState::ZlibRs(_) => Backend::ZlibRs,
+            InflateState::CZlib(_) => Backend::CZlib,
         }
     }
 
@@ -301,16 +410,19 @@ impl Inflater {
     }
 
     /// Forgets the window (the sender keeps no context). zlib-rs's reset
-    /// always goes back to a 15-bit window, so other windows re-create
-    /// the state.
+    /// always goes back to a 15-bit window, so its other windows re-create
+    /// the state; C zlib's keeps the window bits and their allocation.
     pub fn reset(&mut self) {
-        if self.window_bits == MAX_WINDOW_BITS {
-            self.inflate.reset(false);
-            self.produced = 0;
-            self.ended = false;
-        } else {
-            *self = Inflater::new(self.window_bits);
+        match &mut self.inflate {
+            InflateState::ZlibRs(_) if self.window_bits != MAX_WINDOW_BITS => {
+                *self = Inflater::new(self.window_bits);
+                return;
+            }
+            InflateState::ZlibRs(inflate) => inflate.reset(false),
+            InflateState::CZlib(inflate) => inflate.reset(),
         }
+        self.produced = 0;
+        self.ended = false;
     }
 
     /// The window this inflater reads.
@@ -349,6 +461,31 @@ impl InflaterPool {
 }
 
 impl Inflater {
+    /// One inflate call into `out`.
+    fn step(&mut self, input: &[u8], out: &mut [u8]) -> Result<Step, InflateError> {
+        match &mut self.inflate {
+            InflateState::ZlibRs(inflate) => {
+                let (in0, out0) = (inflate.total_in(), inflate.total_out());
+                let status = inflate
+                    .decompress(input, out, InflateFlush::NoFlush)
+                    .map_err(|e| InflateError::Corrupt(inflate_reason(e)))?;
+                Ok(Step {
+                    used: (inflate.total_in() - in0) as usize,
+                    wrote: (inflate.total_out() - out0) as usize,
+                    ended: status == Status::StreamEnd,
+                })
+            }
+            InflateState::CZlib(inflate) => {
+                let done = inflate.inflate(input, out).map_err(InflateError::Corrupt)?;
+                Ok(Step {
+                    used: done.read,
+                    wrote: done.written,
+                    ended: done.ended,
+                })
+            }
+        }
+    }
+
     fn run(
         &mut self,
         mut input: &[u8],
@@ -372,13 +509,7 @@ impl Inflater {
                 .min(message_end - len);
             grow_exact(out, len + step, message_end);
             out.resize(len + step, 0);
-            let (in0, out0) = (self.inflate.total_in(), self.inflate.total_out());
-            let status = self
-                .inflate
-                .decompress(input, &mut out[len..], InflateFlush::NoFlush)
-                .map_err(|e| InflateError::Corrupt(inflate_reason(e)))?;
-            let used = (self.inflate.total_in() - in0) as usize;
-            let wrote = (self.inflate.total_out() - out0) as usize;
+            let Step { used, wrote, ended } = self.step(input, &mut out[len..])?;
             out.truncate(len + wrote);
             if !check(&out[len..]) {
                 return Err(InflateError::InvalidText);
@@ -388,7 +519,7 @@ impl Inflater {
             if self.produced > limit {
                 return Err(InflateError::TooBig { limit });
             }
-            if status == Status::StreamEnd {
+            if ended {
                 self.ended = true;
                 continue;
             }

@@ -8,14 +8,22 @@
 //! message is dropped when the message ends. Only a peer that keeps its
 //! context makes the connection keep an inflater (its window sized to
 //! the negotiated `*_max_window_bits`), and only our own context
-//! takeover makes it keep a compressor.
+//! takeover makes it keep a compressor. Those kept states run on C zlib
+//! ([`Backend::CZlib`]), whose memory the window bits and `memory_level`
+//! bound; the worker's shared states run on zlib-rs.
 
 use super::codec::{
-    CompressError, Compressor, DeflateTuning, InflateError, Inflater, InflaterPool,
+    Backend, CompressError, Compressor, DeflateTuning, InflateError, Inflater, InflaterPool,
     SharedCompressor,
 };
 use super::negotiate::{Negotiated, Role};
 use super::Settings;
+
+/// The implementation of the states a connection keeps between messages:
+/// C zlib, the one whose memory follows the negotiated window and
+/// `memory_level` (at 9 bits and memory level 1 a compressor is about
+/// 9 KiB, where zlib-rs's is 134 KiB; docs/compression.md).
+const KEPT: Backend = Backend::CZlib;
 
 /// A connection's compression state. Idle, with no context kept either
 /// way, it is a few dozen bytes and owns no heap memory.
@@ -87,9 +95,9 @@ impl ConnDeflate {
             return Ok(true);
         }
         let tuning = self.tuning;
-        let compressor = self
-            .compressor
-            .get_or_insert_with(|| Box::new(Compressor::new(tuning, dir.window_bits)));
+        let compressor = self.compressor.get_or_insert_with(|| {
+            Box::new(Compressor::with_backend(KEPT, tuning, dir.window_bits))
+        });
         compressor.compress(payload, out)?;
         Ok(true)
     }
@@ -130,7 +138,7 @@ impl ConnDeflate {
         let bits = dir.inflate_window_bits();
         let inflater = self.inflater.get_or_insert_with(|| {
             if dir.context_takeover {
-                Box::new(Inflater::new(bits))
+                Box::new(Inflater::with_backend(KEPT, bits))
             } else {
                 pool.take(bits)
             }

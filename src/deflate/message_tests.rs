@@ -121,6 +121,19 @@ fn negotiated(settings: Settings) -> Server {
     server(s, 1 << 20)
 }
 
+/// The server inflating with the worker's pool (zlib-rs) and, with the
+/// client's context kept, with the connection's own inflater (C zlib):
+/// the failures must be the same on both.
+fn both_inflaters() -> [Settings; 2] {
+    [
+        Settings::default(),
+        Settings {
+            client_context_takeover: true,
+            ..Settings::default()
+        },
+    ]
+}
+
 #[test]
 fn a_fragmented_compressed_message_inflates_across_frames_and_reads() {
     let m = text(50_000);
@@ -160,39 +173,47 @@ fn inflated_text_that_is_not_utf8_fails_with_1007_before_the_limit() {
     let mut m = vec![0xff];
     m.extend(std::iter::repeat_n(b'a', 4 << 20));
     let frame = client_frame(true, true, 1, &compress(&m));
-    let mut conn = negotiated(Settings::default());
-    let err = feed(&mut conn, &mut InflaterPool::default(), &frame, 1 << 20).unwrap_err();
-    assert_eq!(err, MessageError::InvalidUtf8);
-    assert_eq!(err.close_code(), CloseCode::Invalid);
+    for settings in both_inflaters() {
+        let mut conn = negotiated(settings);
+        let err = feed(&mut conn, &mut InflaterPool::default(), &frame, 1 << 20).unwrap_err();
+        assert_eq!(err, MessageError::InvalidUtf8);
+        assert_eq!(err.close_code(), CloseCode::Invalid);
+    }
     // A character cut at the end of the message is invalid too.
     let frame = client_frame(true, true, 1, &compress("né".as_bytes()[..2].as_ref()));
-    let mut conn = negotiated(Settings::default());
-    assert_eq!(
-        code(feed(&mut conn, &mut InflaterPool::default(), &frame, 100)),
-        CloseCode::Invalid
-    );
+    for settings in both_inflaters() {
+        let mut conn = negotiated(settings);
+        assert_eq!(
+            code(feed(&mut conn, &mut InflaterPool::default(), &frame, 100)),
+            CloseCode::Invalid
+        );
+    }
 }
 
 #[test]
 fn a_message_inflating_past_the_limit_is_1009() {
     let frame = client_frame(true, true, 2, &compress(&vec![0u8; 8 << 20]));
-    let mut conn = negotiated(Settings::default());
-    let mut pool = InflaterPool::default();
-    assert_eq!(
-        code(feed(&mut conn, &mut pool, &frame, 64 << 10)),
-        CloseCode::Size
-    );
+    for settings in both_inflaters() {
+        let mut conn = negotiated(settings);
+        let mut pool = InflaterPool::default();
+        assert_eq!(
+            code(feed(&mut conn, &mut pool, &frame, 64 << 10)),
+            CloseCode::Size
+        );
+    }
 }
 
 #[test]
 fn undecodable_data_is_1007_for_text_and_1002_for_binary() {
     for (opcode, expected) in [(1, CloseCode::Invalid), (2, CloseCode::Protocol)] {
         let frame = client_frame(true, true, opcode, &[0xff, 0xff, 0xff, 0x00]);
-        let mut conn = negotiated(Settings::default());
-        assert_eq!(
-            code(feed(&mut conn, &mut InflaterPool::default(), &frame, 100)),
-            expected
-        );
+        for settings in both_inflaters() {
+            let mut conn = negotiated(settings);
+            assert_eq!(
+                code(feed(&mut conn, &mut InflaterPool::default(), &frame, 100)),
+                expected
+            );
+        }
     }
 }
 

@@ -5,7 +5,9 @@
 //! - `header`: the `Sec-WebSocket-Extensions` grammar.
 //! - [`negotiate`]: offers and answers → [`Negotiated`].
 //! - [`codec`]: [`Compressor`], [`SharedCompressor`], [`Inflater`],
-//!   [`InflaterPool`] over zlib-rs.
+//!   [`InflaterPool`] over zlib-rs or C zlib ([`Backend`]).
+//! - `zlib`: C zlib's streams (through `libz-sys`) as safe types; the
+//!   crate's only FFI to it.
 //! - [`conn`]: [`ConnDeflate`], what one connection holds.
 //! - [`message`]: [`inflate_message`], a whole compressed message (the
 //!   frame reader joined its frames and checked RSV1) to its bytes, with
@@ -19,14 +21,17 @@ pub mod conn;
 mod header;
 pub mod message;
 pub mod negotiate;
+mod zlib;
 
 #[cfg(test)]
 mod message_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod zlib_tests;
 
 pub use codec::{
-    CompressError, Compressor, DeflateTuning, InflateError, Inflater, InflaterPool,
+    Backend, CompressError, Compressor, DeflateTuning, InflateError, Inflater, InflaterPool,
     SharedCompressor, SYNC_TAIL,
 };
 pub use conn::ConnDeflate;

@@ -378,7 +378,12 @@ fn tuning() -> DeflateTuning {
     Settings::default().tuning()
 }
 
-fn inflate_all(
+/// Both implementations: every codec test that does not measure one of
+/// them runs on each, since both serve the same contract (zlib-rs the
+/// worker's shared states, C zlib the ones a connection keeps).
+pub(super) const BACKENDS: [Backend; 2] = [Backend::ZlibRs, Backend::CZlib];
+
+pub(super) fn inflate_all(
     inflater: &mut Inflater,
     data: &[u8],
     limit: usize,
@@ -389,7 +394,7 @@ fn inflate_all(
 }
 
 /// Deterministic JSON-like text of about `n` bytes.
-fn json_like(n: usize) -> Vec<u8> {
+pub(super) fn json_like(n: usize) -> Vec<u8> {
     let mut s = String::new();
     let mut i = 0u64;
     while s.len() < n {
@@ -410,6 +415,12 @@ fn json_like(n: usize) -> Vec<u8> {
 
 #[test]
 fn rfc_7692_examples_inflate() {
+    for backend in BACKENDS {
+        rfc_7692_examples_inflate_on(backend);
+    }
+}
+
+fn rfc_7692_examples_inflate_on(backend: Backend) {
     // §7.2.3.1 "Hello", §7.2.3.3 a stored block, §7.2.3.4 BFINAL set
     // (with a padding octet after the final block).
     for compressed in [
@@ -419,7 +430,7 @@ fn rfc_7692_examples_inflate() {
         ],
         &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00],
     ] {
-        let mut inf = Inflater::new(15);
+        let mut inf = Inflater::with_backend(backend, 15);
         assert_eq!(inflate_all(&mut inf, compressed, 100).unwrap(), b"Hello");
         // The inflater is usable for the next message either way.
         assert_eq!(
@@ -428,7 +439,7 @@ fn rfc_7692_examples_inflate() {
         );
     }
     // §7.2.3.2: the second "Hello" refers back into the first message.
-    let mut inf = Inflater::new(15);
+    let mut inf = Inflater::with_backend(backend, 15);
     assert_eq!(
         inflate_all(&mut inf, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], 100).unwrap(),
         b"Hello"
@@ -499,23 +510,35 @@ fn the_shared_compressor_gives_the_same_bytes_every_time() {
 
 #[test]
 fn context_takeover_makes_repeated_messages_smaller() {
+    for (deflater, inflater) in [
+        (Backend::ZlibRs, Backend::ZlibRs),
+        (Backend::CZlib, Backend::CZlib),
+        (Backend::CZlib, Backend::ZlibRs),
+        (Backend::ZlibRs, Backend::CZlib),
+    ] {
+        context_takeover_on(deflater, inflater);
+    }
+}
+
+fn context_takeover_on(deflater: Backend, inflater: Backend) {
     let m = json_like(4000);
-    let mut keep = Compressor::new(tuning(), 15);
+    let mut keep = Compressor::with_backend(deflater, tuning(), 15);
     let (mut first, mut second) = (Vec::new(), Vec::new());
     keep.compress(&m, &mut first).unwrap();
     keep.compress(&m, &mut second).unwrap();
+    // (C zlib's level 1 makes 79 bytes of the second 4,000, zlib-rs's fewer.)
     assert!(
-        second.len() * 10 < first.len(),
-        "{} vs {}",
+        second.len() * 8 < first.len(),
+        "{deflater:?}: {} vs {}",
         second.len(),
         first.len()
     );
     // The receiver must keep its window to read it ...
-    let mut inf = Inflater::new(15);
+    let mut inf = Inflater::with_backend(inflater, 15);
     assert_eq!(inflate_all(&mut inf, &first, 1 << 20).unwrap(), m);
     assert_eq!(inflate_all(&mut inf, &second, 1 << 20).unwrap(), m);
     // ... and one that forgot it cannot.
-    let mut inf = Inflater::new(15);
+    let mut inf = Inflater::with_backend(inflater, 15);
     inflate_all(&mut inf, &first, 1 << 20).unwrap();
     inf.reset();
     assert!(inflate_all(&mut inf, &second, 1 << 20).is_err());
@@ -523,13 +546,19 @@ fn context_takeover_makes_repeated_messages_smaller() {
 
 #[test]
 fn fragmented_input_inflates_chunk_by_chunk() {
+    for backend in BACKENDS {
+        fragmented_input_on(backend);
+    }
+}
+
+fn fragmented_input_on(backend: Backend) {
     let m = json_like(100_000);
     let mut compressed = Vec::new();
     Compressor::new(tuning(), 15)
         .compress(&m, &mut compressed)
         .unwrap();
     for chunk in [1, 7, 100, 4096] {
-        let mut inf = Inflater::new(15);
+        let mut inf = Inflater::with_backend(backend, 15);
         let mut out = Vec::new();
         let mut total = 0;
         let mut saw_output_before_the_end = false;
@@ -548,7 +577,7 @@ fn fragmented_input_inflates_chunk_by_chunk() {
         assert!(out == m, "chunk {chunk}");
     }
     // The final frame's bytes may all have come already: `last` with nothing.
-    let mut inf = Inflater::new(15);
+    let mut inf = Inflater::with_backend(backend, 15);
     let mut out = Vec::new();
     inf.feed(&compressed, false, m.len(), &mut out).unwrap();
     inf.feed(&[], true, m.len(), &mut out).unwrap();
@@ -562,11 +591,17 @@ fn corrupt_data_is_an_error_with_the_right_close_code() {
         &[0x07],
         &[0xf2, 0x48, 0x00, 0x00, 0x00, 0xff],
     ] {
-        let err = inflate_all(&mut Inflater::new(15), bad, 1 << 20).unwrap_err();
-        assert!(matches!(err, InflateError::Corrupt(_)), "{bad:?}: {err:?}");
-        assert_eq!(err.close_code(true), 1007);
-        assert_eq!(err.close_code(false), 1002);
-        assert!(err.to_string().starts_with("invalid compressed data"));
+        for backend in BACKENDS {
+            let mut inf = Inflater::with_backend(backend, 15);
+            let err = inflate_all(&mut inf, bad, 1 << 20).unwrap_err();
+            assert!(
+                matches!(err, InflateError::Corrupt(_)),
+                "{backend:?} {bad:?}: {err:?}"
+            );
+            assert_eq!(err.close_code(true), 1007);
+            assert_eq!(err.close_code(false), 1002);
+            assert!(err.to_string().starts_with("invalid compressed data"));
+        }
     }
     let too_big = InflateError::TooBig { limit: 5 };
     assert_eq!(too_big.close_code(true), 1009);
@@ -580,12 +615,14 @@ fn no_limit_means_no_limit() {
     let m = json_like(10_000);
     let mut c = Vec::new();
     Compressor::new(tuning(), 15).compress(&m, &mut c).unwrap();
-    let mut out = b"prefix".to_vec();
-    let n = Inflater::new(15)
-        .feed(&c, true, usize::MAX, &mut out)
-        .unwrap();
-    assert_eq!(n, m.len());
-    assert!(out[6..] == m[..]);
+    for backend in BACKENDS {
+        let mut out = b"prefix".to_vec();
+        let n = Inflater::with_backend(backend, 15)
+            .feed(&c, true, usize::MAX, &mut out)
+            .unwrap();
+        assert_eq!(n, m.len());
+        assert!(out[6..] == m[..]);
+    }
 }
 
 #[test]
@@ -593,11 +630,14 @@ fn the_limit_is_exact() {
     let m = json_like(10_000);
     let mut c = Vec::new();
     Compressor::new(tuning(), 15).compress(&m, &mut c).unwrap();
-    assert!(inflate_all(&mut Inflater::new(15), &c, 10_000).is_ok());
-    assert_eq!(
-        inflate_all(&mut Inflater::new(15), &c, 9_999),
-        Err(InflateError::TooBig { limit: 9_999 })
-    );
+    for backend in BACKENDS {
+        let inf = || Inflater::with_backend(backend, 15);
+        assert!(inflate_all(&mut inf(), &c, 10_000).is_ok());
+        assert_eq!(
+            inflate_all(&mut inf(), &c, 9_999),
+            Err(InflateError::TooBig { limit: 9_999 })
+        );
+    }
 }
 
 // ---------------------------------------------------------------- memory
@@ -605,7 +645,7 @@ fn the_limit_is_exact() {
 use crate::test_alloc as counting;
 
 /// Heap bytes `make` leaves allocated.
-fn held_by<T>(make: impl FnOnce() -> T) -> (T, isize) {
+pub(super) fn held_by<T>(make: impl FnOnce() -> T) -> (T, isize) {
     let before = counting::live();
     let value = make();
     (value, counting::live() - before)
@@ -641,9 +681,15 @@ fn a_bomb_stops_at_the_limit_without_allocating_past_it() {
     let data = bomb(200);
     eprintln!("bomb: {} compressed bytes inflate to 200 MiB", data.len());
     assert!(data.len() < 400 << 10, "bomb is {} bytes", data.len());
+    for backend in BACKENDS {
+        bomb_stops_on(backend, &data);
+    }
+}
+
+fn bomb_stops_on(backend: Backend, data: &[u8]) {
     // Sanity: the bomb is real (its first 4 MiB inflate to zeros).
     let mut sample = Vec::new();
-    let err = Inflater::new(15).feed(&data, true, 4 << 20, &mut sample);
+    let err = Inflater::with_backend(backend, 15).feed(data, true, 4 << 20, &mut sample);
     assert_eq!(err, Err(InflateError::TooBig { limit: 4 << 20 }));
     assert!(sample.iter().all(|&b| b == 0));
     drop(sample);
@@ -651,7 +697,7 @@ fn a_bomb_stops_at_the_limit_without_allocating_past_it() {
     let limit = 1 << 20;
     let base = counting::reset_peak();
     let mut out = Vec::new();
-    let mut inf = Inflater::new(15);
+    let mut inf = Inflater::with_backend(backend, 15);
     // Fed in frame-sized pieces, as the frame reader would.
     let mut result = Ok(0);
     let pieces: Vec<&[u8]> = data.chunks(64 << 10).collect();
@@ -664,13 +710,16 @@ fn a_bomb_stops_at_the_limit_without_allocating_past_it() {
         }
     }
     assert_eq!(result, Err(InflateError::TooBig { limit }));
-    assert!(fed <= 128 << 10, "stopped after {fed} compressed bytes");
+    assert!(
+        fed <= 128 << 10,
+        "{backend:?}: stopped after {fed} compressed bytes"
+    );
     assert!(out.len() <= limit + 1);
     let peak = counting::peak() - base;
-    eprintln!("bomb: peak heap {peak} bytes for a {limit}-byte limit");
+    eprintln!("bomb, {backend:?}: peak heap {peak} bytes for a {limit}-byte limit");
     assert!(
         peak <= (limit + (64 << 10)) as isize,
-        "peak heap {peak} for limit {limit}"
+        "{backend:?}: peak heap {peak} for limit {limit}"
     );
 }
 
@@ -791,46 +840,54 @@ fn memory_of_deflate_and_inflate_states() {
     assert!(rows[0][3] < rows[6][3], "{:?} vs {:?}", rows[0], rows[6]);
 }
 
-/// Size and time per level for a 16 KiB JSON-like message, for
-/// docs/compression.md: `cargo test --release --lib report_levels --
-/// --ignored --nocapture` (timings need a release build).
+/// Size and time per level for a 16 KiB JSON-like message, on both
+/// implementations (a fresh context per message, as the shared
+/// compressor and the pooled inflaters work), for docs/compression.md:
+/// `cargo test --release --lib report_levels -- --ignored --nocapture`
+/// (timings need a release build).
 #[test]
 #[ignore]
 fn report_levels() {
     let m = json_like(16 << 10);
-    for level in [1u8, 2, 3, 4, 6, 9] {
-        let mut shared = SharedCompressor::new(DeflateTuning {
-            level,
-            memory_level: 8,
-        });
-        let mut out = Vec::new();
-        shared.compress(15, &m, &mut out).unwrap();
-        let n = 2000;
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            out.clear();
-            shared.compress(15, &m, &mut out).unwrap();
+    for backend in BACKENDS {
+        for (bits, memory_level) in [(15u8, 8u8), (9, 1)] {
+            for level in [1u8, 2, 6, 9] {
+                let tuning = DeflateTuning {
+                    level,
+                    memory_level,
+                };
+                let mut c = Compressor::with_backend(backend, tuning, bits);
+                let mut out = Vec::new();
+                c.compress(&m, &mut out).unwrap();
+                let n = 2000;
+                let t = std::time::Instant::now();
+                for _ in 0..n {
+                    c.reset();
+                    out.clear();
+                    c.compress(&m, &mut out).unwrap();
+                }
+                let cu = t.elapsed().as_secs_f64() / n as f64 * 1e6;
+                let mut inf = Inflater::with_backend(backend, bits);
+                let t = std::time::Instant::now();
+                for _ in 0..n {
+                    let mut o = Vec::new();
+                    inf.feed(&out, true, 1 << 20, &mut o).unwrap();
+                    inf.reset();
+                }
+                let d = t.elapsed().as_secs_f64() / n as f64 * 1e6;
+                eprintln!(
+                    "{backend:?} {bits}/{memory_level} level {level}: {} -> {} bytes, compress {cu:.1} us, inflate {d:.1} us",
+                    m.len(),
+                    out.len()
+                );
+            }
         }
-        let c = t.elapsed().as_secs_f64() / n as f64 * 1e6;
-        let mut inf = Inflater::new(15);
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            let mut o = Vec::new();
-            inf.feed(&out, true, 1 << 20, &mut o).unwrap();
-            inf.reset();
-        }
-        let d = t.elapsed().as_secs_f64() / n as f64 * 1e6;
-        eprintln!(
-            "level {level}: {} -> {} bytes, compress {c:.1} us, inflate {d:.1} us",
-            m.len(),
-            out.len()
-        );
     }
 }
 
 /// Runs `script` with Python 3 (an independent zlib: C zlib through
 /// Python's `zlib` module), `input` as hex in argv[1]; returns its stdout.
-fn python(script: &str, input: &[u8]) -> String {
+pub(super) fn python(script: &str, input: &[u8]) -> String {
     let hex: String = input.iter().map(|b| format!("{b:02x}")).collect();
     let out = std::process::Command::new("python3")
         .args(["-c", script, &hex])
@@ -844,7 +901,7 @@ fn python(script: &str, input: &[u8]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-fn unhex(s: &str) -> Vec<u8> {
+pub(super) fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
@@ -889,11 +946,17 @@ fn rss_kib() -> usize {
 /// RSS per connection-held state after one 16 KiB JSON message, for
 /// docs/compression.md. One case per process (freed pages stay in RSS):
 /// `WSSD_RSS=deflate:15:8 cargo test --lib report_rss -- --ignored
-/// --nocapture` (or `inflate:15`).
+/// --nocapture` (or `inflate:15`; a `c-` prefix, `c-deflate:9:1`, runs
+/// C zlib instead of zlib-rs).
 #[test]
 #[ignore]
 fn report_rss() {
     let case = std::env::var("WSSD_RSS").unwrap_or_else(|_| "deflate:15:8".into());
+    let backend = if case.starts_with("c-") {
+        Backend::CZlib
+    } else {
+        Backend::ZlibRs
+    };
     let parts: Vec<u8> = case
         .split(':')
         .skip(1)
@@ -901,7 +964,7 @@ fn report_rss() {
         .collect();
     let m = json_like(16 << 10);
     let mut compressed = Vec::new();
-    Compressor::new(tuning(), 15)
+    Compressor::new(tuning(), parts[0])
         .compress(&m, &mut compressed)
         .unwrap();
     let n = 2000;
@@ -909,16 +972,16 @@ fn report_rss() {
     let mut deflaters = Vec::new();
     let mut inflaters = Vec::new();
     for _ in 0..n {
-        if case.starts_with("deflate") {
+        if case.contains("deflate") {
             let t = DeflateTuning {
                 level: 1,
                 memory_level: parts[1],
             };
-            let mut c = Compressor::new(t, parts[0]);
+            let mut c = Compressor::with_backend(backend, t, parts[0]);
             c.compress(&m, &mut Vec::new()).unwrap();
             deflaters.push(c);
         } else {
-            let mut inf = Inflater::new(parts[0]);
+            let mut inf = Inflater::with_backend(backend, parts[0]);
             inflate_all(&mut inf, &compressed, 1 << 20).unwrap();
             inflaters.push(inf);
         }

@@ -115,6 +115,35 @@ fn python_websockets_client_negotiates_and_round_trips_compressed_messages() {
 }
 
 #[test]
+fn python_websockets_round_trips_with_contexts_kept_both_ways() {
+    // Each connection then keeps a C zlib compressor and inflater across
+    // messages (text, then binary, on one connection): at 15 bits, and at
+    // uWebSockets' dedicated settings (9-bit windows, memLevel 1).
+    for extra in [
+        "",
+        "server_max_window_bits = 9\nclient_max_window_bits = 9\nmemory_level = 1\n",
+    ] {
+        let d = Daemon::start(&deflate_config(&format!(
+            "[compression]\nserver_context_takeover = true\nclient_context_takeover = true\n{extra}"
+        )));
+        // The answer lets both sides keep their context.
+        let raw = Raw::open(d.addr, OFFER);
+        let head = raw.head.to_ascii_lowercase();
+        assert!(
+            head.contains("sec-websocket-extensions: permessage-deflate")
+                && !head.contains("context_takeover"),
+            "{}",
+            raw.head
+        );
+        drop(raw);
+        for size in ["300000", "5000"] {
+            let out = peer(&["client", &d.url("/echo"), size]);
+            assert_eq!(out.trim(), "extensions permessage-deflate", "{extra}");
+        }
+    }
+}
+
+#[test]
 fn a_route_with_compression_off_declines_the_offer() {
     let d = Daemon::start(&config("workers = 1\n", ECHO));
     let out = peer(&["client", &d.url("/echo"), "5000"]);
