@@ -26,7 +26,7 @@ mod zlib;
 #[cfg(test)]
 mod message_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod zlib_tests;
 

@@ -394,7 +394,7 @@ pub(super) fn inflate_all(
 }
 
 /// Deterministic JSON-like text of about `n` bytes.
-pub(super) fn json_like(n: usize) -> Vec<u8> {
+pub(crate) fn json_like(n: usize) -> Vec<u8> {
     let mut s = String::new();
     let mut i = 0u64;
     while s.len() < n {

@@ -951,24 +951,10 @@ mod tests {
         }
     }
 
-    /// Deterministic JSON-like text of about `n` bytes (compresses to
-    /// about a fifth).
+    /// Deterministic JSON-like text of about `n` bytes (the deflate
+    /// tests' generator).
     fn json_like(n: usize) -> String {
-        let mut s = String::new();
-        let mut i = 0u64;
-        while s.len() < n {
-            i = i
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            s.push_str(&format!(
-                "{{\"id\":{},\"user\":\"user{}\",\"text\":\"message {} in the room\"}},",
-                i >> 40,
-                (i >> 20) % 1000,
-                i % 100_000
-            ));
-        }
-        s.truncate(n);
-        s
+        String::from_utf8(crate::deflate::tests::json_like(n)).expect("ASCII")
     }
 
     #[test]
