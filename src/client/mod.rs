@@ -207,6 +207,8 @@ pub struct Client {
     rlen: usize,
     /// Frames to send, gathered for one write (emptied after each).
     out: Vec<u8>,
+    /// A message's compressed bytes (kept between sends, up to `KEEP_OUT`).
+    zbuf: Vec<u8>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     fragment_size: Option<usize>,
@@ -298,6 +300,7 @@ impl Client {
             rpos: 0,
             rlen,
             out: Vec::new(),
+            zbuf: Vec::new(),
             read_timeout: config.read_timeout.filter(|t| !t.is_zero()),
             write_timeout: config.write_timeout.filter(|t| !t.is_zero()),
             fragment_size: config.fragment_size.filter(|&n| n > 0),
@@ -526,7 +529,9 @@ impl Client {
     /// `fragment_size`, all in one write.
     fn send_frames(&mut self, payload: &[u8], kind: Data) -> Result<(), ClientError> {
         self.check_open()?;
-        let mut compressed = Vec::new();
+        // Compressed into a buffer kept between sends, like `out`.
+        let mut compressed = std::mem::take(&mut self.zbuf);
+        compressed.clear();
         let rsv1 = match &mut self.deflate {
             None => false,
             Some(d) => {
@@ -567,6 +572,9 @@ impl Client {
                 break;
             }
             offset = end;
+        }
+        if compressed.capacity() <= KEEP_OUT {
+            self.zbuf = compressed;
         }
         self.write_out("sending a message")
     }
@@ -975,6 +983,61 @@ mod tests {
             build_request(&url, &config, None),
             Err(ClientError::InvalidConfig(_))
         ));
+    }
+
+    /// A server that accepts permessage-deflate without context takeover
+    /// and swallows whatever it is sent.
+    fn deflate_sink() -> std::net::SocketAddr {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let text = String::from_utf8_lossy(&head);
+            let key = text
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("Sec-WebSocket-Key: ")
+                        .or(l.strip_prefix("sec-websocket-key: "))
+                })
+                .expect("key");
+            let accept = tungstenite::handshake::derive_accept_key(key.trim().as_bytes());
+            let _ = write!(
+                s,
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Extensions: permessage-deflate; \
+                 server_no_context_takeover; client_no_context_takeover\r\n\r\n"
+            );
+            let mut sink = [0u8; 65536];
+            while s.read(&mut sink).unwrap_or(0) > 0 {}
+        });
+        addr
+    }
+
+    #[test]
+    fn a_compressed_send_allocates_nothing_once_warm() {
+        let addr = deflate_sink();
+        let mut client =
+            Client::connect(&format!("ws://{addr}/"), &ClientConfig::default()).expect("connect");
+        assert!(client.compressed(), "the sink accepted permessage-deflate");
+        let text = String::from_utf8(crate::deflate::tests::json_like(16 << 10)).expect("ASCII");
+        let messages: Vec<Message> = (0..4).map(|_| Message::text(text.clone())).collect();
+        let mut allocations = Vec::new();
+        for m in messages {
+            let before = crate::test_alloc::allocations();
+            client.send(m).expect("send");
+            allocations.push(crate::test_alloc::allocations() - before);
+        }
+        assert_eq!(
+            &allocations[1..],
+            &[0, 0, 0],
+            "allocations per send: {allocations:?}"
+        );
     }
 
     #[test]
