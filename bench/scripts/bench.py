@@ -226,9 +226,11 @@ def accepts(port):
 class Server:
     """A started server: wssd (`workers`, optionally TLS) or a peer."""
 
-    def __init__(self, label, argv, tmp, workers=1, listen=None, port=None, tls=None):
+    def __init__(self, label, argv, tmp, workers=1, listen=None, port=None, tls=None, pin=None):
+        """`pin`: (server cpus, load cpus, load threads, note) instead of
+        `pinning(workers)`, for scripts that place servers themselves."""
         self.label, self.workers, self.tls = label, workers, tls
-        self.cpus, self.load_cpus, self.threads, self.pin_note = pinning(workers)
+        self.cpus, self.load_cpus, self.threads, self.pin_note = pin or pinning(workers)
         name = re.sub(r"\W+", "-", label)
         self.errlog = os.path.join(tmp, f"{name}-{len(STARTED)}.log")
         self.proc = subprocess.Popen(pinned(self.cpus, argv), stderr=open(self.errlog, "w"),
