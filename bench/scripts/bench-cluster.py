@@ -21,8 +21,9 @@ master, workers and cluster helper inherit its CPUs):
 
   spread (default)  each instance on a core of its own, as on separate
                     machines. 2 CPUs: A and Redis on CPU 0; B on CPU 1
-                    with the load generator (which needs about a fifth of
-                    a core at 1,000 receivers: B is not alone there).
+                    with the load generator (which took a quarter to a
+                    half of that core at 1,000 receivers and -w 4, more
+                    at -w 32: B is not alone there).
                     3 CPUs: A on 0, B on 1, the load and Redis on 2.
                     4 or more: A on 0, B on 1, Redis on 2, the load on 3
                     and up. S (the one-instance baseline) runs where A
