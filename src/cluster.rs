@@ -13,7 +13,12 @@
 //!   by `max_pending` bytes (the oldest are dropped, and counted, when a
 //!   slow or absent Redis lets it fill);
 //! - the *publisher* sends them with `PUBLISH PREFIX:broadcast`, in order,
-//!   over one connection (so Redis keeps this instance's order);
+//!   over one connection (so Redis keeps this instance's order): whatever
+//!   has queued up since its last round goes out pipelined, all commands
+//!   in one write and then all replies read, rather than one round trip
+//!   per message (which would cap an instance at one broadcast per Redis
+//!   round-trip time, a few thousand a second with Redis on another
+//!   machine);
 //! - the *subscriber* listens on the same channel and writes what other
 //!   instances published to the master, recognising this instance's own
 //!   messages by the instance id they carry and skipping them;
@@ -50,6 +55,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Version byte of the channel message format.
 const FORMAT: u8 = 1;
+/// The most message bytes one pipelined round of PUBLISH commands
+/// carries (a single larger message still goes, alone).
+const BATCH_BYTES: usize = 1 << 20;
 
 /// Runs the helper until SIGTERM; returns the exit status.
 pub(crate) fn run(
@@ -216,13 +224,16 @@ impl Shared {
         }
     }
 
-    /// Queues a message for Redis, dropping the oldest over the cap.
-    fn push(&self, message: Vec<u8>) {
+    /// Queues messages for Redis, dropping the oldest over the cap, and
+    /// wakes the publisher once for all of them.
+    fn push(&self, messages: impl IntoIterator<Item = Vec<u8>>) {
         let Ok(mut q) = self.queue.lock() else {
             return;
         };
-        q.bytes += message.len();
-        q.messages.push_back(message);
+        for message in messages {
+            q.bytes += message.len();
+            q.messages.push_back(message);
+        }
         while q.bytes > self.cap {
             let Some(old) = q.messages.pop_front() else {
                 break;
@@ -239,16 +250,32 @@ impl Shared {
         self.ready.notify_one();
     }
 
-    /// Waits for the next message to publish.
-    fn pop(&self) -> Option<Vec<u8>> {
-        let mut q = self.queue.lock().ok()?;
-        loop {
-            if let Some(m) = q.messages.pop_front() {
-                q.bytes -= m.len();
-                return Some(m);
-            }
-            q = self.ready.wait(q).ok()?;
+    /// Waits for messages to publish and moves into `batch` the oldest
+    /// ones, in order: at least one, then more while they fit in
+    /// `max_bytes`. False if the queue is unusable (a thread panicked).
+    fn pop_batch(&self, batch: &mut Vec<Vec<u8>>, max_bytes: usize) -> bool {
+        let Ok(mut q) = self.queue.lock() else {
+            return false;
+        };
+        while q.messages.is_empty() {
+            q = match self.ready.wait(q) {
+                Ok(q) => q,
+                Err(_) => return false,
+            };
         }
+        let mut bytes = 0;
+        while let Some(m) = q.messages.front() {
+            if !batch.is_empty() && bytes + m.len() > max_bytes {
+                break;
+            }
+            bytes += m.len();
+            let Some(m) = q.messages.pop_front() else {
+                break;
+            };
+            q.bytes -= m.len();
+            batch.push(m);
+        }
+        true
     }
 }
 
@@ -267,16 +294,20 @@ fn read_link(mut link: UnixStream, shared: &Shared, id: &[u8]) {
         };
         buf.extend_from_slice(&chunk[..n]);
         let mut pos = 0;
+        let mut messages = Vec::new();
         while buf.len() - pos >= 4 {
             let len =
                 u32::from_le_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]) as usize;
             if buf.len() - pos - 4 < len {
                 break;
             }
-            shared.push(encode(id, &buf[pos + 4..pos + 4 + len]));
+            messages.push(encode(id, &buf[pos + 4..pos + 4 + len]));
             pos += 4 + len;
         }
         buf.drain(..pos);
+        if !messages.is_empty() {
+            shared.push(messages);
+        }
     }
 }
 
@@ -306,13 +337,15 @@ fn next_backoff(delay: Duration) -> Duration {
     (delay * 2).min(BACKOFF_MAX)
 }
 
-/// Publishes queued messages, reconnecting with back-off.
+/// Publishes queued messages, pipelined, reconnecting with back-off.
 fn publish_loop(client: &redis::Client, channel: &str, shared: &Shared) {
     let mut delay = BACKOFF_START;
-    // A message whose PUBLISH failed on a connection found dead: it is
-    // tried once more on the next connection (a Redis restart is usually
-    // noticed this way), then dropped.
-    let mut retry: Option<Vec<u8>> = None;
+    // Messages of a round that Redis did not confirm, on a connection
+    // found dead: they are tried once more on the next connection (a
+    // Redis restart is usually noticed this way), then dropped.
+    let mut retry: Vec<Vec<u8>> = Vec::new();
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut packed = Vec::new();
     loop {
         let mut conn = match client.get_connection_with_timeout(CONNECT_TIMEOUT) {
             Ok(c) => c,
@@ -327,34 +360,65 @@ fn publish_loop(client: &redis::Client, channel: &str, shared: &Shared) {
         delay = BACKOFF_START;
         shared.set(true, true, None);
         loop {
-            let (message, retried) = match retry.take() {
-                Some(m) => (m, true),
-                None => match shared.pop() {
-                    Some(m) => (m, false),
-                    None => return,
-                },
-            };
-            let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg(&message)
-                .query(&mut conn);
-            match sent {
-                Ok(_) => {
-                    shared.counters.published.fetch_add(1, Ordering::Relaxed);
+            let retried = !retry.is_empty();
+            batch.clear();
+            if retried {
+                batch.append(&mut retry);
+            } else if !shared.pop_batch(&mut batch, BATCH_BYTES) {
+                return;
+            }
+            let (confirmed, failed) = publish_round(&mut conn, channel, &batch, &mut packed);
+            shared
+                .counters
+                .published
+                .fetch_add(confirmed as u64, Ordering::Relaxed);
+            if let Some(e) = failed {
+                let unconfirmed = batch.drain(confirmed..);
+                if retried {
+                    // Not promised while disconnected: these are lost.
+                    shared
+                        .counters
+                        .dropped
+                        .fetch_add(unconfirmed.len() as u64, Ordering::Relaxed);
+                } else {
+                    retry.extend(unconfirmed);
                 }
-                Err(e) => {
-                    if retried {
-                        // Not promised while disconnected: this one is lost.
-                        shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        retry = Some(message);
-                    }
-                    shared.set(true, false, Some(&e));
-                    break;
-                }
+                shared.set(true, false, Some(&e));
+                break;
             }
         }
     }
+}
+
+/// One pipelined round: a PUBLISH on `channel` for each message of
+/// `batch`, all written at once, then the replies read in order. Returns
+/// how many Redis confirmed (the first ones) and, if it stopped short, why.
+fn publish_round(
+    conn: &mut redis::Connection,
+    channel: &str,
+    batch: &[Vec<u8>],
+    packed: &mut Vec<u8>,
+) -> (usize, Option<redis::RedisError>) {
+    packed.clear();
+    for message in batch {
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(message.as_slice())
+            .write_packed_command(packed);
+    }
+    if let Err(e) = conn.send_packed_command(packed) {
+        return (0, Some(e));
+    }
+    if packed.capacity() > 2 * BATCH_BYTES {
+        // One huge message went out: do not keep its buffer.
+        *packed = Vec::new();
+    }
+    for confirmed in 0..batch.len() {
+        if let Err(e) = conn.recv_response().and_then(redis::Value::extract_error) {
+            return (confirmed, Some(e));
+        }
+    }
+    (batch.len(), None)
 }
 
 /// Receives other instances' messages and hands them to the master.
@@ -437,6 +501,46 @@ mod tests {
         assert_eq!(decode(&m), Some((&b"host-42"[..], &b"body"[..])));
         assert_eq!(decode(b"\x02\x00\x00"), None);
         assert_eq!(decode(b"\x01\x09\x00abc"), None);
+    }
+
+    fn shared(cap: usize) -> Shared {
+        Shared {
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+            state: Mutex::new(State::default()),
+            counters: Box::leak(Box::default()),
+            cap,
+            place: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_publisher_takes_what_queued_up_in_order_within_the_batch_size() {
+        let s = shared(1 << 20);
+        s.push((0..10u8).map(|i| vec![i; 100]));
+        let mut batch = Vec::new();
+        assert!(s.pop_batch(&mut batch, 450));
+        assert_eq!(batch, (0..4u8).map(|i| vec![i; 100]).collect::<Vec<_>>());
+        batch.clear();
+        assert!(s.pop_batch(&mut batch, 1 << 20));
+        assert_eq!(batch, (4..10u8).map(|i| vec![i; 100]).collect::<Vec<_>>());
+        // A message over the batch size still goes, alone.
+        s.push([vec![1; 1000], vec![2; 10]]);
+        batch.clear();
+        assert!(s.pop_batch(&mut batch, 100));
+        assert_eq!(batch, [vec![1; 1000]]);
+        let q = s.queue.lock().unwrap();
+        assert_eq!((q.messages.len(), q.bytes), (1, 10));
+    }
+
+    #[test]
+    fn the_queue_drops_the_oldest_over_max_pending() {
+        let s = shared(250);
+        s.push((0..4u8).map(|i| vec![i; 100]));
+        assert_eq!(s.counters.dropped.load(Ordering::Relaxed), 2);
+        let mut batch = Vec::new();
+        assert!(s.pop_batch(&mut batch, 1 << 20));
+        assert_eq!(batch, [vec![2; 100], vec![3; 100]]);
     }
 
     #[test]

@@ -14,11 +14,30 @@ one after the other and with the same arguments:
 
 (`-c N` connections: connection 0 sends and receives, so N receivers; in
 the two-instance run they are spread round-robin over A and B, the sender
-on A, and every receiver must get every message.) The instances and
-redis-server share the servers' core(s), the load runs on the others
-(bench.py's pinning; S2's two workers too share the one core, so that it
-shows what splitting the receivers over two event loops on that core
-costs without Redis). Server CPU is measured per process tree from /proc:
+on A, and every receiver must get every message.)
+
+BENCH_PLACEMENT says where the processes run (taskset; each instance's
+master, workers and cluster helper inherit its CPUs):
+
+  spread (default)  each instance on a core of its own, as on separate
+                    machines. 2 CPUs: A and Redis on CPU 0; B on CPU 1
+                    with the load generator (which took a quarter to a
+                    half of that core at 1,000 receivers and -w 4, more
+                    at -w 32: B is not alone there).
+                    3 CPUs: A on 0, B on 1, the load and Redis on 2.
+                    4 or more: A on 0, B on 1, Redis on 2, the load on 3
+                    and up. S (the one-instance baseline) runs where A
+                    does, with the load where it is in the two-instance
+                    run (2 CPUs: server on CPU 0, load on CPU 1); S2's two
+                    workers may use A's and B's cores.
+  shared            the older placement: every server process (S, S2, A,
+                    B and Redis) on the servers' core of bench.py's
+                    pinning (CPU 0), the load on the others; S2's two
+                    workers then share the one core, which shows what
+                    splitting the receivers over two event loops on one
+                    core costs without Redis.
+
+Server CPU is measured per process tree from /proc:
 the instances (S; A + B with their masters, workers and cluster helpers)
 and redis-server apart. The report gives deliveries per instance
 CPU-second (the goal's figure) and per CPU-second with Redis counted too,
@@ -34,8 +53,8 @@ figure, i.e. a ratio of at least 0.80. BENCH_WINDOW (default 4) sets
 
 Uses bench.py's helpers (pinning, CPU accounting, `wssd bench` runs).
 Knobs: BENCH_SECS, BENCH_BCAST, BENCH_REPEAT, BENCH_WSSD (see bench.py),
-BENCH_WINDOW, BENCH_REDIS (the redis-server binary, default: from PATH). Prints a
-Markdown table and the ratios.
+BENCH_WINDOW, BENCH_PLACEMENT, BENCH_REDIS (the redis-server binary,
+default: from PATH). Prints a Markdown table and the ratios.
 """
 
 import json
@@ -51,14 +70,56 @@ import bench as B  # noqa: E402  (bench.py beside this script)
 
 REDIS = os.environ.get("BENCH_REDIS", shutil.which("redis-server") or "redis-server")
 WINDOW = os.environ.get("BENCH_WINDOW", "4")
+PLACEMENT = os.environ.get("BENCH_PLACEMENT", "spread")
 
 
-def start_redis(tmp):
+class Placement:
+    """CPUs (taskset -c lists, None: unpinned) of each process of a run:
+    the instances S, S2, A, B, redis-server and the load generator (with
+    its thread count), and a sentence for the report."""
+
+    def __init__(self, kind, ncpu=B.NCPU):
+        if kind == "shared":
+            srv, load, self.threads, _ = B.pinning(1)
+            self.S = self.S2 = self.A = self.B = self.redis = srv
+            self.load = load
+            self.note = (f"shared: every server process (instances S, S2, A, B with their "
+                         f"masters, workers and cluster helpers, and Redis) on CPU {srv}, "
+                         f"the load on CPU {load}" if srv else "shared: 1 CPU, nothing pinned")
+        elif kind == "spread":
+            self.threads = 1
+            if ncpu < 2:
+                self.S = self.S2 = self.A = self.B = self.redis = self.load = None
+                self.note = "spread: 1 CPU, nothing pinned"
+                return
+            self.S, self.S2, self.A, self.B = "0", "0,1", "0", "1"
+            if ncpu == 2:
+                self.redis, self.load = "0", "1"
+                where = "Redis on CPU 0 with A; the load on CPU 1 with B"
+            elif ncpu == 3:
+                self.redis, self.load = "2", "2"
+                where = "Redis and the load on CPU 2"
+            else:
+                self.redis = "2"
+                self.load = f"3-{ncpu - 1}" if ncpu > 4 else "3"
+                self.threads = min(ncpu - 3, 2)
+                where = f"Redis on CPU 2, the load on CPU {self.load}"
+            self.note = (f"spread: instance A (master, worker, cluster helper) on CPU 0, "
+                         f"instance B on CPU 1, {where}; the one-instance baseline S on "
+                         f"CPU 0 with the load on CPU {self.load}; S2's 2 workers on CPUs 0,1")
+        else:
+            raise RuntimeError(f"BENCH_PLACEMENT={kind!r}: use spread or shared")
+
+    def pin(self, cpus):
+        """bench.Server's `pin` for a server on `cpus` driven by this load."""
+        return cpus, self.load, self.threads, self.note
+
+
+def start_redis(tmp, place):
     """redis-server on a free 127.0.0.1 port, no persistence; returns (proc, port)."""
     port = B.free_port()
     log = open(os.path.join(tmp, "redis.log"), "w")
-    cpus = B.pinning(1)[0]  # beside the instances, apart from the load
-    proc = subprocess.Popen(B.pinned(cpus, [REDIS]) + ["--port", str(port), "--bind", "127.0.0.1", "--save", "",
+    proc = subprocess.Popen(B.pinned(place.redis, [REDIS]) + ["--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", tmp], stdout=log, stderr=log)
     B.STARTED.append(proc)
     deadline = time.time() + 15
@@ -69,9 +130,9 @@ def start_redis(tmp):
     return proc, port
 
 
-def start_instance(tmp, name, redis_port, workers=1):
-    """One wssd instance; with [cluster] when redis_port is set. Pinned as a
-    1-worker server whatever `workers` says (all on the servers' core)."""
+def start_instance(tmp, name, redis_port, place, workers=1):
+    """One wssd instance; with [cluster] when redis_port is set; on the
+    CPUs `place` gives it (named S, S2, A or B)."""
     cfg = os.path.join(tmp, f"wssd-{name}.toml")
     with open(cfg, "w") as f:
         f.write(f'[server]\nlisten = "127.0.0.1:0"\nworkers = {workers}\n'
@@ -81,8 +142,8 @@ def start_instance(tmp, name, redis_port, workers=1):
         if redis_port:
             f.write(f'[cluster]\nredis_url = "redis://127.0.0.1:{redis_port}/0"\n'
                     f'instance_id = "bench-{name}"\n')
-    return B.Server(f"wssd {name}", [B.WSSD, "--config", cfg], tmp, workers=1,
-                    listen=r"listening on (\S+?)(?:\s|$)")
+    return B.Server(f"wssd {name}", [B.WSSD, "--config", cfg], tmp, workers=workers,
+                    listen=r"listening on (\S+?)(?:\s|$)", pin=place.pin(getattr(place, name)))
 
 
 def wait_cluster(server):
@@ -122,15 +183,17 @@ def row(label, r, instances, redis):
 
 def main():
     no_redis = "--no-redis" in sys.argv[1:]
+    place = Placement(PLACEMENT)
+    load_before = os.getloadavg()
     tmp = tempfile.mkdtemp(prefix="wssd-bench-cluster.")
     runs = []  # (n, rep, one instance, one instance with 2 workers, two instances)
     redis = None
     try:
-        redis, port = (None, None) if no_redis else start_redis(tmp)
-        one = start_instance(tmp, "S", None)
-        one2 = start_instance(tmp, "S2", None, workers=2)
-        a = start_instance(tmp, "A", port)
-        b = start_instance(tmp, "B", port)
+        redis, port = (None, None) if no_redis else start_redis(tmp, place)
+        one = start_instance(tmp, "S", None, place)
+        one2 = start_instance(tmp, "S2", None, place, workers=2)
+        a = start_instance(tmp, "A", port, place)
+        b = start_instance(tmp, "B", port, place)
         try:
             if redis is not None:
                 wait_cluster(a)
@@ -151,8 +214,10 @@ def main():
     finally:
         B.cleanup()
     two_label = "two instances" + (" (no Redis)" if no_redis else "")
+    load_after = os.getloadavg()
     print(f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {B.machine()}; "
-          f"load average now {os.getloadavg()[0]:.2f}; pinning: {runs[0][2]['pin'] if runs else '?'}; "
+          f"load average (1, 5, 15 min) before {', '.join(f'{x:.2f}' for x in load_before)}, "
+          f"after {', '.join(f'{x:.2f}' for x in load_after)}; placement: {place.note}; "
           f"{B.SECS:g} s per run; -w {WINDOW}\n")
     print("| setup | receivers | deliveries | per URL (A; B) | deliveries/s | per instance CPU-s "
           "| per CPU-s with Redis | last-receiver delay p50 / p99 (ms) "

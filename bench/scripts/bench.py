@@ -226,9 +226,11 @@ def accepts(port):
 class Server:
     """A started server: wssd (`workers`, optionally TLS) or a peer."""
 
-    def __init__(self, label, argv, tmp, workers=1, listen=None, port=None, tls=None):
+    def __init__(self, label, argv, tmp, workers=1, listen=None, port=None, tls=None, pin=None):
+        """`pin`: (server cpus, load cpus, load threads, note) instead of
+        `pinning(workers)`, for scripts that place servers themselves."""
         self.label, self.workers, self.tls = label, workers, tls
-        self.cpus, self.load_cpus, self.threads, self.pin_note = pinning(workers)
+        self.cpus, self.load_cpus, self.threads, self.pin_note = pin or pinning(workers)
         name = re.sub(r"\W+", "-", label)
         self.errlog = os.path.join(tmp, f"{name}-{len(STARTED)}.log")
         self.proc = subprocess.Popen(pinned(self.cpus, argv), stderr=open(self.errlog, "w"),
@@ -611,7 +613,7 @@ def rng(xs, f=fmt):
 
 METHOD_DEFLATE = "### Method: compression (permessage-deflate)\n\n`wssd bench --deflate --payload json --text -s 16384 -c 100`: every connection offers `permessage-deflate; client_max_window_bits` as browsers do, checks the answer (RFC 7692 section 7.1), compresses its 16 KiB JSON-like messages (chat records from a seeded generator, different throughout every message; about 21 % of their size with a 15-bit window) with `flate2`/zlib-rs at level 6, honouring the answer's context takeover and window, and checks every byte of each inflated echo. Reported: messages per server CPU-second, bytes on the wire per message in each direction (socket bytes, framing included) against the 16,384 message bytes, the accepted answer, and (idle mode, `--pid`) server memory per idle connection after one such echo at 10,000 connections. A server whose answer lacks the extension is not measured uncompressed: `wssd bench` stops with *server declined permessage-deflate* and the row says so."
 
-METHOD_CLUSTER = "### Method: broadcast across instances (issue 13)\n\n`bench/scripts/bench-cluster.py` (not part of `make bench`) starts `redis-server` on a free loopback port (no persistence, not a system service), two wssd instances A and B (1 worker each) with `[cluster] redis_url` pointing at it, and a third instance without `[cluster]`; for each N of `BENCH_BCAST` (1,000 for the goal) and each repetition it runs `wssd bench -m broadcast -w 4 -c N` against the lone instance, then against `ws://A/chat/bench ws://B/chat/bench` (receivers round-robin over A and B, the sender on A, every delivery counted per URL against the expected number). Server CPU is taken per process tree, the instances and Redis apart; the goal (the second instance costs no more than 20 % of one-instance throughput per server CPU-second) is the ratio of deliveries per instance CPU-second, two instances / one, of each repetition. Its figures are in the hand-written section *Broadcast across two instances* at the end of this file, which `make bench` keeps."
+METHOD_CLUSTER = "### Method: broadcast across instances (issue 13)\n\n`bench/scripts/bench-cluster.py` (not part of `make bench`) starts `redis-server` on a free loopback port (no persistence, not a system service), two wssd instances A and B (1 worker each) with `[cluster] redis_url` pointing at it, and two instances without `[cluster]` (1 worker, and 2 workers as a control); for each N of `BENCH_BCAST` (1,000 for the goal) and each repetition it runs `wssd bench -m broadcast -w 4 -c N` against the lone instances, then against `ws://A/chat/bench ws://B/chat/bench` (receivers round-robin over A and B, the sender on A, every delivery counted per URL against the expected number). `BENCH_PLACEMENT=spread` (the default) gives each instance a core of its own, as on separate machines (2 CPUs: A and Redis on CPU 0, B and the load on CPU 1; from 4 CPUs A, B, Redis and the load each apart); `shared` puts every server process on CPU 0 and the load on CPU 1. Server CPU is taken per process tree, the instances and Redis apart; the goal (the second instance costs no more than 20 % of one-instance throughput per server CPU-second) is the ratio of deliveries per instance CPU-second, two instances / one, of each repetition. Its figures are in the hand-written section *Broadcast across two instances* at the end of this file, which `make bench` keeps."
 
 
 def render(results, lb, la, took, peers, skipped):

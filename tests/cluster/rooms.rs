@@ -148,6 +148,76 @@ fn a_room_spans_two_instances_exactly_once_in_order() {
     );
 }
 
+/// A backlog for Redis goes out pipelined: while Redis holds back writes
+/// (`CLIENT PAUSE WRITE` blocks PUBLISH), 200 broadcasts on instance a
+/// queue in its cluster helper; once Redis resumes they reach the client
+/// on b exactly once and in order, and Redis read them in a few reads
+/// (`total_reads_processed`), not one round trip per message.
+#[test]
+fn a_backlog_for_redis_goes_out_pipelined_exactly_once_in_order() {
+    const N: usize = 200;
+    let redis = Redis::start(free_port());
+    let a = Instance::start(&config(1, Some(&redis.url()), "a", None, ""));
+    let b = Instance::start(&config(1, Some(&redis.url()), "b", None, ""));
+    a.wait_cluster(true);
+    b.wait_cluster(true);
+    let mut sender = client(&a.url(LOBBY));
+    let mut receiver = client(&b.url(LOBBY));
+    wait_for("2 connections counted", || {
+        let open = |i: &Instance| i.status()["totals"]["connections"].as_u64();
+        (open(&a) == Some(1) && open(&b) == Some(1)).then_some(())
+    });
+
+    let mut ctl = ::redis::Client::open(redis.url())
+        .and_then(|c| c.get_connection())
+        .expect("a control connection to Redis");
+    let mut query = |args: &[&str]| -> String {
+        let mut cmd = ::redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query(&mut ctl)
+            .unwrap_or_else(|e| panic!("Redis {args:?}: {e}"))
+    };
+    let reads = |info: String| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_reads_processed:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("INFO stats has total_reads_processed")
+    };
+    query(&["CLIENT", "PAUSE", "600000", "WRITE"]);
+    for i in 0..N {
+        sender.send(Message::text(format!("m{i}"))).expect("send");
+    }
+    // Local delivery does not wait for Redis; each message is on its way
+    // to a's helper once the sender has it back.
+    for i in 0..N {
+        assert_eq!(next_text(&mut sender), format!("m{i}"));
+    }
+    let before = reads(query(&["INFO", "stats"]));
+    query(&["CLIENT", "UNPAUSE"]);
+    for i in 0..N {
+        assert_eq!(next_text(&mut receiver), format!("m{i}"), "on b");
+    }
+    let after = reads(query(&["INFO", "stats"]));
+    assert!(
+        after - before < 50,
+        "Redis needed {} reads for {N} queued PUBLISH commands: not pipelined",
+        after - before
+    );
+    // Nothing more is on its way: a fence is b's very next message.
+    let fence = r#"{"path": "/chat/lobby", "message": "fence"}"#;
+    let (code, body) = http(a.status, "POST", "/publish", &[], fence);
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(next_text(&mut receiver), "fence");
+    // The helpers count after handing a message on: wait for the counts.
+    wait_for("a counted every publish and b every receipt", || {
+        (a.status()["cluster"]["published"] == N + 1 && b.status()["cluster"]["received"] == N + 1)
+            .then_some(())
+    });
+    assert_eq!(a.status()["cluster"]["dropped"], 0);
+}
+
 /// Redis killed mid-run: each instance's local delivery goes on without
 /// a gap, the daemons keep running, the state change is logged once,
 /// and after Redis returns on the same port cross-instance delivery
