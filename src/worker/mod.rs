@@ -485,6 +485,9 @@ impl Worker {
                 conn.arm(true);
             }
             self.drive(slot);
+        } else {
+            // Not driven yet, but its handshake deadline runs from now.
+            self.reschedule(slot);
         }
     }
 

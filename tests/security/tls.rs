@@ -57,6 +57,37 @@ fn plain_text_to_the_tls_port_fails_cleanly_and_others_are_served() {
     assert!(out.starts_with("ok"), "{out}");
 }
 
+/// A client that connects to the TLS port and sends nothing (no
+/// ClientHello) is closed after `handshake_timeout`, although the TLS
+/// handshake starts only when its first bytes arrive.
+#[test]
+fn a_silent_client_of_the_tls_port_is_closed_after_handshake_timeout() {
+    use std::io::Read;
+    let dir = TempDir::new();
+    cert_with_serial(dir.path(), "a", "A1A1");
+    let text =
+        config("handshake_timeout = \"1s\"", ECHO) + "\n[tls]\ncert = \"a.pem\"\nkey = \"a.key\"\n";
+    let path = dir.write("wssd.toml", &text);
+    let d = Daemon::start_in(dir, path);
+    let mut silent = std::net::TcpStream::connect(d.addr).unwrap();
+    silent.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut buf = [0u8; 64];
+    // EOF or a reset once the server drops us; a timeout here would mean
+    // the deadline was never set.
+    match silent.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("unexpected {n} bytes"),
+        Err(e) => assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "not closed: {e}"
+        ),
+    }
+    d.wait_log_contains("handshake_timeout passed");
+}
+
 #[test]
 fn sighup_picks_up_a_renewed_certificate() {
     let d = tls_daemon();
