@@ -1040,6 +1040,14 @@ mod tests {
         );
     }
 
+    /// A client may be moved into another thread (its deflate state is
+    /// C zlib's when it keeps a context: see deflate's zlib tests).
+    #[test]
+    fn a_client_is_send_and_sync() {
+        fn send_and_sync<T: Send + Sync>() {}
+        send_and_sync::<Client>();
+    }
+
     #[test]
     fn basic_auth_header() {
         assert_eq!(
