@@ -16,9 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 use tungstenite::Message;
 
 /// The stand-in `systemctl`: `show -p NAME --value UNIT` only.
@@ -115,30 +112,6 @@ fn set(dir: &Path, name: &str, value: &str) {
     }
 }
 
-/// The new master outlives the old one, which the test started: it is
-/// adopted by the test (PR_SET_CHILD_SUBREAPER), then stopped and reaped.
-struct Adopted(i32);
-
-impl Drop for Adopted {
-    fn drop(&mut self) {
-        let pid = Pid::from_raw(self.0);
-        let _ = kill(pid, Signal::SIGTERM);
-        let reaped = std::iter::repeat_with(|| {
-            std::thread::sleep(Duration::from_millis(20));
-            waitpid(pid, Some(WaitPidFlag::WNOHANG))
-        })
-        .take(3000)
-        .any(|s| !matches!(s, Ok(WaitStatus::StillAlive)));
-        if !reaped {
-            for w in children(self.0) {
-                let _ = kill(Pid::from_raw(w), Signal::SIGKILL);
-            }
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
-        }
-    }
-}
-
 /// A daemon under the stand-in systemd, once it is the unit's main pid.
 fn start(systemd: &Systemd, extra: &str) -> Daemon {
     let dir = TempDir::new();
@@ -153,7 +126,7 @@ fn start(systemd: &Systemd, extra: &str) -> Daemon {
 
 #[test]
 fn a_package_upgrade_hands_the_service_to_the_new_binary() {
-    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    adopt_orphans();
     let systemd = Systemd::start();
     let d = start(&systemd, "");
     let old = d.pid();

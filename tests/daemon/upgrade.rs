@@ -10,42 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use tungstenite::Message;
 
 /// Long enough that a short echo round never straddles the drain deadline.
 const DRAIN_SECS: u64 = 5;
-
-/// The old master exits during the test and its successor is orphaned:
-/// adopt orphans so that the test can reap the new master.
-fn adopt_orphans() {
-    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
-}
-
-/// Stops (SIGTERM, then SIGKILL) and reaps a master this test adopted.
-struct Adopted(i32);
-
-impl Drop for Adopted {
-    fn drop(&mut self) {
-        let pid = Pid::from_raw(self.0);
-        let _ = kill(pid, Signal::SIGTERM);
-        let start = Instant::now();
-        while start.elapsed() < DEADLINE {
-            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(nix::sys::wait::WaitStatus::StillAlive) => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                _ => return,
-            }
-        }
-        for w in children(self.0) {
-            let _ = kill(Pid::from_raw(w), Signal::SIGKILL);
-        }
-        let _ = kill(pid, Signal::SIGKILL);
-        let _ = waitpid(pid, None);
-    }
-}
 
 fn pid_in(path: &std::path::Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
@@ -168,13 +137,7 @@ fn clients_echo_through_a_binary_upgrade_and_the_new_master_takes_over() {
 
     *signalled.lock().unwrap() = Some(Instant::now());
     d.signal(Signal::SIGUSR2);
-    let new_master: i32 = d.wait_log("the new master to be ready", |l| {
-        l.split("new master pid ")
-            .nth(1)
-            .filter(|_| l.contains("is ready"))
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-    });
+    let new_master: i32 = d.wait_new_master(None);
     let _guard = Adopted(new_master);
     assert_ne!(new_master, old_master);
 
@@ -291,13 +254,7 @@ fn the_status_listener_is_handed_to_the_new_master() {
     assert!(get().starts_with("HTTP/1.1 200"), "{}", get());
 
     d.signal(Signal::SIGUSR2);
-    let new_master: i32 = d.wait_log("the new master to be ready", |l| {
-        l.split("new master pid ")
-            .nth(1)
-            .filter(|_| l.contains("is ready"))
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-    });
+    let new_master: i32 = d.wait_new_master(None);
     let _guard = Adopted(new_master);
     wait_for("the old master to exit", || {
         (!alive(old_master)).then_some(())
@@ -329,13 +286,7 @@ fn a_second_sigusr2_while_the_old_master_retires_is_ignored() {
     let mut ws = connect(&d.url("/echo"));
     echo(&mut ws, Message::text("old generation"));
     d.signal(Signal::SIGUSR2);
-    let new_master: i32 = d.wait_log("the new master to be ready", |l| {
-        l.split("new master pid ")
-            .nth(1)
-            .filter(|_| l.contains("is ready"))
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-    });
+    let new_master: i32 = d.wait_new_master(None);
     let _guard = Adopted(new_master);
     wait_for("the pid files", || {
         (pid_in(&pid_file) == Some(new_master) && pid_in(&oldbin) == Some(old_master)).then_some(())
@@ -379,14 +330,7 @@ fn a_second_sigusr2_while_the_old_master_retires_is_ignored() {
     });
     assert!(!oldbin.exists(), "the old master removes wssd.pid.oldbin");
     kill(Pid::from_raw(new_master), Signal::SIGUSR2).unwrap();
-    let third: i32 = d.wait_log("the third master to be ready", |l| {
-        l.split("new master pid ")
-            .nth(1)
-            .filter(|_| l.contains("is ready"))
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .filter(|p| *p != new_master)
-    });
+    let third: i32 = d.wait_new_master(Some(new_master));
     let _third = Adopted(third);
     // (The second master, with no client, may be gone already, and its
     // .oldbin with it.)
@@ -425,13 +369,7 @@ fn a_live_oldbin_blocks_an_upgrade_and_a_stale_one_does_not() {
     // by kill(pid, 0) failing with ESRCH.)
     std::fs::write(&oldbin, format!("{}\n", std::process::id())).unwrap();
     d.signal(Signal::SIGUSR2);
-    let new_master: i32 = d.wait_log("the new master to be ready", |l| {
-        l.split("new master pid ")
-            .nth(1)
-            .filter(|_| l.contains("is ready"))
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-    });
+    let new_master: i32 = d.wait_new_master(None);
     let _guard = Adopted(new_master);
     wait_for("the new pid file", || {
         (pid_in(&pid_file) == Some(new_master)).then_some(())

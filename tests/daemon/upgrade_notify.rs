@@ -6,38 +6,13 @@
 use crate::support::*;
 
 use std::os::unix::net::UnixDatagram;
-use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-
-/// Stops (SIGTERM, then SIGKILL) and reaps the adopted new master.
-struct Adopted(i32);
-
-impl Drop for Adopted {
-    fn drop(&mut self) {
-        let pid = Pid::from_raw(self.0);
-        let _ = kill(pid, Signal::SIGTERM);
-        let reaped = std::iter::repeat_with(|| {
-            std::thread::sleep(Duration::from_millis(20));
-            waitpid(pid, Some(WaitPidFlag::WNOHANG))
-        })
-        .take(3000)
-        .any(|s| !matches!(s, Ok(WaitStatus::StillAlive)));
-        if !reaped {
-            for w in children(self.0) {
-                let _ = kill(Pid::from_raw(w), Signal::SIGKILL);
-            }
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
-        }
-    }
-}
 
 #[test]
 fn the_old_master_announces_the_new_main_pid() {
-    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    adopt_orphans();
     let sockdir = TempDir::new();
     let sock_path = sockdir.path().join("notify");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
@@ -61,13 +36,7 @@ fn the_old_master_announces_the_new_main_pid() {
 
     d.wait_workers(2);
     d.signal(Signal::SIGUSR2);
-    let new: i32 = d.wait_log("the new master to be ready", |l| {
-        l.split("new master pid ")
-            .nth(1)
-            .filter(|_| l.contains("is ready"))
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-    });
+    let new: i32 = d.wait_new_master(None);
     let _guard = Adopted(new);
     // The old master says what it does (systemctl status shows it), then
     // hands over: the next messages are its own.

@@ -130,6 +130,19 @@ impl Daemon {
         format!("ws://{}{path}", self.addr)
     }
 
+    /// Waits for a binary upgrade's "new master pid N ... is ready" line
+    /// naming a pid other than `other_than`, and returns N.
+    pub fn wait_new_master(&self, other_than: Option<i32>) -> i32 {
+        self.wait_log("a new master to be ready", |l| {
+            l.split("new master pid ")
+                .nth(1)
+                .filter(|_| l.contains("is ready"))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|p| p.parse().ok())
+                .filter(|p| Some(*p) != other_than)
+        })
+    }
+
     /// Waits for a log line for which `f` returns `Some`.
     pub fn wait_log<T>(&self, what: &str, mut f: impl FnMut(&str) -> Option<T>) -> T {
         wait_for(&format!("log: {what}"), || {

@@ -52,7 +52,9 @@ pub use bin::wssd_bin;
 pub use certs::{make_cert, Cert, Certs, LOCAL_SAN};
 pub use daemon::{config, Daemon, ECHO};
 pub use net::{closed_port, free_port, SilentServer};
-pub use process::{alive, children, run, spawn_lines, ChildGuard, Lines, Output};
+pub use process::{
+    adopt_orphans, alive, children, run, spawn_lines, Adopted, ChildGuard, Lines, Output,
+};
 pub use tempdir::TempDir;
 pub use tools::{python_bin, require_python_websockets, wsprobe, PyProc, PyServer, Tinyproxy};
 pub use ws::{

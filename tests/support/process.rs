@@ -245,3 +245,35 @@ pub fn wait_for_port(port: u16, guard: &mut ChildGuard) {
             .then_some(())
     });
 }
+
+/// Makes this test process adopt orphans (`PR_SET_CHILD_SUBREAPER`): in a
+/// binary upgrade the old master exits and its successor is orphaned;
+/// adopted, the test can stop and reap it ([`Adopted`]).
+pub fn adopt_orphans() {
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+}
+
+/// A master this test adopted (see [`adopt_orphans`]): stopped with
+/// SIGTERM when dropped, then SIGKILL (its workers too) if it is not gone
+/// within the deadline, and reaped.
+pub struct Adopted(pub i32);
+
+impl Drop for Adopted {
+    fn drop(&mut self) {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        let pid = Pid::from_raw(self.0);
+        let _ = kill(pid, Signal::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < DEADLINE {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => thread::sleep(std::time::Duration::from_millis(20)),
+                _ => return,
+            }
+        }
+        for w in children(self.0) {
+            let _ = kill(Pid::from_raw(w), Signal::SIGKILL);
+        }
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+    }
+}
