@@ -31,6 +31,11 @@ impl Utf8Validator {
             }
             data = &data[take..];
         }
+        // Most text is ASCII, which `is_ascii` confirms several times
+        // faster than `from_utf8` (a vector at a time, no setup).
+        if data.is_ascii() {
+            return true;
+        }
         match std::str::from_utf8(data) {
             Ok(_) => true,
             Err(e) if e.error_len().is_some() => false,

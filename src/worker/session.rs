@@ -355,6 +355,9 @@ impl Session {
             });
             return match got {
                 Ok(Parsed::All) if batch.is_empty() => continue,
+                // The read emptied the socket: say so now rather than on
+                // a second call that would only find WouldBlock.
+                Ok(Parsed::All) if self.stream.read_would_block() => Read::Stop { resume: false },
                 Ok(parsed) => self.after_parse(parsed),
                 Err(Some(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     Read::Stop { resume: false }

@@ -82,6 +82,12 @@ impl Socket {
     pub fn tcp(&self) -> &TcpStream {
         &self.tcp
     }
+
+    /// A short read emptied the receive queue since the last `arm`: the
+    /// next read would say WouldBlock without asking the kernel.
+    pub fn drained(&self) -> bool {
+        self.drained
+    }
 }
 
 impl Read for Socket {

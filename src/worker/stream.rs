@@ -1,6 +1,7 @@
 //! The byte stream under a WebSocket: plain TCP or TLS, counting what the
 //! kernel accepted so the worker knows how much output is still queued.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -30,6 +31,44 @@ pub struct Stream {
 /// message's buffer (one writev with the header) when nothing is queued;
 /// smaller ones are gathered in `out` and sent by `flush`.
 const DIRECT: usize = 4096;
+
+/// The largest output buffer the worker keeps as its spare; a larger one
+/// (a connection that fell behind by megabytes) is freed once sent.
+const KEEP_SPARE: usize = 64 * 1024;
+
+thread_local! {
+    /// One spare output buffer per worker (the loop is single-threaded):
+    /// a connection whose frames the socket takes at once borrows it for
+    /// the turn and hands it back when it is sent, so echoing a small
+    /// message allocates nothing, and an idle connection still holds no
+    /// output buffer.
+    static SPARE_OUT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// An empty output buffer with room for at least `need` bytes: the
+/// worker's spare when it has one.
+fn take_out(need: usize) -> Vec<u8> {
+    let mut out = SPARE_OUT.take();
+    // One allocation for a burst of small frames, not a chain of
+    // reallocations.
+    out.reserve(need.max(4096));
+    out
+}
+
+/// Returns a sent (or abandoned) output buffer to the worker's spare,
+/// keeping the larger of the two up to [`KEEP_SPARE`].
+fn give_out(mut out: Vec<u8>) {
+    if out.capacity() > KEEP_SPARE {
+        return;
+    }
+    out.clear();
+    let held = SPARE_OUT.take();
+    SPARE_OUT.set(if held.capacity() >= out.capacity() {
+        held
+    } else {
+        out
+    });
+}
 
 impl Stream {
     /// Wraps a transport.
@@ -91,10 +130,8 @@ impl Stream {
             }
         }
         let rest = h + payload.len() - done;
-        if rest > 0 && self.out.capacity() == 0 {
-            // One allocation for a burst of small frames, not a chain of
-            // reallocations (the buffer is freed once sent).
-            self.out.reserve(rest.max(4096));
+        if rest > 0 {
+            self.reserve_out(rest);
         }
         if done < h {
             self.out.extend_from_slice(&head[done..h]);
@@ -108,10 +145,23 @@ impl Stream {
     /// Queues `bytes` (whole frames) behind what is waiting, without
     /// writing; `flush` sends them.
     pub fn queue(&mut self, bytes: &[u8]) {
-        if self.out.capacity() == 0 {
-            self.out.reserve(bytes.len().max(4096));
-        }
+        self.reserve_out(bytes.len());
         self.out.extend_from_slice(bytes);
+    }
+
+    /// Makes room for `n` more bytes of output, borrowing the worker's
+    /// spare buffer if this connection holds none.
+    fn reserve_out(&mut self, n: usize) {
+        if self.out.capacity() == 0 {
+            self.out = take_out(n);
+        } else {
+            self.out.reserve(n);
+        }
+    }
+
+    /// Gives the (sent or abandoned) output buffer back to the worker.
+    fn release_out(&mut self) {
+        give_out(std::mem::take(&mut self.out));
     }
 
     /// Writes what the socket takes of `out`; WouldBlock if some is left.
@@ -136,7 +186,7 @@ impl Stream {
             }
         }
         if done == self.out.len() {
-            self.out = Vec::new();
+            self.release_out();
         } else {
             self.out.drain(..done);
         }
@@ -166,6 +216,13 @@ impl Stream {
             Transport::Plain(s) => s.arm(short_read_ends),
             Transport::Tls(s) => s.get_mut().arm(short_read_ends),
         }
+    }
+
+    /// Whether the next read is known to find nothing until the next
+    /// readiness event (a plain socket whose queue a short read emptied;
+    /// a TLS session may still hold decrypted bytes, so never for TLS).
+    pub fn read_would_block(&self) -> bool {
+        matches!(&self.transport, Transport::Plain(s) if s.drained())
     }
 
     /// Bytes queued for the socket and not sent yet.
@@ -198,7 +255,7 @@ impl Stream {
         if !self.out.is_empty() {
             match self.flush_out() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(_) => self.out = Vec::new(), // the peer is gone anyway
+                Err(_) => self.release_out(), // the peer is gone anyway
                 Ok(()) => {}
             }
         }
@@ -213,6 +270,16 @@ impl Stream {
             let _ = s.shutdown();
         }
         let _ = self.tcp().shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl Drop for Stream {
+    /// A connection dropped with output still queued lends its buffer
+    /// back (when it is small enough to keep).
+    fn drop(&mut self) {
+        if self.out.capacity() > 0 {
+            self.release_out();
+        }
     }
 }
 
@@ -246,7 +313,10 @@ impl Write for Stream {
                 Err(e) => return Err(e),
             };
         }
-        self.out.extend_from_slice(&buf[done..]);
+        if done < buf.len() {
+            self.reserve_out(buf.len() - done);
+            self.out.extend_from_slice(&buf[done..]);
+        }
         Ok(buf.len())
     }
 
