@@ -13,7 +13,6 @@
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read as _, Write as _};
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -27,7 +26,7 @@ use crate::deflate::{
     inflate_message, ConnDeflate, DeflateTuning, InflaterPool, MessageError, SharedCompressor,
 };
 use crate::frame::{self, Event, FrameReader, Input, MessageKind, Payload, Role};
-use crate::handler::{Action, Conn as HandlerConn, ConnId, ConnInfo, Handler, HandlerError};
+use crate::handler::{ConnId, ConnInfo};
 use crate::message::{truncate_reason, CloseCode, Message, Text};
 
 /// The worker's shared read buffer: one socket read takes up to this much.
@@ -731,84 +730,21 @@ impl Session {
         self.stream
     }
 
-    /// Calls a handler callback for this connection, catching panics (the
-    /// connection is then closed with 1011) and passing errors to
-    /// `on_error`. What the handler asked for is left in `actions`.
-    pub fn call<F>(&self, handler: &mut dyn Handler, actions: &mut Vec<Action>, f: F)
-    where
-        F: FnOnce(&mut dyn Handler, &mut HandlerConn<'_>) -> Result<(), HandlerError>,
-    {
-        let info = &self.info;
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let mut conn = HandlerConn::new(info, actions);
-            let result = f(handler, &mut conn);
-            if let Err(e) = &result {
-                handler.on_error(&mut conn, e);
-            }
-        }));
-        if let Err(panic) = outcome {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            error!(
-                "route {}: handler panicked on connection {}: {what}; closing it with 1011",
-                info.route(),
-                info.id
-            );
-            actions.clear();
-            actions.push(Action::Close(CloseCode::ERROR, "internal error".into()));
+    /// Answers a ping the handler's path received (the built-in `echo`
+    /// answered it as it was parsed, in turn with its echoes), unless
+    /// our close frame is out.
+    pub fn pong(&mut self, payload: &[u8]) {
+        if !self.close_sent && !self.echo {
+            self.queue_frame(PONG, payload);
         }
     }
 
-    /// Hands one received message to the handler; answers a ping first
-    /// (in turn with the replies to the messages before it).
-    pub fn dispatch(
-        &mut self,
-        handler: &mut dyn Handler,
-        actions: &mut Vec<Action>,
-        received: Received,
-    ) {
-        match received {
-            Received::Message(message) => {
-                self.call(handler, actions, |h, c| h.on_message(c, message));
-            }
-            Received::Ping(payload) => {
-                if !self.close_sent && !self.echo {
-                    self.queue_frame(PONG, &payload);
-                }
-                self.call(handler, actions, |h, c| {
-                    h.on_ping(c, &payload);
-                    Ok(())
-                })
-            }
-            Received::Pong(payload) => self.call(handler, actions, |h, c| {
-                h.on_pong(c, &payload);
-                Ok(())
-            }),
-            Received::Echoed(_) => {}
-        }
-    }
-
-    /// Tells the handler the connection is gone (with the peer's close
-    /// code if it sent one). Broadcasts it asks for are left in `actions`.
-    pub fn notify_close(&mut self, handler: &mut dyn Handler, actions: &mut Vec<Action>) {
-        let (code, reason) = match self.peer_close.take().map(|b| *b) {
+    /// The peer's close code and reason, for `on_close`: taken once;
+    /// `None` and no reason if the peer sent no close frame.
+    pub fn take_peer_close(&mut self) -> (Option<CloseCode>, String) {
+        match self.peer_close.take().map(|b| *b) {
             Some((c, r)) => (Some(c), r),
             None => (None, String::new()),
-        };
-        let info = &self.info;
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let mut conn = HandlerConn::new(info, actions);
-            handler.on_close(&mut conn, code, &reason);
-        }));
-        if outcome.is_err() {
-            error!(
-                "route {}: handler panicked in on_close of {}",
-                info.route(),
-                info.id
-            );
         }
     }
 }
