@@ -99,6 +99,19 @@ impl From<Flush> for Outcome {
     }
 }
 
+/// How an open connection ends.
+pub(super) enum Ending {
+    /// The close handshake is over, or the peer is gone. A connection
+    /// whose last frames the socket has not taken yet (a burst of echoes
+    /// and the close reply to a peer that does not read while it sends)
+    /// lingers until they are sent, the peer is gone or the linger time
+    /// passes; the others are done at once.
+    Closed,
+    /// A protocol error: the peer is told why (this code, this reason),
+    /// then the connection lingers until the peer closes.
+    Failed(CloseCode, String),
+}
+
 /// What one step of the upgrade came to.
 pub(super) enum Upgraded {
     /// Still upgrading, or lingering after a refusal; `true` if the next
@@ -151,6 +164,28 @@ impl Conn {
         };
         self.state = state;
         Upgraded::Step(self, again)
+    }
+
+    /// Ends the open session (the loop has told its handler): it says
+    /// its last words and lingers on the stream they leave, or, with
+    /// nothing left to say, is done (`None`: the loop forgets it). A
+    /// connection that is not open comes back as it was.
+    pub fn end(mut self, ending: Ending, now: Instant) -> Option<Conn> {
+        let session = match self.state {
+            State::Open(session) => session,
+            other => {
+                self.state = other;
+                return Some(self);
+            }
+        };
+        let peer = session.info.peer;
+        let stream = match ending {
+            Ending::Closed if session.queued() == 0 => return None,
+            Ending::Closed => session.into_stream(),
+            Ending::Failed(code, reason) => session.fail(code, &reason),
+        };
+        self.state = State::Linger(Linger::new(stream, peer, now));
+        Some(self)
     }
 
     /// Writes queued output; reading pauses while the socket is full.

@@ -20,6 +20,7 @@ mod admit;
 mod broadcast;
 mod children;
 mod conn;
+mod counters;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod handlers;
@@ -28,6 +29,7 @@ mod programs;
 mod session;
 mod slab;
 mod socket;
+mod spec;
 mod stream;
 pub(crate) mod timers;
 mod tokens;
@@ -52,43 +54,21 @@ use crate::handler::{Action, ConnId, Scope};
 use crate::message::{CloseCode, Message};
 use crate::relay::{Delivered, RelayLink, RoomKey};
 use crate::signals::SignalPipe;
-use crate::stats::WorkerSlot;
 use accept::{Accepted, Gate};
 pub(crate) use admit::Limits;
 use broadcast::{target, Broadcast, Broadcasts};
 use children::Program;
-use conn::{Conn, Deadlines, Linger, Outcome, State, Upgraded, CLOSE_GRACE};
+use conn::{Conn, Deadlines, Ending, Outcome, State, Upgraded, CLOSE_GRACE};
+use counters::Counters;
 use handlers::Handlers;
 use mode::{Expired, Mode, Order};
 use programs::Programs;
 use session::{Read, Received, Sent, Session, READ_BUDGET};
 use slab::Slab;
-use stream::Stream;
+pub(crate) use spec::WorkerSpec;
 use timers::Timers;
 use tokens::{slot_of, token, Part, CHILDREN, LISTENER, RELAY, SIGNALS};
 use upgrade::Upgrading;
-
-/// What the master hands a freshly forked worker.
-pub(crate) struct WorkerSpec {
-    /// The worker's slot number, kept across restarts.
-    pub index: usize,
-    /// The configuration generation.
-    pub config: Rc<Config>,
-    /// Routes and handler factories.
-    pub app: Rc<App>,
-    /// The listening socket, shared with the siblings; the worker owns
-    /// its descriptor and closes it when it stops accepting.
-    pub listener: std::net::TcpListener,
-    /// The worker's end of its relay link to the master.
-    pub relay: Option<std::os::unix::net::UnixStream>,
-    /// TLS acceptor when `[tls]` is configured.
-    pub tls: Option<openssl::ssl::SslAcceptor>,
-    /// This worker's counters in the master's shared table.
-    pub stats: Option<&'static WorkerSlot>,
-    /// The per-address limits and this worker's owner id in them, when
-    /// `[limits]` sets any.
-    pub limits: Option<Limits>,
-}
 
 /// A timer entry: a connection slot and serial, or the worker itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -126,7 +106,7 @@ pub(crate) struct Worker {
     accept_pending: bool,
     now: Instant,
     /// Shared counters (`stats.rs`); `STATS:` comments mark the call sites.
-    stats: Option<&'static WorkerSlot>,
+    stats: Counters,
     /// The programs of `exec` connections.
     programs: Programs,
 }
@@ -191,7 +171,7 @@ impl Worker {
             batch: Vec::new(),
             accept_pending: false,
             now: Instant::now(),
-            stats: spec.stats,
+            stats: Counters::new(spec.stats),
             programs,
         })
     }
@@ -431,9 +411,7 @@ impl Worker {
 
     fn add_conn(&mut self, tcp: TcpStream, peer: std::net::SocketAddr) {
         // STATS: accepted
-        if let Some(s) = self.stats {
-            WorkerSlot::add(&s.accepted, 1);
-        }
+        self.stats.accepted();
         let _ = tcp.set_nodelay(true);
         let (slot, serial) = self.conns.vacant();
         let fd = tcp.as_raw_fd();
@@ -529,7 +507,7 @@ impl Worker {
             pid: self.pid,
             serial: conn.serial,
             peer: conn.peer(),
-            stats: self.stats,
+            stats: self.stats.slot(),
             exec_running: self.programs.running(),
         };
         match conn.upgrade(&mut ctx, self.config.server.max_frame_size) {
@@ -543,7 +521,7 @@ impl Worker {
                 true
             }
             Upgraded::Dropped => {
-                self.forget(slot, None);
+                self.release(slot);
                 false
             }
         }
@@ -552,9 +530,7 @@ impl Worker {
     /// A WebSocket is open: start its program or tell its handler.
     fn on_open(&mut self, slot: usize) {
         // STATS: connections open (+1; -1 in `notify_close`)
-        if let Some(s) = self.stats {
-            s.opened();
-        }
+        self.stats.opened();
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
@@ -600,7 +576,7 @@ impl Worker {
                     break true;
                 }
                 Read::Closed => {
-                    self.closed(slot);
+                    self.end(slot, Ending::Closed);
                     break false;
                 }
                 Read::Failed(error) => {
@@ -633,15 +609,8 @@ impl Worker {
         };
         // STATS: messages and bytes in (data messages), and out for the
         // built-in echo's replies sent while reading
-        match (self.stats, &received) {
-            (Some(s), Received::Message(m)) => s.message_in(m.len()),
-            (Some(s), Received::Echoed(len)) => {
-                s.message_in(*len);
-                s.message_out(*len);
-                return;
-            }
-            (None, Received::Echoed(_)) => return,
-            _ => {}
+        if self.stats.received(&received) {
+            return;
         }
         self.handlers.dispatch(session, received);
         self.apply_actions(slot);
@@ -696,14 +665,7 @@ impl Worker {
         match session.send(message, limit) {
             Sent::Drop => self.remove(slot),
             // STATS: messages and bytes out, and the compression if any
-            Sent::Queued { compressed } => {
-                if let Some(s) = self.stats {
-                    s.message_out(len);
-                    if let Some(c) = compressed {
-                        s.compressed(c.raw, c.out);
-                    }
-                }
-            }
+            Sent::Queued { compressed } => self.stats.sent(len, compressed),
         }
     }
 
@@ -716,50 +678,28 @@ impl Worker {
         if let Some(session) = self.conns.get(slot).and_then(Conn::session) {
             self.handlers.fail(session, &reason.clone().into());
         }
-        self.linger(slot, |session| session.fail(code, &reason));
+        self.end(slot, Ending::Failed(code, reason));
     }
 
-    /// The close handshake is over, or the peer is gone. A connection
-    /// whose last frames the socket has not taken yet (a burst of echoes
-    /// and the close reply to a peer that does not read while it sends)
-    /// lingers until they are sent, the peer is gone or the linger time
-    /// passes; the others are removed at once.
-    fn closed(&mut self, slot: usize) {
-        let unsent = self
-            .conns
-            .get(slot)
-            .and_then(Conn::session)
-            .is_some_and(|s| s.queued() > 0);
-        if unsent {
-            self.linger(slot, |session| session.into_stream());
-        } else {
-            self.remove(slot);
-        }
-    }
-
-    /// Ends the open connection in `slot` for the handler and lingers on
-    /// the stream that `last_words` leaves (it queues what is still to be
-    /// said and flushes it as far as the socket takes it).
-    fn linger(&mut self, slot: usize, last_words: impl FnOnce(Box<Session>) -> Stream) {
+    /// Ends the open connection in `slot` (see `Ending`): its handler is
+    /// told, its program hung up; it lingers on or is forgotten.
+    fn end(&mut self, slot: usize, ending: Ending) {
         let Some(mut conn) = self.conns.take(slot) else {
             return;
         };
-        let mut session = match conn.state {
-            State::Open(session) => session,
-            other => {
-                conn.state = other;
-                self.conns.restore(slot, conn);
-                return;
-            }
+        let Some(session) = conn.session_mut() else {
+            return self.conns.restore(slot, conn);
         };
-        self.notify_close(&mut session);
-        let peer = session.info.peer;
-        let stream = last_words(session);
+        self.notify_close(session);
         self.hang_up(conn.exec.take());
-        conn.state = State::Linger(Linger::new(stream, peer, self.now));
-        self.conns.restore(slot, conn);
-        // The readiness edge may already be spent: look for EOF now.
-        self.with_conn(slot, |c, _| c.step_linger());
+        match conn.end(ending, self.now) {
+            Some(conn) => {
+                self.conns.restore(slot, conn);
+                // The readiness edge may already be spent: look for EOF now.
+                self.with_conn(slot, |c, _| c.step_linger());
+            }
+            None => self.release(slot),
+        }
     }
 
     // ---- broadcast ----
@@ -780,13 +720,7 @@ impl Worker {
         let delivered = self.broadcasts.deliver(&mut self.conns, b, max);
         // STATS: messages and bytes out (broadcast receivers), once per
         // broadcast; compressions, once per compression made
-        if let Some(s) = self.stats {
-            WorkerSlot::add(&s.messages_out, delivered.queued);
-            WorkerSlot::add(&s.bytes_out, delivered.queued * b.message.len() as u64);
-            for c in &delivered.compressed {
-                s.compressed(c.raw, c.out);
-            }
-        }
+        self.stats.delivered(&delivered, b.message.len());
         for slot in delivered.dropped {
             self.remove(slot);
         }
@@ -901,9 +835,7 @@ impl Worker {
     fn notify_close(&mut self, session: &mut Session) {
         // STATS: connections open (-1); every open connection ends here
         // once, whether removed or failed into linger.
-        if let Some(s) = self.stats {
-            s.closed();
-        }
+        self.stats.closed();
         for b in self.handlers.close(session) {
             self.broadcasts.defer(b);
         }
@@ -918,30 +850,28 @@ impl Worker {
         }
     }
 
-    /// Forgets the connection in `slot`, if any (see `forget`).
+    /// Removes the connection in `slot`, if any: its program is hung up,
+    /// the handler of an open one told, the slot freed (see `release`).
     fn remove(&mut self, slot: usize) {
         let Some(mut conn) = self.conns.take(slot) else {
             return;
         };
         self.hang_up(conn.exec.take());
-        match conn.state {
-            State::Open(session) => self.forget(slot, Some(session)),
-            _ => self.forget(slot, None),
+        if let Some(session) = conn.session_mut() {
+            self.notify_close(session);
         }
+        self.release(slot);
     }
 
-    /// Forgets a connection taken out of `slot`: tells the handler of an
-    /// open one, frees the slot and, if accepting was paused for capacity,
-    /// resumes it. The socket closes when the connection's state is
-    /// dropped, and closing takes it out of the poller: no
-    /// `EPOLL_CTL_DEL` first (one syscall per connection saved; a stray
-    /// event from a socket an exec child still holds between its fork and
-    /// its exec only makes the slot's next owner read once for nothing).
-    fn forget(&mut self, slot: usize, open: Option<Box<Session>>) {
+    /// Frees a slot whose connection was taken out and, if accepting was
+    /// paused for capacity, resumes it. The socket closes when the
+    /// connection's state is dropped, and closing takes it out of the
+    /// poller: no `EPOLL_CTL_DEL` first (one syscall per connection saved;
+    /// a stray event from a socket an exec child still holds between its
+    /// fork and its exec only makes the slot's next owner read once for
+    /// nothing).
+    fn release(&mut self, slot: usize) {
         self.conns.release(slot);
-        if let Some(mut session) = open {
-            self.notify_close(&mut session);
-        }
         if self.mode.is_serving() && !self.gate.is_open() {
             self.resume_accepting();
         }
