@@ -25,11 +25,12 @@ use std::time::{Duration, Instant};
 use log::debug;
 
 use super::children::Program;
-use super::session::{Flush, Session};
+use super::counters::Counters;
+use super::session::{Flush, Sent, Session};
 use super::stream::Stream;
 use super::upgrade::{self, Step, Upgrading};
 use crate::config::ServerConfig;
-use crate::message::CloseCode;
+use crate::message::{CloseCode, Message};
 
 /// How long we wait for a close reply, or linger after a refusal.
 pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -192,6 +193,24 @@ impl Conn {
     pub fn flush(&mut self) -> Outcome {
         self.session_mut()
             .map_or(Outcome::Keep, |s| s.flush().into())
+    }
+
+    /// Queues a message to an open connection (flushed later); counts it
+    /// in `stats`. Removed if its backlog would pass the bound (see
+    /// `Session::send`) or its socket failed.
+    pub fn send(&mut self, message: Message, max_send_buffer: usize, stats: Counters) -> Outcome {
+        let Some(session) = self.session_mut() else {
+            return Outcome::Keep;
+        };
+        let len = message.len();
+        match session.send(message, max_send_buffer) {
+            Sent::Drop => Outcome::Remove,
+            // STATS: messages and bytes out, and the compression if any
+            Sent::Queued { compressed } => {
+                stats.sent(len, compressed);
+                Outcome::Keep
+            }
+        }
     }
 
     /// Starts the close handshake of an open connection (see

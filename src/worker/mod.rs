@@ -63,7 +63,7 @@ use counters::Counters;
 use handlers::Handlers;
 use mode::{Expired, Mode, Order};
 use programs::Programs;
-use session::{Read, Received, Sent, Session, READ_BUDGET};
+use session::{Read, Received, Session, READ_BUDGET};
 use slab::Slab;
 pub(crate) use spec::WorkerSpec;
 use timers::Timers;
@@ -306,59 +306,40 @@ impl Worker {
 
     /// Reload: stop accepting, keep serving until `drain_timeout`.
     fn start_retire(&mut self) {
-        let deadline = self.now + self.config.server.drain_timeout;
-        if !self.mode.retire(deadline) {
-            return;
+        let timeout = self.config.server.drain_timeout;
+        let open = self.conns.len();
+        if let Some(deadline) = self.mode.retire(self.now, timeout, self.index, open) {
+            self.stop_accepting(deadline);
         }
-        info!(
-            "worker {} retiring: {} connections, drain deadline {:?}",
-            self.index,
-            self.conns.len(),
-            self.config.server.drain_timeout
-        );
-        crate::proctitle::mark_draining();
-        self.gate.close(self.poll.registry());
-        self.timers.push(deadline, TimerKey::Mode);
     }
 
     /// Shutdown: close every connection with 1001, wait `grace` for the
     /// replies.
     fn start_drain(&mut self, grace: Duration) {
-        let deadline = self.now + grace;
-        if !self.mode.drain(deadline) {
+        let open = self.conns.len();
+        let Some(deadline) = self.mode.drain(self.now, grace, self.index, open) else {
             return;
-        }
-        info!(
-            "worker {} draining {} connections",
-            self.index,
-            self.conns.len()
-        );
-        crate::proctitle::mark_draining();
-        self.gate.close(self.poll.registry());
-        self.timers.push(deadline, TimerKey::Mode);
+        };
+        self.stop_accepting(deadline);
         self.broadcasts.clear_delayed();
         for slot in 0..self.conns.capacity() {
             self.with_conn(slot, Conn::close_for_shutdown);
         }
     }
 
+    /// The worker stops serving: no more accepts; the mode's `deadline`
+    /// goes into the heap.
+    fn stop_accepting(&mut self, deadline: Instant) {
+        crate::proctitle::mark_draining();
+        self.gate.close(self.poll.registry());
+        self.timers.push(deadline, TimerKey::Mode);
+    }
+
     fn mode_timer(&mut self) {
-        match self.mode.expired(self.now) {
+        match self.mode.expired(self.now, self.index, self.conns.len()) {
             Expired::Nothing => {}
-            Expired::Retiring => {
-                info!(
-                    "worker {}: drain_timeout passed with {} connections open; closing them",
-                    self.index,
-                    self.conns.len()
-                );
-                self.start_drain(CLOSE_GRACE);
-            }
+            Expired::Retiring => self.start_drain(CLOSE_GRACE),
             Expired::Draining => {
-                info!(
-                    "worker {}: {} connections did not finish closing in time; dropping them",
-                    self.index,
-                    self.conns.len()
-                );
                 for slot in 0..self.conns.capacity() {
                     self.remove(slot);
                 }
@@ -621,7 +602,10 @@ impl Worker {
         let mut actions = self.handlers.take_actions();
         for action in actions.drain(..) {
             match action {
-                Action::Send(message) => self.send(slot, message),
+                Action::Send(message) => {
+                    let (max, stats) = (self.config.server.max_send_buffer, self.stats);
+                    self.with_conn(slot, |c, _| c.send(message, max, stats));
+                }
                 Action::Close(code, reason) => {
                     self.with_conn(slot, |c, now| c.close(code, reason, now))
                 }
@@ -653,20 +637,6 @@ impl Worker {
     fn target(&self, slot: usize, scope: Scope, skip: bool) -> Option<(RoomKey, Option<ConnId>)> {
         let session = self.conns.get(slot).and_then(Conn::session)?;
         Some(target(&session.info, scope, skip))
-    }
-
-    /// Queues a message to one connection (flushed later).
-    fn send(&mut self, slot: usize, message: Message) {
-        let limit = self.config.server.max_send_buffer;
-        let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) else {
-            return;
-        };
-        let len = message.len();
-        match session.send(message, limit) {
-            Sent::Drop => self.remove(slot),
-            // STATS: messages and bytes out, and the compression if any
-            Sent::Queued { compressed } => self.stats.sent(len, compressed),
-        }
     }
 
     /// A protocol error: tell the handler and the peer why (1002, 1007,

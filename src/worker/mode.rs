@@ -2,10 +2,11 @@
 //! draining for a shutdown), what each signal asks of it, and what its
 //! mode deadline finds due. The loop carries the answers out (closing
 //! the accept gate, closing connections, scheduling the deadline); this
-//! module only decides, so the rules read in one place.
+//! module decides and says so in the log, so the rules read in one place.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use log::info;
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 
 /// What a signal asks the worker to do.
@@ -67,30 +68,56 @@ impl Mode {
         matches!(self, Mode::Draining { .. })
     }
 
-    /// Starts retiring until `deadline`; false if the worker is not
-    /// serving (already retiring or draining: nothing to do).
-    pub fn retire(&mut self, deadline: Instant) -> bool {
+    /// Reload: retires (no more accepts, open connections served until
+    /// `drain_timeout` from `now`); returns that deadline, or `None` if
+    /// the worker is not serving (already retiring or draining).
+    /// `worker` and `open` are for the log.
+    pub fn retire(
+        &mut self,
+        now: Instant,
+        drain_timeout: Duration,
+        worker: usize,
+        open: usize,
+    ) -> Option<Instant> {
         if !self.is_serving() {
-            return false;
+            return None;
         }
+        info!("worker {worker} retiring: {open} connections, drain deadline {drain_timeout:?}");
+        let deadline = now + drain_timeout;
         *self = Mode::Retiring { deadline };
-        true
+        Some(deadline)
     }
 
-    /// Starts draining until `deadline`; false if it already drains.
-    pub fn drain(&mut self, deadline: Instant) -> bool {
+    /// Shutdown: drains (every connection closed with 1001, their replies
+    /// awaited for `grace` from `now`); returns that deadline, or `None`
+    /// if it drains already.
+    pub fn drain(
+        &mut self,
+        now: Instant,
+        grace: Duration,
+        worker: usize,
+        open: usize,
+    ) -> Option<Instant> {
         if self.is_draining() {
-            return false;
+            return None;
         }
+        info!("worker {worker} draining {open} connections");
+        let deadline = now + grace;
         *self = Mode::Draining { deadline };
-        true
+        Some(deadline)
     }
 
     /// What is due at `now`.
-    pub fn expired(&self, now: Instant) -> Expired {
+    pub fn expired(&self, now: Instant, worker: usize, open: usize) -> Expired {
         match *self {
-            Mode::Retiring { deadline } if now >= deadline => Expired::Retiring,
-            Mode::Draining { deadline } if now >= deadline => Expired::Draining,
+            Mode::Retiring { deadline } if now >= deadline => {
+                info!("worker {worker}: drain_timeout passed with {open} connections open; closing them");
+                Expired::Retiring
+            }
+            Mode::Draining { deadline } if now >= deadline => {
+                info!("worker {worker}: {open} connections did not finish closing in time; dropping them");
+                Expired::Draining
+            }
             _ => Expired::Nothing,
         }
     }
@@ -99,27 +126,25 @@ impl Mode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn a_worker_retires_once_drains_once_and_expires_at_its_deadlines() {
-        let now = Instant::now();
+        let (now, s) = (Instant::now(), Duration::from_secs(1));
         let mut mode = Mode::Serving;
-        assert_eq!(mode.expired(now), Expired::Nothing);
-        assert!(mode.retire(now + Duration::from_secs(1)));
-        assert!(!mode.retire(now), "retiring twice");
-        assert_eq!(mode.expired(now), Expired::Nothing);
+        assert_eq!(mode.expired(now, 0, 0), Expired::Nothing);
+        assert_eq!(mode.retire(now, s, 0, 0), Some(now + s));
+        assert_eq!(mode.retire(now, s, 0, 0), None, "retiring twice");
+        assert_eq!(mode.expired(now, 0, 0), Expired::Nothing);
+        assert_eq!(mode.expired(now + s, 0, 0), Expired::Retiring);
+        assert_eq!(mode.drain(now, 2 * s, 0, 0), Some(now + 2 * s));
+        assert_eq!(mode.drain(now, s, 0, 0), None, "draining twice");
         assert_eq!(
-            mode.expired(now + Duration::from_secs(1)),
-            Expired::Retiring
+            mode.retire(now, s, 0, 0),
+            None,
+            "no retiring while draining"
         );
-        assert!(mode.drain(now + Duration::from_secs(2)));
-        assert!(!mode.drain(now), "draining twice");
-        assert!(!mode.retire(now), "a draining worker does not retire");
-        assert_eq!(
-            mode.expired(now + Duration::from_secs(2)),
-            Expired::Draining
-        );
+        assert_eq!(mode.expired(now + s, 0, 0), Expired::Nothing);
+        assert_eq!(mode.expired(now + 2 * s, 0, 0), Expired::Draining);
         assert_eq!(Order::of(SIGQUIT), Some(Order::Retire));
         assert_eq!(Order::of(SIGINT), Some(Order::Drain));
     }
