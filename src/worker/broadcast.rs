@@ -469,7 +469,7 @@ mod tests {
         }
     }
 
-    /// The worker's end-of-turn flush (`Worker::flush_queued`).
+    /// The worker's end-of-turn flush (the loop's `flush_queued`).
     fn flush_turn(b: &mut Broadcasts, conns: &mut Slab<Conn>) {
         let due = b.take_flush_due();
         for &slot in &due {

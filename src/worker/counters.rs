@@ -17,8 +17,8 @@ impl Counters {
         Counters(slot)
     }
 
-    /// The row itself, for the parts that count on their own (refused
-    /// handshakes, compressions of programs' output).
+    /// The row itself, for the upgrade, which counts refused handshakes
+    /// on its own.
     pub fn slot(self) -> Option<&'static WorkerSlot> {
         self.0
     }
@@ -68,9 +68,17 @@ impl Counters {
     pub fn sent(self, len: usize, compressed: Option<Compressed>) {
         if let Some(s) = self.0 {
             s.message_out(len);
-            if let Some(c) = compressed {
-                s.compressed(c.raw, c.out);
-            }
+        }
+        if let Some(c) = compressed {
+            self.compressed(c);
+        }
+    }
+
+    /// A message compressed for sending.
+    #[inline]
+    pub fn compressed(self, c: Compressed) {
+        if let Some(s) = self.0 {
+            s.compressed(c.raw, c.out);
         }
     }
 

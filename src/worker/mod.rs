@@ -140,7 +140,7 @@ impl Worker {
             local,
             tls,
             server.max_send_buffer,
-            spec.stats,
+            Counters::new(spec.stats),
         )?;
         let gate = Gate::new(spec.listener, poll.registry(), LISTENER)?;
         let relay = match spec.relay {

@@ -23,6 +23,7 @@ use nix::unistd::Pid;
 
 use super::children::{Children, Owner, Program};
 use super::conn::{Conn, Outcome, State};
+use super::counters::Counters;
 use super::session::{Flush, Sent};
 use super::slab::Slab;
 use super::tokens::{token, Part, CHILDREN};
@@ -31,7 +32,6 @@ use crate::config::{ExecConfig, ExecMode};
 use crate::exec::{self, env, OutRead, Output, Pipe, Process};
 use crate::message::{CloseCode, Message};
 use crate::signals::SignalPipe;
-use crate::stats::WorkerSlot;
 
 /// Reads from one program's stdout before the other connections get a
 /// turn (16 KiB each).
@@ -53,7 +53,7 @@ pub(super) struct Programs {
     /// The send queue above which stdout is left unread.
     max_send_buffer: usize,
     /// Shared counters (`stats.rs`).
-    stats: Option<&'static WorkerSlot>,
+    stats: Counters,
     /// A program's stdout is read into this, reused.
     buf: Vec<u8>,
     /// A read's messages, reused.
@@ -69,7 +69,7 @@ impl Programs {
         local: SocketAddr,
         tls: bool,
         max_send_buffer: usize,
-        stats: Option<&'static WorkerSlot>,
+        stats: Counters,
     ) -> io::Result<Programs> {
         let sigchld = SignalPipe::new(&[signal_hook::consts::SIGCHLD])?;
         sigchld.register(registry, CHILDREN)?;
@@ -269,11 +269,7 @@ impl Programs {
                     // STATS: compressions of the program's messages
                     Sent::Queued {
                         compressed: Some(c),
-                    } => {
-                        if let Some(s) = self.stats {
-                            s.compressed(c.raw, c.out);
-                        }
-                    }
+                    } => self.stats.compressed(c),
                     Sent::Queued { compressed: None } => {}
                 }
             }
