@@ -73,9 +73,13 @@ use upgrade::Upgrading;
 /// A timer entry: a connection slot and serial, or the worker itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
+    /// A connection's deadline: its slot and serial.
     Conn(usize, u32),
+    /// The deadline of the worker's mode (retiring, draining).
     Mode,
+    /// The end of the back-off after an accept error.
     Resume,
+    /// The next message of a delayed broadcast series.
     Delayed(u64),
     /// An orphaned program's next signal: 1 SIGTERM, 2 SIGKILL.
     Kill(i32, u8),
@@ -83,20 +87,35 @@ enum TimerKey {
 
 /// One worker process's state.
 pub(crate) struct Worker {
+    /// The worker's slot number (for the log).
     index: usize,
+    /// Its pid: with a connection's serial, the connection's id.
     pid: u32,
+    /// The `mio` poller; tokens in `tokens.rs`.
     poll: Poll,
+    /// The shared listening socket.
     gate: Gate,
+    /// The TLS acceptor, when `[tls]` is configured.
     tls: Option<openssl::ssl::SslAcceptor>,
+    /// The per-address limits, when `[limits]` sets any.
     limits: Option<Limits>,
+    /// The connection table.
     conns: Slab<Conn>,
+    /// Every deadline of the worker (see `TimerKey`).
     timers: Timers<TimerKey>,
+    /// The connections' time limits.
     deadlines: Deadlines,
+    /// SIGTERM, SIGINT, SIGQUIT, SIGUSR1.
     signals: SignalPipe,
+    /// The configuration generation.
     config: Rc<Config>,
+    /// The routes.
     app: Rc<App>,
+    /// One handler per route.
     handlers: Handlers,
+    /// Serving, retiring or draining.
     mode: Mode,
+    /// Rooms, the relay link, delayed series, end-of-turn flushes.
     broadcasts: Broadcasts,
     /// Connections whose reads were unpaused outside their own event.
     resume: Vec<usize>,
@@ -104,6 +123,7 @@ pub(crate) struct Worker {
     batch: Vec<Received>,
     /// Accepting resumed; accept between event batches.
     accept_pending: bool,
+    /// The loop's clock, read once per poll.
     now: Instant,
     /// Shared counters (`stats.rs`); `STATS:` comments mark the call sites.
     stats: Counters,
@@ -124,6 +144,8 @@ pub(crate) fn run(spec: WorkerSpec) -> i32 {
 }
 
 impl Worker {
+    /// Sets the worker up in the forked child: its poller, signal pipes,
+    /// accept gate, relay link and one handler per route.
     fn new(spec: WorkerSpec) -> io::Result<Worker> {
         let poll = Poll::new()?;
         let signals = SignalPipe::new(crate::signals::WORKER_SIGNALS)?;
@@ -176,6 +198,8 @@ impl Worker {
         })
     }
 
+    /// The event loop: poll, hand each event to what it is for, fire the
+    /// due timers, do the deferred work; until the worker is done.
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
@@ -293,6 +317,7 @@ impl Worker {
 
     // ---- signals and modes ----
 
+    /// The worker's signals: what each orders (see `mode::Order`).
     fn on_signals(&mut self) {
         for sig in self.signals.take() {
             match Order::of(sig) {
@@ -335,6 +360,8 @@ impl Worker {
         self.timers.push(deadline, TimerKey::Mode);
     }
 
+    /// The mode's deadline: a retiring worker closes what is still open,
+    /// a draining one drops what did not finish closing.
     fn mode_timer(&mut self) {
         match self.mode.expired(self.now, self.index, self.conns.len()) {
             Expired::Nothing => {}
@@ -349,6 +376,8 @@ impl Worker {
 
     // ---- accepting ----
 
+    /// Accepts waiting connections until none is left or the worker is
+    /// full (then the gate pauses until a slot frees).
     fn accept(&mut self) {
         let max = self.config.server.max_connections_per_worker;
         while self.gate.is_open() && self.conns.len() < max {
@@ -378,6 +407,8 @@ impl Worker {
         }
     }
 
+    /// Reopens the gate after a pause (a freed slot, or the back-off
+    /// after an accept error).
     fn resume_accepting(&mut self) {
         if !self.mode.is_serving() {
             return;
@@ -390,6 +421,8 @@ impl Worker {
         }
     }
 
+    /// A new connection: registered, put in the table and driven at once
+    /// unless its first step waits for an event.
     fn add_conn(&mut self, tcp: TcpStream, peer: std::net::SocketAddr) {
         // STATS: accepted
         self.stats.accepted();
@@ -709,6 +742,8 @@ impl Worker {
         self.broadcasts.end_turn(due);
     }
 
+    /// A `broadcast_many`: the first message now, the rest one per
+    /// `delay` (timers `Delayed`).
     fn schedule_many(
         &mut self,
         key: RoomKey,
@@ -725,6 +760,7 @@ impl Worker {
         }
     }
 
+    /// The next message of the delayed series `id`.
     fn fire_delayed(&mut self, id: u64) {
         let Some((b, again)) = self.broadcasts.fire(id) else {
             return;
@@ -735,6 +771,8 @@ impl Worker {
         self.broadcast(b);
     }
 
+    /// The relay link is ready: what the master relayed from the other
+    /// workers is delivered here (and counted back for `POST /publish`).
     fn on_relay(&mut self, readable: bool, writable: bool) {
         let mut incoming = Vec::new();
         let registry = self.poll.registry();
@@ -760,6 +798,8 @@ impl Worker {
 
     // ---- timers ----
 
+    /// Fires every timer that is due: connections' deadlines, the mode's,
+    /// the accept back-off, delayed broadcasts, orphaned programs' signals.
     fn fire_timers(&mut self) {
         while let Some((at, key)) = self.timers.pop_due(self.now) {
             match key {

@@ -16,6 +16,7 @@ pub(super) const SIGNALS: Token = Token(1);
 pub(super) const RELAY: Token = Token(2);
 /// The SIGCHLD pipe, which reaps `exec` programs.
 pub(super) const CHILDREN: Token = Token(3);
+/// The first connection token.
 const FIRST_CONN: usize = 4;
 /// Each connection slot owns this many consecutive tokens: its socket,
 /// then the stdin, stdout and stderr pipes of its program (`exec` routes).
