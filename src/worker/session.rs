@@ -1,5 +1,6 @@
-//! An open WebSocket: frames in from the socket, messages to the route's
-//! handler, the handler's messages back out as frames. The session owns
+//! An open WebSocket: frames in from the socket, messages for the route's
+//! handler (called through `handlers.rs`), the handler's messages back
+//! out as frames. The session owns
 //! its reading (with a budget and backpressure), sending, flushing,
 //! closing and failing; each returns what the loop has to do next.
 //!
