@@ -18,9 +18,9 @@ use super::session::{
 use super::slab::Slab;
 use super::turn::{self, Span};
 use crate::frame::MessageKind;
-use crate::handler::ConnId;
+use crate::handler::{ConnId, ConnInfo, Scope};
 use crate::message::Message;
-use crate::relay::{Delivered, RelayLink, RelayMessage, RoomKey};
+use crate::relay::{Delivered, Incoming, RelayLink, RelayMessage, RoomKey};
 
 /// A broadcast waiting for its turn (`broadcast_many` with a delay).
 struct Delayed {
@@ -41,6 +41,12 @@ pub(super) struct Broadcast {
     pub message: Message,
 }
 
+/// Who a broadcast from the connection of `info` to `scope` is for: the
+/// room key and, for "others" (`skip_self`), the sender to skip.
+pub(super) fn target(info: &ConnInfo, scope: Scope, skip_self: bool) -> (RoomKey, Option<ConnId>) {
+    (RoomKey::of(info, scope), skip_self.then_some(info.id))
+}
+
 /// What delivering one broadcast came to.
 pub(super) struct Delivery {
     /// Receivers to drop (not reading, over their send buffer, failed).
@@ -56,7 +62,7 @@ pub(super) struct Delivery {
 #[derive(Default)]
 pub(super) struct Broadcasts {
     /// The link to the master, which copies our broadcasts to the others.
-    pub relay: Option<RelayLink>,
+    relay: Option<RelayLink>,
     delayed: Vec<Delayed>,
     next_delayed: u64,
     /// Broadcasts asked for in `on_close`, delivered between event batches.
@@ -83,6 +89,33 @@ impl Broadcasts {
                 message: b.message.clone(),
             });
         }
+    }
+
+    /// A readiness event on the relay link: sends what waits for the
+    /// master and, if `readable`, takes what it relayed from the other
+    /// workers into `incoming`. False if the link turned out closed: it
+    /// is then dropped (the master is gone; PDEATHSIG ends us, but the
+    /// loop must not spin on it meanwhile).
+    pub fn on_relay(
+        &mut self,
+        registry: &mio::Registry,
+        readable: bool,
+        writable: bool,
+        incoming: &mut Vec<Incoming>,
+    ) -> bool {
+        let Some(link) = self.relay.as_mut() else {
+            return true;
+        };
+        if writable {
+            link.flush();
+        }
+        if !readable || link.receive(incoming) {
+            return true;
+        }
+        if let Some(mut link) = self.relay.take() {
+            link.deregister(registry);
+        }
+        false
     }
 
     /// Tells the master how many connections a counted broadcast
@@ -436,7 +469,7 @@ mod tests {
         }
     }
 
-    /// The worker's end-of-turn flush (`Worker::flush_queued`).
+    /// The worker's end-of-turn flush (the loop's `flush_queued`).
     fn flush_turn(b: &mut Broadcasts, conns: &mut Slab<Conn>) {
         let due = b.take_flush_due();
         for &slot in &due {

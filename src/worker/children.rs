@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use nix::unistd::Pid;
 
-use crate::exec::Process;
+use crate::exec::{self, Process};
 
 /// The program of an open `exec` connection, with the loop's flags.
 pub(super) struct Program {
@@ -23,6 +23,17 @@ pub(super) struct Program {
     pub output_waiting: bool,
     /// The route's index.
     pub route: usize,
+}
+
+impl Program {
+    /// After a batch of the client's messages: pauses reading the client
+    /// if stdin has too much waiting; true if reading is paused.
+    pub fn input_full(&mut self) -> bool {
+        if self.process.pending_input() > exec::MAX_PENDING_INPUT {
+            self.input_paused = true;
+        }
+        self.input_paused
+    }
 }
 
 /// Who a running program belongs to.

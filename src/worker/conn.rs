@@ -12,15 +12,25 @@
 //! socket does not reset it before the peer has read that word. The
 //! connection's deadlines, in every state, are computed by one
 //! [`Deadlines`] value.
+//!
+//! The connection does its own work (a step of its upgrade, flushing,
+//! closing, lingering, what its deadline finds due) and returns an
+//! [`Outcome`] to the loop, which only keeps it, drives it again after
+//! the event batch, or removes it.
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::session::Session;
+use log::debug;
+
+use super::children::Program;
+use super::counters::Counters;
+use super::session::{Flush, Sent, Session};
 use super::stream::Stream;
-use super::upgrade::Upgrading;
+use super::upgrade::{self, Step, Upgrading};
 use crate::config::ServerConfig;
+use crate::message::{CloseCode, Message};
 
 /// How long we wait for a close reply, or linger after a refusal.
 pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -56,10 +66,236 @@ pub(super) struct Conn {
     /// Where it is in its life.
     pub state: State,
     /// The program of an `exec` route, once the WebSocket is open.
-    pub exec: Option<Box<super::children::Program>>,
+    pub exec: Option<Box<Program>>,
+}
+
+/// What the loop does with a connection after it did some work. Ordered
+/// from the mildest: of two outcomes, the loop acts on the later one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Outcome {
+    /// Nothing: it waits for its next event or deadline.
+    Keep,
+    /// Drive it again after this event batch: input may be waiting and
+    /// its readiness edge is spent (reading was paused, or its program
+    /// took its stdin).
+    Resume,
+    /// Remove it (its socket failed, it is done, or it must be dropped).
+    Remove,
+}
+
+impl Outcome {
+    /// Both outcomes at once: the more drastic one.
+    pub fn and(self, other: Outcome) -> Outcome {
+        self.max(other)
+    }
+}
+
+impl From<Flush> for Outcome {
+    fn from(flush: Flush) -> Outcome {
+        match flush {
+            Flush::Done { resume: true } => Outcome::Resume,
+            Flush::Done { resume: false } | Flush::Blocked => Outcome::Keep,
+            Flush::Broken => Outcome::Remove,
+        }
+    }
+}
+
+/// How an open connection ends.
+pub(super) enum Ending {
+    /// The close handshake is over, or the peer is gone. A connection
+    /// whose last frames the socket has not taken yet (a burst of echoes
+    /// and the close reply to a peer that does not read while it sends)
+    /// lingers until they are sent, the peer is gone or the linger time
+    /// passes; the others are done at once.
+    Closed,
+    /// A protocol error: the peer is told why (this code, this reason),
+    /// then the connection lingers until the peer closes.
+    Failed(CloseCode, String),
+}
+
+/// What one step of the upgrade came to.
+pub(super) enum Upgraded {
+    /// Still upgrading, or lingering after a refusal; `true` if the next
+    /// step may go on at once (the data it needs may be buffered).
+    Step(Conn, bool),
+    /// The WebSocket is open: the handler is to be told, and the
+    /// connection driven on at once.
+    Opened(Conn),
+    /// The socket is closed already (which took it out of the poller):
+    /// forget the connection.
+    Dropped,
 }
 
 impl Conn {
+    /// A freshly accepted connection from `peer`, starting its upgrade.
+    pub fn new(serial: u32, peer: SocketAddr, phase: Upgrading, now: Instant) -> Conn {
+        Conn {
+            serial,
+            accepted: now,
+            scheduled: None,
+            state: State::Upgrading(Box::new(Handshake { peer, phase })),
+            exec: None,
+        }
+    }
+
+    /// One step of the upgrade, which consumes the handshake state (a
+    /// connection in another state comes back as it was).
+    pub fn upgrade(mut self, ctx: &mut upgrade::Context<'_>, max_frame_size: usize) -> Upgraded {
+        let Handshake { peer, phase } = match self.state {
+            State::Upgrading(h) => *h,
+            other => {
+                self.state = other;
+                return Upgraded::Step(self, false);
+            }
+        };
+        let now = ctx.now;
+        let handshake = |peer, phase| State::Upgrading(Box::new(Handshake { peer, phase }));
+        let (state, again) = match phase.step(ctx) {
+            Step::Wait(u) => (handshake(peer, u), false),
+            Step::Again(u) => (handshake(peer, u), true),
+            // The PROXY header named the client: it is the peer from now on.
+            Step::Proxied(u, client) => (handshake(client, u), true),
+            Step::Open(stream, up) => {
+                let session = Session::new(stream, *up, max_frame_size, now);
+                self.state = State::Open(Box::new(session));
+                return Upgraded::Opened(self);
+            }
+            Step::Refused(stream) => (State::Linger(Linger::new(stream, peer, now)), true),
+            Step::Drop => return Upgraded::Dropped,
+        };
+        self.state = state;
+        Upgraded::Step(self, again)
+    }
+
+    /// Ends the open session (the loop has told its handler): it says
+    /// its last words and lingers on the stream they leave, or, with
+    /// nothing left to say, is done (`None`: the loop forgets it). A
+    /// connection that is not open comes back as it was.
+    pub fn end(mut self, ending: Ending, now: Instant) -> Option<Conn> {
+        let session = match self.state {
+            State::Open(session) => session,
+            other => {
+                self.state = other;
+                return Some(self);
+            }
+        };
+        let peer = session.info.peer;
+        let stream = match ending {
+            Ending::Closed if session.queued() == 0 => return None,
+            Ending::Closed => session.into_stream(),
+            Ending::Failed(code, reason) => session.fail(code, &reason),
+        };
+        self.state = State::Linger(Linger::new(stream, peer, now));
+        Some(self)
+    }
+
+    /// Writes queued output; reading pauses while the socket is full.
+    pub fn flush(&mut self) -> Outcome {
+        self.session_mut()
+            .map_or(Outcome::Keep, |s| s.flush().into())
+    }
+
+    /// Queues a message to an open connection (flushed later); counts it
+    /// in `stats`. Removed if its backlog would pass the bound (see
+    /// `Session::send`) or its socket failed.
+    pub fn send(&mut self, message: Message, max_send_buffer: usize, stats: Counters) -> Outcome {
+        let Some(session) = self.session_mut() else {
+            return Outcome::Keep;
+        };
+        let len = message.len();
+        match session.send(message, max_send_buffer) {
+            Sent::Drop => Outcome::Remove,
+            // STATS: messages and bytes out, and the compression if any
+            Sent::Queued { compressed } => {
+                stats.sent(len, compressed);
+                Outcome::Keep
+            }
+        }
+    }
+
+    /// Starts the close handshake of an open connection (see
+    /// `Session::close`).
+    pub fn close(&mut self, code: CloseCode, reason: String, now: Instant) -> Outcome {
+        self.session_mut()
+            .map_or(Outcome::Keep, |s| s.close(code, reason, now).into())
+    }
+
+    /// The worker is going away: an open connection closes with 1001, one
+    /// still upgrading is dropped, a lingering one lingers on.
+    pub fn close_for_shutdown(&mut self, now: Instant) -> Outcome {
+        match &mut self.state {
+            State::Open(session) => session.close_for_shutdown(now).into(),
+            State::Upgrading(_) => Outcome::Remove,
+            State::Linger(_) => Outcome::Keep,
+        }
+    }
+
+    /// Lingers on: removed once the peer has closed and our last words
+    /// are sent (or the socket failed).
+    pub fn step_linger(&mut self) -> Outcome {
+        match &mut self.state {
+            State::Linger(linger) => match linger.step() {
+                true => Outcome::Remove,
+                false => Outcome::Keep,
+            },
+            _ => Outcome::Keep,
+        }
+    }
+
+    /// Whether reading the client is paused for its program (`exec`
+    /// routes): the program's stdin has too much waiting.
+    pub fn input_paused(&self) -> bool {
+        self.exec.as_ref().is_some_and(|p| p.input_paused)
+    }
+
+    /// After a batch of the client's messages: whether reading it is
+    /// paused for its program (see `Program::input_full`).
+    pub fn input_full(&mut self) -> bool {
+        self.exec.as_mut().is_some_and(|p| p.input_full())
+    }
+
+    /// Its timer entry for `at` fired: does what is due (a drop, an idle
+    /// close, a ping). `None` if the entry is stale: for an earlier
+    /// connection in the slot (`serial`), or a deadline since replaced.
+    pub fn expire(
+        &mut self,
+        deadlines: &Deadlines,
+        serial: u32,
+        at: Instant,
+        now: Instant,
+    ) -> Option<Outcome> {
+        if self.serial != serial || self.scheduled != Some(at) {
+            return None;
+        }
+        self.scheduled = None;
+        Some(match deadlines.due(self, now) {
+            Due::Nothing => Outcome::Keep,
+            Due::Drop(why) => {
+                debug!("dropping connection from {}: {why}", self.peer());
+                Outcome::Remove
+            }
+            Due::Close => {
+                debug!("connection from {} idle; closing it", self.peer());
+                self.close(CloseCode::AWAY, "idle timeout".into(), now)
+            }
+            Due::Ping => self
+                .session_mut()
+                .map_or(Outcome::Keep, |s| s.ping().into()),
+        })
+    }
+
+    /// The connection's next deadline, if it must go into the timer heap:
+    /// only when it is earlier than the one there, so the heap holds
+    /// about one entry per connection.
+    pub fn reschedule(&mut self, deadlines: &Deadlines) -> Option<Instant> {
+        let at = deadlines.next(self)?;
+        if self.scheduled.is_some_and(|s| s <= at) {
+            return None;
+        }
+        self.scheduled = Some(at);
+        Some(at)
+    }
+
     /// The peer's address.
     pub fn peer(&self) -> SocketAddr {
         match &self.state {
@@ -145,7 +381,7 @@ fn discard(stream: &mut Stream) -> io::Result<bool> {
 
 /// What a connection's deadline found due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Due {
+enum Due {
     /// Nothing yet (an early timer entry).
     Nothing,
     /// Drop the connection without a word, for this reason.
@@ -210,12 +446,12 @@ impl Deadlines {
     }
 
     /// When the connection next needs attention, if ever.
-    pub fn next(&self, conn: &Conn) -> Option<Instant> {
+    fn next(&self, conn: &Conn) -> Option<Instant> {
         self.plan(conn).iter().filter_map(|(at, _)| *at).min()
     }
 
     /// What is due at `now`.
-    pub fn due(&self, conn: &Conn, now: Instant) -> Due {
+    fn due(&self, conn: &Conn, now: Instant) -> Due {
         self.plan(conn)
             .into_iter()
             .find(|(at, _)| at.is_some_and(|t| now >= t))

@@ -25,11 +25,12 @@ use std::time::Instant;
 use nix::sys::socket::{setsockopt, sockopt};
 
 use super::conn::Linger;
+use super::handlers::Handlers;
 use super::session::{Flush, Read as SessionRead, Received, Sent, Session, READ_BUDGET};
 use super::stream::{Stream, Transport};
 use super::upgrade::Upgrade;
 use crate::deflate::MessageError;
-use crate::handler::{Action, ConnId, ConnInfo, Echo, HandlerError};
+use crate::handler::{Action, ConnId, ConnInfo, Echo};
 use crate::message::CloseCode;
 
 /// How much the server's socket holds. Either way the client reads only
@@ -74,8 +75,8 @@ pub struct Harness {
     client_shut: bool,
     /// The client read the end of the server's output.
     server_shut: bool,
-    handler: Echo,
-    actions: Vec<Action>,
+    /// The route's handler: `Echo`, as route 0.
+    handlers: Handlers,
     batch: Vec<Received>,
     /// The client's read buffer, allocated once per connection.
     inbox: Vec<u8>,
@@ -122,8 +123,7 @@ impl Harness {
             client,
             client_shut: false,
             server_shut: false,
-            handler: Echo,
-            actions: Vec::new(),
+            handlers: Handlers::new(vec![Box::new(Echo)]),
             batch: Vec::new(),
             inbox: vec![0; 16 * 1024],
             output: Vec::new(),
@@ -189,7 +189,7 @@ impl Harness {
     /// as the worker's loop runs them. True while the connection is open.
     fn event(&mut self) -> bool {
         // An event that reports the peer's EOF arms without the short-read
-        // shortcut, as `Worker::run` does.
+        // shortcut, as the worker's loop does.
         let mut short_read_ends = !self.client_shut;
         loop {
             let (phase, resume) = match std::mem::replace(&mut self.phase, Phase::Done) {
@@ -207,7 +207,7 @@ impl Harness {
         matches!(self.phase, Phase::Open(_))
     }
 
-    /// `Worker::read_open`: reads and dispatches until the socket would
+    /// The loop's `read_open`: reads and dispatches until the socket would
     /// block or the budget is spent, then flushes. Returns the next phase
     /// and whether the worker would resume the connection in this turn.
     fn read_open(&mut self, mut session: Box<Session>, short_read_ends: bool) -> (Phase, bool) {
@@ -245,12 +245,13 @@ impl Harness {
         }
     }
 
-    /// `Worker::dispatch` and the handler's actions; false if the
+    /// The loop's `dispatch` and the handler's actions; false if the
     /// connection must be dropped.
     fn dispatch(&mut self, session: &mut Session, received: Received) -> bool {
-        session.dispatch(&mut self.handler, &mut self.actions, received);
+        self.handlers.dispatch(session, received);
         let mut keep = true;
-        for action in self.actions.drain(..) {
+        let mut actions = self.handlers.take_actions();
+        for action in actions.drain(..) {
             match action {
                 Action::Send(message) if keep => {
                     keep = matches!(
@@ -262,25 +263,21 @@ impl Harness {
                 _ => {}
             }
         }
+        self.handlers.restore_actions(actions);
         keep
     }
 
-    /// `Worker::fail`: tell the handler, send the close frame with the
+    /// The loop's `fail`: tell the handler, send the close frame with the
     /// reader's code, linger.
     fn fail(&mut self, session: Box<Session>, error: MessageError) -> Phase {
         let code = CloseCode::from(error.close_code());
         let reason = error.to_string();
-        let err: HandlerError = reason.clone().into();
-        session.call(&mut self.handler, &mut self.actions, |h, c| {
-            h.on_error(c, &err);
-            Ok(())
-        });
-        self.actions.clear();
+        self.handlers.fail(&session, &reason.clone().into());
         self.failed_with = Some(code.as_u16());
         self.linger(session, |session| session.fail(code, &reason))
     }
 
-    /// `Worker::closed`: linger while output is still queued, else remove.
+    /// The loop's `closed`: linger while output is still queued, else remove.
     fn closed(&mut self, session: Box<Session>) -> Phase {
         if session.queued() > 0 {
             self.linger(session, |session| session.into_stream())
@@ -290,25 +287,23 @@ impl Harness {
         }
     }
 
-    /// `Worker::linger`: tell the handler, say the last words, linger.
+    /// The loop's `linger`: tell the handler, say the last words, linger.
     fn linger(
         &mut self,
         mut session: Box<Session>,
         last_words: impl FnOnce(Box<Session>) -> Stream,
     ) -> Phase {
-        session.notify_close(&mut self.handler, &mut self.actions);
-        self.actions.clear();
+        self.handlers.close(&mut session).for_each(drop);
         let peer = session.info.peer;
         let linger = Linger::new(last_words(session), peer, Instant::now());
         // The readiness edge may already be spent: look for EOF now.
         step_linger(linger)
     }
 
-    /// `Worker::remove`: tell the handler; dropping the session closes
+    /// The loop's `remove`: tell the handler; dropping the session closes
     /// the server's end.
     fn remove(&mut self, mut session: Box<Session>) {
-        session.notify_close(&mut self.handler, &mut self.actions);
-        self.actions.clear();
+        self.handlers.close(&mut session).for_each(drop);
     }
 
     /// The client reads what the server sent so far. A short read has
@@ -334,7 +329,7 @@ impl Harness {
     }
 }
 
-/// `Worker::step_linger`: our last words go out, input is discarded;
+/// `Conn::step_linger`: our last words go out, input is discarded;
 /// done once the peer has closed.
 fn step_linger(mut linger: Box<Linger>) -> Phase {
     if linger.step() {

@@ -2,13 +2,17 @@
 //! connections from the shared listening socket, runs their handshakes,
 //! and drives their WebSockets through the route handlers.
 //!
-//! The loop owns the connection table, the accept gate, the timer heap,
-//! the worker's mode (serving, retiring, draining) and one handler per
-//! route. Each connection does its own work (`upgrade`, `session`,
-//! `conn`) and returns what came of it; the loop carries out what
-//! crosses connections: handler actions, broadcasts (`broadcast`),
-//! removals and re-entry. Nothing is shared with other workers except
-//! the listening socket and the relay link to the master.
+//! This module is the loop: it owns the connection table, the accept
+//! gate, the timer heap and the worker's mode, hands each event to the
+//! connection it is for and acts on the outcome the connection returns
+//! (keep it, drive it again after the batch, remove it). Everything else
+//! is below it and knows nothing of it: a connection's life and its
+//! deadlines (`conn`), its upgrade (`upgrade`), the open WebSocket
+//! (`session`), the route handlers and the actions they ask for
+//! (`handlers`), broadcasts (`broadcast`), the programs of `exec` routes
+//! (`programs`), the worker's mode and signals (`mode`) and the poll
+//! tokens (`tokens`). Nothing is shared with other workers except the
+//! listening socket and the relay link to the master.
 
 mod accept;
 mod access;
@@ -16,14 +20,19 @@ mod admit;
 mod broadcast;
 mod children;
 mod conn;
+mod counters;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod handlers;
+mod mode;
 mod programs;
 mod session;
 mod slab;
 mod socket;
+mod spec;
 mod stream;
 pub(crate) mod timers;
+mod tokens;
 mod turn;
 mod upgrade;
 
@@ -33,111 +42,44 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
+use mio::event::Event;
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::app::App;
-use crate::config::{Config, ExecConfig};
+use crate::config::Config;
 use crate::deflate::MessageError;
-use crate::exec::{Output, Pipe};
-use crate::handler::{Action, Conn as HandlerConn, ConnId, Handler, HandlerError, Scope};
+use crate::handler::{Action, ConnId, Scope};
 use crate::message::{CloseCode, Message};
 use crate::relay::{Delivered, RelayLink, RoomKey};
 use crate::signals::SignalPipe;
-use crate::stats::WorkerSlot;
 use accept::{Accepted, Gate};
 pub(crate) use admit::Limits;
-use broadcast::{Broadcast, Broadcasts};
-use children::{Children, Owner, Program};
-use conn::{Conn, Deadlines, Due, Handshake, Linger, State, CLOSE_GRACE};
-use session::{Flush, Read, Received, Sent, Session, READ_BUDGET};
+use broadcast::{target, Broadcast, Broadcasts};
+use children::Program;
+use conn::{Conn, Deadlines, Ending, Outcome, State, Upgraded, CLOSE_GRACE};
+use counters::Counters;
+use handlers::Handlers;
+use mode::{Expired, Mode, Order};
+use programs::Programs;
+use session::{Read, Received, Session, READ_BUDGET};
 use slab::Slab;
-use stream::Stream;
+pub(crate) use spec::WorkerSpec;
 use timers::Timers;
-use upgrade::{Step, Upgrading};
-
-const LISTENER: Token = Token(0);
-const SIGNALS: Token = Token(1);
-const RELAY: Token = Token(2);
-const CHILDREN: Token = Token(3);
-const FIRST_CONN: usize = 4;
-/// Each connection slot owns this many consecutive tokens: its socket,
-/// then the stdin, stdout and stderr pipes of its program (`exec` routes).
-/// A slot's tokens are fixed, so pipes need no table of their own.
-const TOKENS_PER_SLOT: usize = 4;
-
-/// What a connection token stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
-    Socket,
-    Pipe(Pipe),
-}
-
-/// The token of `part` of the connection in `slot`.
-fn token(slot: usize, part: Part) -> Token {
-    let offset = match part {
-        Part::Socket => 0,
-        Part::Pipe(Pipe::Stdin) => 1,
-        Part::Pipe(Pipe::Stdout) => 2,
-        Part::Pipe(Pipe::Stderr) => 3,
-    };
-    Token(FIRST_CONN + slot * TOKENS_PER_SLOT + offset)
-}
-
-/// The slot and part a connection token stands for.
-fn slot_of(t: usize) -> (usize, Part) {
-    let i = t - FIRST_CONN;
-    let part = match i % TOKENS_PER_SLOT {
-        0 => Part::Socket,
-        1 => Part::Pipe(Pipe::Stdin),
-        2 => Part::Pipe(Pipe::Stdout),
-        _ => Part::Pipe(Pipe::Stderr),
-    };
-    (i / TOKENS_PER_SLOT, part)
-}
-
-/// What the master hands a freshly forked worker.
-pub(crate) struct WorkerSpec {
-    /// The worker's slot number, kept across restarts.
-    pub index: usize,
-    /// The configuration generation.
-    pub config: Rc<Config>,
-    /// Routes and handler factories.
-    pub app: Rc<App>,
-    /// The listening socket, shared with the siblings; the worker owns
-    /// its descriptor and closes it when it stops accepting.
-    pub listener: std::net::TcpListener,
-    /// The worker's end of its relay link to the master.
-    pub relay: Option<std::os::unix::net::UnixStream>,
-    /// TLS acceptor when `[tls]` is configured.
-    pub tls: Option<openssl::ssl::SslAcceptor>,
-    /// This worker's counters in the master's shared table.
-    pub stats: Option<&'static WorkerSlot>,
-    /// The per-address limits and this worker's owner id in them, when
-    /// `[limits]` sets any.
-    pub limits: Option<Limits>,
-}
-
-/// Where the worker is in its own life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Accepting and serving.
-    Serving,
-    /// Replaced by a reload: not accepting, serving open connections
-    /// until they close or `deadline`.
-    Retiring { deadline: Instant },
-    /// Shutting down: close frames sent, waiting for replies until
-    /// `deadline`.
-    Draining { deadline: Instant },
-}
+use tokens::{slot_of, token, Part, CHILDREN, LISTENER, RELAY, SIGNALS};
+use upgrade::Upgrading;
 
 /// A timer entry: a connection slot and serial, or the worker itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
+    /// A connection's deadline: its slot and serial.
     Conn(usize, u32),
+    /// The deadline of the worker's mode (retiring, draining).
     Mode,
+    /// The end of the back-off after an accept error.
     Resume,
+    /// The next message of a delayed broadcast series.
     Delayed(u64),
     /// An orphaned program's next signal: 1 SIGTERM, 2 SIGKILL.
     Kill(i32, u8),
@@ -145,21 +87,35 @@ enum TimerKey {
 
 /// One worker process's state.
 pub(crate) struct Worker {
+    /// The worker's slot number (for the log).
     index: usize,
+    /// Its pid: with a connection's serial, the connection's id.
     pid: u32,
+    /// The `mio` poller; tokens in `tokens.rs`.
     poll: Poll,
+    /// The shared listening socket.
     gate: Gate,
+    /// The TLS acceptor, when `[tls]` is configured.
     tls: Option<openssl::ssl::SslAcceptor>,
+    /// The per-address limits, when `[limits]` sets any.
     limits: Option<Limits>,
+    /// The connection table.
     conns: Slab<Conn>,
+    /// Every deadline of the worker (see `TimerKey`).
     timers: Timers<TimerKey>,
+    /// The connections' time limits.
     deadlines: Deadlines,
+    /// SIGTERM, SIGINT, SIGQUIT, SIGUSR1.
     signals: SignalPipe,
+    /// The configuration generation.
     config: Rc<Config>,
+    /// The routes.
     app: Rc<App>,
-    handlers: Vec<Box<dyn Handler>>,
-    actions: Vec<Action>,
+    /// One handler per route.
+    handlers: Handlers,
+    /// Serving, retiring or draining.
     mode: Mode,
+    /// Rooms, the relay link, delayed series, end-of-turn flushes.
     broadcasts: Broadcasts,
     /// Connections whose reads were unpaused outside their own event.
     resume: Vec<usize>,
@@ -167,21 +123,12 @@ pub(crate) struct Worker {
     batch: Vec<Received>,
     /// Accepting resumed; accept between event batches.
     accept_pending: bool,
+    /// The loop's clock, read once per poll.
     now: Instant,
     /// Shared counters (`stats.rs`); `STATS:` comments mark the call sites.
-    stats: Option<&'static WorkerSlot>,
-    /// Per route index: its `exec` program and message limit, if any.
-    exec_routes: Vec<Option<(Rc<ExecConfig>, usize)>>,
+    stats: Counters,
     /// The programs of `exec` connections.
-    children: Children,
-    /// SIGCHLD, which reaps them.
-    child_signals: SignalPipe,
-    /// The listening address, for the programs' `SERVER_PORT`.
-    local: std::net::SocketAddr,
-    /// A program's stdout is read into this, reused.
-    exec_buf: Vec<u8>,
-    /// A read's messages, reused.
-    exec_out: Vec<Output>,
+    programs: Programs,
 }
 
 /// Runs a worker until it has drained; returns the exit status.
@@ -197,6 +144,8 @@ pub(crate) fn run(spec: WorkerSpec) -> i32 {
 }
 
 impl Worker {
+    /// Sets the worker up in the forked child: its poller, signal pipes,
+    /// accept gate, relay link and one handler per route.
     fn new(spec: WorkerSpec) -> io::Result<Worker> {
         let poll = Poll::new()?;
         let signals = SignalPipe::new(crate::signals::WORKER_SIGNALS)?;
@@ -204,9 +153,17 @@ impl Worker {
         // The master blocked these across the fork; our handlers are in
         // place now, so whatever arrived meanwhile is delivered to them.
         crate::signals::unblock(crate::signals::WORKER_SIGNALS);
-        let child_signals = SignalPipe::new(&[signal_hook::consts::SIGCHLD])?;
-        child_signals.register(poll.registry(), CHILDREN)?;
         let local = spec.listener.local_addr()?;
+        let server = &spec.config.server;
+        let tls = spec.tls.is_some();
+        let programs = Programs::new(
+            &spec.app,
+            poll.registry(),
+            local,
+            tls,
+            server.max_send_buffer,
+            Counters::new(spec.stats),
+        )?;
         let gate = Gate::new(spec.listener, poll.registry(), LISTENER)?;
         let relay = match spec.relay {
             Some(sock) => {
@@ -216,13 +173,6 @@ impl Worker {
             }
             None => None,
         };
-        let handlers = spec.app.routes.iter().map(|(_, r)| (r.factory)()).collect();
-        let exec_routes: Vec<_> = spec
-            .app
-            .routes
-            .iter()
-            .map(|(_, r)| r.exec.clone().map(|e| (e, r.max_message_size)))
-            .collect();
         Ok(Worker {
             index: spec.index,
             pid: std::process::id(),
@@ -232,28 +182,24 @@ impl Worker {
             limits: spec.limits,
             conns: Slab::default(),
             timers: Timers::default(),
-            deadlines: Deadlines::new(&spec.config.server),
+            deadlines: Deadlines::new(server),
             signals,
+            handlers: Handlers::new(spec.app.routes.iter().map(|(_, r)| (r.factory)()).collect()),
             config: spec.config,
             app: spec.app,
-            handlers,
-            actions: Vec::new(),
             mode: Mode::Serving,
             broadcasts: Broadcasts::new(relay),
             resume: Vec::new(),
             batch: Vec::new(),
             accept_pending: false,
             now: Instant::now(),
-            stats: spec.stats,
-            children: Children::new(exec_routes.len()),
-            exec_routes,
-            child_signals,
-            local,
-            exec_buf: Vec::new(),
-            exec_out: Vec::new(),
+            stats: Counters::new(spec.stats),
+            programs,
         })
     }
 
+    /// The event loop: poll, hand each event to what it is for, fire the
+    /// due timers, do the deferred work; until the worker is done.
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
@@ -277,27 +223,15 @@ impl Worker {
                     LISTENER => self.accept(),
                     SIGNALS => self.on_signals(),
                     RELAY => self.on_relay(event.is_readable(), event.is_writable()),
-                    CHILDREN => self.on_sigchld(),
-                    Token(t) => {
-                        let (slot, part) = slot_of(t);
-                        if let Part::Pipe(pipe) = part {
-                            self.on_pipe(slot, pipe);
-                            continue;
+                    CHILDREN => {
+                        let registry = self.poll.registry();
+                        for (slot, outcome) in
+                            self.programs.reap(registry, &mut self.conns, self.now)
+                        {
+                            self.act(slot, outcome);
                         }
-                        let short_read_ends = !(event.is_read_closed() || event.is_error());
-                        if !short_read_ends && self.exec_input_paused(slot) {
-                            // Not being read, it would never see the end.
-                            self.exec_client_gone(slot);
-                            continue;
-                        }
-                        // A write-only edge says nothing new arrived: reads
-                        // stay where the last short read left them.
-                        let reads = event.is_readable() || !short_read_ends;
-                        if let (true, Some(conn)) = (reads, self.conns.get_mut(slot)) {
-                            conn.arm(short_read_ends);
-                        }
-                        self.drive(slot)
                     }
+                    Token(t) => self.on_conn_event(t, event),
                 }
             }
             self.fire_timers();
@@ -307,6 +241,34 @@ impl Worker {
                 return Ok(());
             }
         }
+    }
+
+    /// An event for a connection's socket or for a pipe of its program.
+    fn on_conn_event(&mut self, t: usize, event: &Event) {
+        let (slot, part) = slot_of(t);
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if let Part::Pipe(pipe) = part {
+            let outcome = self
+                .programs
+                .on_pipe(self.poll.registry(), conn, pipe, self.now);
+            return self.act(slot, outcome);
+        }
+        let short_read_ends = !(event.is_read_closed() || event.is_error());
+        if !short_read_ends && conn.input_paused() {
+            // Not being read, it would never see the end, and what the
+            // client sent would never reach the program: the connection
+            // goes now, and its program as any whose client left.
+            debug!("an exec client hung up while its program's stdin was full");
+            return self.remove(slot);
+        }
+        // A write-only edge says nothing new arrived: reads stay where
+        // the last short read left them.
+        if event.is_readable() || !short_read_ends {
+            conn.arm(short_read_ends);
+        }
+        self.drive(slot)
     }
 
     /// Work queued while handling events, done between event batches so
@@ -332,77 +294,90 @@ impl Worker {
 
     /// A draining or retiring worker is done once its last connection is.
     fn finished(&self) -> bool {
-        self.mode != Mode::Serving && self.conns.len() == 0 && self.children.is_empty()
+        !self.mode.is_serving() && self.conns.len() == 0 && self.programs.is_empty()
+    }
+
+    /// Carries out what a connection's work came to.
+    fn act(&mut self, slot: usize, outcome: Outcome) {
+        match outcome {
+            Outcome::Keep => {}
+            Outcome::Resume => self.resume.push(slot),
+            Outcome::Remove => self.remove(slot),
+        }
+    }
+
+    /// Lets the connection in `slot`, if any, do `work` and acts on the
+    /// outcome.
+    fn with_conn(&mut self, slot: usize, work: impl FnOnce(&mut Conn, Instant) -> Outcome) {
+        if let Some(conn) = self.conns.get_mut(slot) {
+            let outcome = work(conn, self.now);
+            self.act(slot, outcome);
+        }
     }
 
     // ---- signals and modes ----
 
+    /// The worker's signals: what each orders (see `mode::Order`).
     fn on_signals(&mut self) {
         for sig in self.signals.take() {
-            match sig {
-                signal_hook::consts::SIGTERM | signal_hook::consts::SIGINT => self.start_drain(),
-                signal_hook::consts::SIGQUIT => self.start_retire(),
-                signal_hook::consts::SIGUSR1 => crate::logging::reopen(),
-                _ => {}
+            match Order::of(sig) {
+                Some(Order::Drain) => self.start_drain(self.config.server.drain_timeout),
+                Some(Order::Retire) => self.start_retire(),
+                Some(Order::ReopenLogs) => crate::logging::reopen(),
+                None => {}
             }
         }
     }
 
     /// Reload: stop accepting, keep serving until `drain_timeout`.
     fn start_retire(&mut self) {
-        if self.mode != Mode::Serving {
-            return;
+        let timeout = self.config.server.drain_timeout;
+        let open = self.conns.len();
+        if let Some(deadline) = self.mode.retire(self.now, timeout, self.index, open) {
+            self.stop_accepting(deadline);
         }
-        info!(
-            "worker {} retiring: {} connections, drain deadline {:?}",
-            self.index,
-            self.conns.len(),
-            self.config.server.drain_timeout
-        );
-        crate::proctitle::mark_draining();
-        self.gate.close(self.poll.registry());
-        let deadline = self.now + self.config.server.drain_timeout;
-        self.mode = Mode::Retiring { deadline };
-        self.timers.push(deadline, TimerKey::Mode);
     }
 
-    /// Shutdown: close every connection with 1001, wait for the replies.
-    fn start_drain(&mut self) {
-        if matches!(self.mode, Mode::Draining { .. }) {
+    /// Shutdown: close every connection with 1001, wait `grace` for the
+    /// replies.
+    fn start_drain(&mut self, grace: Duration) {
+        let open = self.conns.len();
+        let Some(deadline) = self.mode.drain(self.now, grace, self.index, open) else {
             return;
-        }
-        info!(
-            "worker {} draining {} connections",
-            self.index,
-            self.conns.len()
-        );
-        crate::proctitle::mark_draining();
-        self.gate.close(self.poll.registry());
-        let deadline = self.now + self.config.server.drain_timeout;
-        self.mode = Mode::Draining { deadline };
-        self.timers.push(deadline, TimerKey::Mode);
+        };
+        self.stop_accepting(deadline);
         self.broadcasts.clear_delayed();
         for slot in 0..self.conns.capacity() {
-            self.close_for_shutdown(slot);
+            self.with_conn(slot, Conn::close_for_shutdown);
         }
     }
 
-    /// Closes one connection because the worker is going away.
-    fn close_for_shutdown(&mut self, slot: usize) {
-        let now = self.now;
-        let flush = match self.conns.get_mut(slot).map(|c| &mut c.state) {
-            None | Some(State::Linger(_)) => return,
-            Some(State::Open(session)) => session.close_for_shutdown(now),
-            Some(State::Upgrading(_)) => {
-                self.remove(slot);
-                return;
+    /// The worker stops serving: no more accepts; the mode's `deadline`
+    /// goes into the heap.
+    fn stop_accepting(&mut self, deadline: Instant) {
+        crate::proctitle::mark_draining();
+        self.gate.close(self.poll.registry());
+        self.timers.push(deadline, TimerKey::Mode);
+    }
+
+    /// The mode's deadline: a retiring worker closes what is still open,
+    /// a draining one drops what did not finish closing.
+    fn mode_timer(&mut self) {
+        match self.mode.expired(self.now, self.index, self.conns.len()) {
+            Expired::Nothing => {}
+            Expired::Retiring => self.start_drain(CLOSE_GRACE),
+            Expired::Draining => {
+                for slot in 0..self.conns.capacity() {
+                    self.remove(slot);
+                }
             }
-        };
-        self.after_flush(slot, flush);
+        }
     }
 
     // ---- accepting ----
 
+    /// Accepts waiting connections until none is left or the worker is
+    /// full (then the gate pauses until a slot frees).
     fn accept(&mut self) {
         let max = self.config.server.max_connections_per_worker;
         while self.gate.is_open() && self.conns.len() < max {
@@ -432,8 +407,10 @@ impl Worker {
         }
     }
 
+    /// Reopens the gate after a pause (a freed slot, or the back-off
+    /// after an accept error).
     fn resume_accepting(&mut self) {
-        if self.mode != Mode::Serving {
+        if !self.mode.is_serving() {
             return;
         }
         // Connections may have queued while we were not listening; accept
@@ -444,11 +421,11 @@ impl Worker {
         }
     }
 
+    /// A new connection: registered, put in the table and driven at once
+    /// unless its first step waits for an event.
     fn add_conn(&mut self, tcp: TcpStream, peer: std::net::SocketAddr) {
         // STATS: accepted
-        if let Some(s) = self.stats {
-            WorkerSlot::add(&s.accepted, 1);
-        }
+        self.stats.accepted();
         let _ = tcp.set_nodelay(true);
         let (slot, serial) = self.conns.vacant();
         let fd = tcp.as_raw_fd();
@@ -466,27 +443,17 @@ impl Worker {
             );
             return;
         }
-        let conn = Conn {
-            serial,
-            accepted: self.now,
-            scheduled: None,
-            state: State::Upgrading(Box::new(Handshake {
-                peer,
-                phase: upgrading,
-            })),
-            exec: None,
-        };
-        self.conns.insert(slot, conn);
+        let mut conn = Conn::new(serial, peer, upgrading, self.now);
         if !waits {
             // Registered (edge-triggered) before the first read: a short
             // read from here on empties the queue and the next bytes raise
             // an event.
-            if let Some(conn) = self.conns.get_mut(slot) {
-                conn.arm(true);
-            }
+            conn.arm(true);
+            self.conns.insert(slot, conn);
             self.drive(slot);
         } else {
             // Not driven yet, but its handshake deadline runs from now.
+            self.conns.insert(slot, conn);
             self.reschedule(slot);
         }
     }
@@ -501,16 +468,17 @@ impl Worker {
             let Some(conn) = self.conns.get(slot) else {
                 return;
             };
-            let exec = conn.exec.is_some();
             let again = match &conn.state {
                 State::Upgrading(_) => self.step_upgrading(slot),
-                State::Open(_) if !exec => {
+                State::Open(_) if conn.exec.is_none() => {
                     self.read_open(slot);
                     false
                 }
                 State::Open(_) => {
-                    if self.exec_input_paused(slot) {
-                        self.flush(slot);
+                    // An `exec` connection: its client, unless the
+                    // program's stdin is full, then the program's output.
+                    if conn.input_paused() {
+                        self.with_conn(slot, |c, _| c.flush());
                     } else {
                         self.read_open(slot);
                     }
@@ -518,7 +486,7 @@ impl Worker {
                     false
                 }
                 State::Linger(_) => {
-                    self.step_linger(slot);
+                    self.with_conn(slot, |c, _| c.step_linger());
                     false
                 }
             };
@@ -529,84 +497,68 @@ impl Worker {
         self.reschedule(slot);
     }
 
+    /// Moves what the program of the `exec` connection in `slot` printed
+    /// to its client.
+    fn exec_output(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get_mut(slot) {
+            let outcome = self.programs.output(self.poll.registry(), conn, self.now);
+            self.act(slot, outcome);
+        }
+    }
+
     /// One step of the upgrade, which consumes its state.
     fn step_upgrading(&mut self, slot: usize) -> bool {
-        let Some(mut conn) = self.conns.take(slot) else {
+        let Some(conn) = self.conns.take(slot) else {
             return false;
-        };
-        let Handshake { peer, phase } = match conn.state {
-            State::Upgrading(h) => *h,
-            other => {
-                conn.state = other;
-                self.conns.restore(slot, conn);
-                return false;
-            }
         };
         let mut ctx = upgrade::Context {
             config: &self.config,
             app: &self.app,
-            handlers: &mut self.handlers,
+            handlers: self.handlers.by_route(),
             limits: self.limits.as_ref(),
             tls: self.tls.as_ref(),
             now: self.now,
             pid: self.pid,
             serial: conn.serial,
-            peer,
-            stats: self.stats,
-            exec_running: self.children.running(),
+            peer: conn.peer(),
+            stats: self.stats.slot(),
+            exec_running: self.programs.running(),
         };
-        let handshake = |peer, phase| State::Upgrading(Box::new(Handshake { peer, phase }));
-        let (state, again) = match phase.step(&mut ctx) {
-            Step::Wait(u) => (handshake(peer, u), false),
-            Step::Again(u) => (handshake(peer, u), true),
-            // The PROXY header named the client: it is the peer from now on.
-            Step::Proxied(u, client) => (handshake(client, u), true),
-            Step::Open(stream, up) => {
-                let max_frame = self.config.server.max_frame_size;
-                let session = Session::new(stream, *up, max_frame, self.now);
-                (State::Open(Box::new(session)), true)
+        match conn.upgrade(&mut ctx, self.config.server.max_frame_size) {
+            Upgraded::Step(conn, again) => {
+                self.conns.restore(slot, conn);
+                again
             }
-            Step::Refused(stream) => (State::Linger(Linger::new(stream, peer, self.now)), true),
-            Step::Drop => {
-                // The socket is closed already (which took it out of the
-                // poller).
-                self.forget(slot, None);
-                return false;
+            Upgraded::Opened(conn) => {
+                self.conns.restore(slot, conn);
+                self.on_open(slot);
+                true
             }
-        };
-        let opened = matches!(state, State::Open(_));
-        conn.state = state;
-        self.conns.restore(slot, conn);
-        if opened {
-            self.on_open(slot);
+            Upgraded::Dropped => {
+                self.release(slot);
+                false
+            }
         }
-        again
     }
 
-    /// A WebSocket is open: tell the handler.
+    /// A WebSocket is open: start its program or tell its handler.
     fn on_open(&mut self, slot: usize) {
         // STATS: connections open (+1; -1 in `notify_close`)
-        if let Some(s) = self.stats {
-            s.opened();
-        }
-        if self.exec_route(slot).is_some() {
-            self.exec_start(slot);
-        } else {
-            self.call(slot, |h, c| h.on_open(c));
+        self.stats.opened();
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if self.programs.serves(conn) {
+            let outcome = self
+                .programs
+                .start(self.poll.registry(), slot, conn, self.now);
+            self.act(slot, outcome);
+        } else if let Some(session) = conn.session() {
+            self.handlers.call(session, |h, c| h.on_open(c));
             self.apply_actions(slot);
         }
-        if matches!(self.mode, Mode::Draining { .. }) {
-            self.close_for_shutdown(slot);
-        }
-    }
-
-    fn step_linger(&mut self, slot: usize) {
-        let done = match self.conns.get_mut(slot).map(|c| &mut c.state) {
-            Some(State::Linger(linger)) => linger.step(),
-            _ => false,
-        };
-        if done {
-            self.remove(slot);
+        if self.mode.is_draining() {
+            self.with_conn(slot, Conn::close_for_shutdown);
         }
     }
 
@@ -632,7 +584,7 @@ impl Worker {
             match read {
                 // A program that does not keep up with its client's
                 // input: stop reading the client until stdin drains.
-                Read::More if self.exec_input_full(slot) => break true,
+                Read::More if self.conns.get_mut(slot).is_some_and(Conn::input_full) => break true,
                 Read::More => {}
                 Read::Stop { resume } => {
                     if resume {
@@ -641,7 +593,7 @@ impl Worker {
                     break true;
                 }
                 Read::Closed => {
-                    self.closed(slot);
+                    self.end(slot, Ending::Closed);
                     break false;
                 }
                 Read::Failed(error) => {
@@ -652,22 +604,19 @@ impl Worker {
         };
         self.batch = batch;
         if flush {
-            self.flush(slot);
+            self.with_conn(slot, |c, _| c.flush());
         }
     }
 
-    /// Hands one received message to the route's handler and carries out
-    /// what it asked for.
+    /// Hands one received message to the route's handler (or to the
+    /// connection's program) and carries out what it asked for.
     fn dispatch(&mut self, slot: usize, received: Received) {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         let received = match (&mut conn.exec, received) {
             (Some(program), Received::Message(message)) => {
-                let lines = self.exec_routes[program.route]
-                    .as_ref()
-                    .is_some_and(|(e, _)| e.mode == crate::config::ExecMode::Lines);
-                programs::input(&mut program.process, self.poll.registry(), message, lines);
+                self.programs.input(self.poll.registry(), program, message);
                 return;
             }
             (_, received) => received,
@@ -677,42 +626,25 @@ impl Worker {
         };
         // STATS: messages and bytes in (data messages), and out for the
         // built-in echo's replies sent while reading
-        match (self.stats, &received) {
-            (Some(s), Received::Message(m)) => s.message_in(m.len()),
-            (Some(s), Received::Echoed(len)) => {
-                s.message_in(*len);
-                s.message_out(*len);
-                return;
-            }
-            (None, Received::Echoed(_)) => return,
-            _ => {}
-        }
-        if let Some(handler) = self.handlers.get_mut(session.route) {
-            session.dispatch(handler.as_mut(), &mut self.actions, received);
-        }
-        self.apply_actions(slot);
-    }
-
-    /// Calls a handler callback for the open connection in `slot`.
-    fn call<F>(&mut self, slot: usize, f: F)
-    where
-        F: FnOnce(&mut dyn Handler, &mut HandlerConn<'_>) -> Result<(), HandlerError>,
-    {
-        let Some(session) = self.conns.get(slot).and_then(Conn::session) else {
+        if self.stats.received(&received) {
             return;
-        };
-        if let Some(handler) = self.handlers.get_mut(session.route) {
-            session.call(handler.as_mut(), &mut self.actions, f);
         }
+        self.handlers.dispatch(session, received);
+        self.apply_actions(slot);
     }
 
     /// Carries out what the last callback asked for.
     fn apply_actions(&mut self, slot: usize) {
-        let mut actions = std::mem::take(&mut self.actions);
+        let mut actions = self.handlers.take_actions();
         for action in actions.drain(..) {
             match action {
-                Action::Send(message) => self.send(slot, message),
-                Action::Close(code, reason) => self.close(slot, code, reason),
+                Action::Send(message) => {
+                    let (max, stats) = (self.config.server.max_send_buffer, self.stats);
+                    self.with_conn(slot, |c, _| c.send(message, max, stats));
+                }
+                Action::Close(code, reason) => {
+                    self.with_conn(slot, |c, now| c.close(code, reason, now))
+                }
                 Action::Broadcast {
                     scope,
                     message,
@@ -734,52 +666,13 @@ impl Worker {
                 }
             }
         }
-        self.actions = actions;
+        self.handlers.restore_actions(actions);
     }
 
-    /// Who a broadcast from the connection in `slot` is for: the room key
-    /// of `scope` and, for "others", the sender to skip.
-    fn target(
-        &self,
-        slot: usize,
-        scope: Scope,
-        skip_self: bool,
-    ) -> Option<(RoomKey, Option<ConnId>)> {
+    /// Who a broadcast from the open connection in `slot` is for.
+    fn target(&self, slot: usize, scope: Scope, skip: bool) -> Option<(RoomKey, Option<ConnId>)> {
         let session = self.conns.get(slot).and_then(Conn::session)?;
-        Some((
-            RoomKey::of(&session.info, scope),
-            skip_self.then_some(session.info.id),
-        ))
-    }
-
-    /// Queues a message to one connection (flushed later).
-    fn send(&mut self, slot: usize, message: Message) {
-        let limit = self.config.server.max_send_buffer;
-        let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) else {
-            return;
-        };
-        let len = message.len();
-        match session.send(message, limit) {
-            Sent::Drop => self.remove(slot),
-            // STATS: messages and bytes out, and the compression if any
-            Sent::Queued { compressed } => {
-                if let Some(s) = self.stats {
-                    s.message_out(len);
-                    if let Some(c) = compressed {
-                        s.compressed(c.raw, c.out);
-                    }
-                }
-            }
-        }
-    }
-
-    fn close(&mut self, slot: usize, code: CloseCode, reason: String) {
-        let now = self.now;
-        let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) else {
-            return;
-        };
-        let flush = session.close(code, reason, now);
-        self.after_flush(slot, flush);
+        Some(target(&session.info, scope, skip))
     }
 
     /// A protocol error: tell the handler and the peer why (1002, 1007,
@@ -788,75 +681,30 @@ impl Worker {
         let code = CloseCode::from(error.close_code());
         let reason = error.to_string();
         debug!("closing a connection with {code}: {reason}");
-        let err: HandlerError = reason.clone().into();
-        self.call(slot, |h, c| {
-            h.on_error(c, &err);
-            Ok(())
-        });
-        self.actions.clear();
-        self.linger(slot, |session| session.fail(code, &reason));
-    }
-
-    /// The close handshake is over, or the peer is gone. A connection
-    /// whose last frames the socket has not taken yet (a burst of echoes
-    /// and the close reply to a peer that does not read while it sends)
-    /// lingers until they are sent, the peer is gone or the linger time
-    /// passes; the others are removed at once.
-    fn closed(&mut self, slot: usize) {
-        let unsent = self
-            .conns
-            .get(slot)
-            .and_then(Conn::session)
-            .is_some_and(|s| s.queued() > 0);
-        if unsent {
-            self.linger(slot, |session| session.into_stream());
-        } else {
-            self.remove(slot);
+        if let Some(session) = self.conns.get(slot).and_then(Conn::session) {
+            self.handlers.fail(session, &reason.clone().into());
         }
+        self.end(slot, Ending::Failed(code, reason));
     }
 
-    /// Ends the open connection in `slot` for the handler and lingers on
-    /// the stream that `last_words` leaves (it queues what is still to be
-    /// said and flushes it as far as the socket takes it).
-    fn linger(&mut self, slot: usize, last_words: impl FnOnce(Box<Session>) -> Stream) {
+    /// Ends the open connection in `slot` (see `Ending`): its handler is
+    /// told, its program hung up; it lingers on or is forgotten.
+    fn end(&mut self, slot: usize, ending: Ending) {
         let Some(mut conn) = self.conns.take(slot) else {
             return;
         };
-        let mut session = match conn.state {
-            State::Open(session) => session,
-            other => {
-                conn.state = other;
+        let Some(session) = conn.session_mut() else {
+            return self.conns.restore(slot, conn);
+        };
+        self.notify_close(session);
+        self.hang_up(conn.exec.take());
+        match conn.end(ending, self.now) {
+            Some(conn) => {
                 self.conns.restore(slot, conn);
-                return;
+                // The readiness edge may already be spent: look for EOF now.
+                self.with_conn(slot, |c, _| c.step_linger());
             }
-        };
-        self.notify_close(&mut session);
-        let peer = session.info.peer;
-        let stream = last_words(session);
-        self.exec_hang_up(conn.exec.take());
-        conn.state = State::Linger(Linger::new(stream, peer, self.now));
-        self.conns.restore(slot, conn);
-        // The readiness edge may already be spent: look for EOF now.
-        self.step_linger(slot);
-    }
-
-    /// Writes queued output; pauses reading while the socket is full.
-    fn flush(&mut self, slot: usize) {
-        let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) else {
-            return;
-        };
-        let flush = session.flush();
-        self.after_flush(slot, flush);
-    }
-
-    /// Acts on a connection's flush outcome.
-    fn after_flush(&mut self, slot: usize, flush: Flush) {
-        match flush {
-            // Input may have waited while we were paused, and its
-            // readiness edge is spent: read it after this event.
-            Flush::Done { resume: true } => self.resume.push(slot),
-            Flush::Done { resume: false } | Flush::Blocked => {}
-            Flush::Broken => self.remove(slot),
+            None => self.release(slot),
         }
     }
 
@@ -878,13 +726,7 @@ impl Worker {
         let delivered = self.broadcasts.deliver(&mut self.conns, b, max);
         // STATS: messages and bytes out (broadcast receivers), once per
         // broadcast; compressions, once per compression made
-        if let Some(s) = self.stats {
-            WorkerSlot::add(&s.messages_out, delivered.queued);
-            WorkerSlot::add(&s.bytes_out, delivered.queued * b.message.len() as u64);
-            for c in &delivered.compressed {
-                s.compressed(c.raw, c.out);
-            }
-        }
+        self.stats.delivered(&delivered, b.message.len());
         for slot in delivered.dropped {
             self.remove(slot);
         }
@@ -897,12 +739,14 @@ impl Worker {
         for &slot in &due {
             if let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) {
                 session.flush_due = false;
-                self.flush(slot);
+                self.with_conn(slot, |c, _| c.flush());
             }
         }
         self.broadcasts.end_turn(due);
     }
 
+    /// A `broadcast_many`: the first message now, the rest one per
+    /// `delay` (timers `Delayed`).
     fn schedule_many(
         &mut self,
         key: RoomKey,
@@ -919,6 +763,7 @@ impl Worker {
         }
     }
 
+    /// The next message of the delayed series `id`.
     fn fire_delayed(&mut self, id: u64) {
         let Some((b, again)) = self.broadcasts.fire(id) else {
             return;
@@ -929,24 +774,16 @@ impl Worker {
         self.broadcast(b);
     }
 
+    /// The relay link is ready: what the master relayed from the other
+    /// workers is delivered here (and counted back for `POST /publish`).
     fn on_relay(&mut self, readable: bool, writable: bool) {
-        let Some(link) = self.broadcasts.relay.as_mut() else {
-            return;
-        };
-        if writable {
-            link.flush();
-        }
-        if !readable {
-            return;
-        }
         let mut incoming = Vec::new();
-        let alive = link.receive(&mut incoming);
-        if !alive {
-            // The master is gone; PDEATHSIG will end us, but do not spin.
+        let registry = self.poll.registry();
+        if !self
+            .broadcasts
+            .on_relay(registry, readable, writable, &mut incoming)
+        {
             warn!("worker {}: relay link to the master closed", self.index);
-            if let Some(mut link) = self.broadcasts.relay.take() {
-                link.deregister(self.poll.registry());
-            }
         }
         // Receivers are flushed once at the end of the loop turn
         // (`run_deferred`): one write each for the whole batch.
@@ -964,74 +801,32 @@ impl Worker {
 
     // ---- timers ----
 
+    /// Fires every timer that is due: connections' deadlines, the mode's,
+    /// the accept back-off, delayed broadcasts, orphaned programs' signals.
     fn fire_timers(&mut self) {
         while let Some((at, key)) = self.timers.pop_due(self.now) {
             match key {
-                TimerKey::Conn(slot, serial) => self.conn_timer(slot, serial, at),
+                TimerKey::Conn(slot, serial) => {
+                    let (deadlines, now) = (&self.deadlines, self.now);
+                    let expired = self
+                        .conns
+                        .get_mut(slot)
+                        .map(|c| c.expire(deadlines, serial, at, now));
+                    if let Some(Some(outcome)) = expired {
+                        self.act(slot, outcome);
+                        self.reschedule(slot);
+                    }
+                }
                 TimerKey::Mode => self.mode_timer(),
                 TimerKey::Resume => self.resume_accepting(),
                 TimerKey::Delayed(id) => self.fire_delayed(id),
-                TimerKey::Kill(pid, stage) => self.kill_timer(pid, stage),
-            }
-        }
-    }
-
-    fn mode_timer(&mut self) {
-        match self.mode {
-            Mode::Retiring { deadline } if self.now >= deadline => {
-                info!(
-                    "worker {}: drain_timeout passed with {} connections open; closing them",
-                    self.index,
-                    self.conns.len()
-                );
-                self.mode = Mode::Serving;
-                self.start_drain();
-                let deadline = self.now + CLOSE_GRACE;
-                self.mode = Mode::Draining { deadline };
-                self.timers.push(deadline, TimerKey::Mode);
-            }
-            Mode::Draining { deadline } if self.now >= deadline => {
-                info!(
-                    "worker {}: {} connections did not finish closing in time; dropping them",
-                    self.index,
-                    self.conns.len()
-                );
-                for slot in 0..self.conns.capacity() {
-                    self.remove(slot);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn conn_timer(&mut self, slot: usize, serial: u32, at: Instant) {
-        let now = self.now;
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return;
-        };
-        if conn.serial != serial || conn.scheduled != Some(at) {
-            return;
-        }
-        conn.scheduled = None;
-        match self.deadlines.due(conn, now) {
-            Due::Nothing => {}
-            Due::Drop(why) => {
-                debug!("dropping connection from {}: {why}", conn.peer());
-                self.remove(slot);
-                return;
-            }
-            Due::Close => {
-                debug!("connection from {} idle; closing it", conn.peer());
-                self.close(slot, CloseCode::AWAY, "idle timeout".into());
-            }
-            Due::Ping => {
-                if let Some(session) = conn.session_mut() {
-                    let flush = session.ping();
-                    self.after_flush(slot, flush);
+                TimerKey::Kill(pid, stage) => {
+                    if let Some(at) = self.programs.kill(pid, stage, self.now) {
+                        self.timers.push(at, TimerKey::Kill(pid, stage + 1));
+                    }
                 }
             }
         }
-        self.reschedule(slot);
     }
 
     /// Puts the connection's next deadline in the heap if it is earlier
@@ -1040,65 +835,57 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        if let Some(at) = self.deadlines.next(conn) {
-            if conn.scheduled.is_none_or(|s| at < s) {
-                conn.scheduled = Some(at);
-                self.timers.push(at, TimerKey::Conn(slot, conn.serial));
-            }
+        if let Some(at) = conn.reschedule(&self.deadlines) {
+            self.timers.push(at, TimerKey::Conn(slot, conn.serial));
         }
     }
 
     // ---- removal ----
 
-    /// Tells the handler an open connection is gone. A closing connection
-    /// cannot send; broadcasts it asked for still go, relayed now and
-    /// delivered locally between event batches (a removal can happen
-    /// inside a delivery loop).
+    /// Tells the handler an open connection is gone. The broadcasts it
+    /// asks for still go, relayed now and delivered locally between event
+    /// batches (a removal can happen inside a delivery loop).
     fn notify_close(&mut self, session: &mut Session) {
         // STATS: connections open (-1); every open connection ends here
         // once, whether removed or failed into linger.
-        if let Some(s) = self.stats {
-            s.closed();
-        }
-        if let Some(handler) = self.handlers.get_mut(session.route) {
-            session.notify_close(handler.as_mut(), &mut self.actions);
-        }
-        for action in std::mem::take(&mut self.actions) {
-            if let Action::Broadcast { scope, message, .. } = action {
-                self.broadcasts.defer(Broadcast {
-                    key: RoomKey::of(&session.info, scope),
-                    skip: Some(session.info.id),
-                    message,
-                });
-            }
+        self.stats.closed();
+        for b in self.handlers.close(session) {
+            self.broadcasts.defer(b);
         }
     }
 
-    /// Forgets the connection in `slot`, if any (see `forget`).
+    /// The connection of `program` is gone: its pipes close, and a
+    /// program still running is ended after its grace time.
+    fn hang_up(&mut self, program: Option<Box<Program>>) {
+        let registry = self.poll.registry();
+        if let Some((pid, at)) = self.programs.hang_up(registry, program, self.now) {
+            self.timers.push(at, TimerKey::Kill(pid, 1));
+        }
+    }
+
+    /// Removes the connection in `slot`, if any: its program is hung up,
+    /// the handler of an open one told, the slot freed (see `release`).
     fn remove(&mut self, slot: usize) {
         let Some(mut conn) = self.conns.take(slot) else {
             return;
         };
-        self.exec_hang_up(conn.exec.take());
-        match conn.state {
-            State::Open(session) => self.forget(slot, Some(session)),
-            _ => self.forget(slot, None),
+        self.hang_up(conn.exec.take());
+        if let Some(session) = conn.session_mut() {
+            self.notify_close(session);
         }
+        self.release(slot);
     }
 
-    /// Forgets a connection taken out of `slot`: tells the handler of an
-    /// open one, frees the slot and, if accepting was paused for capacity,
-    /// resumes it. The socket closes when the connection's state is
-    /// dropped, and closing takes it out of the poller: no
-    /// `EPOLL_CTL_DEL` first (one syscall per connection saved; a stray
-    /// event from a socket an exec child still holds between its fork and
-    /// its exec only makes the slot's next owner read once for nothing).
-    fn forget(&mut self, slot: usize, open: Option<Box<Session>>) {
+    /// Frees a slot whose connection was taken out and, if accepting was
+    /// paused for capacity, resumes it. The socket closes when the
+    /// connection's state is dropped, and closing takes it out of the
+    /// poller: no `EPOLL_CTL_DEL` first (one syscall per connection saved;
+    /// a stray event from a socket an exec child still holds between its
+    /// fork and its exec only makes the slot's next owner read once for
+    /// nothing).
+    fn release(&mut self, slot: usize) {
         self.conns.release(slot);
-        if let Some(mut session) = open {
-            self.notify_close(&mut session);
-        }
-        if self.mode == Mode::Serving && !self.gate.is_open() {
+        if self.mode.is_serving() && !self.gate.is_open() {
             self.resume_accepting();
         }
     }

@@ -4,81 +4,151 @@
 //! connection when the program ends, and ending a program whose client
 //! left (stdin closed, SIGTERM and SIGKILL after `kill_grace` each).
 //!
-//! The process and its pipes are `crate::exec`'s; this module only
-//! connects them to the loop: pipe events arrive under the tokens of the
-//! connection's slot (see `token`), timers under `TimerKey::Kill`.
+//! The process and its pipes are `crate::exec`'s; [`Programs`] connects
+//! them to the loop, which owns it: its methods take the connection (or
+//! the connection table) they act on and return what the loop must do,
+//! an [`Outcome`] for the connection or a deadline for the timer heap.
+//! Pipe events arrive under the tokens of the connection's slot (see
+//! `tokens.rs`).
+
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
+use mio::Registry;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use super::session::Sent;
-use super::{token, Children, Conn, Owner, Part, Pipe, Program, TimerKey, Worker};
-use crate::exec::{self, env, OutRead, Output, Process};
+use super::children::{Children, Owner, Program};
+use super::conn::{Conn, Outcome, State};
+use super::counters::Counters;
+use super::session::{Flush, Sent};
+use super::slab::Slab;
+use super::tokens::{token, Part, CHILDREN};
+use crate::app::App;
+use crate::config::{ExecConfig, ExecMode};
+use crate::exec::{self, env, OutRead, Output, Pipe, Process};
 use crate::message::{CloseCode, Message};
+use crate::signals::SignalPipe;
 
 /// Reads from one program's stdout before the other connections get a
 /// turn (16 KiB each).
 const OUTPUT_BUDGET: usize = 64;
 
-/// Writes a client's message to its program's stdin: in lines mode a
-/// text message gets a `\n` unless it contains one.
-pub(super) fn input(
-    process: &mut Process,
-    registry: &mio::Registry,
-    message: Message,
-    lines: bool,
-) {
-    match message {
-        Message::Text(t) => {
-            let newline = lines && !t.contains('\n');
-            process.write(registry, t.as_bytes(), newline);
-        }
-        Message::Binary(b) => process.write(registry, &b, false),
-    }
+/// The programs of a worker's `exec` connections and what it needs to
+/// run them.
+pub(super) struct Programs {
+    /// Per route index: its `exec` program and message limit, if any.
+    routes: Vec<Option<(Rc<ExecConfig>, usize)>>,
+    /// The running programs.
+    children: Children,
+    /// SIGCHLD, which reaps them.
+    sigchld: SignalPipe,
+    /// The listening address, for the programs' `SERVER_PORT`.
+    local: SocketAddr,
+    /// Whether clients come over TLS (`HTTPS` for the programs).
+    tls: bool,
+    /// The send queue above which stdout is left unread.
+    max_send_buffer: usize,
+    /// Shared counters (`stats.rs`).
+    stats: Counters,
+    /// A program's stdout is read into this, reused.
+    buf: Vec<u8>,
+    /// A read's messages, reused.
+    out: Vec<Output>,
 }
 
-impl Worker {
-    /// The `exec` route of the open connection in `slot`, if it has one.
-    pub(super) fn exec_route(&self, slot: usize) -> Option<usize> {
-        let route = self.conns.get(slot).and_then(Conn::session)?.route;
-        self.exec_routes.get(route)?.as_ref().map(|_| route)
+impl Programs {
+    /// The `exec` routes of `app`, with SIGCHLD registered under
+    /// `CHILDREN`.
+    pub fn new(
+        app: &App,
+        registry: &Registry,
+        local: SocketAddr,
+        tls: bool,
+        max_send_buffer: usize,
+        stats: Counters,
+    ) -> io::Result<Programs> {
+        let sigchld = SignalPipe::new(&[signal_hook::consts::SIGCHLD])?;
+        sigchld.register(registry, CHILDREN)?;
+        let routes: Vec<_> = app
+            .routes
+            .iter()
+            .map(|(_, r)| r.exec.clone().map(|e| (e, r.max_message_size)))
+            .collect();
+        Ok(Programs {
+            children: Children::new(routes.len()),
+            routes,
+            sigchld,
+            local,
+            tls,
+            max_send_buffer,
+            stats,
+            buf: Vec::new(),
+            out: Vec::new(),
+        })
     }
 
-    /// Starts the program of a freshly opened connection; closes it with
-    /// 1011 (and a log line naming the route and the error) if it cannot.
-    pub(super) fn exec_start(&mut self, slot: usize) {
-        let Some(route) = self.exec_route(slot) else {
-            return;
+    /// Programs running per route index (for `max_processes`).
+    pub fn running(&self) -> &[usize] {
+        self.children.running()
+    }
+
+    /// Whether no program is running (a stopping worker waits for them).
+    pub fn is_empty(&self) -> bool {
+        self.children.is_empty()
+    }
+
+    /// The `exec` route of an open connection, if it is on one.
+    fn route_of(&self, conn: &Conn) -> Option<usize> {
+        let route = conn.session()?.route;
+        self.routes.get(route)?.as_ref().map(|_| route)
+    }
+
+    /// Whether the open connection is on an `exec` route.
+    pub fn serves(&self, conn: &Conn) -> bool {
+        self.route_of(conn).is_some()
+    }
+
+    /// Starts the program of a freshly opened connection in `slot`;
+    /// closes it with 1011 (and a log line naming the route and the
+    /// error) if it cannot.
+    pub fn start(
+        &mut self,
+        registry: &Registry,
+        slot: usize,
+        conn: &mut Conn,
+        now: Instant,
+    ) -> Outcome {
+        let Some(route) = self.route_of(conn) else {
+            return Outcome::Keep;
         };
-        let Some((cfg, max_message_size)) = self.exec_routes[route].clone() else {
-            return;
-        };
-        let Some(conn) = self.conns.get(slot) else {
-            return;
+        let Some((cfg, max_message_size)) = self.routes[route].clone() else {
+            return Outcome::Keep;
         };
         let serial = conn.serial;
         let Some(session) = conn.session() else {
-            return;
+            return Outcome::Keep;
         };
         let template = session.info.route().to_string();
         if let Some(max) = cfg.max_processes {
             // Several connections may have passed the check before the
             // upgrade at once.
             if self.children.running()[route] >= max {
-                self.close(slot, CloseCode::AGAIN, "max_processes reached".into());
-                return;
+                return conn.close(CloseCode::AGAIN, "max_processes reached".into(), now);
             }
         }
         let request = env::Request {
             info: &session.info,
             local: self.local,
-            tls: self.tls.is_some(),
+            tls: self.tls,
             subprotocol: session.info.subprotocol(),
         };
         let vars = env::build(&cfg, &request, |k| std::env::var(k).ok());
         let started = Process::start(&cfg, &vars, &template, max_message_size).and_then(|p| {
-            match p.register(self.poll.registry(), |pipe| token(slot, Part::Pipe(pipe))) {
+            match p.register(registry, |pipe| token(slot, Part::Pipe(pipe))) {
                 Ok(()) => Ok(p),
                 Err(e) => {
                     // Reaped on SIGCHLD like any other child.
@@ -94,61 +164,46 @@ impl Worker {
                     "route {template}: cannot start {:?}: {e}",
                     cfg.command.first().map_or("", String::as_str)
                 );
-                self.close(
-                    slot,
-                    CloseCode::ERROR,
-                    format!("cannot start the program: {e}"),
-                );
-                return;
+                let reason = format!("cannot start the program: {e}");
+                return conn.close(CloseCode::ERROR, reason, now);
             }
         };
         self.children.add(process.pid(), route, slot, serial);
-        if let Some(conn) = self.conns.get_mut(slot) {
-            conn.exec = Some(Box::new(Program {
-                process,
-                input_paused: false,
-                // Set so the first drive reads what is already there.
-                output_waiting: true,
-                route,
-            }));
+        conn.exec = Some(Box::new(Program {
+            process,
+            input_paused: false,
+            // Set so the first drive reads what is already there.
+            output_waiting: true,
+            route,
+        }));
+        Outcome::Keep
+    }
+
+    /// Writes a client's message to its program's stdin: in lines mode a
+    /// text message gets a `\n` unless it contains one.
+    pub fn input(&self, registry: &Registry, program: &mut Program, message: Message) {
+        let lines = self.routes[program.route]
+            .as_ref()
+            .is_some_and(|(e, _)| e.mode == ExecMode::Lines);
+        match message {
+            Message::Text(t) => {
+                let newline = lines && !t.contains('\n');
+                program.process.write(registry, t.as_bytes(), newline);
+            }
+            Message::Binary(b) => program.process.write(registry, &b, false),
         }
     }
 
-    /// Whether reading the client in `slot` is paused for its program.
-    pub(super) fn exec_input_paused(&self, slot: usize) -> bool {
-        self.conns
-            .get(slot)
-            .and_then(|c| c.exec.as_ref())
-            .is_some_and(|p| p.input_paused)
-    }
-
-    /// The client of a connection whose reading is paused (its program
-    /// does not read stdin) hung up: what it sent would never reach the
-    /// program, so the connection goes now, and its program as any whose
-    /// client left.
-    pub(super) fn exec_client_gone(&mut self, slot: usize) {
-        debug!("an exec client hung up while its program's stdin was full");
-        self.remove(slot);
-    }
-
-    /// After a batch of messages: pauses reading the client if its
-    /// program's stdin has too much waiting; true if paused.
-    pub(super) fn exec_input_full(&mut self, slot: usize) -> bool {
-        let Some(program) = self.conns.get_mut(slot).and_then(|c| c.exec.as_mut()) else {
-            return false;
-        };
-        if program.process.pending_input() > exec::MAX_PENDING_INPUT {
-            program.input_paused = true;
-        }
-        program.input_paused
-    }
-
-    /// A readiness event on one of the pipes of the program in `slot`.
-    pub(super) fn on_pipe(&mut self, slot: usize, pipe: Pipe) {
-        let now = self.now;
-        let registry = self.poll.registry();
-        let Some(program) = self.conns.get_mut(slot).and_then(|c| c.exec.as_mut()) else {
-            return;
+    /// A readiness event on one of the pipes of the connection's program.
+    pub fn on_pipe(
+        &mut self,
+        registry: &Registry,
+        conn: &mut Conn,
+        pipe: Pipe,
+        now: Instant,
+    ) -> Outcome {
+        let Some(program) = conn.exec.as_mut() else {
+            return Outcome::Keep;
         };
         match pipe {
             Pipe::Stdin => {
@@ -158,14 +213,18 @@ impl Worker {
                 {
                     program.input_paused = false;
                     // The client's readiness edge may be spent.
-                    self.resume.push(slot);
+                    return Outcome::Resume;
                 }
+                Outcome::Keep
             }
             Pipe::Stdout => {
                 program.output_waiting = true;
-                self.exec_output(slot);
+                self.output(registry, conn, now)
             }
-            Pipe::Stderr => program.process.drain_stderr(registry, now),
+            Pipe::Stderr => {
+                program.process.drain_stderr(registry, now);
+                Outcome::Keep
+            }
         }
     }
 
@@ -174,20 +233,12 @@ impl Worker {
     /// program blocks on its pipe) until the socket takes the queue.
     /// Closes the connection once the program has exited and its output
     /// is sent.
-    pub(super) fn exec_output(&mut self, slot: usize) {
-        let max = self.config.server.max_send_buffer;
-        let stats = self.stats;
-        let mut buf = std::mem::take(&mut self.exec_buf);
-        buf.resize(exec::READ_CHUNK, 0);
-        let mut out = std::mem::take(&mut self.exec_out);
+    pub fn output(&mut self, registry: &Registry, conn: &mut Conn, now: Instant) -> Outcome {
+        let max = self.max_send_buffer;
+        self.buf.resize(exec::READ_CHUNK, 0);
         let mut budget = OUTPUT_BUDGET;
-        let outcome = loop {
-            let Some(conn) = self.conns.get_mut(slot) else {
-                break Step::Gone;
-            };
-            let (Some(program), super::conn::State::Open(session)) =
-                (&mut conn.exec, &mut conn.state)
-            else {
+        let step = loop {
+            let (Some(program), State::Open(session)) = (&mut conn.exec, &mut conn.state) else {
                 break Step::Gone;
             };
             if !program.output_waiting || session.closing_since.is_some() {
@@ -195,9 +246,9 @@ impl Worker {
             }
             if session.queued() > max {
                 match session.flush() {
-                    super::session::Flush::Done { .. } => {}
-                    super::session::Flush::Blocked => break Step::Flush,
-                    super::session::Flush::Broken => break Step::Drop,
+                    Flush::Done { .. } => {}
+                    Flush::Blocked => break Step::Flush,
+                    Flush::Broken => break Step::Drop,
                 }
             }
             if budget == 0 {
@@ -206,9 +257,9 @@ impl Worker {
             budget -= 1;
             let read = program
                 .process
-                .read_output(self.poll.registry(), &mut buf, &mut out);
+                .read_output(registry, &mut self.buf, &mut self.out);
             let mut dropped = false;
-            for message in out.drain(..) {
+            for message in self.out.drain(..) {
                 let message = match message {
                     Output::Text(t) => Message::text(t),
                     Output::Binary(b) => Message::binary(b),
@@ -218,11 +269,7 @@ impl Worker {
                     // STATS: compressions of the program's messages
                     Sent::Queued {
                         compressed: Some(c),
-                    } => {
-                        if let Some(s) = stats {
-                            s.compressed(c.raw, c.out);
-                        }
-                    }
+                    } => self.stats.compressed(c),
                     Sent::Queued { compressed: None } => {}
                 }
             }
@@ -235,142 +282,135 @@ impl Worker {
                     program.output_waiting = false;
                     break Step::Flush;
                 }
-                OutRead::TooLong(len) => {
-                    break Step::TooLong(len);
-                }
+                OutRead::TooLong(len) => break Step::TooLong(len),
             }
         };
-        self.exec_buf = buf;
-        self.exec_out = out;
-        match outcome {
-            Step::Gone => {}
-            Step::Drop => self.remove(slot),
-            Step::Later => {
-                self.resume.push(slot);
-                self.flush(slot);
-            }
-            Step::Flush => {
-                self.flush(slot);
-                self.exec_finish(slot);
-            }
+        match step {
+            Step::Gone => Outcome::Keep,
+            Step::Drop => Outcome::Remove,
+            Step::Later => Outcome::Resume.and(conn.flush()),
+            Step::Flush => match conn.flush() {
+                Outcome::Remove => Outcome::Remove,
+                flushed => flushed.and(finish(conn, now)),
+            },
             Step::TooLong(len) => {
                 let reason =
                     format!("the program printed a line of {len} bytes, over max_message_size");
                 debug!("{reason}");
-                self.close(slot, CloseCode::SIZE, reason);
+                conn.close(CloseCode::SIZE, reason, now)
             }
         }
     }
 
-    /// Closes the connection once its program has exited and all it
-    /// printed is queued: 1000 for status 0, 1011 otherwise.
-    fn exec_finish(&mut self, slot: usize) {
-        let Some(program) = self.conns.get(slot).and_then(|c| c.exec.as_ref()) else {
-            return;
-        };
-        let Some(exit) = program.process.exit() else {
-            return;
-        };
-        if !program.process.output_done() {
-            return;
-        }
-        let closing = self
-            .conns
-            .get(slot)
-            .and_then(Conn::session)
-            .is_none_or(|s| s.closing_since.is_some());
-        if closing {
-            return;
-        }
-        let code = if exit.is_success() {
-            CloseCode::NORMAL
-        } else {
-            CloseCode::ERROR
-        };
-        self.close(slot, code, exit.to_string());
-    }
-
-    /// SIGCHLD: reaps every program that ended.
-    pub(super) fn on_sigchld(&mut self) {
-        self.child_signals.take();
+    /// SIGCHLD: reaps every program that ended and moves what it printed
+    /// last to its client. Returns the connections whose program ended,
+    /// with what the loop must do with each.
+    pub fn reap(
+        &mut self,
+        registry: &Registry,
+        conns: &mut Slab<Conn>,
+        now: Instant,
+    ) -> Vec<(usize, Outcome)> {
+        self.sigchld.take();
+        let mut ended = Vec::new();
         for (pid, exit) in exec::reap() {
             match self.children.reaped(pid) {
                 Some(Owner::Conn { slot, serial }) => {
-                    let Some(conn) = self.conns.get_mut(slot) else {
+                    let Some(conn) = conns.get_mut(slot).filter(|c| c.serial == serial) else {
                         continue;
                     };
-                    if conn.serial != serial {
-                        continue;
-                    }
                     let Some(program) = conn.exec.as_mut() else {
                         continue;
                     };
                     debug!("pid {pid}: {exit}");
                     program.process.set_exit(exit);
-                    program.process.close_stdin(self.poll.registry());
-                    if std::mem::take(&mut program.input_paused) {
-                        // Input is dropped now; read the client (for its
-                        // close reply) again.
-                        self.resume.push(slot);
-                    }
+                    program.process.close_stdin(registry);
+                    // Input is dropped now; read the client (for its close
+                    // reply) again.
+                    let resume = match std::mem::take(&mut program.input_paused) {
+                        true => Outcome::Resume,
+                        false => Outcome::Keep,
+                    };
                     // What it printed last may be in the pipe, its
                     // readiness edge seen already.
                     program.output_waiting = true;
-                    self.exec_output(slot);
+                    ended.push((slot, resume.and(self.output(registry, conn, now))));
                 }
                 Some(Owner::Orphan) => debug!("pid {pid} (its client gone): {exit}"),
                 None => debug!("reaped pid {pid}, not one of ours: {exit}"),
             }
         }
+        ended
     }
 
-    /// The connection of `program` is gone: closes the pipes and, if the
-    /// program still runs, schedules SIGTERM after `kill_grace`.
-    pub(super) fn exec_hang_up(&mut self, program: Option<Box<Program>>) {
-        let Some(program) = program else {
-            return;
-        };
-        let grace = self.exec_routes[program.route]
-            .as_ref()
-            .map_or(std::time::Duration::ZERO, |(e, _)| e.kill_grace);
-        if let Some(pid) = program.process.hang_up(self.poll.registry(), self.now) {
-            self.children.orphan(pid);
-            self.timers
-                .push(self.now + grace, TimerKey::Kill(pid.as_raw(), 1));
-        }
+    /// The connection of `program` is gone: closes the pipes. If the
+    /// program still runs, returns its pid and when to send it SIGTERM
+    /// (`kill_grace` from now): see [`kill`](Self::kill).
+    pub fn hang_up(
+        &mut self,
+        registry: &Registry,
+        program: Option<Box<Program>>,
+        now: Instant,
+    ) -> Option<(i32, Instant)> {
+        let program = program?;
+        let grace = self.grace_of_route(program.route);
+        let pid = program.process.hang_up(registry, now)?;
+        self.children.orphan(pid);
+        Some((pid.as_raw(), now + grace))
     }
 
-    /// An orphaned program's grace time passed: SIGTERM, then SIGKILL.
-    pub(super) fn kill_timer(&mut self, pid: i32, stage: u8) {
+    /// An orphaned program's grace time passed: SIGTERM at `stage` 1,
+    /// SIGKILL at 2. Returns when the next stage is due, if there is one.
+    pub fn kill(&mut self, pid: i32, stage: u8, now: Instant) -> Option<Instant> {
         let pid = Pid::from_raw(pid);
-        if !is_orphan(&self.children, pid) {
-            return;
+        if !self.children.is_orphan(pid) {
+            return None;
         }
+        let grace = self
+            .children
+            .route_of(pid)
+            .map_or(Duration::ZERO, |r| self.grace_of_route(r));
         if stage == 1 {
-            info!(
-                "pid {pid} still running {:?} after its client left; SIGTERM",
-                self.grace_of(pid)
-            );
+            info!("pid {pid} still running {grace:?} after its client left; SIGTERM");
             exec::signal(pid, Signal::SIGTERM);
-            let grace = self.grace_of(pid);
-            self.timers
-                .push(self.now + grace, TimerKey::Kill(pid.as_raw(), 2));
+            Some(now + grace)
         } else {
             info!("pid {pid} survived SIGTERM; SIGKILL");
             exec::signal(pid, Signal::SIGKILL);
+            None
         }
     }
 
-    fn grace_of(&self, pid: Pid) -> std::time::Duration {
-        self.children
-            .route_of(pid)
-            .and_then(|r| self.exec_routes.get(r)?.as_ref())
-            .map_or(std::time::Duration::ZERO, |(e, _)| e.kill_grace)
+    /// The `kill_grace` of `route`'s program.
+    fn grace_of_route(&self, route: usize) -> Duration {
+        self.routes
+            .get(route)
+            .and_then(Option::as_ref)
+            .map_or(Duration::ZERO, |(e, _)| e.kill_grace)
     }
 }
 
-fn is_orphan(children: &Children, pid: Pid) -> bool {
-    children.is_orphan(pid)
+/// Closes the connection once its program has exited and all it printed
+/// is queued: 1000 for status 0, 1011 otherwise.
+fn finish(conn: &mut Conn, now: Instant) -> Outcome {
+    let Some(program) = conn.exec.as_ref() else {
+        return Outcome::Keep;
+    };
+    let Some(exit) = program.process.exit() else {
+        return Outcome::Keep;
+    };
+    if !program.process.output_done() {
+        return Outcome::Keep;
+    }
+    if conn.session().is_none_or(|s| s.closing_since.is_some()) {
+        return Outcome::Keep;
+    }
+    let code = if exit.is_success() {
+        CloseCode::NORMAL
+    } else {
+        CloseCode::ERROR
+    };
+    conn.close(code, exit.to_string(), now)
 }
 
 /// How moving a program's output ended.
