@@ -980,7 +980,8 @@ def render(results, lb, la, took, peers, skipped):
     L.append("")
     L.append("## Peers\n")
     L.append("Every server under the same pinning (1-worker servers on one core, the load "
-             "generator on the other); echo runs use text frames, 100 connections. "
+             "generator on the other; in the interleaved suites the servers share that core, "
+             "only one of them under load at a time); echo runs use text frames, 100 connections. "
              "`bench/scripts/bench.py` holds the peer table; a peer runs when its binary exists "
              "(uWebSockets: `../shared/peers/uws/` relative to the repository root, see its README.md, "
              "or `BENCH_UWS_DIR`).\n")
