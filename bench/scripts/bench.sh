@@ -10,8 +10,8 @@
 # 3); the report pools the repetitions (see bench/scripts/bench.py).
 # Other knobs: BENCH_IDLE, BENCH_BCAST, BENCH_OUT, BENCH_PEERS,
 # BENCH_UWS_DIR, BENCH_WSSD, BENCH_SUITES (see bench/scripts/bench.py).
-# Takes about 8 minutes with the defaults (BENCH_SECS=3, BENCH_REPEAT=4),
-# up to 10 when the machine is busy.
+# Takes about 8-9 minutes with the defaults (BENCH_SECS=3, BENCH_REPEAT=4;
+# 508 s measured here with other builds running).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
