@@ -20,10 +20,12 @@ run: release
 ## Every test of the workspace (wssd, wssd-bench, wssd-cli): unit,
 ## integration (real daemon processes, Python websockets, tinyproxy,
 ## openssl), doc tests and example builds. The integration tests run
-## target/debug/wssd, built here first (see tests/support/bin.rs).
+## target/debug/wssd, built here first (see tests/support/bin.rs). Also
+## the bookkeeping of `make bench`'s runner (bench/scripts/test_bench.py).
 test: test-tools
 	$(CARGO) build --workspace --bins --examples
 	$(CARGO) test --workspace
+	$(WSSD_TEST_PYTHON) bench/scripts/test_bench.py
 
 ## The independent peers the integration tests run besides Rust: checked
 ## first so that a missing one is named with what installs it (.ci/run

@@ -14,9 +14,22 @@ suites it takes part in; every server of a suite gets the same runs under
 the same pinning, so ratios per server CPU-second within one run compare
 like with like.
 
+Interleaving: in the echo, wss and broadcast suites, wssd (1 worker) and
+every peer of the suite are started once and kept running together (all
+on the servers' core; an idle server uses no CPU, and each run counts the
+CPU of the server under test only). Each repetition runs every test on
+every server back to back, in the suite's order on odd repetitions and
+reversed on even ones (ABBA), so machine drift hits all servers alike.
+The report pools the repetitions: per server CPU-s = units of all runs /
+server CPU seconds of all runs, a ratio = pooled / pooled, beside the
+median and range of the per-repetition ratios (the two servers' runs of
+the same repetition). Idle-memory runs get a fresh server each; deflate
+and 2-worker runs run once.
+
 Environment knobs (all optional):
-  BENCH_SECS      seconds per measured run (default 4)
-  BENCH_REPEAT    repetitions of the echo/handshake runs (default 2)
+  BENCH_SECS      seconds per measured run (default 3)
+  BENCH_REPEAT    repetitions of the interleaved echo/handshake/wss/broadcast
+                  runs (default 4; keep it even so that ABBA balances)
   BENCH_IDLE      idle connections for the memory run (default 10000)
   BENCH_BCAST     broadcast receiver counts (default "1000 10000")
   BENCH_OUT       report file (default docs/benchmarks.md; "-" = stdout only).
@@ -30,6 +43,7 @@ Environment knobs (all optional):
   BENCH_SUITES    suites to run (default "echo wss broadcast deflate")
 """
 
+import contextlib
 import datetime
 import functools
 import json
@@ -38,6 +52,7 @@ import platform
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,14 +65,16 @@ WSSD = os.environ.get("BENCH_WSSD", os.path.join(ROOT, "target", "release", "wss
 TOKIO = os.path.join(ROOT, "bench", "peers", "tokio-echo", "target", "release", "tokio-echo")
 UWS = os.environ.get("BENCH_UWS_DIR", os.path.join(ROOT, "..", "shared", "peers", "uws"))
 
-SECS = float(os.environ.get("BENCH_SECS", "4"))
-REPEAT = int(os.environ.get("BENCH_REPEAT", "2"))
+SECS = float(os.environ.get("BENCH_SECS", "3"))
+REPEAT = int(os.environ.get("BENCH_REPEAT", "4"))
 IDLE = int(os.environ.get("BENCH_IDLE", "10000"))
 BCAST = [int(x) for x in os.environ.get("BENCH_BCAST", "1000 10000").split()]
 OUT = os.environ.get("BENCH_OUT", os.path.join(ROOT, "docs", "benchmarks.md"))
 PEERS_WANTED = os.environ.get("BENCH_PEERS")  # None: all available
 SUITES = set(os.environ.get("BENCH_SUITES", "echo wss broadcast deflate").split())
 TICK = os.sysconf("SC_CLK_TCK")
+# How long `make bench` takes with the defaults here (2 CPUs), for the report.
+DEFAULT_MINUTES = "8–9 minutes (508 s measured with other builds running, load average 2.5–4)"
 NCPU = os.cpu_count() or 1
 
 STARTED = []  # every Popen we start, killed on exit
@@ -315,16 +332,20 @@ def make_cert(tmp):
     return (cert, key) if r.returncode == 0 else None
 
 
-def run_bench(server, test, path, args, secs, also=()):
+def run_bench(server, test, path, args, secs, also=(), idle=()):
     """Runs one `wssd bench --json`; returns a result dict. `also`: more
     servers (broadcast over several instances): their URLs follow the first
-    and their CPU time (and that of any `extra_pids`) is added."""
+    and their CPU time (and that of any `extra_pids`) is added. `idle`:
+    servers left running beside it (interleaved suites); their CPU time is
+    not counted, only recorded (`idle_cpu_s`) to show that they stay idle."""
     argv = [WSSD, "bench", server.url(path)] + [s.url(path) for s in also] + [
         "--json", "-t", str(server.threads), "-d", str(secs)] + args
     if server.tls:
         argv += ["--ca-file", server.tls[0]]
     argv = pinned(server.load_cpus, argv)
     pids = [server.proc.pid] + [s.proc.pid for s in also] + list(getattr(server, "extra_pids", []))
+    idle_pids = [s.proc.pid for s in idle]
+    idle_before = {p: cpu_ticks(p) for p in idle_pids}
     before, t0 = {p: cpu_ticks(p) for p in pids}, time.time()
     errf = tempfile.TemporaryFile()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errf)
@@ -337,6 +358,7 @@ def run_bench(server, test, path, args, secs, also=()):
     killer.cancel()
     ru = p.returncode
     after, t1 = {p: cpu_ticks(p) for p in pids}, time.time()
+    idle_cpu = sum(cpu_ticks(p) - idle_before[p] for p in idle_pids) / TICK
     # Per process tree (pid -> CPU seconds), for reports that state them apart.
     cpu_by_pid = {p: (after[p] - before[p]) / TICK for p in pids}
     errf.seek(0)
@@ -350,47 +372,62 @@ def run_bench(server, test, path, args, secs, also=()):
         "server": server.label, "workers": server.workers,
         "test": test, "rc": ru, "server_cpu_s": sum(cpu_by_pid.values()), "wall_s": t1 - t0,
         "server_cpu_by_pid": cpu_by_pid,
-        "client_cpu_s": client_cpu,
-        "pin": server.pin_note, "json": data,
+        "client_cpu_s": client_cpu, "idle_cpu_s": idle_cpu,
+        "idle_servers": len(idle_pids), "pin": server.pin_note, "json": data,
         "stderr": err.decode(errors="replace").strip().splitlines()[-3:],
     }
     j = data
     log(f"  {server.label:22} {test:24} rc={ru} msg/s={j.get('messages_per_s', 0):.0f} "
         f"hs/s={j.get('handshakes_per_s', 0):.0f} server_cpu={res['server_cpu_s']:.2f}s "
-        f"client_cpu={client_cpu:.2f}s wall={t1 - t0:.1f}s errors={j.get('errors', '?')}")
+        f"client_cpu={client_cpu:.2f}s wall={t1 - t0:.1f}s errors={j.get('errors', '?')}"
+        + (f" idle_servers_cpu={idle_cpu:.2f}s" if idle else ""))
     for line in res["stderr"] if ru != 0 else []:
         log(f"    {line}")
     return res
 
 
-def echo_runs(server, results, rep, prefix=""):
-    """Echo 64 B / 16 KiB (text) / 64 B w32 (not over TLS) and handshakes."""
-    s = SECS
-    runs = [("echo 64 B", ["-s", "64"]), ("echo 16 KiB", ["-s", "16384"])]
+def echo_tests(prefix=""):
+    """(test, path, args) of the echo suite: echo 64 B / 16 KiB (text),
+    64 B w32 (not over TLS), handshakes."""
+    sizes = [("echo 64 B", ["-s", "64"]), ("echo 16 KiB", ["-s", "16384"])]
     if not prefix:
-        runs.append(("echo 64 B w32", ["-s", "64", "-w", "32"]))
-    for test, args in runs:
-        results.append(dict(run_bench(server, prefix + test, "/echo",
-                                      ["-c", "100", "--text"] + args, s), rep=rep))
-    results.append(dict(run_bench(server, prefix + "handshakes", "/echo",
-                                  ["-c", "100", "-m", "handshake"], s), rep=rep))
+        sizes.append(("echo 64 B w32", ["-s", "64", "-w", "32"]))
+    return ([(prefix + test, "/echo", ["-c", "100", "--text"] + args) for test, args in sizes]
+            + [(prefix + "handshakes", "/echo", ["-c", "100", "-m", "handshake"])])
 
 
-def idle_runs(server, results, sizes, prefix=""):
-    """Memory per idle connection after one echo of each size."""
-    for size in sizes:
-        what = "64 B" if size == 64 else "16 KiB"
-        results.append(dict(run_bench(
-            server, f"{prefix}idle {IDLE}, {what} echo", "/echo",
-            ["-c", str(IDLE), "-s", str(size), "--text", "-m", "idle", "--connect-timeout", "60",
-             "--pid", str(server.proc.pid)], min(SECS, 3)), rep=1))
+def broadcast_tests():
+    """(test, path, args) of the broadcast suite: fan-out to BCAST receivers."""
+    return [(f"broadcast {n}", "/chat/bench", ["-c", str(n), "-m", "broadcast", "-w", "4"])
+            for n in BCAST]
 
 
-def broadcast_runs(server, results):
-    for n in BCAST:
-        results.append(dict(run_bench(
-            server, f"broadcast {n}", "/chat/bench",
-            ["-c", str(n), "-m", "broadcast", "-w", "4"], SECS), rep=1))
+def rep_order(servers, rep):
+    """ABBA: the suite's order on odd repetitions, reversed on even ones."""
+    return list(servers) if rep % 2 else list(reversed(servers))
+
+
+def interleaved(servers, tests, results, name):
+    """Each repetition runs every test on every server (all running at
+    once) back to back, in `rep_order`; the other servers of the suite are
+    idle meanwhile, and their CPU time is recorded apart, not counted."""
+    for rep in range(1, REPEAT + 1):
+        order = rep_order(servers, rep)
+        log(f"[{rep}/{REPEAT}] {name}: {', '.join(s.label for s in order)}")
+        for test, path, args in tests:
+            for srv in order:
+                others = [o for o in servers if o is not srv]
+                results.append(dict(run_bench(srv, test, path, args, SECS, idle=others), rep=rep))
+
+
+def idle_run(server, results, size, prefix=""):
+    """Memory per idle connection after one echo of `size` (on a fresh
+    server: the RSS delta is taken from before the first connection)."""
+    what = "64 B" if size == 64 else "16 KiB"
+    results.append(dict(run_bench(
+        server, f"{prefix}idle {IDLE}, {what} echo", "/echo",
+        ["-c", str(IDLE), "-s", str(size), "--text", "-m", "idle", "--connect-timeout", "60",
+         "--pid", str(server.proc.pid)], min(SECS, 3)), rep=1))
 
 
 JSON_ARGS = ["--payload", "json", "--text", "-s", "16384"]
@@ -449,16 +486,45 @@ def with_server(start, body):
         srv.stop()
 
 
-def echo_suite(srv, results, rep, prefix="", idle_sizes=(64, 16384)):
-    """The echo/handshake runs; the idle memory runs in the first repetition."""
-    echo_runs(srv, results, rep, prefix)
-    if rep == 1:
-        idle_runs(srv, results, idle_sizes, prefix)
+@contextlib.contextmanager
+def running(starters, skipped):
+    """Starts every (key, start) of `starters` and yields the servers that
+    started; stops them all on the way out, even on failure. A peer that
+    does not start is left out and noted in `skipped[key]`; wssd (key
+    "wssd") not starting is an error."""
+    servers = []
+    try:
+        for key, start in starters:
+            try:
+                servers.append(start())
+            except RuntimeError as e:
+                if key == "wssd":
+                    raise
+                skipped[key] = f"did not start: {e}"
+                log(f"  {key}: {e}; left out")
+        yield servers
+    finally:
+        for srv in servers:
+            srv.stop()
 
 
-def both_bcast(srv, results):
-    echo_runs(srv, results, 1)
-    broadcast_runs(srv, results)
+def suite(name, starters, tests, idle_sizes, results, skipped, prefix=""):
+    """One interleaved suite: the servers of `starters` run `tests`
+    REPEAT times interleaved, then each gets a fresh server per idle-memory
+    run of `idle_sizes`."""
+    with running(starters, skipped) as servers:
+        interleaved(servers, tests, results, name)
+    for key, start in starters:
+        for size in idle_sizes if key not in skipped else ():
+            with running([(key, start)], skipped) as servers:
+                for srv in servers:
+                    idle_run(srv, results, size, prefix)
+
+
+def two_workers(srv, results):
+    """wssd 2 workers, once: the echo tests and broadcast."""
+    for test, path, args in echo_tests() + broadcast_tests():
+        results.append(dict(run_bench(srv, test, path, args, SECS), rep=1))
 
 
 def selected_peers():
@@ -485,26 +551,20 @@ def main():
     tls = make_cert(tmp)
     if tls is None:
         skipped["wss"] = "not run: openssl could not make a certificate"
-    wssd1 = functools.partial(start_wssd, 1, tmp)
+    wssd1 = ("wssd", functools.partial(start_wssd, 1, tmp))
+    peer_starters = lambda name, tls=None: [
+        (p.key, functools.partial(start_peer, p, tmp, tls)) for p in in_suite(name)]
     try:
-        for rep in range(1, REPEAT + 1) if SUITES & {"echo", "wss"} else ():
-            echo_servers = [wssd1] + [functools.partial(start_peer, p, tmp)
-                                      for p in in_suite("echo")]
-            log(f"[{rep}/{REPEAT}] echo")
-            for start_server in echo_servers if "echo" in SUITES else ():
-                with_server(start_server, lambda srv: echo_suite(srv, results, rep))
-            if tls and "wss" in SUITES:
-                log(f"[{rep}/{REPEAT}] wss")
-                wss_servers = [functools.partial(start_wssd, 1, tmp, tls)] + [
-                    functools.partial(start_peer, p, tmp, tls) for p in in_suite("wss")]
-                for start_server in wss_servers:
-                    with_server(start_server,
-                                lambda srv: echo_suite(srv, results, rep, "wss ", (64,)))
+        if "echo" in SUITES:
+            suite("echo", [wssd1] + peer_starters("echo"), echo_tests(), (64, 16384),
+                  results, skipped)
+        if tls and "wss" in SUITES:
+            wssd_tls = ("wssd", functools.partial(start_wssd, 1, tmp, tls))
+            suite("wss", [wssd_tls] + peer_starters("wss", tls), echo_tests("wss "), (64,),
+                  results, skipped, prefix="wss ")
         if "broadcast" in SUITES:
-            log("broadcast")
-            for start_server in [wssd1] + [functools.partial(start_peer, p, tmp)
-                                           for p in in_suite("broadcast")]:
-                with_server(start_server, lambda srv: broadcast_runs(srv, results))
+            suite("broadcast", [wssd1] + peer_starters("broadcast"), broadcast_tests(), (),
+                  results, skipped)
         if "deflate" in SUITES:
             log("deflate")
             for label, compression, level in WSSD_DEFLATE:
@@ -521,7 +581,7 @@ def main():
         if SUITES >= {"echo", "broadcast"}:
             log("wssd, 2 workers")
             with_server(functools.partial(start_wssd, 2, tmp),
-                        lambda srv: both_bcast(srv, results))
+                        lambda srv: two_workers(srv, results))
     finally:
         cleanup()
     load_after = os.getloadavg()
@@ -602,13 +662,70 @@ def fmt(x):
     return f"{x:.2f}"
 
 
-def rng(xs, f=fmt):
+def elapsed(r):
+    """The run's measured seconds (the window `wssd bench` divides by)."""
+    return r["json"].get("elapsed_s") or r["wall_s"]
+
+
+def pooled(rs):
+    """(throughput, per server CPU-s) of the runs `rs` taken together:
+    total units / total measured seconds, total units / total server CPU
+    seconds. 0.0 where the denominator is 0."""
+    n = sum(units(r) for r in rs)
+    t = sum(elapsed(r) for r in rs)
+    cpu = sum(r["server_cpu_s"] for r in rs)
+    return (n / t if t > 0 else 0.0), (n / cpu if cpu > 0 else 0.0)
+
+
+def with_range(value, xs, f=fmt):
+    """`value` followed by the range of `xs` in parentheses (when they differ)."""
     xs = sorted(xs)
+    if len(xs) < 2 or f(xs[0]) == f(xs[-1]):
+        return f(value)
+    return f"{f(value)} ({f(xs[0])}–{f(xs[-1])})"
+
+
+def paired_ratios(a_runs, b_runs):
+    """Per repetition, per server CPU-s of a's run / b's run of the same
+    repetition (repetitions where both ran and b did some work)."""
+    b_by_rep = {r.get("rep"): per_cpu(r) for r in b_runs}
+    out = []
+    for r in a_runs:
+        b = b_by_rep.get(r.get("rep"), 0.0)
+        if b > 0:
+            out.append(per_cpu(r) / b)
+    return out
+
+
+def median_range(xs):
+    """"median (min–max)" of `xs`, "–" if empty."""
     if not xs:
         return "–"
-    if len(xs) == 1 or f(xs[0]) == f(xs[-1]):
-        return f(xs[-1])
-    return f"{f(xs[-1])} ({f(xs[0])}–{f(xs[-1])})"
+    if len(xs) == 1:
+        return f"{xs[0]:.2f} (one repetition)"
+    return f"{statistics.median(xs):.2f} ({min(xs):.2f}–{max(xs):.2f})"
+
+
+def median_of(rs, f):
+    """Median of f(r) over the runs `rs` (0.0 if none)."""
+    xs = [f(r) for r in rs]
+    return statistics.median(xs) if xs else 0.0
+
+
+def mean_of(rs, f):
+    return sum(f(r) for r in rs) / len(rs) if rs else 0.0
+
+
+def group_results(results):
+    """{(server, test): runs}, ordered by test (first run of each test),
+    then server (first run of each server)."""
+    tests, servers = {}, {}
+    for r in results:
+        tests.setdefault(r["test"], len(tests))
+        servers.setdefault(r["server"], len(servers))
+    keys = sorted({(r["server"], r["test"]) for r in results},
+                  key=lambda k: (tests[k[1]], servers[k[0]]))
+    return {k: [r for r in results if (r["server"], r["test"]) == k] for k in keys}
 
 
 METHOD_DEFLATE = "### Method: compression (permessage-deflate)\n\n`wssd bench --deflate --payload json --text -s 16384 -c 100`: every connection offers `permessage-deflate; client_max_window_bits` as browsers do, checks the answer (RFC 7692 section 7.1), compresses its 16 KiB JSON-like messages (chat records from a seeded generator, different throughout every message; about 21 % of their size with a 15-bit window) with `flate2`/zlib-rs at level 6, honouring the answer's context takeover and window, and checks every byte of each inflated echo. Reported: messages per server CPU-second, bytes on the wire per message in each direction (socket bytes, framing included) against the 16,384 message bytes, the accepted answer, and (idle mode, `--pid`) server memory per idle connection after one such echo at 10,000 connections. A server whose answer lacks the extension is not measured uncompressed: `wssd bench` stops with *server declined permessage-deflate* and the row says so."
@@ -629,72 +746,72 @@ def render(results, lb, la, took, peers, skipped):
              "(other work on the machine makes numbers noisy; compare ratios within one run)")
     pins = sorted({(r['server'], r['pin']) for r in results})
     L.append("* **Pinning (taskset):** " + "; ".join(f"{s}: {p}" for s, p in pins))
-    L.append(f"* **Runs:** {SECS:g} s each; echo/handshake runs of 1-worker servers repeated "
-             f"{REPEAT}× (shown: best, with the range in parentheses); load generator "
-             "`wssd bench` (1 thread unless noted); wssd with `[log] access_log = false` (the peers "
-             "log nothing per connection; the access log costs wssd one `write(2)` per handshake)")
+    L.append(f"* **Runs:** {SECS:g} s each, load generator `wssd bench` (1 thread unless noted); "
+             "wssd with `[log] access_log = false` (the peers log nothing per connection; the "
+             "access log costs wssd one `write(2)` per handshake). **Interleaved:** the echo, wss "
+             "and broadcast suites start wssd (1 worker) and every peer of the suite once and keep "
+             f"them all running; each of {REPEAT} repetitions runs every test on every server back "
+             "to back, in the suite's order on odd repetitions and reversed on even ones (ABBA), "
+             "so that drift of the machine hits all servers alike. Idle-memory runs get a fresh "
+             "server each; the deflate and 2-worker runs run once.")
+    shared_runs = [r for r in results if r.get("idle_servers")]
+    if shared_runs:
+        worst = max(shared_runs, key=lambda r: r["idle_cpu_s"])
+        L.append(f"* **Idle servers:** while one server of a suite was measured, the others "
+                 f"(on the same core, not under load) used at most {worst['idle_cpu_s']:.2f} CPU-s "
+                 f"together in one run, {sum(r['idle_cpu_s'] for r in shared_runs):.2f} CPU-s in "
+                 f"all {len(shared_runs)} interleaved runs (against "
+                 f"{sum(r['server_cpu_s'] for r in shared_runs):.0f} CPU-s of the servers "
+                 "measured); a run counts the CPU time of the server under test only.")
     L.append("")
     L.append("## Results\n")
-    L.append("Throughput is per wall-clock second of the run. *Per server CPU-s* divides the "
-             "completed units by the server's CPU time (user + system of all its processes, "
-             "from `/proc/PID/stat` before and after the run, which includes connection setup "
-             "and teardown).\n")
-    L.append("| server | test | throughput | per server CPU-s | latency p50 / p99 (ms) | CPU s: server / load | errors |")
-    L.append("|---|---|---|---|---|---|---|")
-    order = []
-    for r in results:
-        k = (r["server"], r["test"])
-        if k not in order:
-            order.append(k)
-    groups = {k: [r for r in results if (r["server"], r["test"]) == k] for k in order}
+    L.append("*Per server CPU-s* divides completed units (messages, handshakes) by the server's CPU "
+             "time (user + system of all its processes, from `/proc/PID/stat` before and after the "
+             "run, which includes connection setup and teardown). Both columns are **pooled** over "
+             "the repetitions: per server CPU-s = units of all runs / server CPU seconds of all "
+             "runs; throughput = units of all runs / measured seconds of all runs (each run's "
+             "window as `wssd bench` reports it). In parentheses the range of the per-run figures. "
+             "Latency: median over the runs of each run's p50 and p99; CPU seconds: mean per run.\n")
+    L.append("| server | test | runs | throughput | per server CPU-s | latency p50 / p99 (ms) | CPU s per run: server / load | errors |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    groups = group_results(results)
     for (srv, test), rs in groups.items():
         if "idle" in test or test.startswith(("broadcast", "deflate")):
             continue
         _, unit = metric(rs[0])
-        thr = rng([metric(r)[0] for r in rs])
-        eff = rng([per_cpu(r) for r in rs])
-        best = max(rs, key=lambda r: metric(r)[0])
-        lat = best["json"].get("latency_us") or {}
+        thr, eff = pooled(rs)
+        lat = lambda q: lambda r: (r["json"].get("latency_us") or {}).get(q, 0)
         errs = sum(r["json"].get("errors", 0) for r in rs) + sum(1 for r in rs if r["rc"] != 0 and not r["json"])
-        L.append(f"| {srv} | {test} | {thr} {unit} | {eff} | "
-                 f"{lat.get('p50', 0) / 1000:.2f} / {lat.get('p99', 0) / 1000:.2f} | "
-                 f"{best['server_cpu_s']:.2f} / {best['client_cpu_s']:.2f} of {best['wall_s']:.1f} s wall | {errs} |")
+        L.append(f"| {srv} | {test} | {len(rs)} | {with_range(thr, [metric(r)[0] for r in rs])} {unit} | "
+                 f"{with_range(eff, [per_cpu(r) for r in rs])} | "
+                 f"{median_of(rs, lat('p50')) / 1000:.2f} / {median_of(rs, lat('p99')) / 1000:.2f} | "
+                 f"{mean_of(rs, lambda r: r['server_cpu_s']):.2f} / "
+                 f"{mean_of(rs, lambda r: r['client_cpu_s']):.2f} of "
+                 f"{mean_of(rs, lambda r: r['wall_s']):.1f} s wall | {errs} |")
     L.append("")
 
     # ratios
-    def best_eff(srv, test):
-        rs = groups.get((srv, test), [])
-        return max((per_cpu(r) for r in rs), default=0.0), [per_cpu(r) for r in rs]
+    def pooled_eff(srv, test):
+        return pooled(groups.get((srv, test), []))[1]
 
-    def best_thr(srv, test):
-        rs = groups.get((srv, test), [])
-        return max((metric(r)[0] for r in rs), default=0.0)
+    def pooled_thr(srv, test):
+        return pooled(groups.get((srv, test), []))[0]
 
     L.append("## Ratios against the goals\n")
-    L.append("wssd 1 worker against each peer, per server CPU-second (units completed / "
-             "server CPU time), best of the repetitions; in parentheses the range of the "
-             "ratios of runs from the same repetition.\n")
-    L.append("| ratio | measured | goal |")
-    L.append("|---|---|---|")
+    L.append("wssd 1 worker against each peer, per server CPU-second. *Pooled*: wssd's pooled "
+             "figure / the peer's (each = units of all repetitions / server CPU seconds of all "
+             "repetitions, see *Results*). *Per repetition*: the ratio of wssd's run to the peer's "
+             "run of the same repetition (run back to back), median and range over the "
+             f"{REPEAT} repetitions. Memory and 2-worker rows come from single runs.\n")
+    L.append("| ratio | pooled | per repetition: median (range) | goal |")
+    L.append("|---|---|---|---|")
 
-    def paired(a_srv, b_srv, test, f):
-        """Ratios a / b of runs from the same repetition."""
-        out = []
-        for rep in range(1, REPEAT + 1):
-            a = [f(r) for r in groups.get((a_srv, test), []) if r.get("rep") == rep]
-            b = [f(r) for r in groups.get((b_srv, test), []) if r.get("rep") == rep]
-            if a and b and b[0] > 0:
-                out.append(a[0] / b[0])
-        if len(out) < 2:
-            return ""
-        return f" ({min(out):.2f}–{max(out):.2f})"
-
-    def ratio(peer, test, goal, what="per server CPU-s"):
-        a, _ = best_eff("wssd 1w", test)
-        b, _ = best_eff(peer, test)
+    def ratio(peer, test, goal):
+        a, b = pooled_eff("wssd 1w", test), pooled_eff(peer, test)
         if a > 0 and b > 0:
-            L.append(f"| wssd / {peer}, {test}, {what} | {a / b:.2f}"
-                     f"{paired('wssd 1w', peer, test, per_cpu)} | {goal} |")
+            pairs = paired_ratios(groups.get(("wssd 1w", test), []), groups.get((peer, test), []))
+            L.append(f"| wssd / {peer}, {test}, per server CPU-s | **{a / b:.2f}** | "
+                     f"{median_range(pairs)} | {goal} |")
 
     # (peer, test, goal): issue 10's goals; "(no goal)" rows are for orientation.
     for peer, test, goal in [
@@ -722,26 +839,28 @@ def render(results, lb, la, took, peers, skipped):
         b = [rss_per_conn(r) for r in groups.get(("uWebSockets", test), [])]
         if a and b and b[0] > 0:
             L.append(f"| wssd / uWebSockets, memory per idle connection {label} | "
-                     f"{a[0] / b[0]:.2f} | {goal} |")
+                     f"{a[0] / b[0]:.2f} | – | {goal} |")
     shared = NCPU < 5
     for test in ["echo 64 B", "echo 16 KiB", "echo 64 B w32", "handshakes"]:
-        a, b = best_thr("wssd 2w", test), best_thr("wssd 1w", test)
-        if b > 0:
+        a, b = pooled_thr("wssd 2w", test), pooled_thr("wssd 1w", test)
+        if a > 0 and b > 0:
             goal = ("≥ 1.8 when the load is not the bottleneck — **it is here**: "
                     "the load shares the 2 cores" if shared else
                     "≥ 1.8 when the load is not the bottleneck")
-            L.append(f"| wssd 2 workers / 1 worker, {test} throughput | {a / b:.2f} | {goal} |")
+            L.append(f"| wssd 2 workers (one run) / 1 worker (pooled), {test} throughput | "
+                     f"{a / b:.2f} | – | {goal} |")
     for test in ["echo 64 B", "echo 16 KiB"]:
-        a, _ = best_eff("wssd 2w", test)
-        b, _ = best_eff("wssd 1w", test)
-        if b > 0:
-            L.append(f"| wssd 2 workers / 1 worker, {test} per server CPU-s | {a / b:.2f} | "
-                     "(indicator: ≈ 1.0 means the second worker costs no extra CPU per message) |")
+        a, b = pooled_eff("wssd 2w", test), pooled_eff("wssd 1w", test)
+        if a > 0 and b > 0:
+            L.append(f"| wssd 2 workers (one run) / 1 worker (pooled), {test} per server CPU-s | "
+                     f"{a / b:.2f} | – | (indicator: ≈ 1.0 means the second worker costs no extra "
+                     "CPU per message) |")
     L.append("")
 
-    # load generator bottleneck hint
     L.append("## Memory per idle connection\n")
-    L.append("Idle mode: each connection upgrades, does one echo, then is held; "
+    L.append("Idle mode: each connection upgrades, does one echo, then is held (echo and wss "
+             "rows: on a freshly started server each; deflate rows: on the server of the deflate "
+             "echo run, after it); "
              "`--pid` sums RSS/PSS of the server's master and all its descendants "
              "(`/proc/PID/smaps_rollup`) before the first connection and while all are held, "
              "and divides the difference by the connections. It includes what the server "
@@ -771,20 +890,27 @@ def render(results, lb, la, took, peers, skipped):
     L.append("`wssd bench -m broadcast -w 4`: all connections in room `/chat/bench` (wssd: "
              "route `handler = \"broadcast\"`; uWebSockets: `BroadcastServer`, topic = path; "
              "sender included in both), connection 0 sends 64 B messages with at most 4 in "
-             "flight. Delay = from send to the *last* receiver.\n")
-    L.append("| server | receivers | deliveries/s | per server CPU-s | messages sent | last-receiver delay p50 / p99 (ms) | CPU s: server / load | errors |")
-    L.append("|---|---|---|---|---|---|---|---|")
+             "flight. Delay = from send to the *last* receiver. The 1-worker servers run "
+             "interleaved like the echo suite; deliveries/s and per server CPU-s are pooled "
+             "over the runs (range in parentheses), the delays are medians over the runs, "
+             "messages sent the total, CPU seconds the mean per run.\n")
+    L.append("| server | receivers | runs | deliveries/s | per server CPU-s | messages sent | last-receiver delay p50 / p99 (ms) | CPU s per run: server / load | errors |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
     for (srv, test), rs in groups.items():
         if not test.startswith("broadcast"):
             continue
-        j = rs[0]["json"]
-        b = j.get("broadcast") or {}
-        d = b.get("last_receiver_delay_us") or {}
-        r = rs[0]
-        L.append(f"| {srv} | {b.get('receivers', 0):,} | {b.get('deliveries_per_s', 0):,.0f} | "
-                 f"{fmt(per_cpu(r))} | {b.get('messages_sent', 0):,} | {d.get('p50', 0) / 1000:.2f} / "
-                 f"{d.get('p99', 0) / 1000:.2f} | {r['server_cpu_s']:.2f} / {r['client_cpu_s']:.2f} "
-                 f"of {r['wall_s']:.1f} s wall | {j.get('errors', '?')} |")
+        bc = lambda r: r["json"].get("broadcast") or {}
+        delay = lambda q: lambda r: (bc(r).get("last_receiver_delay_us") or {}).get(q, 0)
+        thr, eff = pooled(rs)
+        L.append(f"| {srv} | {bc(rs[0]).get('receivers', 0):,} | {len(rs)} | "
+                 f"{with_range(thr, [metric(r)[0] for r in rs])} | "
+                 f"{with_range(eff, [per_cpu(r) for r in rs])} | "
+                 f"{sum(bc(r).get('messages_sent', 0) for r in rs):,} | "
+                 f"{median_of(rs, delay('p50')) / 1000:.2f} / {median_of(rs, delay('p99')) / 1000:.2f} | "
+                 f"{mean_of(rs, lambda r: r['server_cpu_s']):.2f} / "
+                 f"{mean_of(rs, lambda r: r['client_cpu_s']):.2f} of "
+                 f"{mean_of(rs, lambda r: r['wall_s']):.1f} s wall | "
+                 f"{sum(r['json'].get('errors', 0) for r in rs)} |")
     L.append("")
 
     L.append("Per server CPU-s here includes setting up the connections (one handshake each), "
@@ -830,8 +956,7 @@ def render(results, lb, la, took, peers, skipped):
          "the cost of compressing: 1 / ratio = CPU per compressed echo over CPU per plain one"),
         (("wssd 1w deflate level 6", DEFLATE_ECHO), ("wssd 1w", PLAIN_JSON_ECHO), "the same at level 6"),
     ]:
-        a, _ = best_eff(a_srv, a_test)
-        b, _ = best_eff(b_srv, b_test)
+        a, b = pooled_eff(a_srv, a_test), pooled_eff(b_srv, b_test)
         if a > 0 and b > 0:
             L.append(f"* {a_srv} / {b_srv}{' (no compression)' if b_test == PLAIN_JSON_ECHO else ''}, "
                      f"16 KiB JSON echoes per server CPU-s: **{a / b:.2f}** ({note})")
@@ -855,7 +980,8 @@ def render(results, lb, la, took, peers, skipped):
     L.append("")
     L.append("## Peers\n")
     L.append("Every server under the same pinning (1-worker servers on one core, the load "
-             "generator on the other); echo runs use text frames, 100 connections. "
+             "generator on the other; in the interleaved suites the servers share that core, "
+             "only one of them under load at a time); echo runs use text frames, 100 connections. "
              "`bench/scripts/bench.py` holds the peer table; a peer runs when its binary exists "
              "(uWebSockets: `../shared/peers/uws/` relative to the repository root, see its README.md, "
              "or `BENCH_UWS_DIR`).\n")
@@ -863,7 +989,7 @@ def render(results, lb, la, took, peers, skipped):
     L.append("|---|---|---|---|")
     ran = {p.key for p in peers}
     for p in PEERS:
-        state = "ran" if p.key in ran else skipped.get(p.key, "not run")
+        state = skipped.get(p.key) or ("ran" if p.key in ran else "not run")
         L.append(f"| {p.key} | {', '.join(p.suites)} | {p.label}: {p.about} | {state} |")
     L.append(f"| (wssd) | echo, wss, broadcast, deflate | wssd 1 worker (wss: with a `[tls]` config, "
              f"same certificate as uWebSockets; deflate: `compression = \"deflate\"` at level 1 "
@@ -882,12 +1008,23 @@ def render(results, lb, la, took, peers, skipped):
     L.append(METHOD_CLUSTER + "\n")
     L.append("## How to reproduce\n")
     L.append("```\nmake bench            # release build, peers, all runs, rewrites docs/benchmarks.md\n"
-             "BENCH_SECS=10 BENCH_REPEAT=3 make bench   # longer, more repetitions\n"
+             "BENCH_SECS=5 BENCH_REPEAT=6 make bench    # longer runs, more repetitions (defaults 3 and 4)\n"
              "BENCH_OUT=- make bench                    # print only\n"
              "BENCH_PEERS=\"uws uws-ssl\" make bench     # only these peers (keys of the table above)\n"
              "BENCH_UWS_DIR=/path/to/uws make bench     # uWebSockets binaries elsewhere\n"
              "BENCH_SUITES=deflate make bench          # only these suites (echo wss broadcast deflate)\n"
              "BENCH_BCAST=1000 bench/scripts/bench-cluster.py   # two instances on one Redis vs one instance (not written here)\n```\n")
+    L.append("Knobs (environment, all optional): `BENCH_SECS` seconds per measured run (default 3); "
+             "`BENCH_REPEAT` repetitions of the interleaved echo, wss and broadcast runs (default 4; "
+             "keep it even so that the ABBA order balances); `BENCH_IDLE` connections of the "
+             "idle-memory runs (default 10000); `BENCH_BCAST` broadcast receiver counts (default "
+             "\"1000 10000\"); `BENCH_OUT` report file (default docs/benchmarks.md, `-` = stdout; "
+             "the hand-written part after the keep marker is kept); `BENCH_PEERS` peer keys (default: "
+             "every peer whose binary exists); `BENCH_UWS_DIR`; `BENCH_WSSD` the wssd binary "
+             "(default target/release/wssd); `BENCH_SUITES`. With the defaults `make bench` takes "
+             f"about {DEFAULT_MINUTES} on this 2-CPU machine; the interleaved runs, "
+             "`BENCH_REPEAT × BENCH_SECS × 22` seconds plus about half a second per run, are most "
+             "of it, the idle-memory runs (10,000 connections, about a minute together) the rest.\n")
     L.append("Single runs by hand: start `./target/release/wssd --config FILE` pinned with "
              "`taskset -c 0`, then e.g. `taskset -c 1 ./target/release/wssd bench "
              "ws://127.0.0.1:PORT/echo -c 100 -s 64 -d 5` (over TLS: `wss://127.0.0.1:PORT/echo "
