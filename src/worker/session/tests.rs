@@ -248,3 +248,45 @@ fn the_builtin_echo_answers_from_the_read_buffer_in_order() {
     assert_eq!(got, expected, "echoes and the pong, in order");
     assert_eq!(s.buffered(), 0, "nothing is held between messages");
 }
+
+#[test]
+fn an_echoed_small_message_allocates_nothing_once_warm() {
+    use crate::test_alloc;
+    let (mut s, mut client) = session_of(None, true);
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let text = [b'x'; 64];
+    let mut batch = Vec::with_capacity(4);
+    let mut allocations = Vec::new();
+    for _ in 0..4 {
+        client.write_all(&masked(0x81, &text)).unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        let before = test_alloc::allocations();
+        while batch.is_empty() {
+            assert!(Instant::now() < deadline, "the frame did not arrive");
+            let mut budget = READ_BUDGET;
+            s.stream_mut().arm(false);
+            match s.read(&mut budget, Instant::now(), 16 << 20, &mut batch) {
+                Read::More | Read::Stop { .. } => {}
+                Read::Closed => panic!("closed"),
+                Read::Failed(e) => panic!("failed: {e}"),
+            }
+        }
+        assert!(matches!(s.flush(), Flush::Done { .. }));
+        allocations.push(test_alloc::allocations() - before);
+        assert_eq!(batch.drain(..).collect::<Vec<_>>(), [Received::Echoed(64)]);
+        assert_eq!(s.buffered(), 0, "nothing is held between messages");
+        let mut echo = [0u8; 66];
+        std::io::Read::read_exact(&mut client, &mut echo).unwrap();
+        assert_eq!(echo[..2], [0x81, 64]);
+        assert_eq!(echo[2..], text);
+    }
+    // The first message makes the worker's read buffer and its spare
+    // output buffer; the next ones reuse both.
+    assert_eq!(
+        allocations[1..],
+        [0, 0, 0],
+        "allocations per echo: {allocations:?}"
+    );
+}
