@@ -424,9 +424,11 @@ fn queues(local_port: u16, remote_port: u16) -> Option<(usize, usize)> {
 #[test]
 fn a_client_faster_than_its_program_is_not_read() {
     // A client that vanishes behind a zero window is never seen to go
-    // (its FIN waits for window space): idle_timeout ends it.
+    // (its FIN waits for window space): idle_timeout ends it. It runs from
+    // the last read, that is from when the worker stopped reading: long
+    // enough for a loaded machine to look at the queues first.
     let d = Daemon::start(&config(
-        "workers = 1\nidle_timeout = \"2s\"",
+        "workers = 1\nidle_timeout = \"10s\"",
         &route(
             "/deaf",
             &["sh", "-c", "echo $$; exec sleep 1000"],
@@ -455,13 +457,15 @@ fn a_client_faster_than_its_program_is_not_read() {
     // Once both ends' queues are full, what the worker took off the
     // socket (sent, less what waits in the two queues) is the program's
     // pipe plus the stdin bound (256 KiB) plus one read: well under 2 MiB.
+    // Taken only while the sender is blocked (`sent` the same before and
+    // after reading the queues), so the count and the queues agree.
     let taken = wait_for("the worker to stop reading the client", || {
+        let before = sent.load(std::sync::atomic::Ordering::SeqCst);
         let (_, server_rx) = queues(d.addr.port(), client_port)?;
         let (client_tx, _) = queues(client_port, d.addr.port())?;
-        (server_rx > 64 * 1024 && client_tx > 64 * 1024).then(|| {
-            sent.load(std::sync::atomic::Ordering::SeqCst)
-                .saturating_sub(server_rx + client_tx)
-        })
+        let after = sent.load(std::sync::atomic::Ordering::SeqCst);
+        (server_rx > 64 * 1024 && client_tx > 64 * 1024 && before == after)
+            .then(|| after.saturating_sub(server_rx + client_tx))
     });
     assert!(
         taken <= 2 << 20,
