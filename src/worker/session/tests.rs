@@ -204,6 +204,23 @@ fn an_open_session_stays_small() {
     assert!(size <= 392, "Session is {size} bytes");
 }
 
+/// Reads (as the loop does after each readiness event) until `batch`
+/// holds `n` results.
+fn read_until(s: &mut Session, batch: &mut Vec<Received>, n: usize) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while batch.len() < n {
+        assert!(Instant::now() < deadline, "the frames did not arrive");
+        let mut budget = READ_BUDGET;
+        s.stream_mut().arm(false);
+        match s.read(&mut budget, Instant::now(), 16 << 20, batch) {
+            Read::More | Read::Stop { .. } => {}
+            Read::Closed => panic!("closed"),
+            Read::Failed(e) => panic!("failed: {e}"),
+        }
+        std::thread::yield_now();
+    }
+}
+
 #[test]
 fn the_builtin_echo_answers_from_the_read_buffer_in_order() {
     let (mut s, mut client) = session_of(None, true);
@@ -213,18 +230,7 @@ fn the_builtin_echo_answers_from_the_read_buffer_in_order() {
     input.extend(masked(0x82, &big));
     client.write_all(&input).unwrap();
     let mut batch = Vec::new();
-    let deadline = Instant::now() + std::time::Duration::from_secs(60);
-    while batch.len() < 3 {
-        assert!(Instant::now() < deadline, "the frames did not arrive");
-        let mut budget = READ_BUDGET;
-        s.stream_mut().arm(false);
-        match s.read(&mut budget, Instant::now(), 16 << 20, &mut batch) {
-            Read::More | Read::Stop { .. } => {}
-            Read::Closed => panic!("closed"),
-            Read::Failed(e) => panic!("failed: {e}"),
-        }
-        std::thread::yield_now();
-    }
+    read_until(&mut s, &mut batch, 3);
     // Sent back while reading: the handler is not needed.
     assert_eq!(
         batch,
@@ -261,18 +267,8 @@ fn an_echoed_small_message_allocates_nothing_once_warm() {
     let mut allocations = Vec::new();
     for _ in 0..4 {
         client.write_all(&masked(0x81, &text)).unwrap();
-        let deadline = Instant::now() + std::time::Duration::from_secs(60);
         let before = test_alloc::allocations();
-        while batch.is_empty() {
-            assert!(Instant::now() < deadline, "the frame did not arrive");
-            let mut budget = READ_BUDGET;
-            s.stream_mut().arm(false);
-            match s.read(&mut budget, Instant::now(), 16 << 20, &mut batch) {
-                Read::More | Read::Stop { .. } => {}
-                Read::Closed => panic!("closed"),
-                Read::Failed(e) => panic!("failed: {e}"),
-            }
-        }
+        read_until(&mut s, &mut batch, 1);
         assert!(matches!(s.flush(), Flush::Done { .. }));
         allocations.push(test_alloc::allocations() - before);
         assert_eq!(batch, [Received::Echoed(64)]);
