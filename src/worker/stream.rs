@@ -7,14 +7,29 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use mio::net::TcpStream;
 
-use super::socket::{ReadAhead, Socket};
+use super::socket::{Arming, ReadAhead, Socket};
 
 /// Plain TCP or a TLS session over it.
 pub enum Transport {
     /// `ws://`
     Plain(Socket),
     /// `wss://`
-    Tls(Box<openssl::ssl::SslStream<ReadAhead>>),
+    Tls(Box<Tls>),
+}
+
+/// A TLS session over its socket, and the handle that arms the socket
+/// without reaching through the session (see [`Arming`]).
+pub struct Tls {
+    ssl: openssl::ssl::SslStream<ReadAhead>,
+    arming: Arming,
+}
+
+impl Transport {
+    /// `wss://` over an established TLS session.
+    pub fn tls(ssl: openssl::ssl::SslStream<ReadAhead>) -> Transport {
+        let arming = ssl.get_ref().arming();
+        Transport::Tls(Box::new(Tls { ssl, arming }))
+    }
 }
 
 /// A transport plus the output the socket has not taken yet.
@@ -196,7 +211,7 @@ impl Stream {
     fn write_socket(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = match &mut self.transport {
             Transport::Plain(s) => s.write(buf)?,
-            Transport::Tls(s) => s.write(buf)?,
+            Transport::Tls(s) => s.ssl.write(buf)?,
         };
         Ok(n)
     }
@@ -204,7 +219,7 @@ impl Stream {
     fn write_socket_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let n = match &mut self.transport {
             Transport::Plain(s) => s.write_vectored(bufs)?,
-            Transport::Tls(s) => s.write_vectored(bufs)?,
+            Transport::Tls(s) => s.ssl.write_vectored(bufs)?,
         };
         Ok(n)
     }
@@ -214,7 +229,7 @@ impl Stream {
     pub fn arm(&mut self, short_read_ends: bool) {
         match &mut self.transport {
             Transport::Plain(s) => s.arm(short_read_ends),
-            Transport::Tls(s) => s.get_mut().arm(short_read_ends),
+            Transport::Tls(s) => s.arming.arm(short_read_ends),
         }
     }
 
@@ -240,7 +255,7 @@ impl Stream {
     pub fn tcp(&self) -> &TcpStream {
         match &self.transport {
             Transport::Plain(s) => s.tcp(),
-            Transport::Tls(s) => s.get_ref().tcp(),
+            Transport::Tls(s) => s.ssl.get_ref().tcp(),
         }
     }
 
@@ -267,7 +282,7 @@ impl Stream {
     /// Shuts down the sending half (after a TLS close_notify, for TLS).
     pub fn shutdown_write(&mut self) {
         if let Transport::Tls(s) = &mut self.transport {
-            let _ = s.shutdown();
+            let _ = s.ssl.shutdown();
         }
         let _ = self.tcp().shutdown(std::net::Shutdown::Write);
     }
@@ -294,7 +309,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.transport {
             Transport::Plain(s) => s.read(buf),
-            Transport::Tls(s) => s.read(buf),
+            Transport::Tls(s) => s.ssl.read(buf),
         }
     }
 }
@@ -324,7 +339,7 @@ impl Write for Stream {
         self.flush_out()?;
         match &mut self.transport {
             Transport::Plain(s) => s.flush(),
-            Transport::Tls(s) => s.flush(),
+            Transport::Tls(s) => s.ssl.flush(),
         }
     }
 }

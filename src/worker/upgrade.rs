@@ -157,7 +157,7 @@ impl Upgrading {
         peer: SocketAddr,
     ) -> Option<Upgrading> {
         match acceptor.accept(socket) {
-            Ok(tls) => Some(Upgrading::request(Transport::Tls(Box::new(tls)))),
+            Ok(tls) => Some(Upgrading::request(Transport::tls(tls))),
             Err(HandshakeError::WouldBlock(mid)) => Some(Upgrading::Tls(Box::new(mid))),
             Err(HandshakeError::Failure(mid)) => {
                 debug!("TLS handshake with {peer} failed: {}", mid.error());
@@ -206,7 +206,7 @@ impl Upgrading {
                 }
             }
             Upgrading::Tls(mid) => match mid.handshake() {
-                Ok(tls) => Step::Again(Upgrading::request(Transport::Tls(Box::new(tls)))),
+                Ok(tls) => Step::Again(Upgrading::request(Transport::tls(tls))),
                 Err(HandshakeError::WouldBlock(mid)) => Step::Wait(Upgrading::Tls(Box::new(mid))),
                 Err(HandshakeError::Failure(mid)) => {
                     debug!("TLS handshake with {} failed: {}", ctx.peer, mid.error());
