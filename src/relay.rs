@@ -334,6 +334,11 @@ impl Link {
         true
     }
 
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.outbox.len()
+    }
+
     /// Writes what the socket accepts of the queue.
     pub fn flush(&mut self) {
         let mut written = 0;

@@ -1,0 +1,269 @@
+//! One connection to Redis as the helper's loop uses it: opened and set up
+//! (connect, TLS for `rediss://`, AUTH, SELECT, SUBSCRIBE) with ordinary
+//! blocking calls and timeouts in a connector thread, off the message path,
+//! then switched to non-blocking and driven by the loop with the `redis`
+//! crate's command encoder and reply parser.
+//!
+//! The parser keeps partial replies between reads, so a reply split over
+//! several reads (or a socket that would block mid-reply) is resumed where
+//! it stopped; it also keeps whatever it read past the setup replies (a
+//! message published just after SUBSCRIBE), which is why it travels with
+//! the socket.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use log::debug;
+use native_tls::{HandshakeError, TlsConnector, TlsStream};
+use redis::{ConnectionAddr, ConnectionInfo, RedisResult, Value};
+
+use super::{next_backoff, Status, BACKOFF_START};
+
+/// How long connecting, the TLS handshake and each setup reply may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a connection is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Role {
+    /// Sends `PUBLISH` commands.
+    Publish,
+    /// Subscribed to the channel.
+    Subscribe,
+}
+
+/// The socket under a Redis connection.
+enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Opens the socket (and TLS) to `addr`, with timeouts set.
+    fn open(addr: &ConnectionAddr) -> io::Result<Stream> {
+        let stream = match addr {
+            ConnectionAddr::Tcp(host, port) => Stream::Tcp(tcp(host, *port)?),
+            ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure,
+                ..
+            } => {
+                let tls = TlsConnector::builder()
+                    .danger_accept_invalid_certs(*insecure)
+                    .danger_accept_invalid_hostnames(*insecure)
+                    .build()
+                    .map_err(io::Error::other)?;
+                match tls.connect(host, tcp(host, *port)?) {
+                    Ok(s) => Stream::Tls(Box::new(s)),
+                    Err(HandshakeError::Failure(e)) => return Err(io::Error::other(e)),
+                    Err(HandshakeError::WouldBlock(_)) => {
+                        return Err(io::ErrorKind::TimedOut.into())
+                    }
+                }
+            }
+            ConnectionAddr::Unix(path) => {
+                let s = UnixStream::connect(path)?;
+                s.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+                s.set_write_timeout(Some(CONNECT_TIMEOUT))?;
+                Stream::Unix(s)
+            }
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("unsupported Redis address {other:?}"),
+                ))
+            }
+        };
+        Ok(stream)
+    }
+
+    fn set_nonblocking(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nonblocking(true),
+            Stream::Tls(s) => s.get_ref().set_nonblocking(true),
+            Stream::Unix(s) => s.set_nonblocking(true),
+        }
+    }
+}
+
+/// A TCP connection to the first address of `host` that answers in time.
+fn tcp(host: &str, port: u16) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
+    for addr in (host, port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(s) => {
+                s.set_nodelay(true)?;
+                s.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+                s.set_write_timeout(Some(CONNECT_TIMEOUT))?;
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+impl Read for Stream {
+    /// Retries a read interrupted by a signal (the parser would take it
+    /// for a broken connection).
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let r = match self {
+                Stream::Tcp(s) => s.read(buf),
+                Stream::Tls(s) => s.read(buf),
+                Stream::Unix(s) => s.read(buf),
+            };
+            match r {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+            Stream::Unix(s) => s.flush(),
+        }
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Tls(s) => s.get_ref().as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+/// A set-up, non-blocking connection to Redis.
+pub(super) struct RedisConn {
+    stream: Stream,
+    parser: redis::Parser,
+}
+
+impl RedisConn {
+    /// Connects and sets the connection up for `role` (AUTH, SELECT and,
+    /// for the subscriber, SUBSCRIBE `channel`), blocking with timeouts;
+    /// then makes it non-blocking.
+    fn open(info: &ConnectionInfo, role: Role, channel: &str) -> RedisResult<RedisConn> {
+        let mut stream = Stream::open(info.addr())?;
+        let settings = info.redis_settings();
+        let mut setup = Vec::new();
+        let mut replies = 0;
+        if let Some(password) = settings.password() {
+            let mut auth = redis::cmd("AUTH");
+            if let Some(user) = settings.username() {
+                auth.arg(user);
+            }
+            auth.arg(password).write_packed_command(&mut setup);
+            replies += 1;
+        }
+        if settings.db() != 0 {
+            redis::cmd("SELECT")
+                .arg(settings.db())
+                .write_packed_command(&mut setup);
+            replies += 1;
+        }
+        if role == Role::Subscribe {
+            redis::cmd("SUBSCRIBE")
+                .arg(channel)
+                .write_packed_command(&mut setup);
+            replies += 1;
+        }
+        stream.write_all(&setup)?;
+        let mut parser = redis::Parser::new();
+        for _ in 0..replies {
+            parser.parse_value(&mut stream)?.extract_error()?;
+        }
+        stream.set_nonblocking()?;
+        Ok(RedisConn { stream, parser })
+    }
+
+    /// The next whole reply or message, `None` when the socket has no
+    /// more for now. An error means the connection is unusable.
+    pub fn next_value(&mut self) -> RedisResult<Option<Value>> {
+        match self.parser.parse_value(&mut self.stream) {
+            Ok(v) => Ok(Some(v)),
+            // The socket is non-blocking, so no read times out: a
+            // "timeout" is the socket saying it has nothing more now.
+            Err(e) if e.is_timeout() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes from `buf`; returns how much the socket took (0 when it
+    /// would block).
+    pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match self.stream.write(buf) {
+                Ok(0) if !buf.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The socket, for the poller.
+    pub fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+}
+
+/// Starts a thread that connects for `role`, retrying with back-off (100
+/// ms doubling to 10 s), and hands the connection to the loop through
+/// `done`, waking it with `waker`. Failures are reported to `status`,
+/// which logs only changes.
+pub(super) fn connect_in_background(
+    info: ConnectionInfo,
+    role: Role,
+    channel: String,
+    status: Arc<Status>,
+    done: Sender<(Role, RedisConn)>,
+    waker: Arc<mio::Waker>,
+) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name(format!("connect-{role:?}").to_lowercase())
+        .spawn(move || {
+            let mut delay = BACKOFF_START;
+            loop {
+                match RedisConn::open(&info, role, &channel) {
+                    Ok(conn) => {
+                        // The loop gone means the helper is exiting.
+                        if done.send((role, conn)).is_ok() {
+                            let _ = waker.wake();
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        status.set(role, false, Some(&e));
+                        debug!("cluster: {role:?} connection: {e}; retrying in {delay:?}");
+                        std::thread::sleep(delay);
+                        delay = next_backoff(delay);
+                    }
+                }
+            }
+        })
+        .map(drop)
+}
