@@ -67,6 +67,9 @@ struct Publisher {
     confirmed: usize,
     /// Whether the round is a second try.
     retried: bool,
+    /// The poller saw the connection closed or failed: look even when no
+    /// reply is due, so that a Redis gone while idle is noticed now.
+    closed: bool,
     /// Messages of a round that a dead connection did not confirm: tried
     /// once more on the next connection (a Redis restart is usually
     /// noticed this way), then dropped.
@@ -143,7 +146,10 @@ impl Pump {
                 match event.token() {
                     LINK => link_readable |= event.is_readable() || event.is_read_closed(),
                     SUBSCRIBE => self.sub_ready = true,
-                    // PUBLISH: the turn below reads replies and writes.
+                    // Replies are read in the turn below when due.
+                    PUBLISH => {
+                        self.publisher.closed |= event.is_read_closed() || event.is_error();
+                    }
                     _ => {}
                 }
             }
@@ -240,6 +246,14 @@ impl Pump {
                 .published
                 .fetch_add(1, Ordering::Relaxed);
         }
+        if p.closed && p.confirmed == p.round.len() {
+            // Nothing is due, so anything but "no more now" (the end of
+            // the stream, an error) is the connection failing.
+            p.closed = false;
+            if let Some(v) = conn.next_value()? {
+                debug!("cluster: unexpected value from Redis on the publishing connection: {v:?}");
+            }
+        }
         Ok(())
     }
 
@@ -304,6 +318,7 @@ impl Pump {
         p.confirmed = 0;
         p.out.clear();
         p.written = 0;
+        p.closed = false;
         self.setup.status.set(Role::Publish, false, Some(&e));
         self.reconnect(Role::Publish);
     }

@@ -268,7 +268,10 @@ fn a_stalled_redis_drops_the_oldest_over_max_pending() {
         let m = next_text(&mut receiver);
         let i: usize = m[1..4].parse().expect("m<i>-");
         assert_eq!(m, text(i));
-        assert!(got.last() < Some(&i), "out of order or twice: {i} after {got:?}");
+        assert!(
+            got.last() < Some(&i),
+            "out of order or twice: {i} after {got:?}"
+        );
         got.push(i);
     }
     assert!(got.len() < N / 2, "nothing was dropped: {got:?}");
@@ -317,12 +320,18 @@ fn large_broadcasts_cross_instances_whole_and_in_order() {
     for k in 0..3u8 {
         sender.send(Message::binary(big(k))).expect("send");
         assert!(next_binary(&mut sender)[..] == big(k)[..]);
-        sender.send(Message::text(format!("small-{k}"))).expect("send");
+        sender
+            .send(Message::text(format!("small-{k}")))
+            .expect("send");
         assert_eq!(next_text(&mut sender), format!("small-{k}"));
     }
     for k in 0..3u8 {
         let m = next_binary(&mut receiver);
-        assert!(m[..] == big(k)[..], "big message {k} differs ({} bytes)", m.len());
+        assert!(
+            m[..] == big(k)[..],
+            "big message {k} differs ({} bytes)",
+            m.len()
+        );
         assert_eq!(next_text(&mut receiver), format!("small-{k}"));
     }
     wait_for("b counted 6 receipts", || {
