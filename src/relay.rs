@@ -307,6 +307,24 @@ impl Link {
         let _ = registry.deregister(&mut SourceFd(&self.sock.as_raw_fd()));
     }
 
+    /// Registers the link, or changes its registration, for `interest`
+    /// only: for a loop that asks for writability only while its queue
+    /// is not empty (every read by the peer would wake it otherwise).
+    pub fn register_for(
+        &self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+        again: bool,
+    ) -> io::Result<()> {
+        let fd = &mut SourceFd(&self.sock.as_raw_fd());
+        if again {
+            registry.reregister(fd, token, interest)
+        } else {
+            registry.register(fd, token, interest)
+        }
+    }
+
     /// Queues a whole frame (length prefix included) and tries to send.
     /// Returns false if the frame was dropped because the queue is full.
     pub fn queue_frame(&mut self, frame: &[u8]) -> bool {

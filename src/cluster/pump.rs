@@ -67,6 +67,9 @@ struct Publisher {
     confirmed: usize,
     /// Whether the round is a second try.
     retried: bool,
+    /// Registered for writability too (only while a round is not all
+    /// written: otherwise each read by Redis would wake the loop).
+    polled_for_write: bool,
     /// The poller saw the connection closed or failed: look even when no
     /// reply is due, so that a Redis gone while idle is noticed now.
     closed: bool,
@@ -87,6 +90,8 @@ pub(super) struct Pump {
     sub_ready: bool,
     setup: Setup,
     scratch: Vec<u8>,
+    /// The link is registered for writability too (while it has a queue).
+    link_polled_for_write: bool,
     connected: Receiver<(Role, RedisConn)>,
     connected_tx: Sender<(Role, RedisConn)>,
     waker: Arc<Waker>,
@@ -97,7 +102,7 @@ impl Pump {
     pub fn new(link: std::os::unix::net::UnixStream, setup: Setup) -> std::io::Result<Pump> {
         let poll = Poll::new()?;
         let link = Link::new(link)?;
-        link.register(poll.registry(), LINK)?;
+        link.register_for(poll.registry(), LINK, Interest::READABLE, false)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let (connected_tx, connected) = mpsc::channel();
         let pump = Pump {
@@ -109,6 +114,7 @@ impl Pump {
             sub_ready: false,
             setup,
             scratch: Vec::new(),
+            link_polled_for_write: false,
             connected,
             connected_tx,
             waker,
@@ -169,7 +175,8 @@ impl Pump {
                 Role::Publish => PUBLISH,
                 Role::Subscribe => SUBSCRIBE,
             };
-            let interest = Interest::READABLE | Interest::WRITABLE;
+            // Writability only while a round is not all written.
+            let interest = Interest::READABLE;
             if let Err(e) =
                 self.poll
                     .registry()
@@ -294,6 +301,18 @@ impl Pump {
                 n => p.written += n,
             }
         }
+        let want = p.written < p.out.len();
+        if want != p.polled_for_write {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            self.poll
+                .registry()
+                .reregister(&mut SourceFd(&conn.fd()), PUBLISH, interest)?;
+            p.polled_for_write = want;
+        }
         Ok(())
     }
 
@@ -319,6 +338,7 @@ impl Pump {
         p.out.clear();
         p.written = 0;
         p.closed = false;
+        p.polled_for_write = false;
         self.setup.status.set(Role::Publish, false, Some(&e));
         self.reconnect(Role::Publish);
     }
@@ -340,8 +360,24 @@ impl Pump {
             }
             self.link.flush();
             if !self.sub_ready || self.link.pending() >= LINK_BACKLOG {
-                return;
+                break;
             }
+        }
+        let want = self.link.pending() > 0;
+        if want != self.link_polled_for_write {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if let Err(e) = self
+                .link
+                .register_for(self.poll.registry(), LINK, interest, true)
+            {
+                error!("cluster: cannot poll the relay link: {e}; exiting");
+                std::process::exit(1);
+            }
+            self.link_polled_for_write = want;
         }
     }
 
