@@ -376,7 +376,16 @@ impl Link {
 
     /// Reads what is available and calls `frame` with each whole frame
     /// (length prefix included). Returns false once the peer has closed.
-    pub fn read_frames(&mut self, mut frame: impl FnMut(&[u8])) -> bool {
+    pub fn read_frames(&mut self, frame: impl FnMut(&[u8])) -> bool {
+        self.read_frames_until(false, frame)
+    }
+
+    /// [`Link::read_frames`], stopping after a read shorter than asked
+    /// for if `stop_at_short`: the socket had no more then, and an
+    /// edge-triggered poller reports whatever comes later, so the read
+    /// that would only say "no more" is saved. Not for a wake-up that
+    /// also reported the peer's close (which may need a read to see).
+    pub fn read_frames_until(&mut self, stop_at_short: bool, mut frame: impl FnMut(&[u8])) -> bool {
         let mut alive = true;
         let mut chunk = [0u8; 16 * 1024];
         loop {
@@ -385,7 +394,12 @@ impl Link {
                     alive = false;
                     break;
                 }
-                Ok(n) => self.inbox.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    self.inbox.extend_from_slice(&chunk[..n]);
+                    if stop_at_short && n < chunk.len() {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {

@@ -159,6 +159,13 @@ impl AsRawFd for Stream {
 pub(super) struct RedisConn {
     stream: Stream,
     parser: redis::Parser,
+    /// A read since the last wake-up got less than it asked for: the
+    /// socket had no more then (see [`ShortReads`]).
+    drained: bool,
+    /// Whether a short read means the socket is drained: not over TLS
+    /// (a read returns one record, more may wait in the socket), nor
+    /// once the poller reported the peer's close.
+    trust_short: bool,
 }
 
 impl RedisConn {
@@ -196,19 +203,37 @@ impl RedisConn {
             parser.parse_value(&mut stream)?.extract_error()?;
         }
         stream.set_nonblocking()?;
-        Ok(RedisConn { stream, parser })
+        let trust_short = !matches!(stream, Stream::Tls(_));
+        Ok(RedisConn {
+            stream,
+            parser,
+            drained: false,
+            trust_short,
+        })
     }
 
     /// The next whole reply or message, `None` when the socket has no
     /// more for now. An error means the connection is unusable.
     pub fn next_value(&mut self) -> RedisResult<Option<Value>> {
-        match self.parser.parse_value(&mut self.stream) {
+        let mut reader = ShortReads {
+            stream: &mut self.stream,
+            drained: &mut self.drained,
+            trust_short: self.trust_short,
+        };
+        match self.parser.parse_value(&mut reader) {
             Ok(v) => Ok(Some(v)),
             // The socket is non-blocking, so no read times out: a
             // "timeout" is the socket saying it has nothing more now.
             Err(e) if e.is_timeout() => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The poller reported the socket (readable, or `closed`): reads may
+    /// find more.
+    pub fn polled(&mut self, closed: bool) {
+        self.drained = false;
+        self.trust_short &= !closed;
     }
 
     /// Writes from `buf`; returns how much the socket took (0 when it
@@ -228,6 +253,29 @@ impl RedisConn {
     /// The socket, for the poller.
     pub fn fd(&self) -> RawFd {
         self.stream.as_raw_fd()
+    }
+}
+
+/// The socket as the parser reads it: after a short read it says "would
+/// block" without asking the kernel, which would only say the same (an
+/// edge-triggered poller reports what arrives later). Saves one read per
+/// wake-up.
+struct ShortReads<'a> {
+    stream: &'a mut Stream,
+    drained: &'a mut bool,
+    trust_short: bool,
+}
+
+impl Read for ShortReads<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if *self.drained {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = self.stream.read(buf)?;
+        if self.trust_short && n > 0 && n < buf.len() {
+            *self.drained = true;
+        }
+        Ok(n)
     }
 }
 

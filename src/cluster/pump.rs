@@ -147,21 +147,33 @@ impl Pump {
                 error!("cluster: poll failed: {e}");
                 std::process::exit(1);
             }
-            let mut link_readable = false;
+            let (mut link_readable, mut link_closed) = (false, false);
             for event in events.iter() {
                 match event.token() {
-                    LINK => link_readable |= event.is_readable() || event.is_read_closed(),
-                    SUBSCRIBE => self.sub_ready = true,
+                    LINK => {
+                        link_readable |= event.is_readable() || event.is_read_closed();
+                        link_closed |= event.is_read_closed() || event.is_error();
+                    }
+                    SUBSCRIBE => {
+                        self.sub_ready = true;
+                        if let Some(conn) = self.subscriber.as_mut() {
+                            conn.polled(event.is_read_closed() || event.is_error());
+                        }
+                    }
                     // Replies are read in the turn below when due.
                     PUBLISH => {
-                        self.publisher.closed |= event.is_read_closed() || event.is_error();
+                        let closed = event.is_read_closed() || event.is_error();
+                        self.publisher.closed |= closed;
+                        if let Some(conn) = self.publisher.conn.as_mut() {
+                            conn.polled(closed);
+                        }
                     }
                     _ => {}
                 }
             }
             self.adopt_connections();
             if link_readable {
-                self.read_link();
+                self.read_link(!link_closed);
             }
             self.pump_publisher();
             self.pump_subscriber();
@@ -205,15 +217,15 @@ impl Pump {
     }
 
     /// Moves the master's frames into the queue, as channel messages.
-    fn read_link(&mut self) {
+    fn read_link(&mut self, stop_at_short: bool) {
         let (queue, id, dropped) = (
             &mut self.queue,
             &self.setup.id,
             &self.setup.counters.dropped,
         );
-        let alive = self
-            .link
-            .read_frames(|frame| queue.push(encode(id, &frame[4..]), dropped));
+        let alive = self.link.read_frames_until(stop_at_short, |frame| {
+            queue.push(encode(id, &frame[4..]), dropped);
+        });
         if !alive {
             info!("cluster: the master closed the relay link; exiting");
             std::process::exit(0);
