@@ -180,21 +180,19 @@ def helper_pids(server):
 
 
 def helper_sample(pid):
-    """(CPU s, voluntary + involuntary context switches of its live
-    threads) of one process, from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / B.TICK
-    except (OSError, IndexError, ValueError):
-        return 0.0, 0
-    switches = 0
+    """(CPU s, voluntary + involuntary context switches) of one process's
+    live threads, from /proc (CPU time from schedstat, in nanoseconds:
+    the clock ticks of /proc/PID/stat are too coarse for a helper's
+    fraction of a second)."""
+    cpu, switches = 0.0, 0
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
         tasks = []
     for t in tasks:
         try:
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                cpu += int(f.read().split()[0]) / 1e9
             with open(f"/proc/{pid}/task/{t}/status") as f:
                 for line in f:
                     if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
