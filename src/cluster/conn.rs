@@ -315,3 +315,58 @@ pub(super) fn connect_in_background(
         })
         .map(drop)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection over one end of a socket pair, as the loop has it.
+    fn pair() -> (RedisConn, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().expect("socket pair");
+        ours.set_nonblocking(true).expect("non-blocking");
+        let conn = RedisConn {
+            stream: Stream::Unix(ours),
+            parser: redis::Parser::new(),
+            drained: false,
+            trust_short: true,
+        };
+        (conn, theirs)
+    }
+
+    #[test]
+    fn a_message_split_over_reads_is_resumed_where_it_stopped() {
+        let (mut conn, mut redis) = pair();
+        let whole = b"*3\r\n$7\r\nmessage\r\n$4\r\nchan\r\n$5\r\nhello\r\n:1\r\n";
+        let (first, rest) = whole.split_at(20);
+        assert_eq!(conn.next_value().expect("no error"), None);
+        redis.write_all(first).expect("write");
+        conn.polled(false);
+        assert_eq!(conn.next_value().expect("no error"), None, "half a message");
+        redis.write_all(rest).expect("write");
+        conn.polled(false);
+        let msg = redis::Msg::from_owned_value(conn.next_value().unwrap().unwrap()).unwrap();
+        assert_eq!(
+            (msg.get_channel_name(), msg.get_payload_bytes()),
+            ("chan", &b"hello"[..])
+        );
+        assert_eq!(conn.next_value().unwrap(), Some(Value::Int(1)));
+        assert_eq!(conn.next_value().unwrap(), None);
+    }
+
+    #[test]
+    fn after_a_short_read_more_is_read_only_once_polled_again() {
+        let (mut conn, mut redis) = pair();
+        redis.write_all(b":1\r\n").expect("write");
+        assert_eq!(conn.next_value().unwrap(), Some(Value::Int(1)));
+        redis.write_all(b":2\r\n").expect("write");
+        // The short read said the socket was drained: no read until the
+        // poller reports the socket again.
+        assert_eq!(conn.next_value().unwrap(), None);
+        conn.polled(false);
+        assert_eq!(conn.next_value().unwrap(), Some(Value::Int(2)));
+        // The peer's close is found once the poller reports it.
+        drop(redis);
+        conn.polled(true);
+        assert!(conn.next_value().is_err());
+    }
+}
