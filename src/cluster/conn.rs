@@ -191,12 +191,17 @@ impl RedisConn {
                 .write_packed_command(&mut setup);
             replies += 1;
         }
-        if role == Role::Subscribe {
-            redis::cmd("SUBSCRIBE")
+        // Every connection waits for an answer from Redis before it
+        // counts as up: a TCP connect alone can succeed on a Redis that
+        // is dying (the kernel completes it from the listen backlog), and
+        // "connected" would be logged for a connection that never worked.
+        match role {
+            Role::Subscribe => redis::cmd("SUBSCRIBE")
                 .arg(channel)
-                .write_packed_command(&mut setup);
-            replies += 1;
+                .write_packed_command(&mut setup),
+            Role::Publish => redis::cmd("PING").write_packed_command(&mut setup),
         }
+        replies += 1;
         stream.write_all(&setup)?;
         let mut parser = redis::Parser::new();
         for _ in 0..replies {
