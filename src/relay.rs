@@ -307,6 +307,24 @@ impl Link {
         let _ = registry.deregister(&mut SourceFd(&self.sock.as_raw_fd()));
     }
 
+    /// Registers the link, or changes its registration, for `interest`
+    /// only: for a loop that asks for writability only while its queue
+    /// is not empty (every read by the peer would wake it otherwise).
+    pub fn register_for(
+        &self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+        again: bool,
+    ) -> io::Result<()> {
+        let fd = &mut SourceFd(&self.sock.as_raw_fd());
+        if again {
+            registry.reregister(fd, token, interest)
+        } else {
+            registry.register(fd, token, interest)
+        }
+    }
+
     /// Queues a whole frame (length prefix included) and tries to send.
     /// Returns false if the frame was dropped because the queue is full.
     pub fn queue_frame(&mut self, frame: &[u8]) -> bool {
@@ -334,6 +352,11 @@ impl Link {
         true
     }
 
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.outbox.len()
+    }
+
     /// Writes what the socket accepts of the queue.
     pub fn flush(&mut self) {
         let mut written = 0;
@@ -353,7 +376,16 @@ impl Link {
 
     /// Reads what is available and calls `frame` with each whole frame
     /// (length prefix included). Returns false once the peer has closed.
-    pub fn read_frames(&mut self, mut frame: impl FnMut(&[u8])) -> bool {
+    pub fn read_frames(&mut self, frame: impl FnMut(&[u8])) -> bool {
+        self.read_frames_until(false, frame)
+    }
+
+    /// [`Link::read_frames`], stopping after a read shorter than asked
+    /// for if `stop_at_short`: the socket had no more then, and an
+    /// edge-triggered poller reports whatever comes later, so the read
+    /// that would only say "no more" is saved. Not for a wake-up that
+    /// also reported the peer's close (which may need a read to see).
+    pub fn read_frames_until(&mut self, stop_at_short: bool, mut frame: impl FnMut(&[u8])) -> bool {
         let mut alive = true;
         let mut chunk = [0u8; 16 * 1024];
         loop {
@@ -362,7 +394,12 @@ impl Link {
                     alive = false;
                     break;
                 }
-                Ok(n) => self.inbox.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    self.inbox.extend_from_slice(&chunk[..n]);
+                    if stop_at_short && n < chunk.len() {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {

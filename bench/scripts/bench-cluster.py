@@ -14,7 +14,10 @@ one after the other and with the same arguments:
 
 (`-c N` connections: connection 0 sends and receives, so N receivers; in
 the two-instance run they are spread round-robin over A and B, the sender
-on A, and every receiver must get every message.)
+on A, and every receiver must get every message.) The order alternates
+per repetition (ABBA): odd repetitions run the setups in the order above,
+even ones in the reverse order, so that a drift of the machine's load over
+a run weighs on every setup alike.
 
 BENCH_PLACEMENT says where the processes run (taskset; each instance's
 master, workers and cluster helper inherit its CPUs):
@@ -43,8 +46,12 @@ and redis-server apart. The report gives deliveries per instance
 CPU-second (the goal's figure) and per CPU-second with Redis counted too,
 and the ratio two instances / one instance of each repetition: the goal
 is that the second instance costs no more than 20 % of the one-instance
-figure, i.e. a ratio of at least 0.80. BENCH_WINDOW (default 4) sets
-`-w`.
+figure, i.e. a ratio of at least 0.80. It also pools the repetitions: per
+setup, all deliveries over all instance CPU seconds of all repetitions,
+and the ratio of those pooled figures, beside the median and range of the
+per-repetition ratios. Per two-instance run it reports each cluster
+helper's CPU time and context switches (all its threads, from /proc) per
+broadcast message. BENCH_WINDOW (default 4) sets `-w`.
 
   --no-redis   start A and B WITHOUT [cluster] (and no Redis): a smoke run
                of the bench side. Messages then only reach receivers on
@@ -60,6 +67,7 @@ default: from PATH). Prints a Markdown table and the ratios.
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -157,6 +165,57 @@ def wait_cluster(server):
     raise RuntimeError(f"{server.label}: the cluster helper did not connect; see {server.errlog}")
 
 
+def helper_pids(server):
+    """The cluster helper processes of an instance (process title
+    `wssd: cluster process`, under its master)."""
+    pids = []
+    for p in B.tree(server.proc.pid):
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                if f.read().startswith(b"wssd: cluster process"):
+                    pids.append(p)
+        except OSError:
+            pass
+    return pids
+
+
+def helper_sample(pid):
+    """(CPU s, voluntary + involuntary context switches) of one process's
+    live threads, from /proc (CPU time from schedstat, in nanoseconds:
+    the clock ticks of /proc/PID/stat are too coarse for a helper's
+    fraction of a second)."""
+    cpu, switches = 0.0, 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        tasks = []
+    for t in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                cpu += int(f.read().split()[0]) / 1e9
+            with open(f"/proc/{pid}/task/{t}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        switches += int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+    return cpu, switches
+
+
+def run_two(a, b, n, args):
+    """The two-instance run, with each cluster helper's CPU s and context
+    switches over it (r["helpers"]: name -> [CPU s, switches])."""
+    helpers = {name: helper_pids(s) for name, s in (("A", a), ("B", b))}
+    before = {name: [helper_sample(p) for p in pids] for name, pids in helpers.items()}
+    r = B.run_bench(a, f"broadcast {n} two", "/chat/bench", args, B.SECS, also=[b])
+    r["helpers"] = {}
+    for name, pids in helpers.items():
+        after = [helper_sample(p) for p in pids]
+        r["helpers"][name] = [sum(x[0] - y[0] for x, y in zip(after, before[name])),
+                              sum(x[1] - y[1] for x, y in zip(after, before[name]))]
+    return r
+
+
 def figures(r, instances, redis):
     """(instance CPU s, Redis CPU s, deliveries per instance CPU-s, per CPU-s with Redis)."""
     by_pid = r["server_cpu_by_pid"]
@@ -181,6 +240,71 @@ def row(label, r, instances, redis):
             f"{j.get('errors', '?')} (rc {r['rc']}) |")
 
 
+def pooled_report(runs, one, one2, two, redis):
+    """Per N: each setup's pooled figures (all deliveries / all instance
+    CPU s of every repetition), the ratio of the pooled figures, and the
+    median and range of the per-repetition ratios."""
+    print("\n| receivers | setup | repetitions | deliveries | instance CPU s | Redis CPU s "
+          "| pooled per instance CPU-s | pooled per CPU-s with Redis |")
+    print("|---|---|---|---|---|---|---|---|")
+    summary = []
+    for n in sorted({run[0] for run in runs}):
+        mine = [run for run in runs if run[0] == n]
+        pooled = {}
+        for i, (label, inst, red) in enumerate((("one instance", one, None),
+                                                ("one instance, 2 workers", one2, None),
+                                                ("two instances", two, redis))):
+            rs = [run[2 + i] for run in mine]
+            deliveries = sum((r["json"].get("broadcast") or {}).get("deliveries", 0) for r in rs)
+            cpu = [figures(r, inst, red) for r in rs]
+            inst_s, red_s = sum(c[0] for c in cpu), sum(c[1] for c in cpu)
+            per_inst = deliveries / inst_s if inst_s > 0 else 0.0
+            per_all = deliveries / (inst_s + red_s) if inst_s + red_s > 0 else 0.0
+            pooled[label] = (per_inst, per_all)
+            print(f"| {n:,} | {label} | {len(rs)} | {deliveries:,} | {inst_s:.2f} | {red_s:.2f} "
+                  f"| {B.fmt(per_inst)} | {B.fmt(per_all)} |")
+        per_rep = [figures(r2, two, redis)[2] / figures(r1, one, None)[2]
+                   for _, _, r1, _, r2 in mine if figures(r1, one, None)[2] > 0]
+        p1, p2 = pooled["one instance"], pooled["two instances"]
+        if p1[0] > 0 and per_rep:
+            summary.append(
+                f"* {n:,} receivers: two / one instance, pooled: **{p2[0] / p1[0]:.3f}** per "
+                f"instance CPU-s ({p2[1] / p1[1]:.3f} with Redis's CPU counted; the goal: "
+                f">= 0.80); per repetition: median {statistics.median(per_rep):.3f}, range "
+                f"{min(per_rep):.3f}-{max(per_rep):.3f}, at or above 0.80 in "
+                f"{sum(x >= 0.8 for x in per_rep)} of {len(per_rep)}")
+    print()
+    print("\n".join(summary))
+
+
+def helpers_report(runs):
+    """Each cluster helper's CPU time and context switches per broadcast
+    message of the two-instance runs, per repetition and pooled."""
+    rows, totals = [], {"A": [0.0, 0, 0], "B": [0.0, 0, 0]}
+    for n, rep, _, _, r2 in runs:
+        sent = (r2["json"].get("broadcast") or {}).get("messages_sent", 0)
+        h = r2.get("helpers") or {}
+        if not sent or not h:
+            continue
+        cells = []
+        for name in ("A", "B"):
+            cpu, sw = h.get(name, [0.0, 0])
+            totals[name][0] += cpu
+            totals[name][1] += sw
+            totals[name][2] += sent
+            cells.append(f"{cpu / sent * 1e6:.0f} | {sw / sent:.2f}")
+        rows.append(f"| {n:,} | #{rep} | {sent:,} | " + " | ".join(cells) + " |")
+    if not rows:
+        return
+    print("\n| receivers | repetition | messages | helper A: CPU µs / message | A: context "
+          "switches / message | helper B: CPU µs / message | B: context switches / message |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    cells = [f"{t[0] / t[2] * 1e6:.0f} | {t[1] / t[2]:.2f}" if t[2] else "– | –"
+             for t in (totals["A"], totals["B"])]
+    print(f"| all | pooled | {totals['A'][2]:,} | " + " | ".join(cells) + " |")
+
+
 def main():
     no_redis = "--no-redis" in sys.argv[1:]
     place = Placement(PLACEMENT)
@@ -202,12 +326,17 @@ def main():
             args = lambda n: ["-c", str(n), "-m", "broadcast", "-w", WINDOW]
             for n in B.BCAST:
                 for rep in range(1, B.REPEAT + 1):
-                    r1 = B.run_bench(one, f"broadcast {n} one", "/chat/bench", args(n), B.SECS)
-                    r12 = B.run_bench(one2, f"broadcast {n} one 2w", "/chat/bench", args(n),
-                                      B.SECS)
-                    r2 = B.run_bench(a, f"broadcast {n} two", "/chat/bench", args(n), B.SECS,
-                                     also=[b])
-                    runs.append((n, rep, r1, r12, r2))
+                    setups = [
+                        ("one", lambda: B.run_bench(one, f"broadcast {n} one", "/chat/bench",
+                                                    args(n), B.SECS)),
+                        ("one2", lambda: B.run_bench(one2, f"broadcast {n} one 2w",
+                                                     "/chat/bench", args(n), B.SECS)),
+                        ("two", lambda: run_two(a, b, n, args(n))),
+                    ]
+                    if rep % 2 == 0:
+                        setups.reverse()  # ABBA: even repetitions in reverse order
+                    got = {name: run() for name, run in setups}
+                    runs.append((n, rep, got["one"], got["one2"], got["two"]))
         finally:
             for srv in (one, one2, a, b):
                 srv.stop()
@@ -236,6 +365,8 @@ def main():
         f2 = figures(r2, [a, b], redis)
         print(f"| {n:,} | #{rep} | {ratio(f2[2], f1[2])} | {ratio(f2[3], f1[3])} | "
               f"{ratio(f12[2], f1[2])} | {ratio(f2[2], f12[2])} |")
+    pooled_report(runs, [one], [one2], [a, b], redis)
+    helpers_report(runs)
     if no_redis:
         print("\nWithout Redis the instances do not share broadcasts: receivers on B get "
               "nothing, which the per-URL column and the errors show.")

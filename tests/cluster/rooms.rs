@@ -218,6 +218,137 @@ fn a_backlog_for_redis_goes_out_pipelined_exactly_once_in_order() {
     assert_eq!(a.status()["cluster"]["dropped"], 0);
 }
 
+/// While Redis holds back writes, what waits in a's helper is bounded by
+/// `max_pending`: the oldest broadcasts are dropped and counted, the
+/// newest kept; once Redis resumes, b gets what was kept, each once, in
+/// order, ending with the last, and published + dropped account for
+/// every broadcast.
+#[test]
+fn a_stalled_redis_drops_the_oldest_over_max_pending() {
+    const N: usize = 100;
+    let redis = Redis::start(free_port());
+    let small = config(1, Some(&redis.url()), "a", None, "")
+        .replace("[cluster]\n", "[cluster]\nmax_pending = 2048\n");
+    let a = Instance::start(&small);
+    let b = Instance::start(&config(1, Some(&redis.url()), "b", None, ""));
+    a.wait_cluster(true);
+    b.wait_cluster(true);
+    let mut sender = client(&a.url(LOBBY));
+    let mut receiver = client(&b.url(LOBBY));
+    wait_for("2 connections counted", || {
+        let open = |i: &Instance| i.status()["totals"]["connections"].as_u64();
+        (open(&a) == Some(1) && open(&b) == Some(1)).then_some(())
+    });
+    let mut ctl = ::redis::Client::open(redis.url())
+        .and_then(|c| c.get_connection())
+        .expect("a control connection to Redis");
+    let mut query = |args: &[&str]| {
+        let mut cmd = ::redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query::<String>(&mut ctl)
+            .unwrap_or_else(|e| panic!("Redis {args:?}: {e}"));
+    };
+    query(&["CLIENT", "PAUSE", "600000", "WRITE"]);
+    // About 140 bytes each on the channel: 2 KiB hold some 14 of 100.
+    let text = |i: usize| format!("m{i:03}-{}", "x".repeat(100));
+    for i in 0..N {
+        sender.send(Message::text(text(i))).expect("send");
+    }
+    for i in 0..N {
+        assert_eq!(next_text(&mut sender), text(i));
+    }
+    wait_for("a's helper to drop the oldest", || {
+        (a.status()["cluster"]["dropped"].as_u64() > Some(0)).then_some(())
+    });
+    query(&["CLIENT", "UNPAUSE"]);
+    let mut got = Vec::new();
+    while got.last() != Some(&(N - 1)) {
+        let m = next_text(&mut receiver);
+        let i: usize = m[1..4].parse().expect("m<i>-");
+        assert_eq!(m, text(i));
+        assert!(
+            got.last() < Some(&i),
+            "out of order or twice: {i} after {got:?}"
+        );
+        got.push(i);
+    }
+    assert!(got.len() < N / 2, "nothing was dropped: {got:?}");
+    // What was in flight when Redis paused (the first round: what had
+    // reached the helper when it first wrote to Redis, the oldest of it
+    // possibly dropped already), then the newest, kept: at most two runs
+    // without gaps, the second ending with the last.
+    let k = (1..got.len())
+        .find(|&j| got[j] != got[j - 1] + 1)
+        .unwrap_or(0);
+    assert_eq!(
+        &got[k..],
+        &(got[k]..N).collect::<Vec<_>>()[..],
+        "{got:?} {}",
+        a.status()["cluster"]
+    );
+    // Nothing more is on its way: a fence is b's very next message.
+    let fence = r#"{"path": "/chat/lobby", "message": "fence"}"#;
+    let (code, body) = http(a.status, "POST", "/publish", &[], fence);
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(next_text(&mut receiver), "fence");
+    wait_for("a's counts to add up", || {
+        let c = &a.status()["cluster"];
+        let (published, dropped) = (c["published"].as_u64()?, c["dropped"].as_u64()?);
+        (published == got.len() as u64 + 1 && published - 1 + dropped == N as u64).then_some(())
+    });
+}
+
+/// Broadcasts larger than the sockets' buffers cross instances whole: the
+/// helpers' non-blocking connections write and parse them over many
+/// reads and writes (and the link to b's master backs up), in order,
+/// binary kept binary, between small ones.
+#[test]
+fn large_broadcasts_cross_instances_whole_and_in_order() {
+    let redis = Redis::start(free_port());
+    let a = Instance::start(&config(1, Some(&redis.url()), "a", None, ""));
+    let b = Instance::start(&config(1, Some(&redis.url()), "b", None, ""));
+    a.wait_cluster(true);
+    b.wait_cluster(true);
+    let mut sender = client(&a.url(LOBBY));
+    let mut receiver = client(&b.url(LOBBY));
+    wait_for("2 connections counted", || {
+        let open = |i: &Instance| i.status()["totals"]["connections"].as_u64();
+        (open(&a) == Some(1) && open(&b) == Some(1)).then_some(())
+    });
+    let big = |k: u8| -> Vec<u8> { (0..6 << 20).map(|i: u32| (i % 251) as u8 ^ k).collect() };
+    let next_binary = |ws: &mut common::Ws| loop {
+        match ws.read().expect("read within the deadline") {
+            Message::Binary(b) => break b,
+            Message::Text(t) => panic!("{t} before a big message"),
+            _ => continue,
+        }
+    };
+    // The sender reads its own copies back as it goes (the broadcast
+    // includes it), so that a's worker does not hold its reads back.
+    for k in 0..3u8 {
+        sender.send(Message::binary(big(k))).expect("send");
+        assert!(next_binary(&mut sender)[..] == big(k)[..]);
+        sender
+            .send(Message::text(format!("small-{k}")))
+            .expect("send");
+        assert_eq!(next_text(&mut sender), format!("small-{k}"));
+    }
+    for k in 0..3u8 {
+        let m = next_binary(&mut receiver);
+        assert!(
+            m[..] == big(k)[..],
+            "big message {k} differs ({} bytes)",
+            m.len()
+        );
+        assert_eq!(next_text(&mut receiver), format!("small-{k}"));
+    }
+    wait_for("b counted 6 receipts", || {
+        (b.status()["cluster"]["received"] == 6).then_some(())
+    });
+}
+
 /// Redis killed mid-run: each instance's local delivery goes on without
 /// a gap, the daemons keep running, the state change is logged once,
 /// and after Redis returns on the same port cross-instance delivery
