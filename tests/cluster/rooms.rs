@@ -153,32 +153,48 @@ fn a_room_spans_two_instances_exactly_once_in_order() {
 /// queue in its cluster helper; once Redis resumes they reach the client
 /// on b exactly once and in order, and Redis read them in a few reads
 /// (`total_reads_processed`), not one round trip per message.
-#[test]
-fn a_backlog_for_redis_goes_out_pipelined_exactly_once_in_order() {
-    const N: usize = 200;
-    let redis = Redis::start(free_port());
-    let a = Instance::start(&config(1, Some(&redis.url()), "a", None, ""));
+/// Instance `a` (from `a_config`) and `b` on `redis`, each with one
+/// client in the lobby, both counted: (a, b, a's client, b's client).
+fn sender_on_a_receiver_on_b(
+    redis: &Redis,
+    a_config: &str,
+) -> (Instance, Instance, common::Ws, common::Ws) {
+    let a = Instance::start(a_config);
     let b = Instance::start(&config(1, Some(&redis.url()), "b", None, ""));
     a.wait_cluster(true);
     b.wait_cluster(true);
-    let mut sender = client(&a.url(LOBBY));
-    let mut receiver = client(&b.url(LOBBY));
+    let sender = client(&a.url(LOBBY));
+    let receiver = client(&b.url(LOBBY));
     wait_for("2 connections counted", || {
         let open = |i: &Instance| i.status()["totals"]["connections"].as_u64();
         (open(&a) == Some(1) && open(&b) == Some(1)).then_some(())
     });
+    (a, b, sender, receiver)
+}
 
+/// A control connection to `redis`: runs one command, returns its
+/// answer as text, panics (naming the command) on an error.
+fn control(redis: &Redis) -> impl FnMut(&[&str]) -> String {
     let mut ctl = ::redis::Client::open(redis.url())
         .and_then(|c| c.get_connection())
         .expect("a control connection to Redis");
-    let mut query = |args: &[&str]| -> String {
+    move |args: &[&str]| {
         let mut cmd = ::redis::cmd(args[0]);
         for a in &args[1..] {
             cmd.arg(*a);
         }
         cmd.query(&mut ctl)
             .unwrap_or_else(|e| panic!("Redis {args:?}: {e}"))
-    };
+    }
+}
+
+#[test]
+fn a_backlog_for_redis_goes_out_pipelined_exactly_once_in_order() {
+    const N: usize = 200;
+    let redis = Redis::start(free_port());
+    let a_config = config(1, Some(&redis.url()), "a", None, "");
+    let (a, b, mut sender, mut receiver) = sender_on_a_receiver_on_b(&redis, &a_config);
+    let mut query = control(&redis);
     let reads = |info: String| -> u64 {
         info.lines()
             .find_map(|l| l.strip_prefix("total_reads_processed:"))
@@ -229,27 +245,8 @@ fn a_stalled_redis_drops_the_oldest_over_max_pending() {
     let redis = Redis::start(free_port());
     let small = config(1, Some(&redis.url()), "a", None, "")
         .replace("[cluster]\n", "[cluster]\nmax_pending = 2048\n");
-    let a = Instance::start(&small);
-    let b = Instance::start(&config(1, Some(&redis.url()), "b", None, ""));
-    a.wait_cluster(true);
-    b.wait_cluster(true);
-    let mut sender = client(&a.url(LOBBY));
-    let mut receiver = client(&b.url(LOBBY));
-    wait_for("2 connections counted", || {
-        let open = |i: &Instance| i.status()["totals"]["connections"].as_u64();
-        (open(&a) == Some(1) && open(&b) == Some(1)).then_some(())
-    });
-    let mut ctl = ::redis::Client::open(redis.url())
-        .and_then(|c| c.get_connection())
-        .expect("a control connection to Redis");
-    let mut query = |args: &[&str]| {
-        let mut cmd = ::redis::cmd(args[0]);
-        for a in &args[1..] {
-            cmd.arg(*a);
-        }
-        cmd.query::<String>(&mut ctl)
-            .unwrap_or_else(|e| panic!("Redis {args:?}: {e}"));
-    };
+    let (a, b, mut sender, mut receiver) = sender_on_a_receiver_on_b(&redis, &small);
+    let mut query = control(&redis);
     query(&["CLIENT", "PAUSE", "600000", "WRITE"]);
     // About 140 bytes each on the channel: 2 KiB hold some 14 of 100.
     let text = |i: usize| format!("m{i:03}-{}", "x".repeat(100));

@@ -68,19 +68,10 @@ fn a_connection_that_received_a_large_message_holds_no_buffer_afterwards() {
     // The first 100 KB: the message is unfinished, its bytes held.
     client.write_all(&bytes[..100_000]).unwrap();
     let mut batch = Vec::new();
-    let read_all = |s: &mut Session, batch: &mut Vec<Received>| {
-        let mut budget = READ_BUDGET;
-        s.stream_mut().arm(false);
-        match s.read(&mut budget, Instant::now(), 16 << 20, batch) {
-            Read::More | Read::Stop { .. } => {}
-            Read::Closed => panic!("closed"),
-            Read::Failed(e) => panic!("failed: {e}"),
-        }
-    };
     let deadline = Instant::now() + std::time::Duration::from_secs(60);
     while s.buffered() < 100_000 - 14 {
         assert!(Instant::now() < deadline, "the first bytes did not arrive");
-        read_all(&mut s, &mut batch);
+        read_once(&mut s, &mut batch);
         std::thread::yield_now();
     }
     assert!(batch.is_empty());
@@ -91,7 +82,7 @@ fn a_connection_that_received_a_large_message_holds_no_buffer_afterwards() {
     });
     while batch.is_empty() {
         assert!(Instant::now() < deadline, "the message did not arrive");
-        read_all(&mut s, &mut batch);
+        read_once(&mut s, &mut batch);
         std::thread::yield_now();
     }
     let _client = writer.join().unwrap();
@@ -210,14 +201,20 @@ fn read_until(s: &mut Session, batch: &mut Vec<Received>, n: usize) {
     let deadline = Instant::now() + std::time::Duration::from_secs(60);
     while batch.len() < n {
         assert!(Instant::now() < deadline, "the frames did not arrive");
-        let mut budget = READ_BUDGET;
-        s.stream_mut().arm(false);
-        match s.read(&mut budget, Instant::now(), 16 << 20, batch) {
-            Read::More | Read::Stop { .. } => {}
-            Read::Closed => panic!("closed"),
-            Read::Failed(e) => panic!("failed: {e}"),
-        }
+        read_once(s, batch);
         std::thread::yield_now();
+    }
+}
+
+/// One read of the session, as after a readiness event; panics if the
+/// connection closed or failed.
+fn read_once(s: &mut Session, batch: &mut Vec<Received>) {
+    let mut budget = READ_BUDGET;
+    s.stream_mut().arm(false);
+    match s.read(&mut budget, Instant::now(), 16 << 20, batch) {
+        Read::More | Read::Stop { .. } => {}
+        Read::Closed => panic!("closed"),
+        Read::Failed(e) => panic!("failed: {e}"),
     }
 }
 
