@@ -245,7 +245,7 @@ fn a_stalled_redis_drops_the_oldest_over_max_pending() {
     let redis = Redis::start(free_port());
     let small = config(1, Some(&redis.url()), "a", None, "")
         .replace("[cluster]\n", "[cluster]\nmax_pending = 2048\n");
-    let (a, b, mut sender, mut receiver) = sender_on_a_receiver_on_b(&redis, &small);
+    let (a, _b, mut sender, mut receiver) = sender_on_a_receiver_on_b(&redis, &small);
     let mut query = control(&redis);
     query(&["CLIENT", "PAUSE", "600000", "WRITE"]);
     // About 140 bytes each on the channel: 2 KiB hold some 14 of 100.
