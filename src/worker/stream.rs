@@ -63,7 +63,9 @@ thread_local! {
 /// An empty output buffer with room for at least `need` bytes: the
 /// worker's spare when it has one.
 fn take_out(need: usize) -> Vec<u8> {
-    let mut out = SPARE_OUT.take();
+    // `try_with`: a stream dropped while the thread's locals are being
+    // torn down simply does without the spare.
+    let mut out = SPARE_OUT.try_with(Cell::take).unwrap_or_default();
     // One allocation for a burst of small frames, not a chain of
     // reallocations.
     out.reserve(need.max(4096));
@@ -77,11 +79,13 @@ fn give_out(mut out: Vec<u8>) {
         return;
     }
     out.clear();
-    let held = SPARE_OUT.take();
-    SPARE_OUT.set(if held.capacity() >= out.capacity() {
-        held
-    } else {
-        out
+    let _ = SPARE_OUT.try_with(|spare| {
+        let held = spare.take();
+        spare.set(if held.capacity() >= out.capacity() {
+            held
+        } else {
+            out
+        });
     });
 }
 
