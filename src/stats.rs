@@ -67,6 +67,9 @@ pub struct WorkerSlot {
     pub compressed_bytes_in: AtomicU64,
     /// The compressed payload bytes made from them.
     pub compressed_bytes_out: AtomicU64,
+    /// TLS connections that may hold OpenSSL's record buffers (a gauge;
+    /// see `worker::sweep`).
+    pub tls_buffered: AtomicU64,
 }
 
 impl WorkerSlot {
@@ -121,6 +124,12 @@ impl WorkerSlot {
         let _ = self
             .connections
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Sets a gauge.
+    #[inline]
+    pub fn set(gauge: &AtomicU64, n: u64) {
+        gauge.store(n, Ordering::Relaxed);
     }
 
     /// Reads a counter.

@@ -314,6 +314,15 @@ impl Conn {
         }
     }
 
+    /// The stream of an open or lingering connection.
+    pub fn stream_mut(&mut self) -> Option<&mut Stream> {
+        match &mut self.state {
+            State::Upgrading(_) => None,
+            State::Open(s) => Some(s.stream_mut()),
+            State::Linger(l) => Some(&mut l.stream),
+        }
+    }
+
     /// The session, if the connection is open.
     pub fn session(&self) -> Option<&Session> {
         match &self.state {

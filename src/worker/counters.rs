@@ -30,6 +30,13 @@ impl Counters {
         }
     }
 
+    /// `n` TLS connections may hold record buffers now.
+    pub fn tls_buffers(self, n: usize) {
+        if let Some(s) = self.0 {
+            WorkerSlot::set(&s.tls_buffered, n as u64);
+        }
+    }
+
     /// A WebSocket opened.
     pub fn opened(self) {
         if let Some(s) = self.0 {

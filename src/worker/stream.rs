@@ -17,18 +17,37 @@ pub enum Transport {
     Tls(Box<Tls>),
 }
 
-/// A TLS session over its socket, and the handle that arms the socket
-/// without reaching through the session (see [`Arming`]).
+/// A TLS session over its socket, the handle that arms the socket
+/// without reaching through the session (see [`Arming`]), and whether
+/// the session may hold OpenSSL's record buffers (see `crate::tls`).
 pub struct Tls {
     ssl: openssl::ssl::SslStream<ReadAhead>,
     arming: Arming,
+    /// Read or written since the last sweep.
+    used: bool,
+    /// On the worker's sweep list (see [`Stream::tls_newly_used`]).
+    listed: bool,
 }
 
 impl Transport {
     /// `wss://` over an established TLS session.
     pub fn tls(ssl: openssl::ssl::SslStream<ReadAhead>) -> Transport {
         let arming = ssl.get_ref().arming();
-        Transport::Tls(Box::new(Tls { ssl, arming }))
+        Transport::Tls(Box::new(Tls {
+            ssl,
+            arming,
+            used: true,
+            listed: false,
+        }))
+    }
+}
+
+impl Tls {
+    /// The session, noted as used: OpenSSL may allocate its record
+    /// buffers for what comes next.
+    fn ssl(&mut self) -> &mut openssl::ssl::SslStream<ReadAhead> {
+        self.used = true;
+        &mut self.ssl
     }
 }
 
@@ -215,7 +234,7 @@ impl Stream {
     fn write_socket(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = match &mut self.transport {
             Transport::Plain(s) => s.write(buf)?,
-            Transport::Tls(s) => s.ssl.write(buf)?,
+            Transport::Tls(s) => s.ssl().write(buf)?,
         };
         Ok(n)
     }
@@ -223,7 +242,7 @@ impl Stream {
     fn write_socket_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let n = match &mut self.transport {
             Transport::Plain(s) => s.write_vectored(bufs)?,
-            Transport::Tls(s) => s.ssl.write_vectored(bufs)?,
+            Transport::Tls(s) => s.ssl().write_vectored(bufs)?,
         };
         Ok(n)
     }
@@ -242,6 +261,35 @@ impl Stream {
     /// a TLS session may still hold decrypted bytes, so never for TLS).
     pub fn read_would_block(&self) -> bool {
         matches!(&self.transport, Transport::Plain(s) if s.drained())
+    }
+
+    /// A TLS session used since it was last swept and not on the
+    /// worker's sweep list yet: true once, and the caller lists it (see
+    /// `worker::sweep`). Always false for plain TCP, and where OpenSSL
+    /// releases the buffers after every record itself.
+    pub fn tls_newly_used(&mut self) -> bool {
+        match &mut self.transport {
+            Transport::Tls(s) if s.used && !s.listed && crate::tls::record_buffers_kept() => {
+                s.listed = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The sweep's visit: a session used since the last visit keeps its
+    /// record buffers, a quiet one gives them back. True while it stays
+    /// on the list (busy, or its buffers still hold data).
+    pub fn tls_sweep(&mut self) -> bool {
+        let Transport::Tls(s) = &mut self.transport else {
+            return false;
+        };
+        if std::mem::take(&mut s.used) {
+            return true;
+        }
+        let released = crate::tls::release_record_buffers(s.ssl.ssl());
+        s.listed = !released;
+        s.listed
     }
 
     /// Bytes queued for the socket and not sent yet.
@@ -286,7 +334,7 @@ impl Stream {
     /// Shuts down the sending half (after a TLS close_notify, for TLS).
     pub fn shutdown_write(&mut self) {
         if let Transport::Tls(s) = &mut self.transport {
-            let _ = s.ssl.shutdown();
+            let _ = s.ssl().shutdown();
         }
         let _ = self.tcp().shutdown(std::net::Shutdown::Write);
     }
@@ -313,7 +361,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.transport {
             Transport::Plain(s) => s.read(buf),
-            Transport::Tls(s) => s.ssl.read(buf),
+            Transport::Tls(s) => s.ssl().read(buf),
         }
     }
 }
@@ -343,7 +391,7 @@ impl Write for Stream {
         self.flush_out()?;
         match &mut self.transport {
             Transport::Plain(s) => s.flush(),
-            Transport::Tls(s) => s.ssl.flush(),
+            Transport::Tls(s) => s.ssl().flush(),
         }
     }
 }

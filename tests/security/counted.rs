@@ -9,32 +9,11 @@ use std::net::SocketAddr;
 
 use tungstenite::Message;
 
-/// The status listener's address, from the daemon's log.
-fn status_addr(d: &Daemon) -> SocketAddr {
-    d.wait_log("the status listener", |l| {
-        l.split("status listener on ")
-            .nth(1)
-            .and_then(|a| a.trim().parse().ok())
-    })
-}
-
-/// `GET path` on the status listener: the body of a 200.
-fn get(status: SocketAddr, path: &str) -> String {
-    let reply = raw_exchange(
-        status,
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    );
-    assert!(reply.starts_with("HTTP/1.1 200"), "GET {path}: {reply}");
-    reply
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
-}
-
 /// `/status`'s refusals with `status`, summed over the workers, and the
 /// same in its totals.
 fn status_count(status: SocketAddr, code: &str) -> (u64, u64) {
-    let doc: serde_json::Value = serde_json::from_str(&get(status, "/status")).expect("JSON");
+    let doc: serde_json::Value =
+        serde_json::from_str(&status_get(status, "/status")).expect("JSON");
     let workers: u64 = doc["workers"]
         .as_array()
         .expect("workers")
@@ -50,7 +29,7 @@ fn status_count(status: SocketAddr, code: &str) -> (u64, u64) {
 /// `/metrics`: the sum of `wssd_handshake_failures_total` with `status`.
 fn metrics_count(status: SocketAddr, code: &str) -> f64 {
     let label = format!("status=\"{code}\"");
-    get(status, "/metrics")
+    status_get(status, "/metrics")
         .lines()
         .filter(|l| l.starts_with("wssd_handshake_failures_total{") && l.contains(&label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -63,7 +42,7 @@ fn refusals_by_the_limits_and_max_processes_are_counted() {
         "{ECHO}[[routes]]\npath = \"/one\"\nhandler = \"exec\"\ncommand = [\"cat\"]\nmax_processes = 1\n\n[limits]\nmax_connections_per_ip = 1\nexempt = [\"127.0.0.1/32\"]\n\n[status]\nlisten = \"127.0.0.1:0\"\n"
     );
     let d = Daemon::start(&config("workers = 1", &routes));
-    let status = status_addr(&d);
+    let status = d.status_addr();
 
     // 127.0.0.2 holds its one connection; its second gets 429.
     let held = PyProc::spawn(

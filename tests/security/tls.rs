@@ -6,6 +6,8 @@ use crate::support::*;
 use std::path::Path;
 use std::process::Command;
 
+use wssd::client::{Client, ClientConfig, Message};
+
 /// A self-signed certificate for 127.0.0.1 with `serial` (hex) as
 /// `dir/NAME.pem` and `dir/NAME.key`.
 fn cert_with_serial(dir: &Path, name: &str, serial: &str) {
@@ -13,9 +15,14 @@ fn cert_with_serial(dir: &Path, name: &str, serial: &str) {
 }
 
 fn tls_daemon() -> Daemon {
+    tls_daemon_with("")
+}
+
+/// A TLS daemon with `extra` sections in its configuration.
+fn tls_daemon_with(extra: &str) -> Daemon {
     let dir = TempDir::new();
     cert_with_serial(dir.path(), "a", "A1A1");
-    let text = config("", ECHO) + "\n[tls]\ncert = \"cert.pem\"\nkey = \"cert.key\"\n";
+    let text = config("", ECHO) + "\n[tls]\ncert = \"cert.pem\"\nkey = \"cert.key\"\n" + extra;
     std::fs::copy(dir.path().join("a.pem"), dir.path().join("cert.pem")).unwrap();
     std::fs::copy(dir.path().join("a.key"), dir.path().join("cert.key")).unwrap();
     let path = dir.write("wssd.toml", &text);
@@ -132,4 +139,36 @@ fn missing_or_mismatched_files_are_config_errors_naming_the_file() {
         assert_eq!(out.code(), Some(2), "{tls}: {err}");
         assert!(err.contains(key) && err.contains(file), "{tls}: {err}");
     }
+}
+
+/// OpenSSL's record buffers (about 34 KiB per connection) stay with a
+/// busy connection, so a message does not cost two large allocations,
+/// and a quiet one gives them back; `/status` counts who holds them.
+#[test]
+fn a_busy_tls_connection_keeps_its_record_buffers_and_a_quiet_one_gives_them_back() {
+    let d = tls_daemon_with("\n[status]\nlisten = \"127.0.0.1:0\"\n");
+    let status = d.status_addr();
+    let totals = || -> serde_json::Value {
+        let doc: serde_json::Value =
+            serde_json::from_str(&status_get(status, "/status")).expect("JSON");
+        doc["totals"].clone()
+    };
+    let ca = d.dir.path().join("a.pem");
+    let config = ClientConfig::default().with_ca_file(&ca);
+    let mut client = Client::connect(&wss(&d), &config).expect("wss connect");
+    wait_for("a busy connection holding its buffers", || {
+        assert_eq!(
+            client.send_receive_text("busy").unwrap(),
+            Message::text("busy")
+        );
+        (totals()["tls_buffered_connections"] == 1).then_some(())
+    });
+    wait_for("the quiet connection giving its buffers back", || {
+        (totals()["tls_buffered_connections"] == 0).then_some(())
+    });
+    assert_eq!(totals()["connections"], 1, "still open");
+    assert_eq!(
+        client.send_receive_text("again").unwrap(),
+        Message::text("again")
+    );
 }

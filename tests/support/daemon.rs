@@ -143,6 +143,15 @@ impl Daemon {
         })
     }
 
+    /// The status listener's address (`[status] listen`), from the log.
+    pub fn status_addr(&self) -> SocketAddr {
+        self.wait_log("the status listener", |l| {
+            l.split("status listener on ")
+                .nth(1)
+                .and_then(|a| a.trim().parse().ok())
+        })
+    }
+
     /// Waits for a log line for which `f` returns `Some`.
     pub fn wait_log<T>(&self, what: &str, mut f: impl FnMut(&str) -> Option<T>) -> T {
         wait_for(&format!("log: {what}"), || {
@@ -192,4 +201,17 @@ impl Daemon {
     pub fn rewrite_config(&self, text: &str) {
         std::fs::write(&self.config_path, text).expect("rewrite config");
     }
+}
+
+/// `GET path` on a status listener: the body of a 200.
+pub fn status_get(status: SocketAddr, path: &str) -> String {
+    let reply = super::ws::raw_exchange(
+        status,
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "GET {path}: {reply}");
+    reply
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
 }

@@ -50,7 +50,7 @@ pub mod ws;
 
 pub use bin::wssd_bin;
 pub use certs::{make_cert, Cert, Certs, LOCAL_SAN};
-pub use daemon::{config, Daemon, ECHO};
+pub use daemon::{config, status_get, Daemon, ECHO};
 pub use net::{closed_port, free_port, SilentServer};
 pub use process::{
     adopt_orphans, alive, children, run, spawn_lines, Adopted, ChildGuard, Lines, Output,
