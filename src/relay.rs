@@ -49,7 +49,7 @@ pub const MAX_QUEUE: usize = 64 << 20;
 
 /// The set of connections a broadcast is for, in a form that can cross
 /// process boundaries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RoomKey {
     /// Every connection.
     All,
@@ -69,19 +69,6 @@ impl RoomKey {
                 origin.route().to_string(),
                 origin.params().map(|(_, v)| v.to_string()).collect(),
             ),
-        }
-    }
-
-    /// Whether the connection `info` is in this set.
-    pub fn matches(&self, info: &ConnInfo) -> bool {
-        match self {
-            RoomKey::All => true,
-            RoomKey::Route(r) => r == info.route(),
-            RoomKey::Room(r, values) => {
-                r == info.route()
-                    && values.len() == info.params().len()
-                    && values.iter().zip(info.params()).all(|(v, (_, p))| v == p)
-            }
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use log::{debug, warn};
 
 use super::conn::Conn;
+use super::rooms::Rooms;
 use super::session::{
     data_opcode, give_back_deflate_out, take_deflate_out, with_shared, Compressed, Sent, Session,
 };
@@ -69,6 +70,8 @@ pub(super) struct Broadcasts {
     pending: VecDeque<Broadcast>,
     /// Receivers a broadcast queued output for this loop turn.
     flush_due: Vec<usize>,
+    /// Who is in which room.
+    rooms: Rooms,
 }
 
 impl Broadcasts {
@@ -78,6 +81,22 @@ impl Broadcasts {
             relay,
             ..Broadcasts::default()
         }
+    }
+
+    /// The open connection in `slot` joins its rooms (before its
+    /// handler's `on_open`, so that it receives what that broadcasts).
+    pub fn join(&mut self, slot: usize, session: &mut Session) {
+        session.places = self.rooms.join(slot, &session.info);
+    }
+
+    /// The connection of `session`, taken out of `conns`, leaves its
+    /// rooms; the members that took its places learn their new ones.
+    pub fn leave(&mut self, session: &Session, conns: &mut Slab<Conn>) {
+        self.rooms.leave(&session.info, session.places, |m| {
+            if let Some(s) = conns.get_mut(m.slot).and_then(Conn::session_mut) {
+                s.places.moved(m);
+            }
+        });
     }
 
     /// Sends a broadcast to the other workers through the master.
@@ -186,14 +205,11 @@ impl Broadcasts {
         // The uncompressed frame, encoded once into the turn's buffer
         // with the first receiver that takes it.
         let mut plain: Option<Option<Span>> = None;
-        for slot in 0..conns.capacity() {
+        for &slot in self.rooms.members(&b.key) {
             let Some(session) = conns.get_mut(slot).and_then(Conn::session_mut) else {
                 continue;
             };
-            if Some(session.info.id) == b.skip
-                || !b.key.matches(&session.info)
-                || session.closing_since.is_some()
-            {
+            if Some(session.info.id) == b.skip || session.closing_since.is_some() {
                 continue;
             }
             let max = max_send_buffer;
@@ -411,9 +427,11 @@ mod tests {
     const MAX_SEND_BUFFER: usize = 1 << 20;
 
     /// A table of open connections on `/chat/{room}`, one per room name
-    /// in `rooms`, over real loopback sockets; and the clients' ends.
-    fn receivers(rooms: &[&str]) -> (Slab<Conn>, Vec<TcpStream>) {
+    /// in `rooms`, over real loopback sockets, each in its rooms; and the
+    /// clients' ends.
+    fn receivers(rooms: &[&str]) -> (Broadcasts, Slab<Conn>, Vec<TcpStream>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut b = Broadcasts::default();
         let mut conns = Slab::default();
         let mut clients = Vec::new();
         for (i, room) in rooms.iter().enumerate() {
@@ -443,8 +461,9 @@ mod tests {
                 deflate: None,
                 echo: false,
             };
-            let session = Session::new(stream, up, 1 << 20, Instant::now());
+            let mut session = Session::new(stream, up, 1 << 20, Instant::now());
             let (slot, serial) = conns.vacant();
+            b.join(slot, &mut session);
             conns.insert(
                 slot,
                 Conn {
@@ -457,7 +476,7 @@ mod tests {
             );
             clients.push(client);
         }
-        (conns, clients)
+        (b, conns, clients)
     }
 
     /// A text broadcast to `room` of `/chat/{room}`.
@@ -509,8 +528,7 @@ mod tests {
 
     #[test]
     fn a_burst_of_broadcasts_costs_no_allocation_per_receiver_and_one_flush_each() {
-        let (mut conns, mut clients) = receivers(&["a"; 8]);
-        let mut b = Broadcasts::default();
+        let (mut b, mut conns, mut clients) = receivers(&["a"; 8]);
         let burst = ["one", "two", "three"];
         let mut allocations = Vec::new();
         for _turn in 0..3 {
@@ -544,8 +562,7 @@ mod tests {
     #[test]
     fn a_turn_of_broadcasts_past_max_send_buffer_does_not_drop_its_receivers() {
         // The socket has not refused any of it: it is not a backlog.
-        let (mut conns, _clients) = receivers(&["a"; 2]);
-        let mut b = Broadcasts::default();
+        let (mut b, mut conns, _clients) = receivers(&["a"; 2]);
         let big = Broadcast {
             message: Message::binary(vec![7u8; 64 << 10]),
             ..to_room("a", "")
@@ -570,8 +587,7 @@ mod tests {
 
     #[test]
     fn each_receiver_gets_its_frames_in_order_across_rooms_and_direct_sends() {
-        let (mut conns, mut clients) = receivers(&["a", "b", "a"]);
-        let mut b = Broadcasts::default();
+        let (mut b, mut conns, mut clients) = receivers(&["a", "b", "a"]);
         b.deliver(&mut conns, &to_room("a", "a1"), MAX_SEND_BUFFER);
         b.deliver(&mut conns, &to_room("b", "b1"), MAX_SEND_BUFFER);
         // Not adjacent to a1 in the turn's buffer.

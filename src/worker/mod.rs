@@ -26,6 +26,7 @@ pub mod fuzzing;
 mod handlers;
 mod mode;
 mod programs;
+mod rooms;
 mod session;
 mod slab;
 mod socket;
@@ -582,6 +583,9 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
+        if let Some(session) = conn.session_mut() {
+            self.broadcasts.join(slot, session);
+        }
         if self.programs.serves(conn) {
             let outcome = self
                 .programs
@@ -888,6 +892,7 @@ impl Worker {
         // STATS: connections open (-1); every open connection ends here
         // once, whether removed or failed into linger.
         self.stats.closed();
+        self.broadcasts.leave(session, &mut self.conns);
         for b in self.handlers.close(session) {
             self.broadcasts.defer(b);
         }

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use log::{debug, error, warn};
 
 use super::admit::Counted;
+use super::rooms::Places;
 use super::stream::Stream;
 use super::turn::{self, Span};
 use super::upgrade::Upgrade;
@@ -155,6 +156,9 @@ pub(super) struct Session {
     /// changes the payload: messages go back out from the read buffer,
     /// pings are answered as they are parsed (see `echo_inline`).
     echo: bool,
+    /// Its places in the worker's broadcast sets (`rooms.rs`), from the
+    /// worker's `on_open` until its `notify_close`.
+    pub places: Places,
     /// The connection's count in the per-address limits, given back when
     /// the session is dropped (boxed: only with `[limits]`).
     _counted: Option<Box<Counted>>,
@@ -265,6 +269,7 @@ impl Session {
             close_sent: false,
             peer_closed: false,
             echo,
+            places: Places::default(),
             _counted: up.counted,
         }
     }
