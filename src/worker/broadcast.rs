@@ -86,17 +86,18 @@ impl Broadcasts {
     /// The open connection in `slot` joins its rooms (before its
     /// handler's `on_open`, so that it receives what that broadcasts).
     pub fn join(&mut self, slot: usize, session: &mut Session) {
-        session.places = self.rooms.join(slot, &session.info);
+        session.places = self.rooms.join(slot, session.route, &session.info);
     }
 
     /// The connection of `session`, taken out of `conns`, leaves its
     /// rooms; the members that took its places learn their new ones.
     pub fn leave(&mut self, session: &Session, conns: &mut Slab<Conn>) {
-        self.rooms.leave(&session.info, session.places, |m| {
-            if let Some(s) = conns.get_mut(m.slot).and_then(Conn::session_mut) {
-                s.places.moved(m);
-            }
-        });
+        self.rooms
+            .leave(session.route, &session.info, session.places, |m| {
+                if let Some(s) = conns.get_mut(m.slot).and_then(Conn::session_mut) {
+                    s.places.moved(m);
+                }
+            });
     }
 
     /// Sends a broadcast to the other workers through the master.
@@ -206,6 +207,7 @@ impl Broadcasts {
         // with the first receiver that takes it.
         let mut plain: Option<Option<Span>> = None;
         for &slot in self.rooms.members(&b.key) {
+            let slot = slot as usize;
             let Some(session) = conns.get_mut(slot).and_then(Conn::session_mut) else {
                 continue;
             };
