@@ -142,14 +142,31 @@ pub struct ReadAhead {
 /// down without going through OpenSSL: reaching the socket inside the
 /// session (`SslStream::get_mut`, that is `SSL_get_rbio` and
 /// `BIO_get_data`) took about 2 % of a worker's CPU in a `wss://` echo,
-/// once per event. The read that follows applies it.
+/// once per event. The read that follows applies it. The same way back
+/// up: whether the socket is drained ([`Arming::drained`]).
 #[derive(Clone, Default)]
-pub struct Arming(Rc<Cell<Option<bool>>>);
+pub struct Arming(Rc<ArmingState>);
+
+#[derive(Default)]
+struct ArmingState {
+    /// An `arm` not applied yet.
+    arm: Cell<Option<bool>>,
+    /// After the last read: nothing read ahead, and a short read emptied
+    /// the receive queue since the last applied `arm`.
+    drained: Cell<bool>,
+}
 
 impl Arming {
     /// Arms the socket before its next read (see [`Socket::arm`]).
     pub fn arm(&self, short_read_ends: bool) {
-        self.0.set(Some(short_read_ends));
+        self.0.arm.set(Some(short_read_ends));
+    }
+
+    /// The next read would say WouldBlock without asking the kernel:
+    /// nothing is read ahead, the queue was emptied by a short read, and
+    /// no readiness event came since.
+    pub fn drained(&self) -> bool {
+        self.0.drained.get() && self.0.arm.get().is_none()
     }
 }
 
@@ -229,9 +246,21 @@ impl ReadAhead {
 
 impl Read for ReadAhead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(short_read_ends) = self.arming.0.take() {
+        if let Some(short_read_ends) = self.arming.0.arm.take() {
             self.socket.arm(short_read_ends);
         }
+        let read = self.read_ahead(buf);
+        self.arming
+            .0
+            .drained
+            .set(self.ahead.is_none() && self.socket.drained());
+        read
+    }
+}
+
+impl ReadAhead {
+    /// Serves `buf` from what was read ahead, or from the socket.
+    fn read_ahead(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }

@@ -172,3 +172,30 @@ fn a_busy_tls_connection_keeps_its_record_buffers_and_a_quiet_one_gives_them_bac
         Message::text("again")
     );
 }
+
+/// Records that arrive together (a burst of small messages, then one
+/// message of many records) are all read and echoed: a TLS read that
+/// emptied the socket does not leave decrypted or read-ahead bytes behind.
+#[test]
+fn a_burst_of_records_and_a_message_of_many_records_all_come_back() {
+    let d = tls_daemon();
+    let ca = d.dir.path().join("a.pem");
+    let config = ClientConfig::default()
+        .with_ca_file(&ca)
+        .with_timeout(DEADLINE);
+    let mut client = Client::connect(&wss(&d), &config).expect("wss connect");
+    let texts: Vec<String> = (0..200).map(|i| format!("message {i}")).collect();
+    for t in &texts {
+        client.send_text(t).unwrap();
+    }
+    for t in &texts {
+        assert_eq!(client.receive().unwrap(), Message::text(t.as_str()));
+    }
+    let large: String = (0..200_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    assert_eq!(
+        client.send_receive_text(&large).unwrap(),
+        Message::text(large.as_str())
+    );
+}
