@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
-# Instructions per message (user space) of wssd's worker and of
-# uWebSockets' EchoServer, counted by valgrind's callgrind: a figure that,
-# unlike CPU time on a shared machine, does not move from run to run.
-# Kernel time (about 85-90 % of an echo's CPU here, the same syscalls for
-# both servers) is not in it; see docs/benchmarks.md.
+# User-space instructions per unit of work of wssd's worker and of the
+# matching uWebSockets peer, counted by valgrind's callgrind: a figure
+# that, unlike CPU time on a shared machine, does not move from run to
+# run. Kernel time (about 85-90 % of an echo's CPU here, the same
+# syscalls for both servers) is not in it; see docs/benchmarks.md.
 #
-# Usage: bench/scripts/instructions.sh [SIZE...]   (default: 64 16384)
-# Needs valgrind, a release build (make release), and for the peer
+# Usage: bench/scripts/instructions.sh [MODE] [ARG...]
+#   echo [SIZE...]     per echoed text message (default 64 16384), against EchoServer
+#   wss [SIZE...]      the same over TLS (default 64), against EchoServerSSL
+#   handshake          per WebSocket handshake (100 connections at a time), against EchoServer
+#   broadcast [N...]   per delivery of `wssd bench -m broadcast -w 4` to N receivers
+#                      (default 1000), against BroadcastServer
+# (a bare number as the first argument means `echo`, as before).
+#
+# TLS handshakes cost millions of instructions each under valgrind, so
+# `wss` runs each server twice (BENCH_SECS and three times that, the
+# same 100 handshakes in both) and reports the difference per message.
+#
+# Needs valgrind, a release build (make release), and for the peers
 # BENCH_UWS_DIR (default ../shared/peers/uws). Prints one line per server
 # and size; leaves the callgrind files in a temporary directory for
 # `callgrind_annotate`.
@@ -14,10 +25,21 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 wssd=${BENCH_WSSD:-$root/target/release/wssd}
-uws=${BENCH_UWS_DIR:-$root/../shared/peers/uws}/EchoServer
+peers=${BENCH_UWS_DIR:-$root/../shared/peers/uws}
 secs=${BENCH_SECS:-4}
-sizes=("${@:-64}")
-[ $# -eq 0 ] && sizes=(64 16384)
+mode=echo
+case "${1:-}" in
+    echo|wss|handshake|broadcast) mode=$1; shift ;;
+esac
+args=("$@")
+if [ ${#args[@]} -eq 0 ]; then
+    case $mode in
+        echo) args=(64 16384) ;;
+        wss) args=(64) ;;
+        handshake) args=(100) ;;
+        broadcast) args=(1000) ;;
+    esac
+fi
 command -v valgrind >/dev/null || { echo "instructions.sh: valgrind is required" >&2; exit 2; }
 [ -x "$wssd" ] || { echo "instructions.sh: build with 'make release' first" >&2; exit 2; }
 
@@ -47,10 +69,20 @@ wait_port() {
     return 1
 }
 
-# Runs one echo load of SIZE bytes against PORT; prints the message count.
+# The units of work of one load against PORT (ARG: size or receivers)
+# lasting SECS: messages echoed, handshakes, or deliveries.
 load() {
-    "$wssd" bench "ws://127.0.0.1:$1/echo" --json -t 1 -d "$secs" -c 100 --text -s "$2" |
-        tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["messages"])'
+    local port=$1 arg=$2 secs=$3 field=messages
+    local common=(--json -t 1 -d "$secs" --connect-timeout 60)
+    local cmd
+    case $mode in
+        echo) cmd=("ws://127.0.0.1:$port/echo" -c 100 --text -s "$arg") ;;
+        wss) cmd=("wss://127.0.0.1:$port/echo" --insecure -c 100 --text -s "$arg") ;;
+        handshake) cmd=("ws://127.0.0.1:$port/echo" -c "$arg" -m handshake); field=handshakes ;;
+        broadcast) cmd=("ws://127.0.0.1:$port/chat/bench" -c "$arg" -m broadcast -w 4) ;;
+    esac
+    "$wssd" bench "${cmd[@]}" "${common[@]}" |
+        tail -1 | python3 -c "import json,sys; print(json.load(sys.stdin)['$field'])"
 }
 
 # Instructions of the callgrind output of PID (as valgrind reported them).
@@ -59,13 +91,21 @@ collected() {
 }
 
 report() {
-    local label=$1 size=$2 messages=$3 instructions=$4
-    printf '%-14s %6s B  %9s messages  %12s instructions  %7s per message\n' \
-        "$label" "$size" "$messages" "$instructions" $((instructions / messages))
+    local label=$1 arg=$2 units=$3 instructions=$4
+    printf '%-12s %-10s %-6s %9s units  %13s instructions  %7s per unit\n' \
+        "$label" "$mode" "$arg" "$units" "$instructions" $((instructions / units))
 }
 
-for size in "${sizes[@]}"; do
-    # wssd: 1 worker; the worker (a forked child) is what is counted.
+# A self-signed certificate for the TLS runs.
+if [ "$mode" = wss ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+        -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
+fi
+
+# wssd with 1 worker; prints "UNITS INSTRUCTIONS" of its worker (a
+# forked child) for a load of SECS.
+run_wssd() {
+    local arg=$1 secs=$2 port log worker units
     port=$(free_port)
     cat >"$tmp/wssd.toml" <<EOF
 [server]
@@ -77,26 +117,62 @@ access_log = false
 [[routes]]
 path = "/echo"
 handler = "echo"
+[[routes]]
+path = "/chat/{room}"
+handler = "broadcast"
 EOF
-    log="$tmp/wssd-$size.log"
+    if [ "$mode" = wss ]; then
+        printf '[tls]\ncert = "%s"\nkey = "%s"\n' "$tmp/cert.pem" "$tmp/key.pem" >>"$tmp/wssd.toml"
+    fi
+    log="$tmp/wssd-$mode-$arg-$secs.log"
     (cd "$tmp" && exec valgrind --tool=callgrind --trace-children=yes "$wssd" --config "$tmp/wssd.toml") 2>"$log" &
     server=$!
     wait_port "$port"
-    messages=$(load "$port" "$size")
+    units=$(load "$port" "$arg" "$secs")
     kill "$server"; wait "$server" || true; server=
     worker=$(grep -o "worker 0 pid [0-9]* started" "$log" | head -1 | awk '{print $4}')
-    report "wssd worker" "$size" "$messages" "$(collected "$log" "$worker")"
+    echo "$units $(collected "$log" "$worker")"
+}
 
-    if [ -x "$uws" ]; then
-        port=$(free_port)
-        log="$tmp/uws-$size.log"
-        (cd "$tmp" && exec valgrind --tool=callgrind "$uws" "$port") >/dev/null 2>"$log" &
-        server=$!
-        wait_port "$port"
-        messages=$(load "$port" "$size")
-        kill "$server"; wait "$server" || true; server=
-        pid=$(sed -n 's/^==\([0-9]*\)==.*/\1/p' "$log" | head -1)
-        report "uWebSockets" "$size" "$messages" "$(collected "$log" "$pid")"
+# The peer of this mode; prints "UNITS INSTRUCTIONS" for a load of SECS.
+run_peer() {
+    local arg=$1 secs=$2 port log units pid peer
+    port=$(free_port)
+    case $mode in
+        echo|handshake) peer=("$peers/EchoServer" "$port") ;;
+        wss) peer=("$peers/EchoServerSSL" "$port" "$tmp/cert.pem" "$tmp/key.pem") ;;
+        broadcast) peer=("$peers/BroadcastServer" "$port") ;;
+    esac
+    [ -x "${peer[0]}" ] || return 1
+    log="$tmp/uws-$mode-$arg-$secs.log"
+    (cd "$tmp" && exec valgrind --tool=callgrind "${peer[@]}") >/dev/null 2>"$log" &
+    server=$!
+    wait_port "$port"
+    units=$(load "$port" "$arg" "$secs")
+    kill "$server"; wait "$server" || true; server=
+    pid=$(sed -n 's/^==\([0-9]*\)==.*/\1/p' "$log" | head -1)
+    echo "$units $(collected "$log" "$pid")"
+}
+
+# Runs SERVER (wssd or peer) for ARG and reports it; for wss, the
+# difference of a long and a short run.
+measure() {
+    local who=$1 label=$2 arg=$3 short long
+    if [ "$mode" = wss ]; then
+        short=$("run_$who" "$arg" "$secs") || return 0
+        long=$("run_$who" "$arg" $((secs * 3))) || return 0
+        read -r u1 i1 <<<"$short"
+        read -r u2 i2 <<<"$long"
+        report "$label" "$arg" $((u2 - u1)) $((i2 - i1))
+    else
+        short=$("run_$who" "$arg" "$secs") || return 0
+        read -r u1 i1 <<<"$short"
+        report "$label" "$arg" "$u1" "$i1"
     fi
+}
+
+for arg in "${args[@]}"; do
+    measure wssd "wssd worker" "$arg"
+    measure peer "uWebSockets" "$arg"
 done
 echo "callgrind files: $tmp" >&2
