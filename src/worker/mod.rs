@@ -63,7 +63,7 @@ use counters::Counters;
 use handlers::Handlers;
 use mode::{Expired, Mode, Order};
 use programs::Programs;
-use session::{Read, Received, Session, READ_BUDGET};
+use session::{Batch, Read, Received, Session, READ_BUDGET};
 use slab::Slab;
 pub(crate) use spec::WorkerSpec;
 use timers::Timers;
@@ -120,7 +120,7 @@ pub(crate) struct Worker {
     /// Connections whose reads were unpaused outside their own event.
     resume: Vec<usize>,
     /// Messages of one read, reused from read to read.
-    batch: Vec<Received>,
+    batch: Batch,
     /// Accepting resumed; accept between event batches.
     accept_pending: bool,
     /// The loop's clock, read once per poll.
@@ -190,7 +190,7 @@ impl Worker {
             mode: Mode::Serving,
             broadcasts: Broadcasts::new(relay),
             resume: Vec::new(),
-            batch: Vec::new(),
+            batch: Batch::default(),
             accept_pending: false,
             now: Instant::now(),
             stats: Counters::new(spec.stats),
@@ -575,9 +575,12 @@ impl Worker {
                 break false;
             };
             let read = session.read(&mut budget, now, max_send_buffer, &mut batch);
+            // STATS: messages and bytes in and out, for the built-in
+            // echo's replies sent while reading
+            self.stats.echoed(std::mem::take(&mut batch.echoed));
             // Empty when the built-in echo answered everything inline.
-            if !batch.is_empty() {
-                for received in batch.drain(..) {
+            if !batch.received.is_empty() {
+                for received in batch.received.drain(..) {
                     self.dispatch(slot, received);
                 }
             }
@@ -624,11 +627,8 @@ impl Worker {
         let Some(session) = conn.session_mut() else {
             return;
         };
-        // STATS: messages and bytes in (data messages), and out for the
-        // built-in echo's replies sent while reading
-        if self.stats.received(&received) {
-            return;
-        }
+        // STATS: messages and bytes in (data messages)
+        self.stats.received(&received);
         self.handlers.dispatch(session, received);
         self.apply_actions(slot);
     }

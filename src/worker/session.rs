@@ -160,9 +160,31 @@ pub(super) struct Session {
     _counted: Option<Box<Counted>>,
 }
 
+/// What reads gave the loop: messages for the handler, in order, and a
+/// count of those the built-in `echo` already answered. Reused from read
+/// to read.
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    /// For the handler, in order.
+    pub received: Vec<Received>,
+    /// Answered while reading: only counted (in and out), once per read
+    /// rather than handed to the loop one by one.
+    pub echoed: Echoed,
+}
+
+/// Messages the built-in `echo` answered while reading.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Echoed {
+    /// Messages echoed.
+    pub messages: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+}
+
 /// What the reader found for the handler: a whole message, or a ping or
 /// pong (answered and passed to `on_ping`/`on_pong` in turn with the
-/// messages around it). A close is recorded by `read`, never batched.
+/// messages around it). A close is recorded by `read`, never batched; a
+/// message the built-in `echo` sent back is only counted (see [`Batch`]).
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Received {
     /// A whole text or binary message.
@@ -171,9 +193,6 @@ pub(super) enum Received {
     Ping(Bytes),
     /// A pong and its payload.
     Pong(Bytes),
-    /// A message of this many bytes that the built-in `echo` already sent
-    /// back (counted in and out, nothing else to do).
-    Echoed(usize),
 }
 
 /// What one read from the session gave. Messages it found are in the
@@ -308,7 +327,7 @@ impl Session {
         budget: &mut usize,
         now: Instant,
         max_send_buffer: usize,
-        batch: &mut Vec<Received>,
+        batch: &mut Batch,
     ) -> Read {
         if self.peer_closed {
             return self.finish_close();
@@ -354,10 +373,12 @@ impl Session {
                 Ok(parsed)
             });
             return match got {
-                Ok(Parsed::All) if batch.is_empty() => continue,
                 // The read emptied the socket: say so now rather than on
                 // a second call that would only find WouldBlock.
                 Ok(Parsed::All) if self.stream.read_would_block() => Read::Stop { resume: false },
+                // Nothing for the handler yet (an unfinished frame, or
+                // only echoes): read on.
+                Ok(Parsed::All) if batch.received.is_empty() => continue,
                 Ok(parsed) => self.after_parse(parsed),
                 Err(Some(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     Read::Stop { resume: false }
@@ -388,12 +409,14 @@ impl Session {
         budget: &mut usize,
         now: Instant,
         max_send_buffer: usize,
-        batch: &mut Vec<Received>,
+        batch: &mut Batch,
     ) -> Parsed {
         let total = input.len();
         let mut input = Input::new(input);
-        loop {
-            if *budget == 0 && !input.is_empty() {
+        // The reader consumes a frame with its last byte, so empty input
+        // holds no event: no call to find that out.
+        while !input.is_empty() {
+            if *budget == 0 {
                 return Parsed::Budget(total - input.len());
             }
             let event = match self.reader.next(&mut input) {
@@ -416,7 +439,9 @@ impl Session {
                 Event::Message { kind, payload, .. }
                     if self.echo && self.echo_inline(kind, &payload, max_send_buffer) =>
                 {
-                    Received::Echoed(payload.len())
+                    batch.echoed.messages += 1;
+                    batch.echoed.bytes += payload.len() as u64;
+                    continue;
                 }
                 Event::Message { kind, payload, .. } => match to_message(kind, payload) {
                     Some(m) => Received::Message(m),
@@ -441,8 +466,9 @@ impl Session {
                     return Parsed::Close;
                 }
             };
-            batch.push(received);
+            batch.received.push(received);
         }
+        Parsed::All
     }
 
     /// Inflates a compressed message, `max_message_size` applying to the
