@@ -437,7 +437,8 @@ impl Session {
                     Err(e) => return Parsed::Failed(e),
                 },
                 Event::Message { kind, payload, .. }
-                    if self.echo && self.echo_inline(kind, &payload, max_send_buffer) =>
+                    if self.echo
+                        && self.echo_inline(kind, &payload, max_send_buffer, input.is_empty()) =>
                 {
                     batch.echoed.messages += 1;
                     batch.echoed.bytes += payload.len() as u64;
@@ -502,13 +503,27 @@ impl Session {
     /// with its header. False if it cannot be queued here (the backlog
     /// bound of `send`, or a failed write): the message then takes the
     /// handler's path, which drops the connection as `send` does.
-    fn echo_inline(&mut self, kind: MessageKind, payload: &[u8], max_send_buffer: usize) -> bool {
+    /// `last_of_read`: the message ended the input; if the read also
+    /// emptied the socket, nothing is queued after the reply before the
+    /// flush, so it goes out at once (see `Stream::send_last_frame`).
+    fn echo_inline(
+        &mut self,
+        kind: MessageKind,
+        payload: &[u8],
+        max_send_buffer: usize,
+        last_of_read: bool,
+    ) -> bool {
         if self.close_sent {
             // Nothing may follow a close frame (as in `send`).
             return true;
         }
         if self.backlog() + payload.len() > max_send_buffer + self.max_message_size {
             return false;
+        }
+        if last_of_read && self.stream.read_would_block() {
+            self.take_turn();
+            let sent = self.stream.send_last_frame(data_opcode(kind), payload);
+            return self.sent(sent);
         }
         self.queue_frame(data_opcode(kind), payload)
     }
@@ -603,7 +618,14 @@ impl Session {
     /// Queues one frame (sent by the next flush, or at once if large).
     fn queue_frame(&mut self, opcode: u8, payload: &[u8]) -> bool {
         self.take_turn();
-        match self.stream.send_frame(opcode, payload) {
+        let sent = self.stream.send_frame(opcode, payload);
+        self.sent(sent)
+    }
+
+    /// Whether a frame was queued; a failed write is logged (the caller
+    /// drops the connection).
+    fn sent(&self, sent: io::Result<()>) -> bool {
+        match sent {
             Ok(()) => true,
             Err(e) => {
                 debug!("send to {} failed: {e}", self.info.id);
@@ -654,13 +676,8 @@ impl Session {
     /// Queues one data frame, RSV1 set when its payload is compressed.
     fn queue_message_frame(&mut self, opcode: u8, rsv1: bool, payload: &[u8]) -> bool {
         self.take_turn();
-        match self.stream.send_frame_rsv1(opcode, rsv1, payload) {
-            Ok(()) => true,
-            Err(e) => {
-                debug!("send to {} failed: {e}", self.info.id);
-                false
-            }
-        }
+        let sent = self.stream.send_frame_rsv1(opcode, rsv1, payload);
+        self.sent(sent)
     }
 
     /// Queues a message (flushed later). A connection whose backlog would
