@@ -46,6 +46,7 @@ impl<'d> Input<'d> {
     }
 
     /// Splits off the next `n` bytes (`n <= len()`).
+    #[inline]
     fn take(&mut self, n: usize) -> &'d mut [u8] {
         let rest = std::mem::take(&mut self.rest);
         let (head, tail) = rest.split_at_mut(n);

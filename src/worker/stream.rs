@@ -205,6 +205,7 @@ impl Stream {
     /// Gives the (sent or abandoned) output buffer back to the worker,
     /// if this connection holds one (most flushes find none: small
     /// replies usually go out at once, see `send_last_frame`).
+    #[inline]
     fn release_out(&mut self) {
         if self.out.capacity() > 0 {
             give_out(std::mem::take(&mut self.out));
@@ -213,6 +214,11 @@ impl Stream {
 
     /// Writes what the socket takes of `out`; WouldBlock if some is left.
     fn flush_out(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            // The common case: replies went out as they were made.
+            self.release_out();
+            return Ok(());
+        }
         let mut done = 0;
         let mut result = Ok(());
         while done < self.out.len() {
@@ -368,7 +374,8 @@ impl Write for Stream {
     fn flush(&mut self) -> io::Result<()> {
         self.flush_out()?;
         match &mut self.transport {
-            Transport::Plain(s) => s.flush(),
+            // TCP has nothing buffered in user space.
+            Transport::Plain(_) => Ok(()),
             Transport::Tls(s) => s.ssl.flush(),
         }
     }
