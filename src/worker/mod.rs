@@ -63,7 +63,7 @@ use counters::Counters;
 use handlers::Handlers;
 use mode::{Expired, Mode, Order};
 use programs::Programs;
-use session::{Batch, Read, Received, Session, READ_BUDGET};
+use session::{scratch, Batch, Read, Received, Session, READ_BUDGET};
 use slab::Slab;
 pub(crate) use spec::WorkerSpec;
 use timers::Timers;
@@ -119,6 +119,8 @@ pub(crate) struct Worker {
     broadcasts: Broadcasts,
     /// Connections whose reads were unpaused outside their own event.
     resume: Vec<usize>,
+    /// The connections' read buffer.
+    scratch: Box<[u8]>,
     /// Messages of one read, reused from read to read.
     batch: Batch,
     /// Accepting resumed; accept between event batches.
@@ -190,6 +192,7 @@ impl Worker {
             mode: Mode::Serving,
             broadcasts: Broadcasts::new(relay),
             resume: Vec::new(),
+            scratch: scratch(),
             batch: Batch::default(),
             accept_pending: false,
             now: Instant::now(),
@@ -574,7 +577,13 @@ impl Worker {
             let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) else {
                 break false;
             };
-            let read = session.read(&mut budget, now, max_send_buffer, &mut batch);
+            let read = session.read(
+                &mut self.scratch,
+                &mut budget,
+                now,
+                max_send_buffer,
+                &mut batch,
+            );
             // STATS: messages and bytes in and out, for the built-in
             // echo's replies sent while reading
             self.stats.echoed(std::mem::take(&mut batch.echoed));

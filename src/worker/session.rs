@@ -32,6 +32,12 @@ use crate::message::{truncate_reason, CloseCode, Message, Text};
 
 /// The worker's shared read buffer: one socket read takes up to this much.
 const SCRATCH: usize = 64 * 1024;
+
+/// The worker's read buffer, shared by its connections (see the module
+/// comment): [`Session::read`] reads into it.
+pub(super) fn scratch() -> Box<[u8]> {
+    vec![0; SCRATCH].into_boxed_slice()
+}
 /// Output queued to one connection above which its reading pauses until
 /// the socket takes it: a client cannot grow its own queue by not reading.
 const PAUSE_QUEUED: usize = 256 * 1024;
@@ -39,7 +45,6 @@ const PAUSE_QUEUED: usize = 256 * 1024;
 pub(super) const READ_BUDGET: usize = 256;
 
 thread_local! {
-    static SCRATCH_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// The worker's one compressor for every connection whose server
     /// keeps no context (created with the first compressed message; a
     /// worker runs one configuration generation).
@@ -317,13 +322,15 @@ impl Session {
             + usize::from(self.deflate.as_ref().is_some_and(ConnDeflate::holds_state))
     }
 
-    /// Reads what the socket has, parsing it into `batch`, within
+    /// Reads what the socket has into `scratch` (the worker's read
+    /// buffer, see [`scratch`]), parsing it into `batch`, within
     /// `budget` messages per turn. Reading pauses while too much of our
     /// output waits for the socket.
     /// The built-in `echo` sends its replies from here, bounded by
     /// `max_send_buffer` as [`send`](Self::send) bounds them.
     pub fn read(
         &mut self,
+        scratch: &mut [u8],
         budget: &mut usize,
         now: Instant,
         max_send_buffer: usize,
@@ -356,22 +363,17 @@ impl Session {
             return self.after_parse(parsed);
         }
         loop {
-            let got = SCRATCH_BUF.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                if scratch.len() < SCRATCH {
-                    scratch.resize(SCRATCH, 0);
+            let got = match self.stream.read(scratch) {
+                Ok(0) => Err(None),
+                Ok(n) => {
+                    let parsed = self.parse(&mut scratch[..n], budget, now, max_send_buffer, batch);
+                    if let Parsed::Budget(used) = parsed {
+                        self.pending = scratch[used..n].to_vec();
+                    }
+                    Ok(parsed)
                 }
-                let n = match self.stream.read(&mut scratch[..]) {
-                    Ok(0) => return Err(None),
-                    Ok(n) => n,
-                    Err(e) => return Err(Some(e)),
-                };
-                let parsed = self.parse(&mut scratch[..n], budget, now, max_send_buffer, batch);
-                if let Parsed::Budget(used) = parsed {
-                    self.pending = scratch[used..n].to_vec();
-                }
-                Ok(parsed)
-            });
+                Err(e) => Err(Some(e)),
+            };
             return match got {
                 // The read emptied the socket: say so now rather than on
                 // a second call that would only find WouldBlock.

@@ -201,9 +201,15 @@ fn an_open_session_stays_small() {
 /// One read of the session, as after a readiness event; panics if the
 /// connection closed or failed.
 fn read_once(s: &mut Session, batch: &mut Batch) {
+    thread_local! {
+        // The worker's read buffer, made once as a worker makes it.
+        static SCRATCH: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(scratch());
+    }
     let mut budget = READ_BUDGET;
     s.stream_mut().arm(false);
-    match s.read(&mut budget, Instant::now(), 16 << 20, batch) {
+    let read = SCRATCH
+        .with_borrow_mut(|scratch| s.read(scratch, &mut budget, Instant::now(), 16 << 20, batch));
+    match read {
         Read::More | Read::Stop { .. } => {}
         Read::Closed => panic!("closed"),
         Read::Failed(e) => panic!("failed: {e}"),
