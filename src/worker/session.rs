@@ -554,6 +554,10 @@ impl Session {
 
     /// Writes queued output; pauses reading while the socket is full.
     pub fn flush(&mut self) -> Flush {
+        if self.turn.is_none() && self.stream.queued() == 0 && !self.read_paused {
+            // The common case: the replies went out as they were made.
+            return Flush::Done { resume: false };
+        }
         match self.write_out() {
             Ok(()) => Flush::Done {
                 resume: std::mem::replace(&mut self.read_paused, false),
