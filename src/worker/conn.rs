@@ -287,6 +287,7 @@ impl Conn {
     /// The connection's next deadline, if it must go into the timer heap:
     /// only when it is earlier than the one there, so the heap holds
     /// about one entry per connection.
+    #[inline]
     pub fn reschedule(&mut self, deadlines: &Deadlines) -> Option<Instant> {
         let at = deadlines.next(self)?;
         if self.scheduled.is_some_and(|s| s <= at) {
@@ -452,6 +453,7 @@ impl Deadlines {
     }
 
     /// When the connection next needs attention, if ever.
+    #[inline]
     fn next(&self, conn: &Conn) -> Option<Instant> {
         let next = match &conn.state {
             // Asked after every drive of an open connection: the earliest

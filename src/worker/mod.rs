@@ -121,7 +121,8 @@ pub(crate) struct Worker {
     resume: Vec<usize>,
     /// The connections' read buffer.
     scratch: Box<[u8]>,
-    /// Messages of one read, reused from read to read.
+    /// Messages of one read, reused from read to read (its vector is
+    /// taken out while they are dispatched).
     batch: Batch,
     /// Accepting resumed; accept between event batches.
     accept_pending: bool,
@@ -572,26 +573,22 @@ impl Worker {
         let now = self.now;
         let max_send_buffer = self.config.server.max_send_buffer;
         let mut budget = READ_BUDGET;
-        let mut batch = std::mem::take(&mut self.batch);
         let flush = loop {
             let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) else {
                 break false;
             };
-            let read = session.read(
-                &mut self.scratch,
-                &mut budget,
-                now,
-                max_send_buffer,
-                &mut batch,
-            );
+            let batch = &mut self.batch;
+            let read = session.read(&mut self.scratch, &mut budget, now, max_send_buffer, batch);
             // STATS: messages and bytes in and out, for the built-in
             // echo's replies sent while reading
             self.stats.echoed(std::mem::take(&mut batch.echoed));
             // Empty when the built-in echo answered everything inline.
             if !batch.received.is_empty() {
-                for received in batch.received.drain(..) {
+                let mut received = std::mem::take(&mut batch.received);
+                for received in received.drain(..) {
                     self.dispatch(slot, received);
                 }
+                self.batch.received = received;
             }
             match read {
                 // A program that does not keep up with its client's
@@ -614,7 +611,6 @@ impl Worker {
                 }
             }
         };
-        self.batch = batch;
         if flush {
             self.with_conn(slot, |c, _| c.flush());
         }
