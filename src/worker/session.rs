@@ -553,6 +553,8 @@ impl Session {
     }
 
     /// Writes queued output; pauses reading while the socket is full.
+    /// (Inlined: after most reads there is nothing to write.)
+    #[inline]
     pub fn flush(&mut self) -> Flush {
         if self.turn.is_none() && self.stream.queued() == 0 && !self.read_paused {
             // The common case: the replies went out as they were made.
