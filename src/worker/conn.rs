@@ -468,7 +468,9 @@ impl Deadlines {
         next
     }
 
-    /// The earliest deadline of the connection's plan.
+    /// The earliest deadline of the connection's plan (out of line: the
+    /// common case is `next`'s one addition).
+    #[inline(never)]
     fn earliest(&self, conn: &Conn) -> Option<Instant> {
         self.plan(conn).iter().filter_map(|(at, _)| *at).min()
     }
