@@ -5,35 +5,32 @@
 /// of a frame's payload (the key position continues across reads).
 ///
 /// The work is done 16 bytes at a time as `u128` XORs, which the compiler
-/// turns into one vector load, XOR and store each; only the last < 16
-/// bytes go byte by byte. Masking and unmasking are the same operation.
+/// turns into one vector load, XOR and store each; the last < 16 bytes go
+/// 4 at a time, and only the last < 4 byte by byte (a short message is
+/// mostly tail). Masking and unmasking are the same operation.
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: u64) {
-    let key = rotated(key, (offset & 3) as usize);
-    let mut wide = [0u8; 16];
-    for (i, b) in wide.iter_mut().enumerate() {
-        *b = key[i & 3];
-    }
-    let word = u128::from_ne_bytes(wide);
+    // The key as seen from payload position `offset`, in memory order.
+    let shift = 8 * (offset & 3) as u32;
+    let key = u32::from_le_bytes(key).rotate_right(shift).to_le_bytes();
+    let word = u32::from_ne_bytes(key);
+    // The word in each of the four lanes (no lane carries into the next).
+    let wide = u128::from(word) * 0x0000_0001_0000_0001_0000_0001_0000_0001;
     let mut blocks = buf.chunks_exact_mut(16);
     for block in &mut blocks {
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(block);
-        block.copy_from_slice(&(u128::from_ne_bytes(bytes) ^ word).to_ne_bytes());
+        block.copy_from_slice(&(u128::from_ne_bytes(bytes) ^ wide).to_ne_bytes());
     }
-    // 16 is a multiple of 4: the remainder starts at key position 0.
-    for (i, b) in blocks.into_remainder().iter_mut().enumerate() {
-        *b ^= key[i & 3];
+    // 16 and 4 are multiples of 4: each remainder starts at key position 0.
+    let mut words = blocks.into_remainder().chunks_exact_mut(4);
+    for chunk in &mut words {
+        let mut bytes = [0u8; 4];
+        bytes.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u32::from_ne_bytes(bytes) ^ word).to_ne_bytes());
     }
-}
-
-/// The key as seen from payload position `shift` (0..=3).
-fn rotated(key: [u8; 4], shift: usize) -> [u8; 4] {
-    [
-        key[shift & 3],
-        key[(shift + 1) & 3],
-        key[(shift + 2) & 3],
-        key[(shift + 3) & 3],
-    ]
+    for (b, k) in words.into_remainder().iter_mut().zip(key) {
+        *b ^= k;
+    }
 }
 
 #[cfg(test)]

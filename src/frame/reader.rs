@@ -46,6 +46,7 @@ impl<'d> Input<'d> {
     }
 
     /// Splits off the next `n` bytes (`n <= len()`).
+    #[inline]
     fn take(&mut self, n: usize) -> &'d mut [u8] {
         let rest = std::mem::take(&mut self.rest);
         let (head, tail) = rest.split_at_mut(n);
@@ -251,20 +252,35 @@ impl FrameReader {
     /// consumed without completing one (feed the next read then). After an
     /// error the connection must be failed with the error's close code; the
     /// reader keeps returning it.
+    ///
+    /// Inlined into the caller's read loop: the common case (see
+    /// `whole_message`) then costs no call and no moves of the event.
+    #[inline]
     pub fn next<'d>(&mut self, input: &mut Input<'d>) -> Result<Option<Event<'d>>, FrameError> {
-        let result = match self.whole_message(input) {
-            Some(whole) => whole.map(Some),
-            None => self.step(input),
-        };
-        match result {
-            Err(e) => {
-                self.state = State::Failed(e.clone());
-                self.message = None;
-                self.control = Vec::new();
-                Err(e)
-            }
-            ok => ok,
+        match self.whole_message(input) {
+            Some(Ok(event)) => Ok(Some(event)),
+            Some(Err(e)) => Err(self.fail(e)),
+            None => self.next_in_steps(input),
         }
+    }
+
+    /// [`next`](Self::next) through the state machine.
+    #[inline(never)]
+    fn next_in_steps<'d>(
+        &mut self,
+        input: &mut Input<'d>,
+    ) -> Result<Option<Event<'d>>, FrameError> {
+        self.step(input).map_err(|e| self.fail(e))
+    }
+
+    /// Records a protocol error (the reader keeps returning it) and drops
+    /// what it held.
+    #[cold]
+    fn fail(&mut self, e: FrameError) -> FrameError {
+        self.state = State::Failed(e.clone());
+        self.message = None;
+        self.control = Vec::new();
+        e
     }
 
     /// The common case, taken without the state machine: between

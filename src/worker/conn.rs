@@ -287,6 +287,7 @@ impl Conn {
     /// The connection's next deadline, if it must go into the timer heap:
     /// only when it is earlier than the one there, so the heap holds
     /// about one entry per connection.
+    #[inline]
     pub fn reschedule(&mut self, deadlines: &Deadlines) -> Option<Instant> {
         let at = deadlines.next(self)?;
         if self.scheduled.is_some_and(|s| s <= at) {
@@ -406,17 +407,26 @@ enum Due {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Deadlines {
     handshake: Duration,
-    idle: Option<Duration>,
     ping: Option<Duration>,
+    /// How long an open connection may be quiet before it is closed:
+    /// `idle_timeout`, or without one, two pings' worth of time (a peer
+    /// that does not answer them).
+    limit: Option<Duration>,
+    /// How long after its last frame an open connection with no ping out
+    /// next needs attention: the earlier of `limit` and `ping`.
+    quiet: Option<Duration>,
 }
 
 impl Deadlines {
     /// The limits of `server`.
     pub fn new(server: &ServerConfig) -> Deadlines {
+        let ping = server.ping_interval;
+        let limit = server.idle_timeout.or(ping.map(|p| p * 2));
         Deadlines {
             handshake: server.handshake_timeout,
-            idle: server.idle_timeout,
-            ping: server.ping_interval,
+            ping,
+            limit,
+            quiet: [limit, ping].into_iter().flatten().min(),
         }
     }
 
@@ -441,12 +451,9 @@ impl Deadlines {
                     (None, Due::Nothing),
                 ],
                 None => {
-                    // Without an idle timeout, a peer that does not answer
-                    // two pings' worth of time is closed.
-                    let limit = self.idle.or(self.ping.map(|p| p * 2));
                     let ping = self.ping.filter(|_| !s.ping_sent);
                     [
-                        (limit.map(|l| s.last_rx + l), Due::Close),
+                        (self.limit.map(|l| s.last_rx + l), Due::Close),
                         (ping.map(|p| s.last_rx + p), Due::Ping),
                     ]
                 }
@@ -455,7 +462,25 @@ impl Deadlines {
     }
 
     /// When the connection next needs attention, if ever.
+    #[inline]
     fn next(&self, conn: &Conn) -> Option<Instant> {
+        let next = match &conn.state {
+            // Asked after every drive of an open connection: the earliest
+            // of its plan in one addition.
+            State::Open(s) if s.closing_since.is_none() => {
+                let quiet = if s.ping_sent { self.limit } else { self.quiet };
+                quiet.map(|d| s.last_rx + d)
+            }
+            _ => self.earliest(conn),
+        };
+        debug_assert_eq!(next, self.earliest(conn));
+        next
+    }
+
+    /// The earliest deadline of the connection's plan (out of line: the
+    /// common case is `next`'s one addition).
+    #[inline(never)]
+    fn earliest(&self, conn: &Conn) -> Option<Instant> {
         self.plan(conn).iter().filter_map(|(at, _)| *at).min()
     }
 

@@ -4,7 +4,7 @@
 //! the call sites.
 
 use super::broadcast::Delivery;
-use super::session::{Compressed, Received};
+use super::session::{Compressed, Echoed, Received};
 use crate::stats::WorkerSlot;
 
 /// This worker's counters, if the master keeps any.
@@ -51,22 +51,24 @@ impl Counters {
         }
     }
 
-    /// Counts a message read from a client (a data message in; an echo
-    /// of the built-in `echo`, which went out while reading, in and out).
-    /// True if it was such an echo: nothing is left to do for it.
+    /// Counts a message read from a client (a data message in).
     #[inline]
-    pub fn received(self, received: &Received) -> bool {
-        match (self.0, received) {
-            (Some(s), Received::Message(m)) => s.message_in(m.len()),
-            (Some(s), Received::Echoed(len)) => {
-                s.message_in(*len);
-                s.message_out(*len);
-                return true;
-            }
-            (None, Received::Echoed(_)) => return true,
-            _ => {}
+    pub fn received(self, received: &Received) {
+        if let (Some(s), Received::Message(m)) = (self.0, received) {
+            s.message_in(m.len());
         }
-        false
+    }
+
+    /// Counts the messages the built-in `echo` answered while reading: in
+    /// and out.
+    #[inline]
+    pub fn echoed(self, echoed: Echoed) {
+        if let Some(s) = self.0.filter(|_| echoed.messages > 0) {
+            WorkerSlot::add(&s.messages_in, echoed.messages);
+            WorkerSlot::add(&s.bytes_in, echoed.bytes);
+            WorkerSlot::add(&s.messages_out, echoed.messages);
+            WorkerSlot::add(&s.bytes_out, echoed.bytes);
+        }
     }
 
     /// A message of `len` bytes queued to one client, and the compression

@@ -26,7 +26,9 @@ use nix::sys::socket::{setsockopt, sockopt};
 
 use super::conn::Linger;
 use super::handlers::Handlers;
-use super::session::{Flush, Read as SessionRead, Received, Sent, Session, READ_BUDGET};
+use super::session::{
+    scratch, Batch, Flush, Read as SessionRead, Received, Sent, Session, READ_BUDGET,
+};
 use super::stream::{Stream, Transport};
 use super::upgrade::Upgrade;
 use crate::deflate::MessageError;
@@ -77,7 +79,9 @@ pub struct Harness {
     server_shut: bool,
     /// The route's handler: `Echo`, as route 0.
     handlers: Handlers,
-    batch: Vec<Received>,
+    /// The worker's read buffer.
+    scratch: Box<[u8]>,
+    batch: Batch,
     /// The client's read buffer, allocated once per connection.
     inbox: Vec<u8>,
     output: Vec<u8>,
@@ -124,7 +128,8 @@ impl Harness {
             client_shut: false,
             server_shut: false,
             handlers: Handlers::new(vec![Box::new(Echo)]),
-            batch: Vec::new(),
+            scratch: scratch(),
+            batch: Batch::default(),
             inbox: vec![0; 16 * 1024],
             output: Vec::new(),
             failed_with: None,
@@ -216,12 +221,13 @@ impl Harness {
         let mut batch = std::mem::take(&mut self.batch);
         let resume = loop {
             let read = session.read(
+                &mut self.scratch,
                 &mut budget,
                 Instant::now(),
                 self.max_send_buffer,
                 &mut batch,
             );
-            for received in batch.drain(..) {
+            for received in batch.received.drain(..) {
                 if !self.dispatch(&mut session, received) {
                     self.remove(session);
                     return (Phase::Done, false);

@@ -104,7 +104,6 @@ impl Handlers {
                 h.on_pong(c, &payload);
                 Ok(())
             }),
-            Received::Echoed(_) => {}
         }
     }
 

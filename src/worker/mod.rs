@@ -65,7 +65,7 @@ use counters::Counters;
 use handlers::Handlers;
 use mode::{Expired, Mode, Order};
 use programs::Programs;
-use session::{Read, Received, Session, READ_BUDGET};
+use session::{scratch, Batch, Read, Received, Session, READ_BUDGET};
 use slab::Slab;
 pub(crate) use spec::WorkerSpec;
 use sweep::Sweep;
@@ -124,8 +124,11 @@ pub(crate) struct Worker {
     broadcasts: Broadcasts,
     /// Connections whose reads were unpaused outside their own event.
     resume: Vec<usize>,
-    /// Messages of one read, reused from read to read.
-    batch: Vec<Received>,
+    /// The connections' read buffer.
+    scratch: Box<[u8]>,
+    /// Messages of one read, reused from read to read (its vector is
+    /// taken out while they are dispatched).
+    batch: Batch,
     /// Accepting resumed; accept between event batches.
     accept_pending: bool,
     /// The loop's clock, read once per poll.
@@ -197,7 +200,8 @@ impl Worker {
             mode: Mode::Serving,
             broadcasts: Broadcasts::new(relay),
             resume: Vec::new(),
-            batch: Vec::new(),
+            scratch: scratch(),
+            batch: Batch::default(),
             accept_pending: false,
             now: Instant::now(),
             stats: Counters::new(spec.stats),
@@ -607,17 +611,22 @@ impl Worker {
         let now = self.now;
         let max_send_buffer = self.config.server.max_send_buffer;
         let mut budget = READ_BUDGET;
-        let mut batch = std::mem::take(&mut self.batch);
         let flush = loop {
             let Some(session) = self.conns.get_mut(slot).and_then(Conn::session_mut) else {
                 break false;
             };
-            let read = session.read(&mut budget, now, max_send_buffer, &mut batch);
+            let batch = &mut self.batch;
+            let read = session.read(&mut self.scratch, &mut budget, now, max_send_buffer, batch);
+            // STATS: messages and bytes in and out, for the built-in
+            // echo's replies sent while reading
+            self.stats.echoed(std::mem::take(&mut batch.echoed));
             // Empty when the built-in echo answered everything inline.
-            if !batch.is_empty() {
-                for received in batch.drain(..) {
+            if !batch.received.is_empty() {
+                let mut received = std::mem::take(&mut batch.received);
+                for received in received.drain(..) {
                     self.dispatch(slot, received);
                 }
+                self.batch.received = received;
             }
             match read {
                 // A program that does not keep up with its client's
@@ -640,7 +649,6 @@ impl Worker {
                 }
             }
         };
-        self.batch = batch;
         if flush {
             self.with_conn(slot, |c, _| c.flush());
         }
@@ -662,11 +670,8 @@ impl Worker {
         let Some(session) = conn.session_mut() else {
             return;
         };
-        // STATS: messages and bytes in (data messages), and out for the
-        // built-in echo's replies sent while reading
-        if self.stats.received(&received) {
-            return;
-        }
+        // STATS: messages and bytes in (data messages)
+        self.stats.received(&received);
         self.handlers.dispatch(session, received);
         self.apply_actions(slot);
     }
@@ -872,15 +877,24 @@ impl Worker {
     }
 
     /// Puts the connection's next deadline in the heap if it is earlier
-    /// than the one already there.
+    /// than the one already there. (Inlined, after every drive; it seldom
+    /// pushes.)
+    #[inline]
     fn reschedule(&mut self, slot: usize) {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         if let Some(at) = conn.reschedule(&self.deadlines) {
-            self.timers.push(at, TimerKey::Conn(slot, conn.serial));
+            let key = TimerKey::Conn(slot, conn.serial);
+            self.push_timer(at, key);
         }
         self.note_tls(slot);
+    }
+
+    /// Puts a deadline in the heap (out of line: see `reschedule`).
+    #[inline(never)]
+    fn push_timer(&mut self, at: Instant, key: TimerKey) {
+        self.timers.push(at, key);
     }
 
     // ---- removal ----

@@ -33,6 +33,12 @@ use crate::message::{truncate_reason, CloseCode, Message, Text};
 
 /// The worker's shared read buffer: one socket read takes up to this much.
 const SCRATCH: usize = 64 * 1024;
+
+/// The worker's read buffer, shared by its connections (see the module
+/// comment): [`Session::read`] reads into it.
+pub(super) fn scratch() -> Box<[u8]> {
+    vec![0; SCRATCH].into_boxed_slice()
+}
 /// Output queued to one connection above which its reading pauses until
 /// the socket takes it: a client cannot grow its own queue by not reading.
 const PAUSE_QUEUED: usize = 256 * 1024;
@@ -40,7 +46,6 @@ const PAUSE_QUEUED: usize = 256 * 1024;
 pub(super) const READ_BUDGET: usize = 256;
 
 thread_local! {
-    static SCRATCH_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// The worker's one compressor for every connection whose server
     /// keeps no context (created with the first compressed message; a
     /// worker runs one configuration generation).
@@ -164,9 +169,31 @@ pub(super) struct Session {
     _counted: Option<Box<Counted>>,
 }
 
+/// What reads gave the loop: messages for the handler, in order, and a
+/// count of those the built-in `echo` already answered. Reused from read
+/// to read.
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    /// For the handler, in order.
+    pub received: Vec<Received>,
+    /// Answered while reading: only counted (in and out), once per read
+    /// rather than handed to the loop one by one.
+    pub echoed: Echoed,
+}
+
+/// Messages the built-in `echo` answered while reading.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Echoed {
+    /// Messages echoed.
+    pub messages: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+}
+
 /// What the reader found for the handler: a whole message, or a ping or
 /// pong (answered and passed to `on_ping`/`on_pong` in turn with the
-/// messages around it). A close is recorded by `read`, never batched.
+/// messages around it). A close is recorded by `read`, never batched; a
+/// message the built-in `echo` sent back is only counted (see [`Batch`]).
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Received {
     /// A whole text or binary message.
@@ -175,9 +202,6 @@ pub(super) enum Received {
     Ping(Bytes),
     /// A pong and its payload.
     Pong(Bytes),
-    /// A message of this many bytes that the built-in `echo` already sent
-    /// back (counted in and out, nothing else to do).
-    Echoed(usize),
 }
 
 /// What one read from the session gave. Messages it found are in the
@@ -303,17 +327,19 @@ impl Session {
             + usize::from(self.deflate.as_ref().is_some_and(ConnDeflate::holds_state))
     }
 
-    /// Reads what the socket has, parsing it into `batch`, within
+    /// Reads what the socket has into `scratch` (the worker's read
+    /// buffer, see [`scratch`]), parsing it into `batch`, within
     /// `budget` messages per turn. Reading pauses while too much of our
     /// output waits for the socket.
     /// The built-in `echo` sends its replies from here, bounded by
     /// `max_send_buffer` as [`send`](Self::send) bounds them.
     pub fn read(
         &mut self,
+        scratch: &mut [u8],
         budget: &mut usize,
         now: Instant,
         max_send_buffer: usize,
-        batch: &mut Vec<Received>,
+        batch: &mut Batch,
     ) -> Read {
         if self.peer_closed {
             return self.finish_close();
@@ -342,27 +368,24 @@ impl Session {
             return self.after_parse(parsed);
         }
         loop {
-            let got = SCRATCH_BUF.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                if scratch.len() < SCRATCH {
-                    scratch.resize(SCRATCH, 0);
+            let got = match self.stream.read(scratch) {
+                Ok(0) => Err(None),
+                Ok(n) => {
+                    let parsed = self.parse(&mut scratch[..n], budget, now, max_send_buffer, batch);
+                    if let Parsed::Budget(used) = parsed {
+                        self.pending = scratch[used..n].to_vec();
+                    }
+                    Ok(parsed)
                 }
-                let n = match self.stream.read(&mut scratch[..]) {
-                    Ok(0) => return Err(None),
-                    Ok(n) => n,
-                    Err(e) => return Err(Some(e)),
-                };
-                let parsed = self.parse(&mut scratch[..n], budget, now, max_send_buffer, batch);
-                if let Parsed::Budget(used) = parsed {
-                    self.pending = scratch[used..n].to_vec();
-                }
-                Ok(parsed)
-            });
+                Err(e) => Err(Some(e)),
+            };
             return match got {
-                Ok(Parsed::All) if batch.is_empty() => continue,
                 // The read emptied the socket: say so now rather than on
                 // a second call that would only find WouldBlock.
                 Ok(Parsed::All) if self.stream.read_would_block() => Read::Stop { resume: false },
+                // Nothing for the handler yet (an unfinished frame, or
+                // only echoes): read on.
+                Ok(Parsed::All) if batch.received.is_empty() => continue,
                 Ok(parsed) => self.after_parse(parsed),
                 Err(Some(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     Read::Stop { resume: false }
@@ -393,12 +416,14 @@ impl Session {
         budget: &mut usize,
         now: Instant,
         max_send_buffer: usize,
-        batch: &mut Vec<Received>,
+        batch: &mut Batch,
     ) -> Parsed {
         let total = input.len();
         let mut input = Input::new(input);
-        loop {
-            if *budget == 0 && !input.is_empty() {
+        // The reader consumes a frame with its last byte, so empty input
+        // holds no event: no call to find that out.
+        while !input.is_empty() {
+            if *budget == 0 {
                 return Parsed::Budget(total - input.len());
             }
             let event = match self.reader.next(&mut input) {
@@ -419,9 +444,12 @@ impl Session {
                     Err(e) => return Parsed::Failed(e),
                 },
                 Event::Message { kind, payload, .. }
-                    if self.echo && self.echo_inline(kind, &payload, max_send_buffer) =>
+                    if self.echo
+                        && self.echo_inline(kind, &payload, max_send_buffer, input.is_empty()) =>
                 {
-                    Received::Echoed(payload.len())
+                    batch.echoed.messages += 1;
+                    batch.echoed.bytes += payload.len() as u64;
+                    continue;
                 }
                 Event::Message { kind, payload, .. } => match to_message(kind, payload) {
                     Some(m) => Received::Message(m),
@@ -446,8 +474,9 @@ impl Session {
                     return Parsed::Close;
                 }
             };
-            batch.push(received);
+            batch.received.push(received);
         }
+        Parsed::All
     }
 
     /// Inflates a compressed message, `max_message_size` applying to the
@@ -481,13 +510,27 @@ impl Session {
     /// with its header. False if it cannot be queued here (the backlog
     /// bound of `send`, or a failed write): the message then takes the
     /// handler's path, which drops the connection as `send` does.
-    fn echo_inline(&mut self, kind: MessageKind, payload: &[u8], max_send_buffer: usize) -> bool {
+    /// `last_of_read`: the message ended the input; if the read also
+    /// emptied the socket, nothing is queued after the reply before the
+    /// flush, so it goes out at once (see `Stream::send_last_frame`).
+    fn echo_inline(
+        &mut self,
+        kind: MessageKind,
+        payload: &[u8],
+        max_send_buffer: usize,
+        last_of_read: bool,
+    ) -> bool {
         if self.close_sent {
             // Nothing may follow a close frame (as in `send`).
             return true;
         }
         if self.backlog() + payload.len() > max_send_buffer + self.max_message_size {
             return false;
+        }
+        if last_of_read && self.stream.read_would_block() {
+            self.take_turn();
+            let sent = self.stream.send_last_frame(data_opcode(kind), payload);
+            return self.sent(sent);
         }
         self.queue_frame(data_opcode(kind), payload)
     }
@@ -515,7 +558,13 @@ impl Session {
     }
 
     /// Writes queued output; pauses reading while the socket is full.
+    /// (Inlined: after most reads there is nothing to write.)
+    #[inline]
     pub fn flush(&mut self) -> Flush {
+        if self.turn.is_none() && self.stream.queued() == 0 && !self.read_paused {
+            // The common case: the replies went out as they were made.
+            return Flush::Done { resume: false };
+        }
         match self.write_out() {
             Ok(()) => Flush::Done {
                 resume: std::mem::replace(&mut self.read_paused, false),
@@ -582,7 +631,14 @@ impl Session {
     /// Queues one frame (sent by the next flush, or at once if large).
     fn queue_frame(&mut self, opcode: u8, payload: &[u8]) -> bool {
         self.take_turn();
-        match self.stream.send_frame(opcode, payload) {
+        let sent = self.stream.send_frame(opcode, payload);
+        self.sent(sent)
+    }
+
+    /// Whether a frame was queued; a failed write is logged (the caller
+    /// drops the connection).
+    fn sent(&self, sent: io::Result<()>) -> bool {
+        match sent {
             Ok(()) => true,
             Err(e) => {
                 debug!("send to {} failed: {e}", self.info.id);
@@ -633,13 +689,8 @@ impl Session {
     /// Queues one data frame, RSV1 set when its payload is compressed.
     fn queue_message_frame(&mut self, opcode: u8, rsv1: bool, payload: &[u8]) -> bool {
         self.take_turn();
-        match self.stream.send_frame_rsv1(opcode, rsv1, payload) {
-            Ok(()) => true,
-            Err(e) => {
-                debug!("send to {} failed: {e}", self.info.id);
-                false
-            }
-        }
+        let sent = self.stream.send_frame_rsv1(opcode, rsv1, payload);
+        self.sent(sent)
     }
 
     /// Queues a message (flushed later). A connection whose backlog would

@@ -20,6 +20,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
 use mio::net::TcpStream;
+use nix::sys::socket::{recv, send, MsgFlags};
+use nix::sys::uio::writev;
 
 /// Read-ahead buffer size: a whole TLS record (16 KiB of plaintext plus
 /// the largest overhead TLS 1.2 allows) fits.
@@ -49,7 +51,10 @@ fn give_spare(buf: AheadBuf) {
 }
 
 /// A connection's TCP socket, read straight into the caller's buffers
-/// (see the module comment).
+/// (see the module comment). Its reads and writes go to the kernel
+/// through `nix`: the same `recv`, `send` (without SIGPIPE, as std
+/// sends) and `writev` as `TcpStream`'s, without mio's and std's layers
+/// around them (about 20 instructions per message of a small echo).
 pub struct Socket {
     tcp: TcpStream,
     /// Set by `arm(true)`: a short read empties the receive queue.
@@ -97,7 +102,7 @@ impl Read for Socket {
         if self.drained {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let n = self.tcp.read(buf)?;
+        let n = recv(self.tcp.as_raw_fd(), buf, MsgFlags::empty())?;
         if self.short_read_ends && n > 0 && n < buf.len() {
             self.drained = true;
         }
@@ -107,11 +112,11 @@ impl Read for Socket {
 
 impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tcp.write(buf)
+        Ok(send(self.tcp.as_raw_fd(), buf, MsgFlags::MSG_NOSIGNAL)?)
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.tcp.write_vectored(bufs)
+        Ok(writev(&self.tcp, bufs)?)
     }
 
     fn flush(&mut self) -> io::Result<()> {

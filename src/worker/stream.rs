@@ -124,12 +124,36 @@ impl Stream {
     /// nothing is waiting before it, so it is not copied unless the socket
     /// is full. `flush` sends what is queued.
     pub fn send_frame(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
-        self.send_frame_rsv1(opcode, false, payload)
+        self.put_frame(opcode, false, payload, false)
+    }
+
+    /// [`send_frame`](Self::send_frame) for the last frame before the
+    /// next flush (the read that carried what it answers emptied the
+    /// socket): with nothing queued before it, it goes to a plain socket
+    /// at once whatever its size, straight from `payload`, since gathering
+    /// it saves a write only if another frame follows. (Under TLS it is
+    /// gathered: a header and payload sent apart would be two records.)
+    pub fn send_last_frame(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        let plain = matches!(self.transport, Transport::Plain(_));
+        self.put_frame(opcode, false, payload, plain)
     }
 
     /// [`send_frame`](Self::send_frame) with RSV1 set when `rsv1`: a
     /// permessage-deflate message whose payload is compressed.
     pub fn send_frame_rsv1(&mut self, opcode: u8, rsv1: bool, payload: &[u8]) -> io::Result<()> {
+        self.put_frame(opcode, rsv1, payload, false)
+    }
+
+    /// Writes or queues one frame: at once from `payload` if nothing is
+    /// queued before it and it is large or `at_once`; what the socket
+    /// does not take (or all of it, otherwise) is copied into `out`.
+    fn put_frame(
+        &mut self,
+        opcode: u8,
+        rsv1: bool,
+        payload: &[u8],
+        at_once: bool,
+    ) -> io::Result<()> {
         let mut head = [0u8; 10];
         head[0] = 0x80 | if rsv1 { 0x40 } else { 0 } | opcode;
         let h = match payload.len() {
@@ -149,7 +173,7 @@ impl Stream {
             }
         };
         let mut done = 0;
-        if self.out.is_empty() && payload.len() >= DIRECT {
+        if self.out.is_empty() && (at_once || payload.len() >= DIRECT) {
             let total = h + payload.len();
             while done < total {
                 let r = if done < h {
@@ -197,13 +221,23 @@ impl Stream {
         }
     }
 
-    /// Gives the (sent or abandoned) output buffer back to the worker.
+    /// Gives the (sent or abandoned) output buffer back to the worker,
+    /// if this connection holds one (most flushes find none: small
+    /// replies usually go out at once, see `send_last_frame`).
+    #[inline]
     fn release_out(&mut self) {
-        give_out(std::mem::take(&mut self.out));
+        if self.out.capacity() > 0 {
+            give_out(std::mem::take(&mut self.out));
+        }
     }
 
     /// Writes what the socket takes of `out`; WouldBlock if some is left.
     fn flush_out(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            // The common case: replies went out as they were made.
+            self.release_out();
+            return Ok(());
+        }
         let mut done = 0;
         let mut result = Ok(());
         while done < self.out.len() {
@@ -351,9 +385,7 @@ impl Drop for Stream {
     /// A connection dropped with output still queued lends its buffer
     /// back (when it is small enough to keep).
     fn drop(&mut self) {
-        if self.out.capacity() > 0 {
-            self.release_out();
-        }
+        self.release_out();
     }
 }
 
@@ -397,7 +429,8 @@ impl Write for Stream {
     fn flush(&mut self) -> io::Result<()> {
         self.flush_out()?;
         match &mut self.transport {
-            Transport::Plain(s) => s.flush(),
+            // TCP has nothing buffered in user space.
+            Transport::Plain(_) => Ok(()),
             Transport::Tls(s) => s.ssl().flush(),
         }
     }

@@ -88,3 +88,36 @@ fn frames_sent_with_the_request_are_not_lost() {
         "{reply:?}"
     );
 }
+
+/// The built-in echo answers while reading and counts its messages once
+/// per read: every message is in `/status` once in and once out, with
+/// its bytes (a ping is not a message).
+#[test]
+fn echoed_messages_are_counted_in_and_out() {
+    let text = config("workers = 1\n", ECHO) + "\n[status]\nlisten = \"127.0.0.1:0\"\n";
+    let d = Daemon::start(&text);
+    let status: std::net::SocketAddr = d.wait_log("the status listener", |l| {
+        l.split("status listener on ")
+            .nth(1)
+            .and_then(|a| a.trim().parse().ok())
+    });
+    let mut ws = connect(&d.url("/echo"));
+    echo(&mut ws, Message::text("hello"));
+    echo(&mut ws, Message::binary(vec![1u8, 2, 3, 4]));
+    // Several reads, assembled before it is echoed.
+    echo(&mut ws, Message::binary(vec![7u8; 70_000]));
+    ws.send(Message::Ping(b"not counted".to_vec().into()))
+        .unwrap();
+    assert!(matches!(ws.read().unwrap(), Message::Pong(_)));
+    // Counted right after the read that echoed them: wait for the count.
+    let totals = wait_for("3 messages counted in and out", || {
+        let (code, body) = http(status, "GET", "/status", &[], "");
+        assert_eq!(code, 200, "GET /status: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("/status is JSON");
+        let totals = v["totals"].clone();
+        (totals["messages_out"] == 3).then_some(totals)
+    });
+    assert_eq!(totals["messages_in"], 3, "{totals}");
+    assert_eq!(totals["bytes_in"], 70_009, "{totals}");
+    assert_eq!(totals["bytes_out"], 70_009, "{totals}");
+}
