@@ -6,39 +6,57 @@
 //! arrive (a slow client never blocks the worker) and so that it can be
 //! fuzzed on its own.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// The most headers a request may carry.
 const MAX_HEADERS: usize = 64;
 
+/// One request header: its name, and its value trimmed and lossily UTF-8
+/// (borrowed from the head unless it had to be repaired).
+pub type Header<'a> = (&'a str, Cow<'a, str>);
+
 /// A parsed upgrade request, with what a handler may want to see.
+///
+/// Borrowed from the bytes it was parsed from: parsing copies nothing
+/// but the list of headers (a handshake is on every connection's path).
 #[derive(Debug, Clone, Default)]
-pub struct Request {
+pub struct Request<'a> {
     /// The path, without the query string, as sent (still percent-encoded).
-    pub path: String,
+    pub path: &'a str,
     /// The query string without the `?`; empty when there is none.
-    pub query: String,
-    /// Header names and values in request order; values lossily UTF-8.
-    pub headers: Vec<(String, String)>,
+    pub query: &'a str,
+    /// Header names and values in request order.
+    pub headers: Vec<Header<'a>>,
 }
 
-impl Request {
+impl<'a> Request<'a> {
+    /// The headers as `(name, value)` pairs, in request order.
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        pairs(&self.headers)
+    }
+
     /// The first value of header `name`, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        self.header_pairs()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// Every value of header `name`, in order (a header sent on several
     /// lines, such as `Sec-WebSocket-Extensions`, is one list).
-    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
+    pub fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.header_pairs()
             .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
+}
+
+/// `headers` as `(name, value)` pairs of `&str`.
+pub fn pairs<'h>(
+    headers: &'h [Header<'_>],
+) -> impl ExactSizeIterator<Item = (&'h str, &'h str)> + DoubleEndedIterator + Clone {
+    headers.iter().map(|(k, v)| (*k, v.as_ref()))
 }
 
 /// Why a request was refused, mapped to an HTTP status.
@@ -115,7 +133,7 @@ impl fmt::Display for Reject {
 /// Returns `Ok(None)` while the head is incomplete, `Ok(Some((request,
 /// head_len)))` once it is complete (bytes after `head_len` belong to the
 /// WebSocket stream), or the rejection.
-pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)>, Reject> {
+pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<(Request<'_>, usize)>, Reject> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let status = req.parse(buf).map_err(|e| match e {
@@ -151,21 +169,38 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<(Request, usi
     let headers = req
         .headers
         .iter()
-        .map(|h| {
-            (
-                h.name.to_string(),
-                String::from_utf8_lossy(h.value).trim().to_string(),
-            )
-        })
+        .map(|h| (h.name, trimmed_value(h.value)))
         .collect();
     Ok(Some((
         Request {
-            path: path.to_string(),
-            query: query.to_string(),
+            path,
+            query,
             headers,
         },
         head_len,
     )))
+}
+
+/// A header value without surrounding whitespace, as UTF-8: borrowed
+/// when it is valid UTF-8 (`from_utf8` checks ASCII a word at a time),
+/// else with U+FFFD for each invalid sequence.
+fn trimmed_value(value: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(value) {
+        Ok(v) => Cow::Borrowed(trim(v)),
+        Err(_) => Cow::Owned(String::from_utf8_lossy(value).trim().to_string()),
+    }
+}
+
+/// `v.trim()`, skipping its walk over characters in the usual case of a
+/// value that starts and ends with a visible ASCII character (none of
+/// which is whitespace).
+fn trim(v: &str) -> &str {
+    let visible = |b: Option<&u8>| b.is_none_or(u8::is_ascii_graphic);
+    if visible(v.as_bytes().first()) && visible(v.as_bytes().last()) {
+        v
+    } else {
+        v.trim()
+    }
 }
 
 /// Whether the bytes added to `buf` after `old_len` contain an empty line
@@ -177,7 +212,7 @@ pub fn may_end_head(buf: &[u8], old_len: usize) -> bool {
 
 /// Checks the upgrade headers of RFC 6455 §4.2.1; returns the
 /// `Sec-WebSocket-Key`.
-pub fn validate_upgrade(req: &Request) -> Result<&str, Reject> {
+pub fn validate_upgrade<'r>(req: &'r Request<'_>) -> Result<&'r str, Reject> {
     if req.header("Host").is_none() {
         return Err(Reject::BadRequest("missing Host header".into()));
     }
@@ -214,7 +249,7 @@ pub fn validate_upgrade(req: &Request) -> Result<&str, Reject> {
 /// Whether the comma-separated header value contains `token`
 /// (case-insensitive).
 fn has_token(value: Option<&str>, token: &str) -> bool {
-    value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    value.is_some_and(|v| v.split(',').any(|t| trim(t).eq_ignore_ascii_case(token)))
 }
 
 /// A key is 16 random bytes in base64: 22 base64 characters and "==".
