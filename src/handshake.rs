@@ -213,20 +213,21 @@ pub fn may_end_head(buf: &[u8], old_len: usize) -> bool {
 /// Checks the upgrade headers of RFC 6455 §4.2.1; returns the
 /// `Sec-WebSocket-Key`.
 pub fn validate_upgrade<'r>(req: &'r Request<'_>) -> Result<&'r str, Reject> {
-    if req.header("Host").is_none() {
+    let h = UpgradeHeaders::of(req);
+    if h.host.is_none() {
         return Err(Reject::BadRequest("missing Host header".into()));
     }
-    if !has_token(req.header("Upgrade"), "websocket") {
+    if !has_token(h.upgrade, "websocket") {
         return Err(Reject::BadRequest(
             "not a WebSocket upgrade (no \"Upgrade: websocket\" header)".into(),
         ));
     }
-    if !has_token(req.header("Connection"), "upgrade") {
+    if !has_token(h.connection, "upgrade") {
         return Err(Reject::BadRequest(
             "not a WebSocket upgrade (no \"Connection: Upgrade\" header)".into(),
         ));
     }
-    match req.header("Sec-WebSocket-Version") {
+    match h.version {
         Some("13") => {}
         Some(_) => return Err(Reject::UpgradeRequired),
         None => {
@@ -235,8 +236,8 @@ pub fn validate_upgrade<'r>(req: &'r Request<'_>) -> Result<&'r str, Reject> {
             ))
         }
     }
-    let key = req
-        .header("Sec-WebSocket-Key")
+    let key = h
+        .key
         .ok_or_else(|| Reject::BadRequest("missing Sec-WebSocket-Key header".into()))?;
     if !is_valid_key(key) {
         return Err(Reject::BadRequest(
@@ -244,6 +245,40 @@ pub fn validate_upgrade<'r>(req: &'r Request<'_>) -> Result<&'r str, Reject> {
         ));
     }
     Ok(key)
+}
+
+/// The first value of each header [`validate_upgrade`] checks, found in
+/// one pass over the headers rather than one per header.
+#[derive(Default)]
+struct UpgradeHeaders<'r> {
+    host: Option<&'r str>,
+    upgrade: Option<&'r str>,
+    connection: Option<&'r str>,
+    version: Option<&'r str>,
+    key: Option<&'r str>,
+}
+
+impl<'r> UpgradeHeaders<'r> {
+    fn of(req: &'r Request<'_>) -> UpgradeHeaders<'r> {
+        let mut h = UpgradeHeaders::default();
+        for (name, value) in req.header_pairs() {
+            let slot = if name.eq_ignore_ascii_case("Host") {
+                &mut h.host
+            } else if name.eq_ignore_ascii_case("Upgrade") {
+                &mut h.upgrade
+            } else if name.eq_ignore_ascii_case("Connection") {
+                &mut h.connection
+            } else if name.eq_ignore_ascii_case("Sec-WebSocket-Version") {
+                &mut h.version
+            } else if name.eq_ignore_ascii_case("Sec-WebSocket-Key") {
+                &mut h.key
+            } else {
+                continue;
+            };
+            slot.get_or_insert(value);
+        }
+        h
+    }
 }
 
 /// Whether the comma-separated header value contains `token`
@@ -289,15 +324,22 @@ pub fn accept_response(key: &str) -> Vec<u8> {
 
 /// The `101 Switching Protocols` response for `key`, naming the accepted
 /// extensions (e.g. `deflate::Accepted::response`) when there are any.
+/// Room is left for a few more headers (see `admission::render_accept`).
 pub fn accept_response_with(key: &str, extensions: Option<&str>) -> Vec<u8> {
+    const HEAD: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
+    const EXTENSIONS: &[u8] = b"Sec-WebSocket-Extensions: ";
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let extensions = extensions
-        .map(|e| format!("Sec-WebSocket-Extensions: {e}\r\n"))
-        .unwrap_or_default();
-    format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extensions}\r\n"
-    )
-    .into_bytes()
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(HEAD);
+    out.extend_from_slice(accept.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(e) = extensions {
+        out.extend_from_slice(EXTENSIONS);
+        out.extend_from_slice(e.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 #[cfg(test)]
@@ -372,6 +414,45 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(matches!(validate_upgrade(&req), Err(Reject::BadRequest(_))));
+    }
+
+    #[test]
+    fn the_first_of_repeated_upgrade_headers_counts() {
+        let text = String::from_utf8_lossy(GOOD).replace(
+            "Version: 13\r\n",
+            "Version: 13\r\nsec-websocket-version: 8\r\nUPGRADE: h2c\r\n",
+        );
+        let (req, _) = parse_request(text.as_bytes(), 4096).unwrap().unwrap();
+        assert_eq!(validate_upgrade(&req).unwrap(), "dGhlIHNhbXBsZSBub25jZQ==");
+        let text = String::from_utf8_lossy(GOOD).replace(
+            "Upgrade: WebSocket\r\n",
+            "upgrade: h2c\r\nUpgrade: WebSocket\r\n",
+        );
+        let (req, _) = parse_request(text.as_bytes(), 4096).unwrap().unwrap();
+        assert!(matches!(validate_upgrade(&req), Err(Reject::BadRequest(_))));
+    }
+
+    #[test]
+    fn the_101_is_exactly_this() {
+        assert_eq!(
+            String::from_utf8(accept_response_with(
+                "dGhlIHNhbXBsZSBub25jZQ==",
+                Some("x; y")
+            ))
+            .unwrap(),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+             Sec-WebSocket-Extensions: x; y\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn header_values_are_trimmed_and_repaired() {
+        let head =
+            b"GET / HTTP/1.1\r\nA: \xe2\x80\x83x y\xc2\xa0\r\nB: v\xff\r\nC: \tz \t\r\nD:\r\n\r\n";
+        let (req, _) = parse_request(head, 4096).unwrap().unwrap();
+        let values: Vec<&str> = req.header_pairs().map(|(_, v)| v).collect();
+        assert_eq!(values, ["x y", "v\u{fffd}", "z", ""]);
     }
 
     #[test]
