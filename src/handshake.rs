@@ -9,6 +9,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use sha1::{Digest, Sha1};
+
 /// The most headers a request may carry.
 const MAX_HEADERS: usize = 64;
 
@@ -166,10 +170,14 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<(Request<'_>,
         Some((p, q)) => (p, q),
         None => (target, ""),
     };
+    // The head is checked as UTF-8 once (it is nearly always ASCII): its
+    // header values are then slices of that text, with no check each.
+    let head = &buf[..head_len];
+    let text = std::str::from_utf8(head).ok();
     let headers = req
         .headers
         .iter()
-        .map(|h| (h.name, trimmed_value(h.value)))
+        .map(|h| (h.name, trimmed_value(text, head, h.value)))
         .collect();
     Ok(Some((
         Request {
@@ -181,14 +189,27 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<(Request<'_>,
     )))
 }
 
-/// A header value without surrounding whitespace, as UTF-8: borrowed
-/// when it is valid UTF-8 (`from_utf8` checks ASCII a word at a time),
-/// else with U+FFFD for each invalid sequence.
-fn trimmed_value(value: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(value) {
+/// A header value (a slice of `head`) without surrounding whitespace, as
+/// UTF-8: a slice of `text` (the head, when it is all UTF-8), else
+/// checked on its own, borrowed when it is valid UTF-8 and with U+FFFD
+/// for each invalid sequence when not.
+fn trimmed_value<'a>(text: Option<&'a str>, head: &[u8], value: &'a [u8]) -> Cow<'a, str> {
+    let checked = match offset_in(head, value).and_then(|at| text?.get(at..at + value.len())) {
+        Some(v) => Ok(v),
+        None => std::str::from_utf8(value),
+    };
+    match checked {
         Ok(v) => Cow::Borrowed(trim(v)),
         Err(_) => Cow::Owned(String::from_utf8_lossy(value).trim().to_string()),
     }
+}
+
+/// Where `part` starts in `whole`, if it is a slice of it. (Live
+/// allocations do not overlap, so a `part` that starts and ends within
+/// `whole`'s addresses is a slice of it.)
+fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
+    let at = part.as_ptr().addr().checked_sub(whole.as_ptr().addr())?;
+    (at.checked_add(part.len())? <= whole.len()).then_some(at)
 }
 
 /// `v.trim()`, skipping its walk over characters in the usual case of a
@@ -282,9 +303,13 @@ impl<'r> UpgradeHeaders<'r> {
 }
 
 /// Whether the comma-separated header value contains `token`
-/// (case-insensitive).
+/// (case-insensitive). A value that is the token alone (the usual
+/// `Upgrade: websocket`, `Connection: Upgrade`) is recognised without
+/// splitting it.
 fn has_token(value: Option<&str>, token: &str) -> bool {
-    value.is_some_and(|v| v.split(',').any(|t| trim(t).eq_ignore_ascii_case(token)))
+    value.is_some_and(|v| {
+        v.eq_ignore_ascii_case(token) || v.split(',').any(|t| trim(t).eq_ignore_ascii_case(token))
+    })
 }
 
 /// A key is 16 random bytes in base64: 22 base64 characters and "==".
@@ -317,6 +342,19 @@ pub fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
     })
 }
 
+/// The `Sec-WebSocket-Accept` value for `key` (RFC 6455 §4.2.2): the
+/// base64 of the SHA-1 of the key and the protocol's GUID.
+fn accept_key(key: &str) -> [u8; 28] {
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut sha1 = Sha1::new();
+    sha1.update(key.as_bytes());
+    sha1.update(GUID);
+    let mut accept = [0u8; 28];
+    // 20 bytes of digest are 28 of base64: the buffer always fits.
+    let _ = STANDARD.encode_slice(sha1.finalize(), &mut accept);
+    accept
+}
+
 /// The `101 Switching Protocols` response for `key`.
 pub fn accept_response(key: &str) -> Vec<u8> {
     accept_response_with(key, None)
@@ -328,10 +366,9 @@ pub fn accept_response(key: &str) -> Vec<u8> {
 pub fn accept_response_with(key: &str, extensions: Option<&str>) -> Vec<u8> {
     const HEAD: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
     const EXTENSIONS: &[u8] = b"Sec-WebSocket-Extensions: ";
-    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(HEAD);
-    out.extend_from_slice(accept.as_bytes());
+    out.extend_from_slice(&accept_key(key));
     out.extend_from_slice(b"\r\n");
     if let Some(e) = extensions {
         out.extend_from_slice(EXTENSIONS);
@@ -430,6 +467,15 @@ mod tests {
         );
         let (req, _) = parse_request(text.as_bytes(), 4096).unwrap().unwrap();
         assert!(matches!(validate_upgrade(&req), Err(Reject::BadRequest(_))));
+    }
+
+    #[test]
+    fn accept_keys_are_those_tungstenite_derives() {
+        for key in ["dGhlIHNhbXBsZSBub25jZQ==", "AAAAAAAAAAAAAAAAAAAAAA==", "x"] {
+            let ours = accept_key(key);
+            let theirs = tungstenite::handshake::derive_accept_key(key.as_bytes());
+            assert_eq!(std::str::from_utf8(&ours).unwrap(), theirs);
+        }
     }
 
     #[test]
