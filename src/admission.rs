@@ -47,7 +47,7 @@ const RESERVED_HEADERS: [&str; 7] = [
 pub struct HandshakeRequest<'a> {
     path: &'a str,
     query: &'a str,
-    headers: &'a [(String, String)],
+    headers: &'a [handshake::Header<'a>],
     params: &'a [(String, String)],
     route: &'a str,
     peer: SocketAddr,
@@ -60,15 +60,15 @@ impl<'a> HandshakeRequest<'a> {
     /// parameters `params`, from `peer` (the client's address after
     /// X-Forwarded-For / PROXY protocol resolution), over TLS or not.
     pub fn new(
-        req: &'a handshake::Request,
+        req: &'a handshake::Request<'a>,
         route: &'a str,
         params: &'a [(String, String)],
         peer: SocketAddr,
         tls: bool,
     ) -> Self {
         HandshakeRequest {
-            path: &req.path,
-            query: &req.query,
+            path: req.path,
+            query: req.query,
             headers: &req.headers,
             params,
             route,
@@ -121,9 +121,11 @@ impl<'a> HandshakeRequest<'a> {
             .flatten()
     }
 
-    /// All request headers, in order.
-    pub fn headers(&self) -> &'a [(String, String)] {
-        self.headers
+    /// All request headers as `(name, value)` pairs, in order.
+    pub fn headers(
+        &self,
+    ) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> + DoubleEndedIterator + Clone {
+        handshake::pairs(self.headers)
     }
 
     /// The first value of header `name` (case-insensitive).
@@ -136,10 +138,9 @@ impl<'a> HandshakeRequest<'a> {
     where
         'a: 'n,
     {
-        self.headers
-            .iter()
+        self.headers()
             .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// The cookies of every `Cookie` header, as `(name, value)` in order
@@ -190,7 +191,7 @@ impl<'a> HandshakeRequest<'a> {
     /// The subprotocols the client offered, in its order, across every
     /// `Sec-WebSocket-Protocol` header line.
     pub fn offered_subprotocols(&self) -> Vec<&'a str> {
-        offered_subprotocols(self.headers)
+        offered_subprotocols(self.headers())
     }
 }
 
@@ -358,10 +359,13 @@ impl Decision {
 }
 
 /// The subprotocols offered in a request's `Sec-WebSocket-Protocol`
-/// headers: comma-separated tokens, across every header line, in order.
-pub fn offered_subprotocols(headers: &[(String, String)]) -> Vec<&str> {
+/// headers (`(name, value)` pairs): comma-separated tokens, across every
+/// header line, in order.
+pub fn offered_subprotocols<'h>(
+    headers: impl IntoIterator<Item = (&'h str, &'h str)>,
+) -> Vec<&'h str> {
     headers
-        .iter()
+        .into_iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("Sec-WebSocket-Protocol"))
         .flat_map(|(_, v)| v.split(','))
         .map(str::trim)
@@ -379,18 +383,23 @@ pub fn select_subprotocol<'p>(preferred: &'p [String], offered: &[&str]) -> Opti
         .map(String::as_str)
 }
 
-/// Applies a route's `subprotocols` list and `subprotocol_required` flag:
-/// the selected subprotocol, or 400 when one is required and none of the
-/// route's was offered.
-pub fn negotiate_subprotocol(
+/// Applies a route's `subprotocols` list and `subprotocol_required` flag
+/// to the request's headers (`(name, value)` pairs): the selected
+/// subprotocol, or 400 when one is required and none of the route's was
+/// offered.
+pub fn negotiate_subprotocol<'h>(
     preferred: &[String],
     required: bool,
-    headers: &[(String, String)],
+    headers: impl IntoIterator<Item = (&'h str, &'h str)>,
 ) -> Result<Option<String>, Reject> {
+    if preferred.is_empty() {
+        // Nothing to select, nothing to require (most routes).
+        return Ok(None);
+    }
     let offered = offered_subprotocols(headers);
     match select_subprotocol(preferred, &offered) {
         Some(p) => Ok(Some(p.to_string())),
-        None if required && !preferred.is_empty() => Err(Reject::BadRequest(format!(
+        None if required => Err(Reject::BadRequest(format!(
             "this route requires a subprotocol: offer one of {} in Sec-WebSocket-Protocol",
             preferred.join(", ")
         ))),
@@ -421,16 +430,17 @@ pub enum Outcome {
 }
 
 /// Combines the route's negotiated subprotocol with the hook's decision
-/// into the bytes to send. `key` is the client's `Sec-WebSocket-Key`.
+/// into the bytes to send. `key` is the client's `Sec-WebSocket-Key`,
+/// `headers` the request's `(name, value)` pairs.
 ///
 /// A hook that selects a subprotocol the client did not offer is a bug in
 /// the handler (the client would fail the handshake, RFC 6455 §4.1): the
 /// request is refused with 500 and the reason logged.
-pub fn conclude(
+pub fn conclude<'h>(
     key: &str,
     negotiated: Option<String>,
     extensions: Option<&str>,
-    headers: &[(String, String)],
+    headers: impl IntoIterator<Item = (&'h str, &'h str)>,
     decision: Decision,
 ) -> Outcome {
     match decision {
@@ -441,19 +451,21 @@ pub fn conclude(
         } => {
             let selected = match subprotocol {
                 None => negotiated,
-                Some(p) if offered_subprotocols(headers).contains(&p.as_str()) => Some(p),
                 Some(p) => {
-                    log::error!(
-                        "on_handshake selected subprotocol {p:?}, which the client did not offer; refusing with 500"
-                    );
-                    return Outcome::Refuse {
-                        response: render_reject(
-                            500,
-                            &[],
-                            "the server selected no usable subprotocol",
-                        ),
-                        status: 500,
-                    };
+                    if !offered_subprotocols(headers).contains(&p.as_str()) {
+                        log::error!(
+                            "on_handshake selected subprotocol {p:?}, which the client did not offer; refusing with 500"
+                        );
+                        return Outcome::Refuse {
+                            response: render_reject(
+                                500,
+                                &[],
+                                "the server selected no usable subprotocol",
+                            ),
+                            status: 500,
+                        };
+                    }
+                    Some(p)
                 }
             };
             Outcome::Open {
@@ -622,7 +634,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
 mod tests {
     use super::*;
 
-    fn request(head: &str) -> handshake::Request {
+    fn request(head: &str) -> handshake::Request<'_> {
         handshake::parse_request(head.as_bytes(), 8192)
             .unwrap()
             .unwrap()
@@ -683,30 +695,27 @@ mod tests {
     #[test]
     fn required_subprotocol_refuses_with_400() {
         let server = vec!["chat.v2".to_string()];
-        let none: Vec<(String, String)> = vec![];
-        let other = vec![("Sec-WebSocket-Protocol".to_string(), "mqtt".to_string())];
-        let good = vec![(
-            "Sec-WebSocket-Protocol".to_string(),
-            "mqtt, chat.v2".to_string(),
-        )];
-        assert_eq!(negotiate_subprotocol(&server, false, &none), Ok(None));
-        assert_eq!(negotiate_subprotocol(&server, false, &other), Ok(None));
-        let err = negotiate_subprotocol(&server, true, &other).unwrap_err();
+        let none: [(&str, &str); 0] = [];
+        let other = [("Sec-WebSocket-Protocol", "mqtt")];
+        let good = [("Sec-WebSocket-Protocol", "mqtt, chat.v2")];
+        assert_eq!(negotiate_subprotocol(&server, false, none), Ok(None));
+        assert_eq!(negotiate_subprotocol(&server, false, other), Ok(None));
+        let err = negotiate_subprotocol(&server, true, other).unwrap_err();
         assert_eq!(err.status().0, 400);
         assert!(err.to_string().contains("chat.v2"), "{err}");
-        assert!(negotiate_subprotocol(&server, true, &none).is_err());
+        assert!(negotiate_subprotocol(&server, true, none).is_err());
         assert_eq!(
-            negotiate_subprotocol(&server, true, &good),
+            negotiate_subprotocol(&server, true, good),
             Ok(Some("chat.v2".to_string()))
         );
         // No list on the route: nothing to require.
-        assert_eq!(negotiate_subprotocol(&[], true, &none), Ok(None));
+        assert_eq!(negotiate_subprotocol(&[], true, none), Ok(None));
     }
 
     #[test]
     fn rejections_render_status_headers_and_a_capped_body() {
         let d = Decision::unauthorized("Bearer realm=\"chat\"").with_body("token expired");
-        let Outcome::Refuse { response, status } = conclude(KEY, None, None, &[], d) else {
+        let Outcome::Refuse { response, status } = conclude(KEY, None, None, [], d) else {
             panic!("not a refusal")
         };
         assert_eq!(status, 401);
@@ -725,7 +734,7 @@ mod tests {
         assert!(r.contains(&format!("Content-Length: {MAX_REJECT_BODY}\r\n")));
 
         let d = Decision::too_many_requests(Duration::from_millis(1500));
-        let Outcome::Refuse { response, .. } = conclude(KEY, None, None, &[], d) else {
+        let Outcome::Refuse { response, .. } = conclude(KEY, None, None, [], d) else {
             panic!()
         };
         let r = text(response);
@@ -760,7 +769,7 @@ mod tests {
             .with_header("Content-Length", "99")
             .with_header("X-Split", "a\r\nSet-Cookie: evil=1")
             .with_header("Bad Name", "x");
-        let Outcome::Refuse { response, status } = conclude(KEY, None, None, &[], d) else {
+        let Outcome::Refuse { response, status } = conclude(KEY, None, None, [], d) else {
             panic!()
         };
         assert_eq!(status, 500);
@@ -774,7 +783,7 @@ mod tests {
 
     #[test]
     fn accept_carries_subprotocol_headers_and_value() {
-        let offered = vec![("Sec-WebSocket-Protocol".to_string(), "a, b".to_string())];
+        let offered = [("Sec-WebSocket-Protocol", "a, b")];
         let d = Decision::accept()
             .with_header("Set-Cookie", "seen=1")
             .with_value(42u64);
@@ -782,7 +791,7 @@ mod tests {
             response,
             subprotocol,
             value,
-        } = conclude(KEY, Some("b".into()), None, &offered, d)
+        } = conclude(KEY, Some("b".into()), None, offered, d)
         else {
             panic!()
         };
@@ -801,7 +810,7 @@ mod tests {
 
         // The hook may override the route's choice with another offered one...
         let d = Decision::accept().with_subprotocol("a");
-        let Outcome::Open { subprotocol, .. } = conclude(KEY, Some("b".into()), None, &offered, d)
+        let Outcome::Open { subprotocol, .. } = conclude(KEY, Some("b".into()), None, offered, d)
         else {
             panic!()
         };
@@ -809,11 +818,11 @@ mod tests {
         // ...but not with one the client did not offer.
         let d = Decision::accept().with_subprotocol("zzz");
         assert!(matches!(
-            conclude(KEY, None, None, &offered, d),
+            conclude(KEY, None, None, offered, d),
             Outcome::Refuse { status: 500, .. }
         ));
         // Without any subprotocol the 101 names none.
-        let Outcome::Open { response, .. } = conclude(KEY, None, None, &[], Decision::default())
+        let Outcome::Open { response, .. } = conclude(KEY, None, None, [], Decision::default())
         else {
             panic!()
         };
@@ -824,7 +833,7 @@ mod tests {
     fn accept_names_the_accepted_extension_once_despite_the_hook() {
         let d = Decision::accept().with_header("Sec-WebSocket-Extensions", "x-evil");
         let answer = "permessage-deflate; server_no_context_takeover";
-        let Outcome::Open { response, .. } = conclude(KEY, None, Some(answer), &[], d) else {
+        let Outcome::Open { response, .. } = conclude(KEY, None, Some(answer), [], d) else {
             panic!()
         };
         let r = text(response);

@@ -6,39 +6,61 @@
 //! arrive (a slow client never blocks the worker) and so that it can be
 //! fuzzed on its own.
 
+use std::borrow::Cow;
 use std::fmt;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use sha1::{Digest, Sha1};
 
 /// The most headers a request may carry.
 const MAX_HEADERS: usize = 64;
 
+/// One request header: its name, and its value trimmed and lossily UTF-8
+/// (borrowed from the head unless it had to be repaired).
+pub type Header<'a> = (&'a str, Cow<'a, str>);
+
 /// A parsed upgrade request, with what a handler may want to see.
+///
+/// Borrowed from the bytes it was parsed from: parsing copies nothing
+/// but the list of headers (a handshake is on every connection's path).
 #[derive(Debug, Clone, Default)]
-pub struct Request {
+pub struct Request<'a> {
     /// The path, without the query string, as sent (still percent-encoded).
-    pub path: String,
+    pub path: &'a str,
     /// The query string without the `?`; empty when there is none.
-    pub query: String,
-    /// Header names and values in request order; values lossily UTF-8.
-    pub headers: Vec<(String, String)>,
+    pub query: &'a str,
+    /// Header names and values in request order.
+    pub headers: Vec<Header<'a>>,
 }
 
-impl Request {
+impl<'a> Request<'a> {
+    /// The headers as `(name, value)` pairs, in request order.
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        pairs(&self.headers)
+    }
+
     /// The first value of header `name`, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        self.header_pairs()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// Every value of header `name`, in order (a header sent on several
     /// lines, such as `Sec-WebSocket-Extensions`, is one list).
-    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
+    pub fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.header_pairs()
             .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
+}
+
+/// `headers` as `(name, value)` pairs of `&str`.
+pub fn pairs<'h>(
+    headers: &'h [Header<'_>],
+) -> impl ExactSizeIterator<Item = (&'h str, &'h str)> + DoubleEndedIterator + Clone {
+    headers.iter().map(|(k, v)| (*k, v.as_ref()))
 }
 
 /// Why a request was refused, mapped to an HTTP status.
@@ -115,7 +137,7 @@ impl fmt::Display for Reject {
 /// Returns `Ok(None)` while the head is incomplete, `Ok(Some((request,
 /// head_len)))` once it is complete (bytes after `head_len` belong to the
 /// WebSocket stream), or the rejection.
-pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)>, Reject> {
+pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<(Request<'_>, usize)>, Reject> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let status = req.parse(buf).map_err(|e| match e {
@@ -148,24 +170,58 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<(Request, usi
         Some((p, q)) => (p, q),
         None => (target, ""),
     };
+    // The head is checked as UTF-8 once (it is nearly always ASCII): its
+    // header values are then slices of that text, with no check each.
+    let head = &buf[..head_len];
+    let text = std::str::from_utf8(head).ok();
     let headers = req
         .headers
         .iter()
-        .map(|h| {
-            (
-                h.name.to_string(),
-                String::from_utf8_lossy(h.value).trim().to_string(),
-            )
-        })
+        .map(|h| (h.name, trimmed_value(text, head, h.value)))
         .collect();
     Ok(Some((
         Request {
-            path: path.to_string(),
-            query: query.to_string(),
+            path,
+            query,
             headers,
         },
         head_len,
     )))
+}
+
+/// A header value (a slice of `head`) without surrounding whitespace, as
+/// UTF-8: a slice of `text` (the head, when it is all UTF-8), else
+/// checked on its own, borrowed when it is valid UTF-8 and with U+FFFD
+/// for each invalid sequence when not.
+fn trimmed_value<'a>(text: Option<&'a str>, head: &[u8], value: &'a [u8]) -> Cow<'a, str> {
+    let checked = match offset_in(head, value).and_then(|at| text?.get(at..at + value.len())) {
+        Some(v) => Ok(v),
+        None => std::str::from_utf8(value),
+    };
+    match checked {
+        Ok(v) => Cow::Borrowed(trim(v)),
+        Err(_) => Cow::Owned(String::from_utf8_lossy(value).trim().to_string()),
+    }
+}
+
+/// Where `part` starts in `whole`, if it is a slice of it. (Live
+/// allocations do not overlap, so a `part` that starts and ends within
+/// `whole`'s addresses is a slice of it.)
+fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
+    let at = part.as_ptr().addr().checked_sub(whole.as_ptr().addr())?;
+    (at.checked_add(part.len())? <= whole.len()).then_some(at)
+}
+
+/// `v.trim()`, skipping its walk over characters in the usual case of a
+/// value that starts and ends with a visible ASCII character (none of
+/// which is whitespace).
+fn trim(v: &str) -> &str {
+    let visible = |b: Option<&u8>| b.is_none_or(u8::is_ascii_graphic);
+    if visible(v.as_bytes().first()) && visible(v.as_bytes().last()) {
+        v
+    } else {
+        v.trim()
+    }
 }
 
 /// Whether the bytes added to `buf` after `old_len` contain an empty line
@@ -177,21 +233,22 @@ pub fn may_end_head(buf: &[u8], old_len: usize) -> bool {
 
 /// Checks the upgrade headers of RFC 6455 §4.2.1; returns the
 /// `Sec-WebSocket-Key`.
-pub fn validate_upgrade(req: &Request) -> Result<&str, Reject> {
-    if req.header("Host").is_none() {
+pub fn validate_upgrade<'r>(req: &'r Request<'_>) -> Result<&'r str, Reject> {
+    let h = UpgradeHeaders::of(req);
+    if h.host.is_none() {
         return Err(Reject::BadRequest("missing Host header".into()));
     }
-    if !has_token(req.header("Upgrade"), "websocket") {
+    if !has_token(h.upgrade, "websocket") {
         return Err(Reject::BadRequest(
             "not a WebSocket upgrade (no \"Upgrade: websocket\" header)".into(),
         ));
     }
-    if !has_token(req.header("Connection"), "upgrade") {
+    if !has_token(h.connection, "upgrade") {
         return Err(Reject::BadRequest(
             "not a WebSocket upgrade (no \"Connection: Upgrade\" header)".into(),
         ));
     }
-    match req.header("Sec-WebSocket-Version") {
+    match h.version {
         Some("13") => {}
         Some(_) => return Err(Reject::UpgradeRequired),
         None => {
@@ -200,8 +257,8 @@ pub fn validate_upgrade(req: &Request) -> Result<&str, Reject> {
             ))
         }
     }
-    let key = req
-        .header("Sec-WebSocket-Key")
+    let key = h
+        .key
         .ok_or_else(|| Reject::BadRequest("missing Sec-WebSocket-Key header".into()))?;
     if !is_valid_key(key) {
         return Err(Reject::BadRequest(
@@ -211,10 +268,48 @@ pub fn validate_upgrade(req: &Request) -> Result<&str, Reject> {
     Ok(key)
 }
 
+/// The first value of each header [`validate_upgrade`] checks, found in
+/// one pass over the headers rather than one per header.
+#[derive(Default)]
+struct UpgradeHeaders<'r> {
+    host: Option<&'r str>,
+    upgrade: Option<&'r str>,
+    connection: Option<&'r str>,
+    version: Option<&'r str>,
+    key: Option<&'r str>,
+}
+
+impl<'r> UpgradeHeaders<'r> {
+    fn of(req: &'r Request<'_>) -> UpgradeHeaders<'r> {
+        let mut h = UpgradeHeaders::default();
+        for (name, value) in req.header_pairs() {
+            let slot = if name.eq_ignore_ascii_case("Host") {
+                &mut h.host
+            } else if name.eq_ignore_ascii_case("Upgrade") {
+                &mut h.upgrade
+            } else if name.eq_ignore_ascii_case("Connection") {
+                &mut h.connection
+            } else if name.eq_ignore_ascii_case("Sec-WebSocket-Version") {
+                &mut h.version
+            } else if name.eq_ignore_ascii_case("Sec-WebSocket-Key") {
+                &mut h.key
+            } else {
+                continue;
+            };
+            slot.get_or_insert(value);
+        }
+        h
+    }
+}
+
 /// Whether the comma-separated header value contains `token`
-/// (case-insensitive).
+/// (case-insensitive). A value that is the token alone (the usual
+/// `Upgrade: websocket`, `Connection: Upgrade`) is recognised without
+/// splitting it.
 fn has_token(value: Option<&str>, token: &str) -> bool {
-    value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    value.is_some_and(|v| {
+        v.eq_ignore_ascii_case(token) || v.split(',').any(|t| trim(t).eq_ignore_ascii_case(token))
+    })
 }
 
 /// A key is 16 random bytes in base64: 22 base64 characters and "==".
@@ -247,6 +342,19 @@ pub fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
     })
 }
 
+/// The `Sec-WebSocket-Accept` value for `key` (RFC 6455 §4.2.2): the
+/// base64 of the SHA-1 of the key and the protocol's GUID.
+fn accept_key(key: &str) -> [u8; 28] {
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut sha1 = Sha1::new();
+    sha1.update(key.as_bytes());
+    sha1.update(GUID);
+    let mut accept = [0u8; 28];
+    // 20 bytes of digest are 28 of base64: the buffer always fits.
+    let _ = STANDARD.encode_slice(sha1.finalize(), &mut accept);
+    accept
+}
+
 /// The `101 Switching Protocols` response for `key`.
 pub fn accept_response(key: &str) -> Vec<u8> {
     accept_response_with(key, None)
@@ -254,15 +362,21 @@ pub fn accept_response(key: &str) -> Vec<u8> {
 
 /// The `101 Switching Protocols` response for `key`, naming the accepted
 /// extensions (e.g. `deflate::Accepted::response`) when there are any.
+/// Room is left for a few more headers (see `admission::render_accept`).
 pub fn accept_response_with(key: &str, extensions: Option<&str>) -> Vec<u8> {
-    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let extensions = extensions
-        .map(|e| format!("Sec-WebSocket-Extensions: {e}\r\n"))
-        .unwrap_or_default();
-    format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extensions}\r\n"
-    )
-    .into_bytes()
+    const HEAD: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
+    const EXTENSIONS: &[u8] = b"Sec-WebSocket-Extensions: ";
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(HEAD);
+    out.extend_from_slice(&accept_key(key));
+    out.extend_from_slice(b"\r\n");
+    if let Some(e) = extensions {
+        out.extend_from_slice(EXTENSIONS);
+        out.extend_from_slice(e.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 #[cfg(test)]
@@ -337,6 +451,54 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(matches!(validate_upgrade(&req), Err(Reject::BadRequest(_))));
+    }
+
+    #[test]
+    fn the_first_of_repeated_upgrade_headers_counts() {
+        let text = String::from_utf8_lossy(GOOD).replace(
+            "Version: 13\r\n",
+            "Version: 13\r\nsec-websocket-version: 8\r\nUPGRADE: h2c\r\n",
+        );
+        let (req, _) = parse_request(text.as_bytes(), 4096).unwrap().unwrap();
+        assert_eq!(validate_upgrade(&req).unwrap(), "dGhlIHNhbXBsZSBub25jZQ==");
+        let text = String::from_utf8_lossy(GOOD).replace(
+            "Upgrade: WebSocket\r\n",
+            "upgrade: h2c\r\nUpgrade: WebSocket\r\n",
+        );
+        let (req, _) = parse_request(text.as_bytes(), 4096).unwrap().unwrap();
+        assert!(matches!(validate_upgrade(&req), Err(Reject::BadRequest(_))));
+    }
+
+    #[test]
+    fn accept_keys_are_those_tungstenite_derives() {
+        for key in ["dGhlIHNhbXBsZSBub25jZQ==", "AAAAAAAAAAAAAAAAAAAAAA==", "x"] {
+            let ours = accept_key(key);
+            let theirs = tungstenite::handshake::derive_accept_key(key.as_bytes());
+            assert_eq!(std::str::from_utf8(&ours).unwrap(), theirs);
+        }
+    }
+
+    #[test]
+    fn the_101_is_exactly_this() {
+        assert_eq!(
+            String::from_utf8(accept_response_with(
+                "dGhlIHNhbXBsZSBub25jZQ==",
+                Some("x; y")
+            ))
+            .unwrap(),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+             Sec-WebSocket-Extensions: x; y\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn header_values_are_trimmed_and_repaired() {
+        let head =
+            b"GET / HTTP/1.1\r\nA: \xe2\x80\x83x y\xc2\xa0\r\nB: v\xff\r\nC: \tz \t\r\nD:\r\n\r\n";
+        let (req, _) = parse_request(head, 4096).unwrap().unwrap();
+        let values: Vec<&str> = req.header_pairs().map(|(_, v)| v).collect();
+        assert_eq!(values, ["x y", "v\u{fffd}", "z", ""]);
     }
 
     #[test]

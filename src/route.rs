@@ -104,31 +104,29 @@ impl Template {
     /// percent-decoded parameters in template order.
     pub fn matches(&self, path: &str) -> Option<Params> {
         let rest = path.strip_prefix('/')?;
-        let parts: Vec<&str> = if rest.is_empty() {
-            Vec::new()
-        } else {
-            rest.split('/').collect()
-        };
+        // The segments not matched yet, `None` once there are none (the
+        // path "/" has none; "/a/" has two, "a" and "").
+        let mut rest = Some(rest).filter(|r| !r.is_empty());
         let mut params = Vec::new();
-        for (i, seg) in self.segments.iter().enumerate() {
+        for seg in &self.segments {
             match seg {
                 Segment::CatchAll(name) => {
-                    let remainder = parts.get(i..).map(|p| p.join("/")).unwrap_or_default();
-                    params.push((name.clone(), percent_decode(&remainder)?));
+                    let remainder = rest.unwrap_or_default();
+                    params.push((name.clone(), percent_decode(remainder)?));
                     return Some(params);
                 }
                 Segment::Literal(lit) => {
-                    if parts.get(i) != Some(&lit.as_str()) {
+                    if next_segment(&mut rest) != Some(lit.as_str()) {
                         return None;
                     }
                 }
                 Segment::Param(name) => {
-                    let part = parts.get(i).filter(|p| !p.is_empty())?;
+                    let part = next_segment(&mut rest).filter(|p| !p.is_empty())?;
                     params.push((name.clone(), percent_decode(part)?));
                 }
             }
         }
-        (parts.len() == self.segments.len()).then_some(params)
+        rest.is_none().then_some(params)
     }
 
     /// Whether `self` and `other` match exactly the same set of paths.
@@ -150,6 +148,18 @@ impl Template {
             }
         }
         self.segments.len() > other.segments.len()
+    }
+}
+
+/// Takes the next `/`-separated segment off `rest` (see
+/// [`Template::matches`]).
+fn next_segment<'p>(rest: &mut Option<&'p str>) -> Option<&'p str> {
+    match rest.and_then(|r| r.split_once('/')) {
+        Some((segment, after)) => {
+            *rest = Some(after);
+            Some(segment)
+        }
+        None => rest.take(),
     }
 }
 
@@ -352,6 +362,83 @@ mod tests {
         assert_eq!(percent_decode("%2f%2F"), Some("//".into()));
         let t = table(&["/files/{*rest}"]);
         assert!(t.find("/files/a/b2%+F").is_none());
+    }
+
+    /// The matcher as first written (the path split into a `Vec` of
+    /// segments), as the reference for the one that walks the path.
+    fn reference_matches(t: &Template, path: &str) -> Option<Params> {
+        let rest = path.strip_prefix('/')?;
+        let parts: Vec<&str> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/').collect()
+        };
+        let mut params = Vec::new();
+        for (i, seg) in t.segments.iter().enumerate() {
+            match seg {
+                Segment::CatchAll(name) => {
+                    let remainder = parts.get(i..).map(|p| p.join("/")).unwrap_or_default();
+                    params.push((name.clone(), percent_decode(&remainder)?));
+                    return Some(params);
+                }
+                Segment::Literal(lit) => {
+                    if parts.get(i) != Some(&lit.as_str()) {
+                        return None;
+                    }
+                }
+                Segment::Param(name) => {
+                    let part = parts.get(i).filter(|p| !p.is_empty())?;
+                    params.push((name.clone(), percent_decode(part)?));
+                }
+            }
+        }
+        (parts.len() == t.segments.len()).then_some(params)
+    }
+
+    #[test]
+    fn matching_agrees_with_the_reference_on_edge_paths() {
+        let templates = [
+            "/",
+            "/a",
+            "/a/",
+            "/a/{x}",
+            "/a/{x}/",
+            "/{x}",
+            "/{x}/{y}",
+            "/a/{*r}",
+            "/{*r}",
+            "/a/b/{*r}",
+            "/a/{x}/c",
+        ];
+        let paths = [
+            "",
+            "/",
+            "//",
+            "/a",
+            "/a/",
+            "/a//",
+            "/a/b",
+            "/a/b/",
+            "/a/b/c",
+            "/a/b/c/",
+            "/a//c",
+            "/b",
+            "/a/%41",
+            "/a/%ZZ",
+            "/a/b/%2F/x",
+            "a/b",
+            "/a/b/c/d/e",
+        ];
+        for t in templates {
+            let template = Template::parse(t).unwrap();
+            for p in paths {
+                assert_eq!(
+                    template.matches(p),
+                    reference_matches(&template, p),
+                    "{t} on {p:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -99,9 +99,9 @@ fn routes() -> RouteTable<usize> {
 /// `Worker::decide` without the connection bookkeeping.
 fn decide(req: &Request, table: &RouteTable<usize>) -> Result<String, Reject> {
     let (m, params) = table
-        .find(&req.path)
-        .ok_or_else(|| Reject::NotFound(req.path.clone()))?;
-    assert!(m.template.matches(&req.path).is_some());
+        .find(req.path)
+        .ok_or_else(|| Reject::NotFound(req.path.to_string()))?;
+    assert!(m.template.matches(req.path).is_some());
     for (_, value) in &params {
         assert!(!value.is_empty() || m.template.as_str().contains('*'));
     }
@@ -145,13 +145,13 @@ fn check_request(req: &Request, head_len: usize, buf: &[u8], max_head: usize) {
     assert_eq!(again.path, req.path);
     assert_eq!(again.headers, req.headers);
     // Path and query decode as a strict decoder says.
-    for s in [req.path.as_str(), req.query.as_str()] {
+    for s in [req.path, req.query] {
         assert_eq!(percent_decode(s), reference_decode(s), "decoding {s:?}");
     }
     // A path without braces is a literal template that matches itself.
     if !req.path.contains(['{', '}']) {
-        let t = Template::parse(&req.path).expect("a literal path is a template");
-        assert_eq!(t.matches(&req.path), Some(Vec::new()));
+        let t = Template::parse(req.path).expect("a literal path is a template");
+        assert_eq!(t.matches(req.path), Some(Vec::new()));
     }
 }
 

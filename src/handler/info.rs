@@ -185,9 +185,12 @@ impl RequestText {
         let params = r.params.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]);
         let headers = r.headers.flat_map(|(k, v)| [k, v]);
         let pieces = fixed.into_iter().chain(params).chain(headers);
-        let len: usize = pieces.clone().map(str::len).sum();
+        // One pass to size both allocations, one to fill them.
+        let (len, count) = pieces
+            .clone()
+            .fold((0, 0), |(len, count), piece| (len + piece.len(), count + 1));
         let mut text = String::with_capacity(len);
-        let mut ends = Vec::with_capacity(pieces.clone().count());
+        let mut ends = Vec::with_capacity(count);
         for piece in pieces {
             text.push_str(piece);
             // A request head is bounded by `max_request_head`, far below

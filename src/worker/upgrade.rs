@@ -10,6 +10,8 @@
 //!                                │       Response(4xx) ─► (refused: linger)
 //! ```
 
+mod head;
+
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -19,6 +21,7 @@ use log::{debug, error};
 use mio::net::TcpStream;
 use openssl::ssl::HandshakeError;
 
+use self::head::{HeadBuf, HeadRead};
 use super::access;
 use super::admit::{Counted, Limits};
 use super::socket::{ReadAhead, Socket};
@@ -46,8 +49,9 @@ pub(super) enum Upgrading {
     TlsHello(TcpStream, bool),
     /// A TLS handshake in progress.
     Tls(Box<openssl::ssl::MidHandshakeSslStream<ReadAhead>>),
-    /// Collecting the HTTP request head.
-    Request { stream: Stream, buf: Vec<u8> },
+    /// Collecting the HTTP request head; `partial` is what arrived so far
+    /// (see [`head`]).
+    Request { stream: Stream, partial: Vec<u8> },
     /// Writing an HTTP response; `upgrade` is `Some` for a 101.
     Response {
         stream: Stream,
@@ -173,7 +177,7 @@ impl Upgrading {
     fn request(transport: Transport) -> Upgrading {
         Upgrading::Request {
             stream: Stream::new(transport),
-            buf: Vec::new(),
+            partial: Vec::new(),
         }
     }
 
@@ -217,7 +221,7 @@ impl Upgrading {
                     Step::Drop
                 }
             },
-            Upgrading::Request { stream, buf } => step_request(stream, buf, ctx),
+            Upgrading::Request { stream, partial } => step_request(stream, partial, ctx),
             Upgrading::Response {
                 mut stream,
                 out,
@@ -292,15 +296,19 @@ fn step_proxy(mut tcp: TcpStream, ctx: &Context<'_>) -> Step {
     }
 }
 
-fn step_request(mut stream: Stream, mut buf: Vec<u8>, ctx: &mut Context<'_>) -> Step {
+/// Reads what there is of the request head into the worker's buffer and
+/// answers the request once the head is whole (or cannot be).
+fn step_request(mut stream: Stream, mut partial: Vec<u8>, ctx: &mut Context<'_>) -> Step {
     let max_head = ctx.config.server.max_request_head;
-    let before = buf.len();
-    let read = read_head(&mut stream, &mut buf, max_head);
+    let mut head = HeadBuf::lend(max_head, &partial);
+    let read = head.read_from(&mut stream, max_head);
+    let buf = head.filled();
+    let before = partial.len();
     // Parse the first bytes (garbage is refused at once) and then only
     // when a head could have ended: a client sending a byte at a time
     // must not make us re-parse the whole head per byte.
-    let parsed = if before == 0 || handshake::may_end_head(&buf, before) {
-        handshake::parse_request(&buf, max_head)
+    let parsed = if before == 0 || handshake::may_end_head(buf, before) {
+        handshake::parse_request(buf, max_head)
     } else if buf.len() > max_head {
         Err(Reject::HeadTooLarge(max_head))
     } else {
@@ -308,19 +316,21 @@ fn step_request(mut stream: Stream, mut buf: Vec<u8>, ctx: &mut Context<'_>) -> 
     };
     let reject = match (read, parsed) {
         (_, Ok(Some((req, head_len)))) => {
-            let leftover = buf.split_off(head_len);
+            let leftover = buf[head_len..].to_vec();
             let decided = decide(ctx, req, leftover);
             return respond(stream, decided, ctx);
         }
         (_, Err(reject)) => reject,
         (Ok(HeadRead::WouldBlock), Ok(None)) => {
-            return Step::Wait(Upgrading::Request { stream, buf });
+            partial.clear();
+            partial.extend_from_slice(buf);
+            return Step::Wait(Upgrading::Request { stream, partial });
         }
         (Ok(HeadRead::Full), Ok(None)) => Reject::HeadTooLarge(max_head),
         (Ok(HeadRead::Eof), Ok(None)) | (Err(_), Ok(None)) => return Step::Drop,
     };
     // Refused before routing: the request line is read leniently.
-    let (method, path) = access::request_line(&buf);
+    let (method, path) = access::request_line(buf);
     let refused = Refused {
         peer: ctx.peer,
         method,
@@ -434,7 +444,7 @@ impl From<Reject> for Refusal {
 /// perform, or why not.
 fn decide(
     ctx: &mut Context<'_>,
-    req: handshake::Request,
+    req: handshake::Request<'_>,
     leftover: Vec<u8>,
 ) -> Result<Decided, Box<Refused>> {
     let peer = client_peer(ctx, &req);
@@ -454,14 +464,15 @@ fn decide(
 /// request's path (the request itself is consumed).
 fn admit(
     ctx: &mut Context<'_>,
-    req: handshake::Request,
+    req: handshake::Request<'_>,
     leftover: Vec<u8>,
     peer: SocketAddr,
 ) -> Result<Decided, (String, Refusal)> {
-    let refuse = |req: handshake::Request, refusal: Refusal| Err((req.path, refusal));
+    let refuse =
+        |req: handshake::Request<'_>, refusal: Refusal| Err((req.path.to_string(), refusal));
     let app = ctx.app;
-    let Some((m, params)) = app.routes.find(&req.path) else {
-        let reject = Reject::NotFound(req.path.clone());
+    let Some((m, params)) = app.routes.find(req.path) else {
+        let reject = Reject::NotFound(req.path.to_string());
         return refuse(req, reject.into());
     };
     let key = match check(ctx, &req, &m) {
@@ -471,7 +482,7 @@ fn admit(
     let negotiated = match admission::negotiate_subprotocol(
         &m.target.subprotocols,
         m.target.subprotocol_required,
-        &req.headers,
+        req.header_pairs(),
     ) {
         Ok(n) => n,
         Err(reject) => return refuse(req, reject.into()),
@@ -510,7 +521,7 @@ fn admit(
         None => Decision::accept(),
     };
     let extensions = accepted.as_ref().map(|a| a.response.as_str());
-    match admission::conclude(&key, negotiated, extensions, &req.headers, decision) {
+    match admission::conclude(key, negotiated, extensions, req.header_pairs(), decision) {
         Outcome::Refuse { response, status } => {
             // `counted` is dropped here: a refused connection gives its
             // place back at once.
@@ -533,10 +544,10 @@ fn admit(
                 accepted.map(|a| ConnDeflate::new(a.params, deflate::Role::Server, settings));
             let request = InfoRequest {
                 route: template,
-                path: &req.path,
-                query: &req.query,
+                path: req.path,
+                query: req.query,
                 params: &params,
-                headers: kept_headers(&req.headers),
+                headers: kept_headers(req.header_pairs()),
             };
             let info = ConnInfo::new(
                 ConnId::new(ctx.pid, ctx.serial),
@@ -566,12 +577,12 @@ fn admit(
 /// wssd's own checks of a routed request: the upgrade headers (the
 /// `Sec-WebSocket-Key` is returned), the origin allow-list, and an
 /// `exec` route's `max_processes`.
-fn check(
+fn check<'r>(
     ctx: &Context<'_>,
-    req: &handshake::Request,
+    req: &'r handshake::Request<'_>,
     m: &Match<'_, RouteEntry>,
-) -> Result<String, Reject> {
-    let key = handshake::validate_upgrade(req)?.to_string();
+) -> Result<&'r str, Reject> {
+    let key = handshake::validate_upgrade(req)?;
     let allowed = &ctx.config.server.allowed_origins;
     if !allowed.is_empty() {
         match req.header("Origin") {
@@ -595,13 +606,9 @@ fn check(
 
 /// The client's address: the peer (after the PROXY protocol header, if
 /// any), or, from a trusted proxy, the one its `X-Forwarded-For` names.
-fn client_peer(ctx: &Context<'_>, req: &handshake::Request) -> SocketAddr {
+fn client_peer(ctx: &Context<'_>, req: &handshake::Request<'_>) -> SocketAddr {
     let trusted = &ctx.config.limits.trusted_proxies;
-    let forwarded = req
-        .headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("X-Forwarded-For"))
-        .map(|(_, v)| v.as_str());
+    let forwarded = req.header_values("X-Forwarded-For");
     let client = client_address(ctx.peer.ip(), forwarded, trusted);
     if client == ctx.peer.ip() {
         ctx.peer
@@ -637,40 +644,12 @@ const HANDSHAKE_ONLY: [&str; 5] = [
     "Sec-WebSocket-Extensions",
 ];
 
-/// The request headers a connection keeps: all but [`HANDSHAKE_ONLY`].
-fn kept_headers(headers: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
-    headers
-        .iter()
-        .filter(|(name, _)| !HANDSHAKE_ONLY.iter().any(|h| name.eq_ignore_ascii_case(h)))
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-}
-
-/// How reading a request head ended.
-enum HeadRead {
-    /// The socket has no more bytes for now.
-    WouldBlock,
-    /// The peer closed its side.
-    Eof,
-    /// More than `limit` bytes arrived; stop reading.
-    Full,
-}
-
-/// Reads into `buf` until the socket would block, the peer closes, or
-/// `buf` holds more than `limit` bytes.
-fn read_head(stream: &mut Stream, buf: &mut Vec<u8>, limit: usize) -> io::Result<HeadRead> {
-    let mut chunk = [0u8; 4096];
-    loop {
-        if buf.len() > limit {
-            return Ok(HeadRead::Full);
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(HeadRead::Eof),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(HeadRead::WouldBlock),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
+/// The request headers (`(name, value)` pairs) a connection keeps: all
+/// but [`HANDSHAKE_ONLY`].
+fn kept_headers<'h>(
+    headers: impl Iterator<Item = (&'h str, &'h str)> + Clone,
+) -> impl Iterator<Item = (&'h str, &'h str)> + Clone {
+    headers.filter(|(name, _)| !HANDSHAKE_ONLY.iter().any(|h| name.eq_ignore_ascii_case(h)))
 }
 
 /// Writes `out[*pos..]`; `Ok(true)` once all of it is written.
@@ -711,7 +690,7 @@ mod tests {
 
     #[test]
     fn only_the_headers_that_carried_the_upgrade_are_dropped() {
-        let headers: Vec<(String, String)> = [
+        let headers = [
             ("Host", "h"),
             ("upgrade", "websocket"),
             ("Connection", "Upgrade"),
@@ -721,12 +700,9 @@ mod tests {
             ("Sec-WebSocket-Protocol", "chat"),
             ("Origin", "o"),
             ("X-Custom", "x"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        ];
         assert_eq!(
-            kept_headers(&headers).collect::<Vec<_>>(),
+            kept_headers(headers.into_iter()).collect::<Vec<_>>(),
             [
                 ("Host", "h"),
                 ("Sec-WebSocket-Protocol", "chat"),
@@ -739,8 +715,8 @@ mod tests {
     #[test]
     fn a_panicking_hook_refuses_with_500_and_the_worker_goes_on() {
         let req = handshake::Request {
-            path: "/x".into(),
-            query: String::new(),
+            path: "/x",
+            query: "",
             headers: Vec::new(),
         };
         let view = HandshakeRequest::new(&req, "/x", &[], ([127, 0, 0, 1], 1).into(), false);
