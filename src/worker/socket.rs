@@ -13,6 +13,10 @@
 //! the kernel has in one `recv` into a buffer and serves those calls from
 //! it; the buffer goes back to a per-worker spare as soon as it is
 //! consumed, so an idle connection holds none.
+//!
+//! The other way, a message larger than one TLS record (16 KiB) is two
+//! or more records, which OpenSSL writes one by one: [`ReadAhead::gather`]
+//! keeps them, in a buffer lent by the worker, to go out in one `send`.
 
 use std::cell::Cell;
 use std::io::{self, Read, Write};
@@ -48,6 +52,14 @@ fn take_spare() -> AheadBuf {
 
 fn give_spare(buf: AheadBuf) {
     SPARE.with(|s| s.set(Some(buf)));
+}
+
+/// The largest gather buffer the worker keeps as its spare.
+const KEEP_GATHER: usize = 256 * 1024;
+
+thread_local! {
+    /// One spare gather buffer per worker (see [`ReadAhead::gather`]).
+    static SPARE_GATHER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// A connection's TCP socket, read straight into the caller's buffers
@@ -141,6 +153,11 @@ pub struct ReadAhead {
     /// An `arm` left by the stream above the TLS session (see [`Arming`]),
     /// applied before the next read.
     arming: Arming,
+    /// Records written while gathering (or behind such records) that the
+    /// socket has not taken yet; unallocated at rest.
+    gathered: Vec<u8>,
+    /// Between `gather` and `send_gathered`.
+    gathering: bool,
 }
 
 /// A readiness event's `arm` for a socket under a TLS session, handed
@@ -184,7 +201,49 @@ impl ReadAhead {
             pos: 0,
             end: 0,
             arming: Arming::default(),
+            gathered: Vec::new(),
+            gathering: false,
         }
+    }
+
+    /// From now until [`send_gathered`](Self::send_gathered), what
+    /// OpenSSL writes is kept, to go out in one `send`: the records of a
+    /// message larger than one record cost one syscall, not one each.
+    pub fn gather(&mut self) {
+        self.gathering = true;
+        if self.gathered.capacity() == 0 {
+            self.gathered = SPARE_GATHER.try_with(Cell::take).unwrap_or_default();
+        }
+    }
+
+    /// Ends gathering and sends what is gathered: Ok once the socket took
+    /// it all (the buffer then goes back to the worker), else WouldBlock
+    /// (or the socket's error) with the rest kept for the next call.
+    pub fn send_gathered(&mut self) -> io::Result<()> {
+        self.gathering = false;
+        let mut done = 0;
+        let result = loop {
+            if done == self.gathered.len() {
+                break Ok(());
+            }
+            match self.socket.write(&self.gathered[done..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if done == self.gathered.len() {
+            give_gathered(std::mem::take(&mut self.gathered));
+        } else {
+            self.gathered.drain(..done);
+        }
+        result
+    }
+
+    /// Bytes written through OpenSSL that the socket has not taken yet.
+    pub fn gathered(&self) -> usize {
+        self.gathered.len()
     }
 
     /// The handle through which the stream above arms this socket.
@@ -280,16 +339,38 @@ impl ReadAhead {
     }
 }
 
+/// Returns a gather buffer (sent, or dropped with its connection) to the
+/// worker's spare, keeping the larger of the two up to [`KEEP_GATHER`].
+fn give_gathered(mut buf: Vec<u8>) {
+    if buf.capacity() == 0 || buf.capacity() > KEEP_GATHER {
+        return;
+    }
+    buf.clear();
+    let _ = SPARE_GATHER.try_with(|spare| {
+        let held = spare.take();
+        spare.set(if held.capacity() >= buf.capacity() {
+            held
+        } else {
+            buf
+        });
+    });
+}
+
 impl Write for ReadAhead {
+    /// OpenSSL's writes: kept while gathering, and behind gathered bytes
+    /// not sent yet (so that nothing overtakes them); else to the socket.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.gathering || !self.gathered.is_empty() {
+            self.gathered.extend_from_slice(buf);
+            return Ok(buf.len());
+        }
         self.socket.write(buf)
     }
 
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.socket.write_vectored(bufs)
-    }
-
     fn flush(&mut self) -> io::Result<()> {
+        if !self.gathering && !self.gathered.is_empty() {
+            self.send_gathered()?;
+        }
         self.socket.flush()
     }
 }
@@ -305,6 +386,7 @@ impl Drop for ReadAhead {
         if let Some(ahead) = self.ahead.take() {
             give_spare(ahead);
         }
+        give_gathered(std::mem::take(&mut self.gathered));
     }
 }
 

@@ -27,7 +27,18 @@ pub struct Tls {
     used: bool,
     /// On the worker's sweep list (see [`Stream::tls_newly_used`]).
     listed: bool,
+    /// Bytes of records written but not sent yet (`ReadAhead::gathered`,
+    /// mirrored here after each write so that `queued` need not reach
+    /// through the session).
+    gathered: usize,
 }
+
+/// The most plaintext one TLS record carries: a write up to this size is
+/// one record, and goes to the socket without gathering.
+const RECORD: usize = 16 * 1024;
+
+/// At most this much plaintext is gathered into one `send`.
+const GATHER_MAX: usize = 128 * 1024;
 
 impl Transport {
     /// `wss://` over an established TLS session.
@@ -38,6 +49,7 @@ impl Transport {
             arming,
             used: true,
             listed: false,
+            gathered: 0,
         }))
     }
 }
@@ -48,6 +60,62 @@ impl Tls {
     fn ssl(&mut self) -> &mut openssl::ssl::SslStream<ReadAhead> {
         self.used = true;
         &mut self.ssl
+    }
+
+    /// Writes `bufs` through the session. Up to one record goes straight
+    /// to the socket; more (a message over 16 KiB, or a frame's header
+    /// and its large payload) are gathered and go out in one `send`
+    /// (see `ReadAhead::gather`). Records an earlier write left unsent go
+    /// first: WouldBlock while they do not.
+    fn write(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.used = true;
+        if self.gathered > 0 {
+            self.send_gathered()?;
+        }
+        if let [buf] = bufs {
+            if buf.len() <= RECORD {
+                return self.ssl.write(buf);
+            }
+        }
+        self.ssl.get_mut().gather();
+        let (written, failed) = self.write_gathering(bufs);
+        match (written, failed, self.send_gathered()) {
+            (0, Some(e), _) => Err(e),
+            (_, _, Err(e)) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            (n, ..) => Ok(n),
+        }
+    }
+
+    /// Writes `bufs` in order while gathering (the socket under the
+    /// session takes everything then), up to [`GATHER_MAX`]: the
+    /// plaintext bytes written, and the error that stopped it, if any.
+    fn write_gathering(&mut self, bufs: &[io::IoSlice<'_>]) -> (usize, Option<io::Error>) {
+        let mut written = 0;
+        for buf in bufs {
+            let mut at = 0;
+            while at < buf.len() && written < GATHER_MAX {
+                match self.ssl.write(&buf[at..]) {
+                    Ok(0) => return (written, None),
+                    Ok(n) => {
+                        at += n;
+                        written += n;
+                    }
+                    Err(e) => return (written, Some(e)),
+                }
+            }
+            if at < buf.len() {
+                break;
+            }
+        }
+        (written, None)
+    }
+
+    /// Sends the records kept by an earlier write.
+    fn send_gathered(&mut self) -> io::Result<()> {
+        let socket = self.ssl.get_mut();
+        let result = socket.send_gathered();
+        self.gathered = socket.gathered();
+        result
     }
 }
 
@@ -233,6 +301,12 @@ impl Stream {
 
     /// Writes what the socket takes of `out`; WouldBlock if some is left.
     fn flush_out(&mut self) -> io::Result<()> {
+        if let Transport::Tls(s) = &mut self.transport {
+            if s.gathered > 0 {
+                // Records of an earlier write go before anything queued.
+                s.send_gathered()?;
+            }
+        }
         if self.out.is_empty() {
             // The common case: replies went out as they were made.
             self.release_out();
@@ -268,7 +342,7 @@ impl Stream {
     fn write_socket(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = match &mut self.transport {
             Transport::Plain(s) => s.write(buf)?,
-            Transport::Tls(s) => s.ssl().write(buf)?,
+            Transport::Tls(s) => s.write(&[io::IoSlice::new(buf)])?,
         };
         Ok(n)
     }
@@ -276,7 +350,7 @@ impl Stream {
     fn write_socket_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let n = match &mut self.transport {
             Transport::Plain(s) => s.write_vectored(bufs)?,
-            Transport::Tls(s) => s.ssl().write_vectored(bufs)?,
+            Transport::Tls(s) => s.write(bufs)?,
         };
         Ok(n)
     }
@@ -335,7 +409,15 @@ impl Stream {
 
     /// Bytes queued for the socket and not sent yet.
     pub fn queued(&self) -> usize {
-        self.out.len()
+        self.out.len() + self.gathered()
+    }
+
+    /// TLS records written and not sent yet (see `Tls::write`).
+    fn gathered(&self) -> usize {
+        match &self.transport {
+            Transport::Tls(s) => s.gathered,
+            Transport::Plain(_) => 0,
+        }
     }
 
     /// Heap bytes held for output (0 once everything is sent).
@@ -360,7 +442,7 @@ impl Stream {
         if self.write_shut {
             return true;
         }
-        if !self.out.is_empty() {
+        if !self.out.is_empty() || self.gathered() > 0 {
             match self.flush_out() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(_) => self.release_out(), // the peer is gone anyway
@@ -431,7 +513,11 @@ impl Write for Stream {
         match &mut self.transport {
             // TCP has nothing buffered in user space.
             Transport::Plain(_) => Ok(()),
-            Transport::Tls(s) => s.ssl().flush(),
+            Transport::Tls(s) => {
+                let flushed = s.ssl().flush();
+                s.gathered = s.ssl.get_ref().gathered();
+                flushed
+            }
         }
     }
 }

@@ -199,3 +199,15 @@ fn a_burst_of_records_and_a_message_of_many_records_all_come_back() {
         Message::text(large.as_str())
     );
 }
+
+/// Messages of many records (gathered into one send each) meet a client
+/// that reads slower than the daemon writes: records that the socket did
+/// not take wait for it, in order, and every message comes back whole
+/// (Python websockets checks them).
+#[test]
+fn large_messages_to_a_slow_reader_over_tls_come_back_whole_and_in_order() {
+    let d = tls_daemon();
+    let ca = d.dir.path().join("a.pem");
+    let out = wsprobe(&["flood-tls", &wss(&d), ca.to_str().unwrap(), "40", "300000"]);
+    assert_eq!(out.trim(), "ok 40");
+}

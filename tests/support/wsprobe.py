@@ -68,6 +68,27 @@ async def echo_tls(url, cafile, version=None):
         print("ok", cert["serialNumber"], tls.version())
 
 
+async def flood_tls(url, cafile, n, size):
+    """Over wss://, sends N random binary messages of SIZE bytes while
+    reading their echoes, which must come back whole and in order; the
+    server meets a full socket on the way (its records then wait for the
+    socket). Prints "ok N"."""
+    n, size = int(n), int(size)
+    sent = [os.urandom(size) for _ in range(n)]
+    async with websockets.connect(url, ssl=tls_context(cafile), max_size=None) as ws:
+        async def send_all():
+            for m in sent:
+                await ws.send(m)
+
+        sender = asyncio.create_task(send_all())
+        for i, m in enumerate(sent):
+            got = await asyncio.wait_for(ws.recv(), 60)
+            if got != m:
+                sys.exit(f"message {i} came back different ({len(got)} bytes)")
+        await sender
+    print("ok", n)
+
+
 async def many(url, n):
     """Open N connections at once; each echoes a message of its own."""
     n = int(n)
@@ -86,7 +107,8 @@ async def many(url, n):
 
 def main():
     mode, args = sys.argv[1], sys.argv[2:]
-    modes = {"echo": echo, "hold": hold, "status": status, "echo-tls": echo_tls, "many": many}
+    modes = {"echo": echo, "hold": hold, "status": status, "echo-tls": echo_tls, "many": many,
+             "flood-tls": flood_tls}
     asyncio.run(modes[mode](*args))
 
 
