@@ -30,6 +30,7 @@ mod rooms;
 mod session;
 mod slab;
 mod socket;
+mod spare;
 mod spec;
 mod stream;
 mod sweep;

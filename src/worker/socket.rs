@@ -27,6 +27,8 @@ use mio::net::TcpStream;
 use nix::sys::socket::{recv, send, MsgFlags};
 use nix::sys::uio::writev;
 
+use super::spare;
+
 /// Read-ahead buffer size: a whole TLS record (16 KiB of plaintext plus
 /// the largest overhead TLS 1.2 allows) fits.
 const READ_AHEAD: usize = 16 * 1024 + 2048;
@@ -212,7 +214,7 @@ impl ReadAhead {
     pub fn gather(&mut self) {
         self.gathering = true;
         if self.gathered.capacity() == 0 {
-            self.gathered = SPARE_GATHER.try_with(Cell::take).unwrap_or_default();
+            self.gathered = spare::take(&SPARE_GATHER);
         }
     }
 
@@ -341,19 +343,8 @@ impl ReadAhead {
 
 /// Returns a gather buffer (sent, or dropped with its connection) to the
 /// worker's spare, keeping the larger of the two up to [`KEEP_GATHER`].
-fn give_gathered(mut buf: Vec<u8>) {
-    if buf.capacity() == 0 || buf.capacity() > KEEP_GATHER {
-        return;
-    }
-    buf.clear();
-    let _ = SPARE_GATHER.try_with(|spare| {
-        let held = spare.take();
-        spare.set(if held.capacity() >= buf.capacity() {
-            held
-        } else {
-            buf
-        });
-    });
+fn give_gathered(buf: Vec<u8>) {
+    spare::give(&SPARE_GATHER, buf, KEEP_GATHER);
 }
 
 impl Write for ReadAhead {

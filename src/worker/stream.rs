@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use mio::net::TcpStream;
 
 use super::socket::{Arming, ReadAhead, Socket};
+use super::spare;
 
 /// Plain TCP or a TLS session over it.
 pub enum Transport {
@@ -150,9 +151,7 @@ thread_local! {
 /// An empty output buffer with room for at least `need` bytes: the
 /// worker's spare when it has one.
 fn take_out(need: usize) -> Vec<u8> {
-    // `try_with`: a stream dropped while the thread's locals are being
-    // torn down simply does without the spare.
-    let mut out = SPARE_OUT.try_with(Cell::take).unwrap_or_default();
+    let mut out = spare::take(&SPARE_OUT);
     // One allocation for a burst of small frames, not a chain of
     // reallocations.
     out.reserve(need.max(4096));
@@ -161,19 +160,8 @@ fn take_out(need: usize) -> Vec<u8> {
 
 /// Returns a sent (or abandoned) output buffer to the worker's spare,
 /// keeping the larger of the two up to [`KEEP_SPARE`].
-fn give_out(mut out: Vec<u8>) {
-    if out.capacity() > KEEP_SPARE {
-        return;
-    }
-    out.clear();
-    let _ = SPARE_OUT.try_with(|spare| {
-        let held = spare.take();
-        spare.set(if held.capacity() >= out.capacity() {
-            held
-        } else {
-            out
-        });
-    });
+fn give_out(out: Vec<u8>) {
+    spare::give(&SPARE_OUT, out, KEEP_SPARE);
 }
 
 impl Stream {
