@@ -13,9 +13,12 @@
 #                      (default 1000), against BroadcastServer
 # (a bare number as the first argument means `echo`, as before).
 #
-# TLS handshakes cost millions of instructions each under valgrind, so
-# `wss` runs each server twice (BENCH_SECS and three times that, the
-# same 100 handshakes in both) and reports the difference per message.
+# Each server runs twice, for BENCH_SECS (default 4) and three times
+# that, and the figure is the difference per unit: what a unit costs
+# without the startup (the dynamic linker's relocations alone are about
+# 4 M instructions) and the 100 connections' setup (with TLS, millions
+# of instructions per handshake under valgrind), so it does not depend
+# on how many units the load reached.
 #
 # Needs valgrind, a release build (make release), and for the peers
 # BENCH_UWS_DIR (default ../shared/peers/uws). Prints one line per server
@@ -154,21 +157,15 @@ run_peer() {
     echo "$units $(collected "$log" "$pid")"
 }
 
-# Runs SERVER (wssd or peer) for ARG and reports it; for wss, the
-# difference of a long and a short run.
+# Runs SERVER (wssd or peer) for ARG twice and reports the difference
+# of the long and the short run.
 measure() {
     local who=$1 label=$2 arg=$3 short long
-    if [ "$mode" = wss ]; then
-        short=$("run_$who" "$arg" "$secs") || return 0
-        long=$("run_$who" "$arg" $((secs * 3))) || return 0
-        read -r u1 i1 <<<"$short"
-        read -r u2 i2 <<<"$long"
-        report "$label" "$arg" $((u2 - u1)) $((i2 - i1))
-    else
-        short=$("run_$who" "$arg" "$secs") || return 0
-        read -r u1 i1 <<<"$short"
-        report "$label" "$arg" "$u1" "$i1"
-    fi
+    short=$("run_$who" "$arg" "$secs") || return 0
+    long=$("run_$who" "$arg" $((secs * 3))) || return 0
+    read -r u1 i1 <<<"$short"
+    read -r u2 i2 <<<"$long"
+    report "$label" "$arg" $((u2 - u1)) $((i2 - i1))
 }
 
 for arg in "${args[@]}"; do
