@@ -196,6 +196,7 @@ impl Table {
     pub fn claim(&self, i: usize, pid: u32, generation: u64, index: usize, restart: bool) {
         let s = &self.slots[i];
         s.connections.store(0, Ordering::Relaxed);
+        s.tls_buffered.store(0, Ordering::Relaxed);
         s.generation.store(generation, Ordering::Relaxed);
         s.index.store(index as u64, Ordering::Relaxed);
         if restart {
@@ -209,6 +210,7 @@ impl Table {
         let s = &self.slots[i];
         s.pid.store(0, Ordering::Relaxed);
         s.connections.store(0, Ordering::Relaxed);
+        s.tls_buffered.store(0, Ordering::Relaxed);
     }
 }
 

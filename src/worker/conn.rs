@@ -315,10 +315,11 @@ impl Conn {
         }
     }
 
-    /// The stream of an open or lingering connection.
+    /// The stream of a connection past its TLS handshake: reading the
+    /// request, answering it, open or lingering.
     pub fn stream_mut(&mut self) -> Option<&mut Stream> {
         match &mut self.state {
-            State::Upgrading(_) => None,
+            State::Upgrading(h) => h.phase.stream_mut(),
             State::Open(s) => Some(s.stream_mut()),
             State::Linger(l) => Some(&mut l.stream),
         }

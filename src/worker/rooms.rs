@@ -27,8 +27,11 @@ pub(super) struct Places([u32; 3]);
 /// moved (0 everyone, 1 the route, 2 the room) and to where.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Moved {
+    /// The member's slot.
     pub slot: usize,
+    /// Which of its places: 0 everyone, 1 the route, 2 the room.
     pub scope: usize,
+    /// Its new place there.
     pub place: u32,
 }
 

@@ -65,7 +65,8 @@ impl Tls {
 
     /// Writes `bufs` through the session. Up to one record goes straight
     /// to the socket; more (a message over 16 KiB, or a frame's header
-    /// and its large payload) are gathered and go out in one `send`
+    /// and its large payload: two records still, but) are gathered and go
+    /// out in one `send`
     /// (see `ReadAhead::gather`). Records an earlier write left unsent go
     /// first: WouldBlock while they do not.
     fn write(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
@@ -188,7 +189,8 @@ impl Stream {
     /// socket): with nothing queued before it, it goes to a plain socket
     /// at once whatever its size, straight from `payload`, since gathering
     /// it saves a write only if another frame follows. (Under TLS it is
-    /// gathered: a header and payload sent apart would be two records.)
+    /// queued in `out` instead: a header and payload written apart would
+    /// be two TLS records.)
     pub fn send_last_frame(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
         let plain = matches!(self.transport, Transport::Plain(_));
         self.put_frame(opcode, false, payload, plain)
@@ -501,11 +503,7 @@ impl Write for Stream {
         match &mut self.transport {
             // TCP has nothing buffered in user space.
             Transport::Plain(_) => Ok(()),
-            Transport::Tls(s) => {
-                let flushed = s.ssl().flush();
-                s.gathered = s.ssl.get_ref().gathered();
-                flushed
-            }
+            Transport::Tls(s) => s.ssl().flush(),
         }
     }
 }

@@ -7,7 +7,9 @@
 //! first time it is used after a release ([`Sweep::note`]) and visits the
 //! list every [`INTERVAL`] while it is not empty, so an idle worker does
 //! not wake for it and an idle connection holds no buffer after at most
-//! two intervals.
+//! two intervals (one whose buffers still hold data keeps them until they
+//! are sent or read; one in the middle of its TLS handshake keeps them
+//! until the handshake ends or `handshake_timeout` passes).
 
 use std::time::{Duration, Instant};
 

@@ -61,6 +61,17 @@ pub(super) enum Upgrading {
     },
 }
 
+impl Upgrading {
+    /// The stream of a connection past its TLS handshake (reading the
+    /// request head or writing the response), for the TLS sweep.
+    pub fn stream_mut(&mut self) -> Option<&mut Stream> {
+        match self {
+            Upgrading::Request { stream, .. } | Upgrading::Response { stream, .. } => Some(stream),
+            Upgrading::Proxy(_) | Upgrading::TlsHello(..) | Upgrading::Tls(_) => None,
+        }
+    }
+}
+
 /// What becomes of a connection once its 101 response is written.
 pub(super) struct Upgrade {
     /// What the handler will see.
