@@ -79,6 +79,11 @@ pub fn load_acceptor(tls: &TlsConfig, source: &Path) -> Result<SslAcceptor, Conf
         SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(setup)?;
     if record_buffers_kept() {
         keep_record_buffers(&mut builder);
+    } else {
+        log::warn!(
+            "{} has no safe SSL_free_buffers (CVE-2024-4741): TLS record buffers are released after every record",
+            openssl::version::version()
+        );
     }
     builder.set_certificate(leaf).map_err(setup)?;
     for cert in intermediates {

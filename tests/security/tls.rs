@@ -148,6 +148,12 @@ fn missing_or_mismatched_files_are_config_errors_naming_the_file() {
 fn a_busy_tls_connection_keeps_its_record_buffers_and_a_quiet_one_gives_them_back() {
     let d = tls_daemon_with("\n[status]\nlisten = \"127.0.0.1:0\"\n");
     let status = d.status_addr();
+    if d.log_count("has no safe SSL_free_buffers") > 0 {
+        // This OpenSSL frees the buffers after every record itself: the
+        // sweep has nothing to do, and the gauge stays at 0.
+        eprintln!("skipped: the daemon's OpenSSL releases record buffers itself");
+        return;
+    }
     let totals = || -> serde_json::Value {
         let doc: serde_json::Value =
             serde_json::from_str(&status_get(status, "/status")).expect("JSON");
