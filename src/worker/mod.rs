@@ -622,12 +622,10 @@ impl Worker {
             // echo's replies sent while reading
             self.stats.echoed(std::mem::take(&mut batch.echoed));
             // Empty when the built-in echo answered everything inline.
-            if !batch.received.is_empty() {
-                let mut received = std::mem::take(&mut batch.received);
-                for received in received.drain(..) {
-                    self.dispatch(slot, received);
-                }
-                self.batch.received = received;
+            // Popped one at a time: the batch keeps its capacity, and the
+            // handler may use the worker in between.
+            while let Some(received) = self.batch.received.pop_front() {
+                self.dispatch(slot, received);
             }
             match read {
                 // A program that does not keep up with its client's

@@ -12,6 +12,7 @@
 //! between messages it holds no buffer at all.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::io::{self, Read as _, Write as _};
 
 use std::time::Instant;
@@ -175,7 +176,7 @@ pub(super) struct Session {
 #[derive(Debug, Default)]
 pub(super) struct Batch {
     /// For the handler, in order.
-    pub received: Vec<Received>,
+    pub received: VecDeque<Received>,
     /// Answered while reading: only counted (in and out), once per read
     /// rather than handed to the loop one by one.
     pub echoed: Echoed,
@@ -474,7 +475,7 @@ impl Session {
                     return Parsed::Close;
                 }
             };
-            batch.received.push(received);
+            batch.received.push_back(received);
         }
         Parsed::All
     }

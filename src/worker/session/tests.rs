@@ -93,7 +93,7 @@ fn a_connection_that_received_a_large_message_holds_no_buffer_afterwards() {
     assert_eq!(s.buffered(), 0, "nothing is held between messages");
     // Echo it: the output queue is released once the socket took it
     // (the client does not read here, so some of it may stay queued).
-    let Some(Received::Message(message)) = batch.received.pop() else {
+    let Some(Received::Message(message)) = batch.received.pop_back() else {
         panic!("not a message");
     };
     assert!(matches!(s.send(message, 16 << 20), Sent::Queued { .. }));
