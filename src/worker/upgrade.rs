@@ -309,12 +309,12 @@ fn step_proxy(mut tcp: TcpStream, ctx: &Context<'_>) -> Step {
 
 /// Reads what there is of the request head into the worker's buffer and
 /// answers the request once the head is whole (or cannot be).
-fn step_request(mut stream: Stream, mut partial: Vec<u8>, ctx: &mut Context<'_>) -> Step {
+fn step_request(mut stream: Stream, partial: Vec<u8>, ctx: &mut Context<'_>) -> Step {
     let max_head = ctx.config.server.max_request_head;
-    let mut head = HeadBuf::lend(max_head, &partial);
+    let before = partial.len();
+    let mut head = HeadBuf::lend(max_head, partial);
     let read = head.read_from(&mut stream, max_head);
     let buf = head.filled();
-    let before = partial.len();
     // Parse the first bytes (garbage is refused at once) and then only
     // when a head could have ended: a client sending a byte at a time
     // must not make us re-parse the whole head per byte.
@@ -333,8 +333,7 @@ fn step_request(mut stream: Stream, mut partial: Vec<u8>, ctx: &mut Context<'_>)
         }
         (_, Err(reject)) => reject,
         (Ok(HeadRead::WouldBlock), Ok(None)) => {
-            partial.clear();
-            partial.extend_from_slice(buf);
+            let partial = head.into_partial();
             return Step::Wait(Upgrading::Request { stream, partial });
         }
         (Ok(HeadRead::Full), Ok(None)) => Reject::HeadTooLarge(max_head),

@@ -1,6 +1,8 @@
 //! Echo over the real daemon: our client and Python `websockets`, text,
 //! binary and a 1 MB message; HTTP refusals before the upgrade.
 
+use std::io::{Read, Write};
+
 use crate::support::*;
 use tungstenite::Message;
 
@@ -72,6 +74,43 @@ fn oversized_request_head_is_431() {
     let reply = raw_exchange(d.addr, req.as_bytes());
     assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
     echo(&mut connect(&d.url("/echo")), Message::text("still here"));
+}
+
+/// Sends `request` to the one worker in pieces of `size` bytes, each
+/// read by the worker before the next is sent (a second client's echo
+/// is answered only after the worker handled the events before it),
+/// and returns what the server answers.
+fn send_head_in_pieces(d: &Daemon, request: &[u8], size: usize) -> String {
+    let mut witness = connect(&d.url("/echo"));
+    let mut slow = std::net::TcpStream::connect(d.addr).expect("connect");
+    slow.set_read_timeout(Some(DEADLINE)).unwrap();
+    for piece in request.chunks(size) {
+        if slow.write_all(piece).is_err() {
+            break; // refused before the end of the head
+        }
+        echo(&mut witness, Message::text("step"));
+    }
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !reply.windows(4).any(|w| w == b"\r\n\r\n") {
+        match slow.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => reply.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[test]
+fn a_head_read_in_many_steps_is_answered() {
+    let d = Daemon::start(&config("workers = 1\nmax_request_head = 2048", ECHO));
+    let req = upgrade_request("/echo", &format!("X-Pad: {}\r\n", "p".repeat(900)));
+    let reply = send_head_in_pieces(&d, req.as_bytes(), 7);
+    assert!(reply.starts_with("HTTP/1.1 101"), "{reply}");
+    // Over the limit in steps: refused as one head would be.
+    let req = upgrade_request("/echo", &format!("X-Big: {}\r\n", "a".repeat(4000)));
+    let reply = send_head_in_pieces(&d, req.as_bytes(), 300);
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
 }
 
 #[test]

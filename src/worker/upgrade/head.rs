@@ -2,11 +2,13 @@
 //!
 //! A head nearly always arrives whole in one read and is parsed, routed
 //! and answered in the same step, so the worker lends one buffer to the
-//! step and takes it back at its end ([`HeadBuf`]'s `Drop`): a handshake
+//! step and takes it back at its end ([`Lent`]'s `Drop`): a handshake
 //! then allocates nothing for its head, and reads go straight into memory
 //! that was zeroed once per worker rather than through a zeroed chunk per
-//! read. A request still incomplete keeps a copy of what it has (its
-//! size, not the buffer's) until its next step.
+//! read. A request still incomplete keeps what it has in a buffer of its
+//! own (its size, not the lent buffer's), and its next steps read on into
+//! that one: a client sending a byte at a time costs each step only the
+//! bytes it reads, not a copy of the whole head in and out.
 
 use std::cell::Cell;
 use std::io::{self, Read};
@@ -30,8 +32,17 @@ pub(super) enum HeadRead {
     Full,
 }
 
-/// A request head being read: the worker's buffer, lent for one step.
-pub(super) struct HeadBuf {
+/// A request head being read: into the worker's buffer on the first step,
+/// into the request's own buffer after that.
+pub(super) enum HeadBuf {
+    /// The first step: the worker's buffer, lent for the step.
+    Lent(Lent),
+    /// A later step: what earlier steps read, growing as reads arrive.
+    Own(Vec<u8>),
+}
+
+/// The worker's buffer, lent for one step.
+pub(super) struct Lent {
     bytes: Box<[u8]>,
     /// How much of `bytes` holds the head.
     len: usize,
@@ -40,43 +51,87 @@ pub(super) struct HeadBuf {
 impl HeadBuf {
     /// The buffer for a head of at most `max_head` bytes, holding
     /// `partial` (what earlier steps of this request read).
-    pub fn lend(max_head: usize, partial: &[u8]) -> HeadBuf {
-        let size = max_head.max(partial.len()) + SLACK;
+    pub fn lend(max_head: usize, partial: Vec<u8>) -> HeadBuf {
+        if !partial.is_empty() {
+            return HeadBuf::Own(partial);
+        }
+        let size = max_head + SLACK;
         let bytes = SPARE
             .with(Cell::take)
             .filter(|b| b.len() == size)
             .unwrap_or_else(|| vec![0; size].into_boxed_slice());
-        let mut head = HeadBuf { bytes, len: 0 };
-        head.bytes[..partial.len()].copy_from_slice(partial);
-        head.len = partial.len();
-        head
+        HeadBuf::Lent(Lent { bytes, len: 0 })
     }
 
     /// The bytes read so far.
     pub fn filled(&self) -> &[u8] {
-        &self.bytes[..self.len]
+        match self {
+            HeadBuf::Lent(lent) => &lent.bytes[..lent.len],
+            HeadBuf::Own(own) => own,
+        }
+    }
+
+    /// What the request keeps until its next step (the lent buffer goes
+    /// back to the worker).
+    pub fn into_partial(self) -> Vec<u8> {
+        match self {
+            HeadBuf::Lent(lent) => lent.bytes[..lent.len].to_vec(),
+            HeadBuf::Own(own) => own,
+        }
     }
 
     /// Reads until the socket would block, the peer closes, or more than
     /// `limit` bytes are held (`limit` is at most the `max_head` the
-    /// buffer was lent for, so a read always has room).
+    /// buffer was made for; one read may reach `SLACK` bytes past it).
     pub fn read_from(&mut self, stream: &mut impl Read, limit: usize) -> io::Result<HeadRead> {
         loop {
-            if self.len > limit || self.len == self.bytes.len() {
-                return Ok(HeadRead::Full);
-            }
-            match stream.read(&mut self.bytes[self.len..]) {
-                Ok(0) => return Ok(HeadRead::Eof),
-                Ok(n) => self.len += n,
+            let got = match self {
+                HeadBuf::Lent(lent) => lent.read(stream, limit),
+                HeadBuf::Own(own) => read_appending(own, stream, limit),
+            };
+            match got {
+                Ok(Some(0)) => return Ok(HeadRead::Eof),
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(HeadRead::Full),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(HeadRead::WouldBlock),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
     }
 }
 
-impl Drop for HeadBuf {
+impl Lent {
+    /// One read into the rest of the buffer; `None` once more than
+    /// `limit` bytes are held or the buffer is full.
+    fn read(&mut self, stream: &mut impl Read, limit: usize) -> io::Result<Option<usize>> {
+        if self.len > limit || self.len == self.bytes.len() {
+            return Ok(None);
+        }
+        let n = stream.read(&mut self.bytes[self.len..])?;
+        self.len += n;
+        Ok(Some(n))
+    }
+}
+
+/// One read appended to `own` (at most `SLACK` bytes, zeroed first: only
+/// what the read may fill); `None` once more than `limit` bytes are held.
+fn read_appending(
+    own: &mut Vec<u8>,
+    stream: &mut impl Read,
+    limit: usize,
+) -> io::Result<Option<usize>> {
+    let len = own.len();
+    if len > limit {
+        return Ok(None);
+    }
+    own.resize(len + SLACK, 0);
+    let got = stream.read(&mut own[len..]);
+    own.truncate(len + *got.as_ref().unwrap_or(&0));
+    got.map(Some)
+}
+
+impl Drop for Lent {
     /// Gives the buffer back to the worker (`try_with`: a buffer dropped
     /// while the thread's locals are torn down is simply freed).
     fn drop(&mut self) {
@@ -110,7 +165,7 @@ mod tests {
 
     #[test]
     fn reads_until_would_block_and_keeps_what_earlier_steps_read() {
-        let mut head = HeadBuf::lend(64, b"GET ");
+        let mut head = HeadBuf::lend(64, b"GET ".to_vec());
         let mut src = Source {
             data: b"/ HTTP/1.1\r\n".to_vec(),
             chunk: 3,
@@ -124,7 +179,7 @@ mod tests {
 
     #[test]
     fn stops_once_past_the_limit() {
-        let mut head = HeadBuf::lend(10, b"");
+        let mut head = HeadBuf::lend(10, Vec::new());
         let mut src = Source {
             data: vec![b'x'; 10 * SLACK],
             chunk: 4,
@@ -132,7 +187,7 @@ mod tests {
         assert!(matches!(head.read_from(&mut src, 10), Ok(HeadRead::Full)));
         assert_eq!(head.filled().len(), 12);
         // A whole chunk crosses the limit in one read.
-        let mut head = HeadBuf::lend(10, b"");
+        let mut head = HeadBuf::lend(10, Vec::new());
         src.chunk = usize::MAX;
         assert!(matches!(head.read_from(&mut src, 10), Ok(HeadRead::Full)));
         assert_eq!(head.filled().len(), 10 + SLACK);
@@ -140,14 +195,42 @@ mod tests {
 
     #[test]
     fn the_buffer_is_lent_clean_of_the_last_request() {
-        let mut head = HeadBuf::lend(16, b"");
+        let mut head = HeadBuf::lend(16, Vec::new());
         let mut src = Source {
             data: b"first request".to_vec(),
             chunk: 64,
         };
         let _ = head.read_from(&mut src, 16);
         drop(head);
-        let head = HeadBuf::lend(16, b"ab");
+        let head = HeadBuf::lend(16, b"ab".to_vec());
         assert_eq!(head.filled(), b"ab");
+    }
+
+    #[test]
+    fn later_steps_read_on_into_the_requests_own_buffer() {
+        // Room for what comes: a step must not copy the head it holds.
+        let mut partial = Vec::with_capacity(SLACK * 4);
+        partial.extend_from_slice(b"GET /");
+        let at = partial.as_ptr();
+        let mut head = HeadBuf::lend(64, partial);
+        let mut src = Source {
+            data: b"chat HTTP/1.1\r\n".to_vec(),
+            chunk: 1,
+        };
+        assert!(matches!(
+            head.read_from(&mut src, 64),
+            Ok(HeadRead::WouldBlock)
+        ));
+        let partial = head.into_partial();
+        assert_eq!(partial, b"GET /chat HTTP/1.1\r\n");
+        assert_eq!(partial.as_ptr(), at, "the head was copied");
+        // The same bound as the lent buffer: one read past the limit.
+        let mut head = HeadBuf::lend(10, b"ab".to_vec());
+        let mut src = Source {
+            data: vec![b'x'; 10 * SLACK],
+            chunk: usize::MAX,
+        };
+        assert!(matches!(head.read_from(&mut src, 10), Ok(HeadRead::Full)));
+        assert_eq!(head.filled().len(), 2 + SLACK);
     }
 }
