@@ -139,7 +139,8 @@ fn pattern(len: usize) -> Vec<u8> {
 }
 
 /// Reads one unfragmented binary echo of `expected` and checks every
-/// byte, naming the first that differs.
+/// byte as it arrives, naming the first that differs (at once, rather
+/// than after waiting for bytes that a lost chunk would leave missing).
 fn read_echo(s: &mut impl ReadWrite, expected: &[u8]) {
     let mut header = [0u8; 10];
     s.read_exact(&mut header).expect("read the echo's header");
@@ -150,14 +151,26 @@ fn read_echo(s: &mut impl ReadWrite, expected: &[u8]) {
     );
     let len = u64::from_be_bytes(header[2..].try_into().unwrap()) as usize;
     assert_eq!(len, expected.len(), "the echo's length");
-    let mut got = vec![0u8; len];
-    s.read_exact(&mut got).expect("read the echo's payload");
-    if let Some(i) = got.iter().zip(expected).position(|(a, b)| a != b) {
-        panic!(
-            "the echo differs from byte {i} of {len} on (got {:02x?}, sent {:02x?})",
-            &got[i..(i + 8).min(len)],
-            &expected[i..(i + 8).min(len)]
-        );
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut at = 0;
+    while at < len {
+        let want = chunk.len().min(len - at);
+        let n = match s.read(&mut chunk[..want]) {
+            Ok(0) => panic!("the connection ended after {at} of {len} bytes of the echo"),
+            Ok(n) => n,
+            Err(e) => panic!("reading the echo after {at} of {len} bytes: {e}"),
+        };
+        let sent = &expected[at..at + n];
+        if let Some(i) = chunk[..n].iter().zip(sent).position(|(a, b)| a != b) {
+            let end = (i + 8).min(n);
+            panic!(
+                "the echo differs from byte {} of {len} on (got {:02x?}, sent {:02x?})",
+                at + i,
+                &chunk[i..end],
+                &sent[i..end]
+            );
+        }
+        at += n;
     }
 }
 
