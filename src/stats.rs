@@ -70,6 +70,9 @@ pub struct WorkerSlot {
     /// TLS connections that may hold OpenSSL's record buffers (a gauge;
     /// see `worker::sweep`).
     pub tls_buffered: AtomicU64,
+    /// Open connections whose output the socket did not take, so that
+    /// reading them is paused (a gauge; see `worker::blocked`).
+    pub send_blocked: AtomicU64,
 }
 
 impl WorkerSlot {
@@ -197,6 +200,7 @@ impl Table {
         let s = &self.slots[i];
         s.connections.store(0, Ordering::Relaxed);
         s.tls_buffered.store(0, Ordering::Relaxed);
+        s.send_blocked.store(0, Ordering::Relaxed);
         s.generation.store(generation, Ordering::Relaxed);
         s.index.store(index as u64, Ordering::Relaxed);
         if restart {
@@ -211,6 +215,7 @@ impl Table {
         s.pid.store(0, Ordering::Relaxed);
         s.connections.store(0, Ordering::Relaxed);
         s.tls_buffered.store(0, Ordering::Relaxed);
+        s.send_blocked.store(0, Ordering::Relaxed);
     }
 }
 

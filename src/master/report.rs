@@ -37,6 +37,8 @@ pub(super) struct WorkerFigures {
     pub compressed_bytes_out: u64,
     /// TLS connections that may hold record buffers.
     pub tls_buffered: u64,
+    /// Open connections whose output the socket did not take.
+    pub send_blocked: u64,
 }
 
 /// The cluster helper's figures.
@@ -90,6 +92,11 @@ pub(super) fn read_workers(table: &Table) -> Vec<WorkerFigures> {
                 } else {
                     get(&s.tls_buffered)
                 },
+                send_blocked: if get(&s.pid) == 0 {
+                    0
+                } else {
+                    get(&s.send_blocked)
+                },
             }
         })
         .collect()
@@ -128,6 +135,7 @@ pub(super) fn status_json(s: &Snapshot) -> Value {
                 "handshake_failures": failures,
                 "restarts": w.restarts,
                 "tls_buffered_connections": w.tls_buffered,
+                "send_blocked_connections": w.send_blocked,
                 "compression": {
                     "messages": w.compressed_messages,
                     "bytes_in": w.compressed_bytes_in,
@@ -162,6 +170,7 @@ pub(super) fn status_json(s: &Snapshot) -> Value {
             "bytes_in": sum(|w| w.bytes_in),
             "bytes_out": sum(|w| w.bytes_out),
             "tls_buffered_connections": sum(|w| w.tls_buffered),
+            "send_blocked_connections": sum(|w| w.send_blocked),
             "compression": {
                 "messages": sum(|w| w.compressed_messages),
                 "bytes_in": sum(|w| w.compressed_bytes_in),
@@ -235,7 +244,7 @@ pub(super) fn metrics_text(s: &Snapshot) -> String {
             .map(|w| (format!("worker=\"{}\"", w.slot), f(w).to_string()))
             .collect()
     };
-    let rows: [Row; 12] = [
+    let rows: [Row; 13] = [
         (
             "wssd_connections",
             "gauge",
@@ -295,6 +304,12 @@ pub(super) fn metrics_text(s: &Snapshot) -> String {
             "gauge",
             "TLS connections holding OpenSSL record buffers (given back after 0.1-0.2 s without traffic).",
             |w| w.tls_buffered,
+        ),
+        (
+            "wssd_send_blocked_connections",
+            "gauge",
+            "Open connections whose output the socket did not take (reading them paused until it drains).",
+            |w| w.send_blocked,
         ),
         (
             "wssd_worker_restarts_total",

@@ -37,6 +37,13 @@ impl Counters {
         }
     }
 
+    /// `n` open connections have output the socket did not take now.
+    pub fn send_blocked(self, n: usize) {
+        if let Some(s) = self.0 {
+            WorkerSlot::set(&s.send_blocked, n as u64);
+        }
+    }
+
     /// A WebSocket opened.
     pub fn opened(self) {
         if let Some(s) = self.0 {

@@ -17,6 +17,7 @@
 mod accept;
 mod access;
 mod admit;
+mod blocked;
 mod broadcast;
 mod children;
 mod conn;
@@ -249,6 +250,10 @@ impl Worker {
             }
             self.fire_timers();
             self.run_deferred();
+            if let Some(n) = blocked::take_changed() {
+                // STATS: connections whose socket is full (on transitions)
+                self.stats.send_blocked(n);
+            }
             if self.finished() {
                 info!("worker {} pid {} done", self.index, self.pid);
                 return Ok(());

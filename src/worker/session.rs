@@ -21,6 +21,7 @@ use bytes::Bytes;
 use log::{debug, error, warn};
 
 use super::admit::Counted;
+use super::blocked::Blocked;
 use super::rooms::Places;
 use super::stream::Stream;
 use super::turn::{self, Span};
@@ -151,8 +152,11 @@ pub(super) struct Session {
     /// The peer's close code and reason, once its close frame arrived
     /// (boxed: rare, and every connection carries the field).
     peer_close: Option<Box<(CloseCode, String)>>,
-    /// Reads are paused while output waits for the socket (backpressure).
-    read_paused: bool,
+    /// Reads are paused while output waits for the socket (backpressure);
+    /// the marker counts the connection in the worker's
+    /// `send_blocked_connections` gauge meanwhile (`blocked.rs`), and
+    /// uncounts it when dropped: on draining, or with the session.
+    read_paused: Option<Blocked>,
     /// Our close frame is queued: nothing may follow it.
     close_sent: bool,
     /// The peer's close frame arrived: answer it (if we did not start the
@@ -290,7 +294,7 @@ impl Session {
             flush_due: false,
             turn: None,
             peer_close: None,
-            read_paused: false,
+            read_paused: None,
             close_sent: false,
             peer_closed: false,
             echo,
@@ -345,7 +349,7 @@ impl Session {
         if self.peer_closed {
             return self.finish_close();
         }
-        if self.read_paused || self.backlog() > PAUSE_QUEUED {
+        if self.read_paused.is_some() || self.backlog() > PAUSE_QUEUED {
             // Our replies pile up faster than the peer reads them: write
             // what the socket takes and pause reading if it is full.
             match self.flush() {
@@ -562,16 +566,19 @@ impl Session {
     /// (Inlined: after most reads there is nothing to write.)
     #[inline]
     pub fn flush(&mut self) -> Flush {
-        if self.turn.is_none() && self.stream.queued() == 0 && !self.read_paused {
+        if self.turn.is_none() && self.stream.queued() == 0 && self.read_paused.is_none() {
             // The common case: the replies went out as they were made.
             return Flush::Done { resume: false };
         }
         match self.write_out() {
+            // Dropping the marker uncounts the connection.
             Ok(()) => Flush::Done {
-                resume: std::mem::replace(&mut self.read_paused, false),
+                resume: self.read_paused.take().is_some(),
             },
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.read_paused = true;
+                // Counted once, when the socket fills, not on every
+                // flush that finds it still full.
+                self.read_paused.get_or_insert_with(Blocked::new);
                 Flush::Blocked
             }
             Err(_) => Flush::Broken,

@@ -5,6 +5,7 @@
 mod support;
 
 mod admission;
+mod backpressure;
 mod counted;
 mod hostile;
 mod limits;
