@@ -1,8 +1,9 @@
 //! Echo over the real daemon: our client and Python `websockets`, text,
 //! binary and a 1 MB message; HTTP refusals before the upgrade.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
+use crate::support::frames::FrameStream;
 use crate::support::*;
 use tungstenite::Message;
 
@@ -82,23 +83,14 @@ fn oversized_request_head_is_431() {
 /// and returns what the server answers.
 fn send_head_in_pieces(d: &Daemon, request: &[u8], size: usize) -> String {
     let mut witness = connect(&d.url("/echo"));
-    let mut slow = std::net::TcpStream::connect(d.addr).expect("connect");
-    slow.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut slow = FrameStream::new(std::net::TcpStream::connect(d.addr).expect("connect"));
     for piece in request.chunks(size) {
-        if slow.write_all(piece).is_err() {
+        if slow.tcp.write_all(piece).is_err() {
             break; // refused before the end of the head
         }
         echo(&mut witness, Message::text("step"));
     }
-    let mut reply = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !reply.windows(4).any(|w| w == b"\r\n\r\n") {
-        match slow.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => reply.extend_from_slice(&buf[..n]),
-        }
-    }
-    String::from_utf8_lossy(&reply).into_owned()
+    slow.read_head()
 }
 
 #[test]

@@ -114,21 +114,22 @@ impl Lent {
     }
 }
 
-/// One read appended to `own` (at most `SLACK` bytes, zeroed first: only
-/// what the read may fill); `None` once more than `limit` bytes are held.
+/// One read appended to `own`, through a chunk on the stack so that `own`
+/// grows with what arrives (amortised, as a `Vec` does), not by a whole
+/// chunk per read: a slow client's head holds about its size between
+/// steps. `None` once more than `limit` bytes are held.
 fn read_appending(
     own: &mut Vec<u8>,
     stream: &mut impl Read,
     limit: usize,
 ) -> io::Result<Option<usize>> {
-    let len = own.len();
-    if len > limit {
+    if own.len() > limit {
         return Ok(None);
     }
-    own.resize(len + SLACK, 0);
-    let got = stream.read(&mut own[len..]);
-    own.truncate(len + *got.as_ref().unwrap_or(&0));
-    got.map(Some)
+    let mut chunk = [0u8; SLACK];
+    let n = stream.read(&mut chunk)?;
+    own.extend_from_slice(&chunk[..n]);
+    Ok(Some(n))
 }
 
 impl Drop for Lent {
@@ -224,6 +225,17 @@ mod tests {
         let partial = head.into_partial();
         assert_eq!(partial, b"GET /chat HTTP/1.1\r\n");
         assert_eq!(partial.as_ptr(), at, "the head was copied");
+        // What a slow head keeps between steps grows with what arrived,
+        // not by a read chunk per step.
+        let mut head = HeadBuf::lend(64, b"GET /".to_vec());
+        let mut src = Source {
+            data: b"chat HTTP/1.1\r\n".to_vec(),
+            chunk: 1,
+        };
+        let _ = head.read_from(&mut src, 64);
+        let partial = head.into_partial();
+        assert_eq!(partial, b"GET /chat HTTP/1.1\r\n");
+        assert!(partial.capacity() < 64, "{} bytes held", partial.capacity());
         // The same bound as the lent buffer: one read past the limit.
         let mut head = HeadBuf::lend(10, b"ab".to_vec());
         let mut src = Source {
