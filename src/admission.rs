@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::handshake::{self, Reject};
+use crate::http_token::is_token;
 use crate::limits::Refusal;
 use crate::route::percent_decode;
 
@@ -581,13 +582,6 @@ fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value.as_bytes());
     out.extend_from_slice(b"\r\n");
-}
-
-/// Whether `s` is an HTTP token (RFC 9110 §5.6.2).
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Cuts `s` to at most `max` bytes at a character boundary.

@@ -35,6 +35,8 @@
 //! - `frame`: the frame codec (reader and writer) for both roles: the
 //!   worker's connections and the client read and write frames with it.
 //! - [`config`]: the TOML configuration, validated key by key.
+//! - `http_token`: the HTTP token rule (RFC 9110 §5.6.2) for subprotocol,
+//!   header and extension names; it imports nothing of the crate.
 //! - `inherit`: listening sockets passed by systemd or an upgrading master.
 //! - `proctitle`: process titles as `ps` shows them.
 //! - `preflight`: whether a valid configuration can start on this host.
@@ -60,6 +62,7 @@ mod exec;
 mod frame;
 pub mod handler;
 mod handshake;
+mod http_token;
 mod inherit;
 mod limits;
 mod logging;

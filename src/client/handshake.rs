@@ -1,6 +1,8 @@
-//! The client side of the opening handshake (RFC 6455 §4.1): write the
-//! request, read and check the server's answer; the bytes behind the 101
-//! (the first frames) go to the client's frame reader.
+//! The client side of the opening handshake (RFC 6455 §4.1): build the
+//! upgrade request from the URL and the [`ClientConfig`] (extra headers,
+//! basic auth, subprotocols, the permessage-deflate offer), write it, read
+//! and check the server's answer; the bytes behind the 101 (the first
+//! frames) go to the client's frame reader.
 //!
 //! Done here rather than by `tungstenite::client` because tungstenite
 //! fails a handshake whose answer selects no subprotocol when some were
@@ -13,12 +15,17 @@
 
 use std::io::{Read, Write};
 
+use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::client::{generate_request, Request};
 use tungstenite::handshake::derive_accept_key;
+use tungstenite::http::{header, HeaderName, HeaderValue};
 
+use super::config::ClientConfig;
 use super::error::{is_timeout, ClientError};
 use super::is_disconnect;
+use super::url::WsUrl;
 use crate::deflate::{ClientOffer, Negotiated};
+use crate::http_token::is_token;
 
 /// Largest response head accepted, in bytes.
 const MAX_HEAD: usize = 16 * 1024;
@@ -26,6 +33,76 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_ERROR_BODY: usize = 4096;
 /// Most headers in the response.
 const MAX_HEADERS: usize = 64;
+/// Handshake headers that tungstenite writes itself; user values replace them.
+const HANDSHAKE_HEADERS: [&str; 5] = [
+    "host",
+    "connection",
+    "upgrade",
+    "sec-websocket-version",
+    "sec-websocket-key",
+];
+
+/// Builds the handshake request: URL without credentials, extra headers,
+/// basic auth from the URL, subprotocols.
+pub(crate) fn build_request(
+    url: &WsUrl,
+    config: &ClientConfig,
+    deflate: Option<&ClientOffer>,
+) -> Result<Request, ClientError> {
+    let mut request =
+        url.request_uri()
+            .into_client_request()
+            .map_err(|err| ClientError::InvalidUrl {
+                url: url.request_uri(),
+                reason: err.to_string(),
+            })?;
+    let headers = request.headers_mut();
+    for (name, value) in &config.headers {
+        let invalid = |what: &str| {
+            ClientError::InvalidConfig(format!("invalid header {what} in {name}: {value}"))
+        };
+        let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| invalid("name"))?;
+        let value = HeaderValue::from_str(value.trim()).map_err(|_| invalid("value"))?;
+        if HANDSHAKE_HEADERS.contains(&name.as_str()) {
+            headers.insert(name, value);
+        } else {
+            headers.append(name, value);
+        }
+    }
+    if let Some((user, password)) = &url.credentials {
+        if !headers.contains_key(header::AUTHORIZATION) {
+            let value = HeaderValue::from_str(&basic_auth(user, password))
+                .map_err(|_| ClientError::InvalidConfig("unusable URL credentials".into()))?;
+            headers.insert(header::AUTHORIZATION, value);
+        }
+    }
+    if let Some(bad) = config.subprotocols.iter().find(|p| !is_token(p)) {
+        return Err(ClientError::InvalidConfig(format!(
+            "subprotocol {bad:?} is not a valid name (letters, digits and !#$%&'*+-.^_`|~ only)"
+        )));
+    }
+    if !config.subprotocols.is_empty() {
+        let value = HeaderValue::from_str(&config.subprotocols.join(", "))
+            .map_err(|_| ClientError::InvalidConfig("invalid subprotocol name".into()))?;
+        headers.insert("Sec-WebSocket-Protocol", value);
+    }
+    if let Some(offer) = deflate {
+        let value = HeaderValue::from_str(&offer.header_value())
+            .map_err(|_| ClientError::InvalidConfig("invalid extension offer".into()))?;
+        headers.insert("Sec-WebSocket-Extensions", value);
+    }
+    Ok(request)
+}
+
+/// The value of a `Basic` `Authorization`/`Proxy-Authorization` header
+/// (RFC 7617): `user:password` in standard base64 with padding.
+pub(crate) fn basic_auth(user: &str, password: &str) -> String {
+    let credentials = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        data_encoding::BASE64.encode(credentials.as_bytes())
+    )
+}
 
 /// What a successful handshake leaves to the connection.
 #[derive(Debug)]
@@ -370,5 +447,41 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn request_has_headers_auth_and_no_credentials_in_uri() {
+        let url = WsUrl::parse("ws://u:p@example.com:81/x?y=1").unwrap();
+        let config = ClientConfig::default()
+            .with_header("X-Test", "1")
+            .with_header("Host", "other")
+            .with_subprotocol("chat");
+        let request = build_request(&url, &config, None).unwrap();
+        assert_eq!(request.uri().to_string(), "ws://example.com:81/x?y=1");
+        let headers = request.headers();
+        assert_eq!(headers["x-test"], "1");
+        assert_eq!(headers["host"], "other");
+        assert_eq!(headers.get_all("host").iter().count(), 1);
+        assert_eq!(headers["authorization"], "Basic dTpw");
+        assert_eq!(headers["sec-websocket-protocol"], "chat");
+    }
+
+    #[test]
+    fn bad_header_is_a_config_error() {
+        let url = WsUrl::parse("ws://h/").unwrap();
+        let config = ClientConfig::default().with_header("Bad Name", "v");
+        assert!(matches!(
+            build_request(&url, &config, None),
+            Err(ClientError::InvalidConfig(_))
+        ));
+    }
+
+    #[test]
+    fn basic_auth_header() {
+        assert_eq!(
+            basic_auth("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert_eq!(basic_auth("", ""), "Basic Og==");
     }
 }

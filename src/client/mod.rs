@@ -19,6 +19,7 @@
 //! # Ok::<(), wssd::client::ClientError>(())
 //! ```
 
+mod config;
 mod error;
 mod handshake;
 pub mod reconnect;
@@ -28,11 +29,7 @@ mod url;
 
 use std::collections::VecDeque;
 use std::io;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-use tungstenite::client::IntoClientRequest;
-use tungstenite::http::{header, HeaderName, HeaderValue};
 
 use self::url::WsUrl;
 use crate::deflate::{
@@ -43,157 +40,12 @@ use crate::frame::{
     MessageKind, OpCode, Role,
 };
 pub use crate::message::{CloseCode, Message, Text};
+pub use config::{ClientConfig, Proxy, TlsOptions};
 pub use error::ClientError;
 use transport::MaybeTls;
 
 /// How long to wait for the server to end the TCP connection after its close reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// Handshake headers that tungstenite writes itself; user values replace them.
-const HANDSHAKE_HEADERS: [&str; 5] = [
-    "host",
-    "connection",
-    "upgrade",
-    "sec-websocket-version",
-    "sec-websocket-key",
-];
-
-/// An HTTP CONNECT proxy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Proxy {
-    /// `HOST:PORT` of the proxy (IPv6 as `[ADDR]:PORT`).
-    pub address: String,
-    /// User and password for `Proxy-Authorization: Basic`.
-    pub credentials: Option<(String, String)>,
-}
-
-/// TLS settings for `wss://`. The server name is always taken from the URL host
-/// (SNI and certificate host name check).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsOptions {
-    /// PEM file with extra CA certificates to trust (may hold several).
-    pub ca_file: Option<PathBuf>,
-    /// Accept any certificate and host name. For testing only.
-    pub accept_invalid_certs: bool,
-}
-
-/// Settings of a [`Client`]; `ClientConfig::default()` works for most servers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientConfig {
-    /// Limit for each TCP connect attempt (default 10 s; `None` = the system's).
-    pub connect_timeout: Option<Duration>,
-    /// Limit for waiting for data: a handshake answer, a message, a close reply
-    /// (default 30 s; `None` = wait forever).
-    pub read_timeout: Option<Duration>,
-    /// Limit for a blocked write (default 30 s; `None` = wait forever).
-    pub write_timeout: Option<Duration>,
-    /// Extra handshake request headers, `(name, value)`.
-    pub headers: Vec<(String, String)>,
-    /// Subprotocols offered in `Sec-WebSocket-Protocol`.
-    pub subprotocols: Vec<String>,
-    /// Outgoing messages longer than this many bytes are sent as several
-    /// frames (continuation frames). `None` = one frame per message.
-    pub fragment_size: Option<usize>,
-    /// Largest incoming message accepted, in bytes (default 64 MiB; `None` = no limit).
-    pub max_message_size: Option<usize>,
-    /// Connect through this HTTP CONNECT proxy.
-    pub proxy: Option<Proxy>,
-    /// TLS settings for `wss://`.
-    pub tls: TlsOptions,
-    /// Offer permessage-deflate (`permessage-deflate;
-    /// client_max_window_bits`, as browsers do); on by default. Messages
-    /// are compressed and inflated transparently when the server accepts.
-    pub compression: bool,
-}
-
-impl Default for ClientConfig {
-    fn default() -> Self {
-        ClientConfig {
-            connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(30)),
-            write_timeout: Some(Duration::from_secs(30)),
-            headers: Vec::new(),
-            subprotocols: Vec::new(),
-            fragment_size: None,
-            max_message_size: Some(64 << 20),
-            proxy: None,
-            tls: TlsOptions::default(),
-            compression: true,
-        }
-    }
-}
-
-impl ClientConfig {
-    /// Offers permessage-deflate (`true`, the default) or not.
-    #[must_use]
-    pub fn with_compression(mut self, offer: bool) -> Self {
-        self.compression = offer;
-        self
-    }
-
-    /// Sets the connect, read and write timeouts at once (php-wss `setTimeout`).
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = Some(timeout);
-        self.read_timeout = Some(timeout);
-        self.write_timeout = Some(timeout);
-        self
-    }
-
-    /// Adds a handshake request header.
-    #[must_use]
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// Offers a subprotocol.
-    #[must_use]
-    pub fn with_subprotocol(mut self, protocol: impl Into<String>) -> Self {
-        self.subprotocols.push(protocol.into());
-        self
-    }
-
-    /// Sets the fragment size for outgoing messages.
-    #[must_use]
-    pub fn with_fragment_size(mut self, size: usize) -> Self {
-        self.fragment_size = Some(size);
-        self
-    }
-
-    /// Connects through the proxy at `address` (`HOST:PORT`).
-    #[must_use]
-    pub fn with_proxy(mut self, address: impl Into<String>) -> Self {
-        let credentials = self.proxy.take().and_then(|p| p.credentials);
-        self.proxy = Some(Proxy {
-            address: address.into(),
-            credentials,
-        });
-        self
-    }
-
-    /// Sets the proxy credentials (call after [`with_proxy`](Self::with_proxy)).
-    #[must_use]
-    pub fn with_proxy_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
-        if let Some(proxy) = &mut self.proxy {
-            proxy.credentials = Some((user.into(), password.into()));
-        }
-        self
-    }
-
-    /// Trusts the CA certificates in this PEM file.
-    #[must_use]
-    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.tls.ca_file = Some(path.into());
-        self
-    }
-
-    /// Accepts invalid certificates and host names (testing only).
-    #[must_use]
-    pub fn with_accept_invalid_certs(mut self, accept: bool) -> Self {
-        self.tls.accept_invalid_certs = accept;
-        self
-    }
-}
 
 /// A blocking WebSocket client connection.
 #[derive(Debug)]
@@ -257,7 +109,7 @@ impl Client {
             reason,
         })?;
         let offer = deflate_offer(config);
-        let request = build_request(&parsed, config, offer.as_ref())?;
+        let request = handshake::build_request(&parsed, config, offer.as_ref())?;
         let mut stream = transport::open(&parsed, config)?;
         // Our own handshake check (see handshake.rs); frames right behind
         // the 101 stay ours.
@@ -885,105 +737,9 @@ pub(crate) fn is_disconnect(err: &io::Error) -> bool {
     )
 }
 
-/// Builds the handshake request: URL without credentials, extra headers,
-/// basic auth from the URL, subprotocols.
-fn build_request(
-    url: &WsUrl,
-    config: &ClientConfig,
-    deflate: Option<&ClientOffer>,
-) -> Result<tungstenite::handshake::client::Request, ClientError> {
-    let mut request =
-        url.request_uri()
-            .into_client_request()
-            .map_err(|err| ClientError::InvalidUrl {
-                url: url.request_uri(),
-                reason: err.to_string(),
-            })?;
-    let headers = request.headers_mut();
-    for (name, value) in &config.headers {
-        let invalid = |what: &str| {
-            ClientError::InvalidConfig(format!("invalid header {what} in {name}: {value}"))
-        };
-        let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| invalid("name"))?;
-        let value = HeaderValue::from_str(value.trim()).map_err(|_| invalid("value"))?;
-        if HANDSHAKE_HEADERS.contains(&name.as_str()) {
-            headers.insert(name, value);
-        } else {
-            headers.append(name, value);
-        }
-    }
-    if let Some((user, password)) = &url.credentials {
-        if !headers.contains_key(header::AUTHORIZATION) {
-            let value = HeaderValue::from_str(&basic_auth(user, password))
-                .map_err(|_| ClientError::InvalidConfig("unusable URL credentials".into()))?;
-            headers.insert(header::AUTHORIZATION, value);
-        }
-    }
-    if let Some(bad) = config.subprotocols.iter().find(|p| !is_token(p)) {
-        return Err(ClientError::InvalidConfig(format!(
-            "subprotocol {bad:?} is not a valid name (letters, digits and !#$%&'*+-.^_`|~ only)"
-        )));
-    }
-    if !config.subprotocols.is_empty() {
-        let value = HeaderValue::from_str(&config.subprotocols.join(", "))
-            .map_err(|_| ClientError::InvalidConfig("invalid subprotocol name".into()))?;
-        headers.insert("Sec-WebSocket-Protocol", value);
-    }
-    if let Some(offer) = deflate {
-        let value = HeaderValue::from_str(&offer.header_value())
-            .map_err(|_| ClientError::InvalidConfig("invalid extension offer".into()))?;
-        headers.insert("Sec-WebSocket-Extensions", value);
-    }
-    Ok(request)
-}
-
-/// The value of a `Basic` `Authorization`/`Proxy-Authorization` header
-/// (RFC 7617): `user:password` in standard base64 with padding.
-pub(crate) fn basic_auth(user: &str, password: &str) -> String {
-    let credentials = format!("{user}:{password}");
-    format!(
-        "Basic {}",
-        data_encoding::BASE64.encode(credentials.as_bytes())
-    )
-}
-
-/// Whether `s` is an HTTP token (RFC 9110 §5.6.2), as subprotocol names must be.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_has_headers_auth_and_no_credentials_in_uri() {
-        let url = WsUrl::parse("ws://u:p@example.com:81/x?y=1").unwrap();
-        let config = ClientConfig::default()
-            .with_header("X-Test", "1")
-            .with_header("Host", "other")
-            .with_subprotocol("chat");
-        let request = build_request(&url, &config, None).unwrap();
-        assert_eq!(request.uri().to_string(), "ws://example.com:81/x?y=1");
-        let headers = request.headers();
-        assert_eq!(headers["x-test"], "1");
-        assert_eq!(headers["host"], "other");
-        assert_eq!(headers.get_all("host").iter().count(), 1);
-        assert_eq!(headers["authorization"], "Basic dTpw");
-        assert_eq!(headers["sec-websocket-protocol"], "chat");
-    }
-
-    #[test]
-    fn bad_header_is_a_config_error() {
-        let url = WsUrl::parse("ws://h/").unwrap();
-        let config = ClientConfig::default().with_header("Bad Name", "v");
-        assert!(matches!(
-            build_request(&url, &config, None),
-            Err(ClientError::InvalidConfig(_))
-        ));
-    }
 
     /// A server that accepts permessage-deflate without context takeover
     /// and swallows whatever it is sent.
@@ -1046,14 +802,5 @@ mod tests {
     fn a_client_is_send_and_sync() {
         fn send_and_sync<T: Send + Sync>() {}
         send_and_sync::<Client>();
-    }
-
-    #[test]
-    fn basic_auth_header() {
-        assert_eq!(
-            basic_auth("Aladdin", "open sesame"),
-            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
-        );
-        assert_eq!(basic_auth("", ""), "Basic Og==");
     }
 }

@@ -10,8 +10,9 @@ use std::time::Duration;
 use native_tls::{Certificate, HandshakeError, TlsConnector, TlsStream};
 
 use super::error::{is_timeout, ClientError};
+use super::handshake::basic_auth;
 use super::url::{bracketed, parse_host_port, WsUrl};
-use super::{basic_auth, ClientConfig, Proxy, TlsOptions};
+use super::{ClientConfig, Proxy, TlsOptions};
 
 /// Largest proxy response head accepted, in bytes.
 const MAX_PROXY_HEAD: usize = 16 * 1024;

@@ -7,6 +7,7 @@ use super::exec::{parse_exec, ExecConfig};
 use super::fields::{kind, Errors, Fields};
 use super::server::ServerConfig;
 use super::ConfigError;
+use crate::http_token::is_token;
 
 /// One `[[routes]]` table.
 #[derive(Debug, Clone)]
@@ -103,10 +104,7 @@ pub(super) fn parse_routes(root: &mut Fields<'_>, errs: &mut Errors) -> Vec<Rout
 pub(super) fn parse_subprotocols(t: &mut Fields<'_>) -> Result<Vec<String>, ConfigError> {
     let list = t.string_list("subprotocols")?.unwrap_or_default();
     for (i, p) in list.iter().enumerate() {
-        let token = !p.is_empty()
-            && p.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        if !token {
+        if !is_token(p) {
             return Err(t.err(
                 &format!("subprotocols[{i}]"),
                 format!("\"{p}\" is not a subprotocol name: use letters, digits and .-_ only, e.g. \"chat.v2\""),

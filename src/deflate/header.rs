@@ -6,6 +6,8 @@
 //! parameters. Malformed elements are reported per element, so a server
 //! can decline one bad offer and still consider the next.
 
+use crate::http_token::is_token;
+
 /// One extension element: `name; param; param=value`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Element {
@@ -108,13 +110,6 @@ fn unquote(v: &str) -> Option<String> {
         }
     }
     is_token(&out).then_some(out)
-}
-
-/// An RFC 7230 token: one or more visible ASCII characters except separators.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]
