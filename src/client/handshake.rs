@@ -21,8 +21,7 @@ use tungstenite::handshake::derive_accept_key;
 use tungstenite::http::{header, HeaderName, HeaderValue};
 
 use super::config::ClientConfig;
-use super::error::{is_timeout, ClientError};
-use super::is_disconnect;
+use super::error::{is_disconnect, is_timeout, ClientError};
 use super::url::WsUrl;
 use crate::deflate::{ClientOffer, Negotiated};
 use crate::http_token::is_token;

@@ -41,6 +41,7 @@ use crate::frame::{
 };
 pub use crate::message::{CloseCode, Message, Text};
 pub use config::{ClientConfig, Proxy, TlsOptions};
+use error::is_disconnect;
 pub use error::ClientError;
 use transport::MaybeTls;
 
@@ -724,17 +725,6 @@ fn incoming(event: Event<'_>) -> Result<Incoming, ClientError> {
         Event::Pong(payload) => Incoming::Pong(payload.into_vec()),
         Event::Close(frame) => Incoming::Close(frame),
     })
-}
-
-/// Whether an I/O error means the peer went away.
-pub(crate) fn is_disconnect(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof
-    )
 }
 
 #[cfg(test)]
