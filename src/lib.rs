@@ -5,44 +5,46 @@
 //! shared vocabulary [`Message`] and [`CloseCode`], the [`config`] types,
 //! and the blocking [`client`]. See `docs/handlers.md` and `examples/`.
 //!
-//! A map of the crate, top down (a module imports only modules below it):
+//! A map of the crate, top down, in the rows of `docs/architecture.md` (a
+//! module imports only modules on lower rows):
 //!
 //! - `server`: the embedding API ([`Server`]).
 //! - `master`: the loop that reloads, drains and relays; `generation`
 //!   (load and bind) and `supervise` (fork, reap, back-off) under it.
+//! - `worker`: one `mio` loop per process; connections as state machines.
+//!   `cluster`: the cluster helper process, which carries broadcasts
+//!   between instances through Redis pub/sub.
 //! - `app`: what a generation runs: the route table and named handlers,
 //!   loaded from the configuration the same way at start and on reload.
-//! - `error`: why the daemon could not run ([`Error`]), and exit statuses.
-//! - `logging`: log lines that name the process (master or worker K).
-//! - `worker`: one `mio` loop per process; connections as state machines.
+//!   `exec`: `exec` routes: a program per connection, its environment,
+//!   its pipes and the lines read from it. `relay`: broadcast frames
+//!   between workers through the master.
+//! - [`handler`]: the [`Handler`] trait, the [`Conn`] handle, built-ins.
+//!   `inherit`: listening sockets passed by systemd or an upgrading
+//!   master. `logging`: log lines that name the process (master or
+//!   worker K).
 //! - [`admission`]: the handshake hook's request view and decision, the
-//!   subprotocol choice, and the accept/reject responses.
-//! - `exec`: `exec` routes: a program per connection, its environment,
-//!   its pipes and the lines read from it.
-//! - `handshake`: the HTTP upgrade as pure functions over bytes.
-//! - `limits`: per-address connection and handshake-rate limits, trusted
-//!   proxies; `proxy_protocol`: the PROXY protocol v1/v2 header.
-//! - `route`: path templates such as `/chat/{room}`.
-//! - `cluster`: the cluster helper process, which carries broadcasts
-//!   between instances through Redis pub/sub.
-//! - `relay`: broadcast frames between workers through the master.
-//! - `stats`: the counters table shared by the master and its workers.
+//!   subprotocol choice, and the accept/reject responses. `error`: why the
+//!   daemon could not run ([`Error`]), and exit statuses. `tls`,
+//!   `privileges`: the operating system edges that need the
+//!   configuration. `preflight`: whether a valid configuration can start
+//!   on this host.
+//! - [`config`]: the TOML configuration, validated key by key.
+//!   `handshake`: the HTTP upgrade as pure functions over bytes.
+//!   [`client`]: the blocking client library.
 //! - `deflate`: permessage-deflate (RFC 7692): negotiation, compression,
 //!   bounded decompression, per-connection state (docs/compression.md).
-//! - [`handler`]: the [`Handler`] trait, the [`Conn`] handle, built-ins.
-//! - `message`: [`Message`], [`Text`], [`CloseCode`], shared by handlers
-//!   and the client.
 //! - `frame`: the frame codec (reader and writer) for both roles: the
 //!   worker's connections and the client read and write frames with it.
-//! - [`config`]: the TOML configuration, validated key by key.
-//! - `http_token`: the HTTP token rule (RFC 9110 §5.6.2) for subprotocol,
-//!   header and extension names; it imports nothing of the crate.
-//! - `inherit`: listening sockets passed by systemd or an upgrading master.
-//! - `proctitle`: process titles as `ps` shows them.
-//! - `preflight`: whether a valid configuration can start on this host.
-//! - `tls`, `privileges`, `signals`, `sdnotify`: the operating system
-//!   edges.
-//! - [`client`]: the blocking client library.
+//! - The leaves, which import nothing of the crate: `message`
+//!   ([`Message`], [`Text`], [`CloseCode`], shared by handlers and the
+//!   client); `route` (path templates such as `/chat/{room}`); `limits`
+//!   (per-address connection and handshake-rate limits, trusted proxies);
+//!   `proxy_protocol` (the PROXY protocol v1/v2 header); `http_token` (the
+//!   HTTP token rule, RFC 9110 §5.6.2, for subprotocol, header and
+//!   extension names); `stats` (the counters table shared by the master
+//!   and its workers); `proctitle` (process titles as `ps` shows them);
+//!   `signals`, `sdnotify`.
 //!
 //! The `wssd` binary (with `wssd client`) is the `wssd-cli` package (cli/),
 //! the load generator `wssd bench` the `wssd-bench` package (bench/).

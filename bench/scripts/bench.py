@@ -2,10 +2,12 @@
 """The `make bench` runner (called by bench/scripts/bench.sh).
 
 Starts each server under test pinned with taskset, runs `wssd bench --json`
-against it (pinned to other cores when there are any), measures the
-server's CPU time (utime + stime of the server process and all its
-descendants, from /proc, before and after each run) and the load
-generator's CPU time (rusage), and writes a Markdown report.
+against it (pinned to other cores when there are any), takes the server's
+CPU time over the measurement window (`wssd bench --cpu-pid`: on-CPU time
+of every thread of the server process and its descendants, from
+/proc/PID/task/TID/schedstat, when the window opens and when it closes;
+connection setup and teardown fall outside it) and the load generator's
+CPU time (rusage), and writes a Markdown report.
 
 The servers: wssd (1 worker, 1 worker with TLS, 2 workers) and the peers
 of the PEERS table below (tokio-tungstenite, uWebSockets' examples from
@@ -27,9 +29,10 @@ the same repetition). Idle-memory runs get a fresh server each; deflate
 and 2-worker runs run once.
 
 Environment knobs (all optional):
-  BENCH_SECS      seconds per measured run (default 3)
+  BENCH_SECS      seconds per measured run of the interleaved suites
+                  (default 2); single runs take at least 3
   BENCH_REPEAT    repetitions of the interleaved echo/handshake/wss/broadcast
-                  runs (default 4; keep it even so that ABBA balances)
+                  runs (default 8; keep it even so that ABBA balances)
   BENCH_IDLE      idle connections for the memory run (default 10000)
   BENCH_BCAST     broadcast receiver counts (default "1000 10000")
   BENCH_OUT       report file (default docs/benchmarks.md; "-" = stdout only).
@@ -65,8 +68,16 @@ WSSD = os.environ.get("BENCH_WSSD", os.path.join(ROOT, "target", "release", "wss
 TOKIO = os.path.join(ROOT, "bench", "peers", "tokio-echo", "target", "release", "tokio-echo")
 UWS = os.environ.get("BENCH_UWS_DIR", os.path.join(ROOT, "..", "shared", "peers", "uws"))
 
-SECS = float(os.environ.get("BENCH_SECS", "3"))
-REPEAT = int(os.environ.get("BENCH_REPEAT", "4"))
+# Many short interleaved runs rather than a few long ones: a server's CPU
+# per message swings by up to half between runs of a few seconds (which
+# side of the load generator sleeps and pays for the wake-ups; see
+# docs/benchmarks.md), so pooling more repetitions averages more of these
+# swings in the same measured time.
+SECS = float(os.environ.get("BENCH_SECS", "2"))
+REPEAT = int(os.environ.get("BENCH_REPEAT", "8"))
+# Runs outside the interleaved suites (deflate, 2 workers, idle memory)
+# run once each, so they keep the longer run.
+SINGLE_SECS = max(SECS, 3)
 IDLE = int(os.environ.get("BENCH_IDLE", "10000"))
 BCAST = [int(x) for x in os.environ.get("BENCH_BCAST", "1000 10000").split()]
 OUT = os.environ.get("BENCH_OUT", os.path.join(ROOT, "docs", "benchmarks.md"))
@@ -342,8 +353,10 @@ def run_bench(server, test, path, args, secs, also=(), idle=()):
         "--json", "-t", str(server.threads), "-d", str(secs)] + args
     if server.tls:
         argv += ["--ca-file", server.tls[0]]
-    argv = pinned(server.load_cpus, argv)
     pids = [server.proc.pid] + [s.proc.pid for s in also] + list(getattr(server, "extra_pids", []))
+    for pid in pids:
+        argv += ["--cpu-pid", str(pid)]
+    argv = pinned(server.load_cpus, argv)
     idle_pids = [s.proc.pid for s in idle]
     idle_before = {p: cpu_ticks(p) for p in idle_pids}
     before, t0 = {p: cpu_ticks(p) for p in pids}, time.time()
@@ -359,8 +372,6 @@ def run_bench(server, test, path, args, secs, also=(), idle=()):
     ru = p.returncode
     after, t1 = {p: cpu_ticks(p) for p in pids}, time.time()
     idle_cpu = sum(cpu_ticks(p) - idle_before[p] for p in idle_pids) / TICK
-    # Per process tree (pid -> CPU seconds), for reports that state them apart.
-    cpu_by_pid = {p: (after[p] - before[p]) / TICK for p in pids}
     errf.seek(0)
     err = errf.read()
     client_cpu = usage.ru_utime + usage.ru_stime
@@ -368,10 +379,21 @@ def run_bench(server, test, path, args, secs, also=(), idle=()):
         data = json.loads(out.decode().strip().splitlines()[-1])
     except (ValueError, IndexError):
         data = {}
+    # Per process tree (pid -> CPU seconds), for reports that state them
+    # apart: over the measurement window as `wssd bench --cpu-pid` took it
+    # (the window's messages over the window's CPU time), or, where it
+    # could not, over the whole run (connection setup and teardown too).
+    run_cpu = {p: (after[p] - before[p]) / TICK for p in pids}
+    window_cpu = data.get("server_cpu_s") or {}
+    if all(str(p) in window_cpu for p in pids):
+        cpu_by_pid, cpu_span = {p: window_cpu[str(p)] for p in pids}, "window"
+    else:
+        cpu_by_pid, cpu_span = run_cpu, "run"
     res = {
         "server": server.label, "workers": server.workers,
         "test": test, "rc": ru, "server_cpu_s": sum(cpu_by_pid.values()), "wall_s": t1 - t0,
-        "server_cpu_by_pid": cpu_by_pid,
+        "server_cpu_by_pid": cpu_by_pid, "server_cpu_span": cpu_span,
+        "server_cpu_run_s": sum(run_cpu.values()),
         "client_cpu_s": client_cpu, "idle_cpu_s": idle_cpu,
         "idle_servers": len(idle_pids), "pin": server.pin_note, "json": data,
         "stderr": err.decode(errors="replace").strip().splitlines()[-3:],
@@ -427,7 +449,7 @@ def idle_run(server, results, size, prefix=""):
     results.append(dict(run_bench(
         server, f"{prefix}idle {IDLE}, {what} echo", "/echo",
         ["-c", str(IDLE), "-s", str(size), "--text", "-m", "idle", "--connect-timeout", "60",
-         "--pid", str(server.proc.pid)], min(SECS, 3)), rep=1))
+         "--pid", str(server.proc.pid)], min(SINGLE_SECS, 3)), rep=1))
 
 
 JSON_ARGS = ["--payload", "json", "--text", "-s", "16384"]
@@ -463,18 +485,18 @@ def deflate_suite(srv, results, skipped, idle=True):
         log(f"  {srv.label}: deflate runs skipped: {why}")
         return
     results.append(dict(run_bench(srv, DEFLATE_ECHO, "/echo",
-                                  ["-c", "100"] + DEFLATE_ARGS, SECS), rep=1))
+                                  ["-c", "100"] + DEFLATE_ARGS, SINGLE_SECS), rep=1))
     if idle:
         results.append(dict(run_bench(
             srv, f"deflate idle {IDLE}, 16 KiB JSON echo", "/echo",
             ["-c", str(IDLE), "-m", "idle", "--connect-timeout", "60",
-             "--pid", str(srv.proc.pid)] + DEFLATE_ARGS, min(SECS, 3)), rep=1))
+             "--pid", str(srv.proc.pid)] + DEFLATE_ARGS, min(SINGLE_SECS, 3)), rep=1))
 
 
 def plain_json_suite(srv, results):
     """The same 16 KiB JSON echo without compression: what compressing costs."""
     results.append(dict(run_bench(srv, PLAIN_JSON_ECHO, "/echo",
-                                  ["-c", "100"] + JSON_ARGS, SECS), rep=1))
+                                  ["-c", "100"] + JSON_ARGS, SINGLE_SECS), rep=1))
 
 
 def with_server(start, body):
@@ -524,7 +546,7 @@ def suite(name, starters, tests, idle_sizes, results, skipped, prefix=""):
 def two_workers(srv, results):
     """wssd 2 workers, once: the echo tests and broadcast."""
     for test, path, args in echo_tests() + broadcast_tests():
-        results.append(dict(run_bench(srv, test, path, args, SECS), rep=1))
+        results.append(dict(run_bench(srv, test, path, args, SINGLE_SECS), rep=1))
 
 
 def selected_peers():
@@ -746,7 +768,7 @@ def render(results, lb, la, took, peers, skipped):
              "(other work on the machine makes numbers noisy; compare ratios within one run)")
     pins = sorted({(r['server'], r['pin']) for r in results})
     L.append("* **Pinning (taskset):** " + "; ".join(f"{s}: {p}" for s, p in pins))
-    L.append(f"* **Runs:** {SECS:g} s each, load generator `wssd bench` (1 thread unless noted); "
+    L.append(f"* **Runs:** {SECS:g} s each in the interleaved suites, {SINGLE_SECS:g} s the single runs; load generator `wssd bench` (1 thread unless noted); "
              "wssd with `[log] access_log = false` (the peers log nothing per connection; the "
              "access log costs wssd one `write(2)` per handshake). **Interleaved:** the echo, wss "
              "and broadcast suites start wssd (1 worker) and every peer of the suite once and keep "
@@ -765,9 +787,15 @@ def render(results, lb, la, took, peers, skipped):
                  "measured); a run counts the CPU time of the server under test only.")
     L.append("")
     L.append("## Results\n")
-    L.append("*Per server CPU-s* divides completed units (messages, handshakes) by the server's CPU "
-             "time (user + system of all its processes, from `/proc/PID/stat` before and after the "
-             "run, which includes connection setup and teardown). Both columns are **pooled** over "
+    whole_run = sum(1 for r in results if r.get("server_cpu_span") == "run")
+    L.append("*Per server CPU-s* divides the units (messages, handshakes) completed in the "
+             "measurement window by the server's CPU time over the same window (on-CPU time of "
+             "every thread of all its processes, from `/proc/PID/task/TID/schedstat`, sampled by "
+             "`wssd bench --cpu-pid` as the window opens and closes, so connection setup and "
+             "teardown are not counted"
+             + (f"; in {whole_run} runs it could not be sampled and the whole run's user + system "
+                "time from `/proc/PID/stat` is used" if whole_run else "")
+             + "). Both columns are **pooled** over "
              "the repetitions: per server CPU-s = units of all runs / server CPU seconds of all "
              "runs; throughput = units of all runs / measured seconds of all runs (each run's "
              "window as `wssd bench` reports it). In parentheses the range of the per-run figures. "
@@ -913,8 +941,8 @@ def render(results, lb, la, took, peers, skipped):
                  f"{sum(r['json'].get('errors', 0) for r in rs)} |")
     L.append("")
 
-    L.append("Per server CPU-s here includes setting up the connections (one handshake each), "
-             "which weighs on the 10,000-receiver rows.\n")
+    L.append("Per server CPU-s here counts the measurement window only: setting up the "
+             "connections (one handshake each) comes before it and is not counted.\n")
 
     L.append("## Compression (permessage-deflate)\n")
     L.append("`wssd bench --deflate --payload json --text -s 16384 -c 100`: every connection "
@@ -975,8 +1003,9 @@ def render(results, lb, la, took, peers, skipped):
                  "(and the other tenants) are the bottleneck. The ≥ 1.8× goal needs at least 5 "
                  "CPUs (2 for the workers, the rest for `wssd bench -t 2`); the script then pins "
                  "them apart by itself.")
-    L.append("* Server CPU includes connection setup and teardown; load CPU is the bench "
-             "process's user + system time (`wait4` rusage).")
+    L.append("* Server CPU is taken over the measurement window (`wssd bench --cpu-pid`, "
+             "see *Results*), without connection setup and teardown; load CPU is the bench "
+             "process's user + system time over its whole run (`wait4` rusage).")
     L.append("")
     L.append("## Peers\n")
     L.append("Every server under the same pinning (1-worker servers on one core, the load "
@@ -1008,14 +1037,15 @@ def render(results, lb, la, took, peers, skipped):
     L.append(METHOD_CLUSTER + "\n")
     L.append("## How to reproduce\n")
     L.append("```\nmake bench            # release build, peers, all runs, rewrites docs/benchmarks.md\n"
-             "BENCH_SECS=5 BENCH_REPEAT=6 make bench    # longer runs, more repetitions (defaults 3 and 4)\n"
+             "BENCH_SECS=5 BENCH_REPEAT=6 make bench    # longer runs, more repetitions (defaults 2 and 8)\n"
              "BENCH_OUT=- make bench                    # print only\n"
              "BENCH_PEERS=\"uws uws-ssl\" make bench     # only these peers (keys of the table above)\n"
              "BENCH_UWS_DIR=/path/to/uws make bench     # uWebSockets binaries elsewhere\n"
              "BENCH_SUITES=deflate make bench          # only these suites (echo wss broadcast deflate)\n"
              "BENCH_BCAST=1000 bench/scripts/bench-cluster.py   # two instances on one Redis vs one instance (not written here)\n```\n")
-    L.append("Knobs (environment, all optional): `BENCH_SECS` seconds per measured run (default 3); "
-             "`BENCH_REPEAT` repetitions of the interleaved echo, wss and broadcast runs (default 4; "
+    L.append("Knobs (environment, all optional): `BENCH_SECS` seconds per measured run of the interleaved suites (default 2; the single "
+             "deflate, 2-worker and idle-memory runs take at least 3); "
+             "`BENCH_REPEAT` repetitions of the interleaved echo, wss and broadcast runs (default 8; "
              "keep it even so that the ABBA order balances); `BENCH_IDLE` connections of the "
              "idle-memory runs (default 10000); `BENCH_BCAST` broadcast receiver counts (default "
              "\"1000 10000\"); `BENCH_OUT` report file (default docs/benchmarks.md, `-` = stdout; "

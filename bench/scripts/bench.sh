@@ -5,9 +5,9 @@
 # The uWebSockets peers are used when ../shared/peers/uws (relative to the
 # repository root; BENCH_UWS_DIR overrides) holds them.
 # The echo, wss and broadcast suites run their servers side by side and
-# interleave them: BENCH_REPEAT repetitions (default 4), each test on each
+# interleave them: BENCH_REPEAT repetitions (default 8), each test on each
 # server back to back in ABBA order, BENCH_SECS seconds per run (default
-# 3); the report pools the repetitions (see bench/scripts/bench.py).
+# 2); the report pools the repetitions (see bench/scripts/bench.py).
 # Other knobs: BENCH_IDLE, BENCH_BCAST, BENCH_OUT, BENCH_PEERS,
 # BENCH_UWS_DIR, BENCH_WSSD, BENCH_SUITES (see bench/scripts/bench.py).
 # Takes about 8-9 minutes with the defaults (BENCH_SECS=3, BENCH_REPEAT=4;

@@ -25,6 +25,7 @@
 //!   the progress line.
 
 mod conn;
+mod cpu;
 mod deflate;
 mod frame;
 mod histogram;
@@ -143,6 +144,12 @@ pub struct BenchArgs {
     /// PSS summed over it and its descendants) per connection.
     #[arg(long, value_name = "PID")]
     pub pid: Option<i32>,
+
+    /// Pid of a server process whose CPU time (with its descendants',
+    /// every thread) over the measurement window is reported
+    /// (`server_cpu_s` in the JSON); repeat for several servers.
+    #[arg(long = "cpu-pid", value_name = "PID")]
+    pub cpu_pids: Vec<i32>,
 
     /// Spread connections over this many source addresses 127.0.0.2,
     /// 127.0.0.3, ... (default: as many as the ephemeral port range needs,
@@ -500,7 +507,7 @@ fn execute(args: &BenchArgs) -> Result<Summary, BenchError> {
     let interrupted = Arc::new(AtomicBool::new(false));
     watch_sigint(&interrupted);
     let (shared, handles) = spawn(&plan)?;
-    let outcome = orchestrate(&plan, &shared, &handles, args.pid, &interrupted);
+    let outcome = orchestrate(&plan, &shared, &handles, args, &interrupted);
     shared.stop.store(true, Ordering::Release);
     shared.wake_all();
     let results: Vec<WorkerResult> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
@@ -514,6 +521,7 @@ fn execute(args: &BenchArgs) -> Result<Summary, BenchError> {
     let mut summary = Summary::new(&plan, &results, timing.start, timing.stopped);
     summary.samples = samples;
     summary.connected = timing.connected;
+    summary.server_cpu = timing.server_cpu;
     match timing.holding {
         Some(Ok(sample)) => summary.set_memory(args.pid, baseline, Some(sample)),
         Some(Err(e)) => summary.add_note(format!("server memory not measured: {e}")),
@@ -567,6 +575,8 @@ struct Timing {
     connected: u64,
     /// The memory sample taken while the connections were held.
     holding: Option<Result<MemSample, MemError>>,
+    /// Per `--cpu-pid`, its tree's CPU seconds over the window.
+    server_cpu: Vec<(i32, f64)>,
 }
 
 /// Waits for the setup barrier, runs the measurement window, samples memory.
@@ -574,9 +584,10 @@ fn orchestrate(
     plan: &Plan,
     shared: &Shared,
     handles: &[JoinHandle<WorkerResult>],
-    pid: Option<i32>,
+    args: &BenchArgs,
     interrupted: &AtomicBool,
 ) -> Result<Timing, BenchError> {
+    let pid = args.pid;
     let mut progress = Progress::new(plan);
     let connected = if plan.mode == Mode::Handshake {
         u64::from(plan.connections)
@@ -586,6 +597,7 @@ fn orchestrate(
     shared
         .receivers
         .store(plan.receivers(connected), Ordering::Release);
+    let cpu_before = cpu::sample(&args.cpu_pids);
     let start = Instant::now();
     shared.start.store(true, Ordering::Release);
     shared.wake_all();
@@ -615,15 +627,18 @@ fn orchestrate(
                 .min(Duration::from_millis(100)),
         );
     }
+    let stopped = Instant::now();
+    let server_cpu = cpu::window(&cpu_before, &cpu::sample(&args.cpu_pids));
     if let (Some(pid), None) = (pid, &holding) {
         holding = Some(procmem::sample(pid));
     }
     progress.done();
     Ok(Timing {
         start,
-        stopped: Instant::now(),
+        stopped,
         connected,
         holding,
+        server_cpu,
     })
 }
 

@@ -65,7 +65,7 @@ fn rollup(pid: i32) -> std::io::Result<(u64, u64)> {
 }
 
 /// All descendants of `pid` (children, grandchildren, ...).
-fn descendants(pid: i32) -> Vec<i32> {
+pub fn descendants(pid: i32) -> Vec<i32> {
     let parents = parent_table();
     let mut found = Vec::new();
     let mut frontier = vec![pid];

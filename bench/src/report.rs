@@ -60,6 +60,8 @@ pub struct Summary {
     elapsed: Duration,
     /// Connections established for the measurement.
     pub connected: u64,
+    /// Per `--cpu-pid`: its tree's CPU seconds over the window.
+    pub server_cpu: Vec<(i32, f64)>,
     echoes: u64,
     sent: u64,
     handshakes: u64,
@@ -143,6 +145,7 @@ impl Summary {
             duration: plan.duration,
             elapsed,
             connected: 0,
+            server_cpu: Vec::new(),
             echoes: results.iter().map(|r| r.echoes).sum(),
             sent: results.iter().map(|r| r.sent).sum(),
             handshakes: results.iter().map(|r| r.handshakes).sum(),
@@ -320,6 +323,7 @@ impl Summary {
             let _ = writeln!(t, "  {:<18}min {min}, max {max}", "per connection");
         }
         self.memory_rows(&mut t);
+        self.cpu_rows(&mut t);
         self.wire_rows(&mut t);
         let _ = writeln!(t, "  {:<18}{}", "errors", self.error_total());
         for (kind, n) in ErrorKind::ALL.iter().zip(self.errors) {
@@ -444,6 +448,11 @@ impl Summary {
             "per_connection_min": self.per_conn.iter().min().copied().unwrap_or(0),
             "per_connection_max": self.per_conn.iter().max().copied().unwrap_or(0),
             "memory": self.memory_json(),
+            "server_cpu_s": self
+                .server_cpu
+                .iter()
+                .map(|(pid, secs)| (pid.to_string(), num(*secs)))
+                .collect::<Map<String, Value>>(),
             "broadcast": self.broadcast_json(),
             "wire": self.wire_json(),
             "deflate": match &self.deflate {
@@ -465,6 +474,27 @@ impl Summary {
         let mut out = j.to_string();
         out.push('\n');
         out
+    }
+
+    /// `server CPU` rows (`--cpu-pid`): each tree's CPU seconds over the
+    /// window and the units (messages, or handshakes) per CPU-second.
+    fn cpu_rows(&self, t: &mut String) {
+        let units = match self.mode {
+            Mode::Handshake => self.handshakes,
+            _ => self.echoes,
+        };
+        for (pid, secs) in &self.server_cpu {
+            let per = if *secs > 0.0 {
+                units as f64 / secs
+            } else {
+                0.0
+            };
+            let _ = writeln!(
+                t,
+                "  {:<18}pid {pid}: {secs:.3} s ({per:.0} per CPU-s)",
+                "server CPU"
+            );
+        }
     }
 
     /// The `memory` JSON value.

@@ -188,3 +188,34 @@ fn several_urls_need_broadcast_mode() {
         run.stderr
     );
 }
+
+#[test]
+fn server_cpu_is_reported_per_cpu_pid_over_the_window() {
+    let server = Server::start(&[]);
+    let url = server.url("/");
+    let pid = server.pid().to_string();
+    // i32::MAX is above Linux's pid range: a pid that cannot exist.
+    let gone = i32::MAX.to_string();
+    let run = run_bench(&[
+        &url,
+        "-c",
+        "2",
+        "-d",
+        "1",
+        "--json",
+        "--cpu-pid",
+        &pid,
+        "--cpu-pid",
+        &gone,
+    ]);
+    let j = run.clean_json();
+    assert!(j["messages"].u64() > 0, "{j:?}");
+    let cpu = &j["server_cpu_s"];
+    // The Python server echoed for the whole window: it was on a CPU.
+    let secs = cpu[pid.as_str()].f64();
+    assert!(secs > 0.0, "{j:?}");
+    // Within the window: at most its length per thread (the test server
+    // runs one thread), with room for the window's rounding.
+    assert!(secs <= j["elapsed_s"].f64() * 1.5, "{j:?}");
+    assert!(cpu.get(gone.as_str()).is_none(), "{j:?}");
+}
