@@ -85,7 +85,7 @@ PEERS_WANTED = os.environ.get("BENCH_PEERS")  # None: all available
 SUITES = set(os.environ.get("BENCH_SUITES", "echo wss broadcast deflate").split())
 TICK = os.sysconf("SC_CLK_TCK")
 # How long `make bench` takes with the defaults here (2 CPUs), for the report.
-DEFAULT_MINUTES = "8–9 minutes (508 s measured with other builds running, load average 2.5–4)"
+DEFAULT_MINUTES = "9–10 minutes (546 s measured, load average 1.0 before and 2.2 after)"
 NCPU = os.cpu_count() or 1
 
 STARTED = []  # every Popen we start, killed on exit

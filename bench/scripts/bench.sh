@@ -10,8 +10,8 @@
 # 2); the report pools the repetitions (see bench/scripts/bench.py).
 # Other knobs: BENCH_IDLE, BENCH_BCAST, BENCH_OUT, BENCH_PEERS,
 # BENCH_UWS_DIR, BENCH_WSSD, BENCH_SUITES (see bench/scripts/bench.py).
-# Takes about 8-9 minutes with the defaults (BENCH_SECS=3, BENCH_REPEAT=4;
-# 508 s measured here with other builds running).
+# Takes about 9-10 minutes with the defaults (BENCH_SECS=2, BENCH_REPEAT=8;
+# 546 s measured here on a quiet machine).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
