@@ -30,7 +30,7 @@ and 2-worker runs run once.
 
 Environment knobs (all optional):
   BENCH_SECS      seconds per measured run of the interleaved suites
-                  (default 2); single runs take at least 3
+                  (default 2); single runs take at least 3, idle runs 3
   BENCH_REPEAT    repetitions of the interleaved echo/handshake/wss/broadcast
                   runs (default 8; keep it even so that ABBA balances)
   BENCH_IDLE      idle connections for the memory run (default 10000)
@@ -69,15 +69,18 @@ TOKIO = os.path.join(ROOT, "bench", "peers", "tokio-echo", "target", "release", 
 UWS = os.environ.get("BENCH_UWS_DIR", os.path.join(ROOT, "..", "shared", "peers", "uws"))
 
 # Many short interleaved runs rather than a few long ones: a server's CPU
-# per message swings by up to half between runs of a few seconds (which
-# side of the load generator sleeps and pays for the wake-ups; see
-# docs/benchmarks.md), so pooling more repetitions averages more of these
-# swings in the same measured time.
+# per message swings by up to half between runs of a few seconds (whether
+# the server or the load generator sleeps and who pays for the wake-ups;
+# see docs/benchmarks.md), so pooling more repetitions averages more of
+# these swings (16 s per test and server, where 4 runs of 3 s gave 12).
 SECS = float(os.environ.get("BENCH_SECS", "2"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "8"))
-# Runs outside the interleaved suites (deflate, 2 workers, idle memory)
-# run once each, so they keep the longer run.
+# Runs outside the interleaved suites (deflate, 2 workers) run once each,
+# so they keep the longer run.
 SINGLE_SECS = max(SECS, 3)
+# How long idle-memory runs hold their connections (memory is sampled
+# halfway through).
+IDLE_HOLD_SECS = 3
 IDLE = int(os.environ.get("BENCH_IDLE", "10000"))
 BCAST = [int(x) for x in os.environ.get("BENCH_BCAST", "1000 10000").split()]
 OUT = os.environ.get("BENCH_OUT", os.path.join(ROOT, "docs", "benchmarks.md"))
@@ -449,7 +452,7 @@ def idle_run(server, results, size, prefix=""):
     results.append(dict(run_bench(
         server, f"{prefix}idle {IDLE}, {what} echo", "/echo",
         ["-c", str(IDLE), "-s", str(size), "--text", "-m", "idle", "--connect-timeout", "60",
-         "--pid", str(server.proc.pid)], min(SINGLE_SECS, 3)), rep=1))
+         "--pid", str(server.proc.pid)], IDLE_HOLD_SECS), rep=1))
 
 
 JSON_ARGS = ["--payload", "json", "--text", "-s", "16384"]
@@ -490,7 +493,7 @@ def deflate_suite(srv, results, skipped, idle=True):
         results.append(dict(run_bench(
             srv, f"deflate idle {IDLE}, 16 KiB JSON echo", "/echo",
             ["-c", str(IDLE), "-m", "idle", "--connect-timeout", "60",
-             "--pid", str(srv.proc.pid)] + DEFLATE_ARGS, min(SINGLE_SECS, 3)), rep=1))
+             "--pid", str(srv.proc.pid)] + DEFLATE_ARGS, IDLE_HOLD_SECS), rep=1))
 
 
 def plain_json_suite(srv, results):
@@ -1044,7 +1047,7 @@ def render(results, lb, la, took, peers, skipped):
              "BENCH_SUITES=deflate make bench          # only these suites (echo wss broadcast deflate)\n"
              "BENCH_BCAST=1000 bench/scripts/bench-cluster.py   # two instances on one Redis vs one instance (not written here)\n```\n")
     L.append("Knobs (environment, all optional): `BENCH_SECS` seconds per measured run of the interleaved suites (default 2; the single "
-             "deflate, 2-worker and idle-memory runs take at least 3); "
+             "deflate and 2-worker runs take at least 3, the idle-memory runs 3); "
              "`BENCH_REPEAT` repetitions of the interleaved echo, wss and broadcast runs (default 8; "
              "keep it even so that the ABBA order balances); `BENCH_IDLE` connections of the "
              "idle-memory runs (default 10000); `BENCH_BCAST` broadcast receiver counts (default "
