@@ -190,7 +190,7 @@ fn several_urls_need_broadcast_mode() {
 }
 
 #[test]
-fn server_cpu_is_reported_per_cpu_pid_over_the_window() {
+fn server_cpu_is_reported_per_cpu_pid() {
     let server = Server::start(&[]);
     let url = server.url("/");
     let pid = server.pid().to_string();
@@ -218,4 +218,46 @@ fn server_cpu_is_reported_per_cpu_pid_over_the_window() {
     // runs one thread), with room for the window's rounding.
     assert!(secs <= j["elapsed_s"].f64() * 1.5, "{j:?}");
     assert!(cpu.get(gone.as_str()).is_none(), "{j:?}");
+}
+
+/// User + system CPU seconds of `pid` so far (`/proc/PID/stat`, ticks of
+/// 1/100 s): taken independently of `wssd bench`'s own sampling.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("server alive");
+    let after = &stat[stat.rfind(')').expect("stat format") + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+#[test]
+fn server_cpu_leaves_out_the_connection_setup() {
+    let server = Server::start(&[]);
+    let url = server.url("/");
+    let pid = server.pid();
+    let before = cpu_seconds(pid);
+    // Idle mode: 200 upgrades and first echoes before the window, then
+    // the connections are only held, so the server works before the
+    // window and hardly at all inside it.
+    let run = run_bench(&[
+        &url,
+        "-c",
+        "200",
+        "-d",
+        "1",
+        "-m",
+        "idle",
+        "--json",
+        "--cpu-pid",
+        &pid.to_string(),
+    ]);
+    let whole_run = cpu_seconds(pid) - before;
+    let j = run.clean_json();
+    assert_eq!(j["connected"].u64(), 200, "{j:?}");
+    let window = j["server_cpu_s"][pid.to_string().as_str()].f64();
+    assert!(whole_run > 0.0, "the setup cost the server no CPU? {j:?}");
+    assert!(
+        window < whole_run / 2.0,
+        "window {window} s of {whole_run} s for the whole run: the setup was counted"
+    );
 }
