@@ -14,7 +14,7 @@ use tungstenite::protocol::Role;
 
 use super::error::{is_valid_close_code, FrameError};
 use super::header::{self, Header, MAX_HEADER};
-use super::mask::apply_mask;
+use super::mask::{apply_mask, apply_mask_ascii};
 use super::utf8::Utf8Validator;
 
 /// A buffer cut by the end of a read is reserved for its whole frame at
@@ -253,9 +253,12 @@ impl FrameReader {
     /// error the connection must be failed with the error's close code; the
     /// reader keeps returning it.
     ///
-    /// Inlined into the caller's read loop: the common case (see
-    /// `whole_message`) then costs no call and no moves of the event.
-    #[inline]
+    /// Always inlined into the caller's read loop, with `whole_message`:
+    /// the common case then costs no call. With a plain `#[inline]` the
+    /// compiler kept both calls from the worker's session; inlining them
+    /// took the pipelined 64 B echo (`-w 32`) from 0.963 to 0.977 of
+    /// uWebSockets' messages per server CPU-second (10 interleaved rounds).
+    #[inline(always)]
     pub fn next<'d>(&mut self, input: &mut Input<'d>) -> Result<Option<Event<'d>>, FrameError> {
         match self.whole_message(input) {
             Some(Ok(event)) => Ok(Some(event)),
@@ -288,7 +291,7 @@ impl FrameReader {
     /// binary frame (no RSV bits, masked as the role expects, up to 64 KiB,
     /// within the limits). `None` for anything else, with `input`
     /// untouched: the state machine then handles it, errors included.
-    #[inline]
+    #[inline(always)]
     fn whole_message<'d>(
         &mut self,
         input: &mut Input<'d>,
@@ -585,12 +588,19 @@ impl Partial {
 /// Unmasks a whole message's payload in place (when `mask` is set) and,
 /// for text, checks that it is UTF-8: false if it is not.
 fn unmask(bytes: &mut [u8], mask: Option<[u8; 4]>, offset: u64, kind: MessageKind) -> bool {
-    if let Some(key) = mask {
-        apply_mask(bytes, key, offset);
-    }
-    // Most text is ASCII, which `is_ascii` confirms several times faster
-    // than `from_utf8` (a vector at a time, no setup).
-    kind == MessageKind::Binary || bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
+    // Most text is ASCII, which is confirmed several times faster than
+    // `from_utf8` does (a vector at a time, no setup); masked text while
+    // it is unmasked.
+    let ascii = match (mask, kind) {
+        (Some(key), MessageKind::Binary) => {
+            apply_mask(bytes, key, offset);
+            return true;
+        }
+        (None, MessageKind::Binary) => return true,
+        (Some(key), MessageKind::Text) => apply_mask_ascii(bytes, key, offset),
+        (None, MessageKind::Text) => bytes.is_ascii(),
+    };
+    ascii || std::str::from_utf8(bytes).is_ok()
 }
 
 fn kind_of(opcode: u8) -> MessageKind {
