@@ -57,6 +57,9 @@ fn libc_einprogress() -> i32 {
     Errno::EINPROGRESS as i32
 }
 
+/// File descriptors kept free for everything but connections.
+pub const FD_RESERVE: u64 = 64;
+
 /// Raises the soft open-file limit to the hard limit; returns the new soft
 /// limit.
 pub fn raise_nofile_limit() -> io::Result<u64> {

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
+use super::args::Mode;
 use super::conn::ErrorKind;
 use super::histogram::Histogram;
+use super::plan::Plan;
 use super::procmem::MemSample;
 use super::shared::Shared;
 use super::worker::WorkerResult;
-use super::{Mode, Plan};
 
 /// Per-connection counts are listed in the JSON up to this many
 /// connections.

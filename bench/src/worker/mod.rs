@@ -16,15 +16,17 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+use super::args::Mode;
 use super::conn::{Conn, ConnError, ErrorKind, Phase};
 use super::deflate::{self, Codec, Spare};
 use super::frame::{
     self, FrameHead, ResponseError, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
 };
 use super::histogram::Histogram;
+use super::net;
+use super::plan::Plan;
 use super::shared::Shared;
 use super::stream::{Stream, TlsStep};
-use super::{net, Mode, Plan};
 
 /// Token of the waker that interrupts a worker's poll.
 pub const WAKE: Token = Token(usize::MAX);

@@ -5,8 +5,9 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{elapsed_ns, Next, Worker};
+use crate::args::{Mode, PayloadKind};
 use crate::conn::{Conn, ConnError, Phase};
-use crate::{payload, Mode, PayloadKind};
+use crate::payload;
 
 impl Worker {
     /// Measurement starts: echo connections fill their window.
