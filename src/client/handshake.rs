@@ -41,6 +41,18 @@ const HANDSHAKE_HEADERS: [&str; 5] = [
     "sec-websocket-key",
 ];
 
+/// The permessage-deflate offer to make: the browsers' one when
+/// `compression` is on, unless the caller's headers bring their own
+/// `Sec-WebSocket-Extensions` (then no extension can be taken into use,
+/// and the handshake refuses an answer that enables one).
+pub(crate) fn deflate_offer(config: &ClientConfig) -> Option<ClientOffer> {
+    let own = config
+        .headers
+        .iter()
+        .any(|(name, _)| name.trim().eq_ignore_ascii_case("Sec-WebSocket-Extensions"));
+    (config.compression && !own).then(ClientOffer::default)
+}
+
 /// Builds the handshake request: URL without credentials, extra headers,
 /// basic auth from the URL, subprotocols.
 pub(crate) fn build_request(

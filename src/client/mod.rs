@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use self::url::WsUrl;
 use crate::deflate::{
-    self, inflate_message, ClientOffer, ConnDeflate, InflaterPool, MessageError, SharedCompressor,
+    self, inflate_message, ConnDeflate, InflaterPool, MessageError, SharedCompressor,
 };
 use crate::frame::{
     CloseFrame, Control, Data, Event, FrameError, FrameReader, FrameWriter, Input, Limits,
@@ -109,7 +109,7 @@ impl Client {
             url: url.to_string(),
             reason,
         })?;
-        let offer = deflate_offer(config);
+        let offer = handshake::deflate_offer(config);
         let request = handshake::build_request(&parsed, config, offer.as_ref())?;
         let mut stream = transport::open(&parsed, config)?;
         // Our own handshake check (see handshake.rs); frames right behind
@@ -703,18 +703,6 @@ fn owned(kind: MessageKind, bytes: Vec<u8>) -> Result<Message, ClientError> {
         ),
         MessageKind::Binary => Message::Binary(bytes.into()),
     })
-}
-
-/// The permessage-deflate offer to make: the browsers' one when
-/// `compression` is on, unless the caller's headers bring their own
-/// `Sec-WebSocket-Extensions` (then no extension can be taken into use,
-/// and the handshake refuses an answer that enables one).
-fn deflate_offer(config: &ClientConfig) -> Option<ClientOffer> {
-    let own = config
-        .headers
-        .iter()
-        .any(|(name, _)| name.trim().eq_ignore_ascii_case("Sec-WebSocket-Extensions"));
-    (config.compression && !own).then(ClientOffer::default)
 }
 
 /// An event of the frame reader, owned (one copy of a borrowed payload).
