@@ -5,13 +5,21 @@ CARGO ?= cargo
 # binary package moves).
 BIN ?= target/release/wssd
 
-.PHONY: build release test test-tools lint fmt bench autobahn install run units deb
+.PHONY: build release release-pgo test test-tools lint fmt bench autobahn install run units deb
 
 build:
 	$(CARGO) build --workspace
 
 release:
 	$(CARGO) build --workspace --release
+
+## The release daemon optimised with a profile of its own hot paths
+## (profile-guided: an instrumented build, a training run on loopback, the
+## optimised build; about 7 minutes, needs `rustup component add
+## llvm-tools`): target/pgo/release/wssd. `make bench` measures it;
+## `make install BIN=target/pgo/release/wssd` installs it.
+release-pgo:
+	scripts/pgo-build.sh
 
 ## Run the daemon on the shipped example config (127.0.0.1:8080).
 run: release

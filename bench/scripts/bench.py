@@ -42,7 +42,9 @@ Environment knobs (all optional):
                   binary exists; "" = none)
   BENCH_UWS_DIR   uWebSockets peer binaries (default ../shared/peers/uws
                   relative to the repository root)
-  BENCH_WSSD      the wssd binary (default target/release/wssd)
+  BENCH_WSSD      the wssd binary (default target/release/wssd; bench.sh
+                  passes the profile-guided build, see scripts/pgo-build.sh)
+  BENCH_BUILD     how that binary was built, for the report's header
   BENCH_SUITES    suites to run (default "echo wss broadcast deflate")
 """
 
@@ -65,6 +67,7 @@ import time
 # bench/scripts/bench.py -> the repository root
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WSSD = os.environ.get("BENCH_WSSD", os.path.join(ROOT, "target", "release", "wssd"))
+BUILD = os.environ.get("BENCH_BUILD", "release (`make release`)")
 TOKIO = os.path.join(ROOT, "bench", "peers", "tokio-echo", "target", "release", "tokio-echo")
 UWS = os.environ.get("BENCH_UWS_DIR", os.path.join(ROOT, "..", "shared", "peers", "uws"))
 
@@ -767,6 +770,7 @@ def render(results, lb, la, took, peers, skipped):
     L.append(f"* **Machine:** {machine()}")
     L.append(f"* **Date:** {now}; the run took {took:.0f} s")
     L.append(f"* **Commit:** {commit()}")
+    L.append(f"* **wssd build:** {BUILD}; `{os.path.relpath(WSSD, ROOT)}`, which is also the load generator")
     L.append(f"* **Load average** before/after: {lb[0]:.2f} / {la[0]:.2f} "
              "(other work on the machine makes numbers noisy; compare ratios within one run)")
     pins = sorted({(r['server'], r['pin']) for r in results})
@@ -1054,8 +1058,11 @@ def render(results, lb, la, took, peers, skipped):
              "\"1000 10000\"); `BENCH_OUT` report file (default docs/benchmarks.md, `-` = stdout; "
              "the hand-written part after the keep marker is kept); `BENCH_PEERS` peer keys (default: "
              "every peer whose binary exists); `BENCH_UWS_DIR`; `BENCH_WSSD` the wssd binary "
-             "(default target/release/wssd); `BENCH_SUITES`. With the defaults `make bench` takes "
-             f"about {DEFAULT_MINUTES} on this 2-CPU machine; the interleaved runs, "
+             "(default: `bench.sh` builds the profile-guided one with `scripts/pgo-build.sh` and "
+             "falls back to target/release/wssd where it cannot; `BENCH_PGO=0` skips it); "
+             "`BENCH_SUITES`. With the defaults `make bench` takes "
+             f"about {DEFAULT_MINUTES} on this 2-CPU machine, plus about 7 for the profile-guided "
+             "build; the interleaved runs, "
              "`BENCH_REPEAT × BENCH_SECS × 22` seconds plus about half a second per run, are most "
              "of it, the idle-memory runs (10,000 connections, about a minute together) the rest.\n")
     L.append("Single runs by hand: start `./target/release/wssd --config FILE` pinned with "
