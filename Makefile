@@ -17,7 +17,8 @@ release:
 ## (profile-guided: an instrumented build, a training run on loopback, the
 ## optimised build; about 7 minutes, needs `rustup component add
 ## llvm-tools`): target/pgo/release/wssd. `make bench` measures it;
-## `make install BIN=target/pgo/release/wssd` installs it.
+## `make install BIN=target/pgo/release/wssd` installs it, `make deb
+## BIN=target/pgo/release/wssd` packages it.
 release-pgo:
 	scripts/pgo-build.sh
 

@@ -67,7 +67,8 @@ import time
 # bench/scripts/bench.py -> the repository root
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WSSD = os.environ.get("BENCH_WSSD", os.path.join(ROOT, "target", "release", "wssd"))
-BUILD = os.environ.get("BENCH_BUILD", "release (`make release`)")
+BUILD = os.environ.get("BENCH_BUILD", "given by BENCH_WSSD" if "BENCH_WSSD" in os.environ
+                       else "release (`make release`)")
 TOKIO = os.path.join(ROOT, "bench", "peers", "tokio-echo", "target", "release", "tokio-echo")
 UWS = os.environ.get("BENCH_UWS_DIR", os.path.join(ROOT, "..", "shared", "peers", "uws"))
 
