@@ -25,9 +25,13 @@
 # and size; leaves the callgrind files in a temporary directory for
 # `callgrind_annotate`.
 set -euo pipefail
+caller=$PWD
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 wssd=${BENCH_WSSD:-$root/target/release/wssd}
+# The servers run from a temporary directory: a path given relative to
+# where the script was started would not name the binary there.
+case $wssd in /*) ;; *) wssd=$caller/$wssd ;; esac
 peers=${BENCH_UWS_DIR:-$root/../shared/peers/uws}
 secs=${BENCH_SECS:-4}
 mode=echo

@@ -13,14 +13,17 @@
 //!
 //! `generation` loads and binds a generation (the first and every reload
 //! the same way); `supervise` forks, reaps and restarts workers with
-//! back-off; `upgrade` hands over to a new binary; `status`, `report`,
-//! `publish` and `pending` serve the status listener; this module is the
-//! loop, reload, drain and the relay hub.
+//! back-off; `reload` starts a new generation on SIGHUP; `upgrade` hands
+//! over to a new binary; `serve_status` answers the status listener, with
+//! `status` (the bytes), `report`, `publish` and `pending`; this module is
+//! the loop, the signals, drain and the relay hub.
 
 mod generation;
 mod pending;
 mod publish;
+mod reload;
 mod report;
+mod serve_status;
 mod status;
 mod supervise;
 mod upgrade;
@@ -29,7 +32,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use log::{error, info, warn};
+use log::{info, warn};
 use mio::{Events, Poll, Token};
 use nix::sys::signal::Signal;
 
@@ -37,14 +40,14 @@ use crate::app::AppLoader;
 use crate::error::Error;
 use crate::inherit::{Inherited, Origin};
 use crate::limits::Limiter;
-use crate::relay::{Delivered, RelayMessage};
+use crate::relay::Delivered;
 use crate::sdnotify;
 use crate::signals::{self, SignalPipe};
 use crate::stats::Table;
 use generation::Generation;
 use pending::Pending;
 use status::StatusServer;
-use supervise::{Kind, Slot, WorkerProc, BACKOFF_START};
+use supervise::{Kind, Slot, WorkerProc};
 use upgrade::{Exec, Upgrade, UPGRADE};
 
 const SIGNALS: Token = Token(0);
@@ -311,168 +314,7 @@ impl Master {
         }
     }
 
-    // ---- reload and stop ----
-
-    fn reload(&mut self) {
-        if self.state != State::Running {
-            return;
-        }
-        if self.upgrade.is_some() {
-            warn!("SIGHUP ignored: a new master (binary upgrade) is starting");
-            return;
-        }
-        sdnotify::reloading();
-        info!("SIGHUP: reloading the configuration");
-        match Generation::new(&self.loader, Some(&self.current), None) {
-            Ok(next) => {
-                let old = std::mem::replace(&mut self.current, next);
-                let (old_number, old_drain) = (old.number, old.config.server.drain_timeout);
-                let old_cluster = old.config.cluster.clone();
-                // Dropped before forking: a child would otherwise keep the
-                // old listening socket open for as long as it lives.
-                drop(old);
-                self.slots = (0..self.current.config.server.workers)
-                    .map(|_| Slot::default())
-                    .collect();
-                log::set_max_level(crate::logging::level_filter(&self.current.config.log.level));
-                self.limiter = self.reload_limiter();
-                for index in 0..self.slots.len() {
-                    if let Err(e) = self.spawn(index) {
-                        error!("{e}; trying again");
-                        self.slots[index].restart_at = Some(Instant::now() + BACKOFF_START);
-                    }
-                }
-                self.signal_workers(Some(old_number), Signal::SIGQUIT);
-                self.reload_cluster(old_number, old_cluster);
-                self.reload_status();
-                info!(
-                    "reloaded {}: generation {} listening on {}; generation {} drains for up to {:?}",
-                    self.current.config.source.display(),
-                    self.current.number,
-                    self.current.addr,
-                    old_number,
-                    old_drain
-                );
-            }
-            Err(e) => error!("reload failed, keeping the running configuration: {e}"),
-        }
-        sdnotify::notify("READY=1");
-    }
-
-    /// After a reload: the per-address limits for the new generation.
-    /// The shared table stays (connections of every generation are
-    /// counted in it together); the new limits and exemptions apply to
-    /// the new generation's handshakes. What cannot change without a
-    /// new table is logged. A reload that sets limits where the start
-    /// set none maps the table now: connections already open were never
-    /// counted, which is logged too.
-    fn reload_limiter(&self) -> Option<Rc<Limiter>> {
-        let settings = &self.current.config.limits;
-        let generation = self.current.number;
-        let next = match &self.limiter {
-            Some(limiter) => {
-                let (next, kept) = limiter.reconfigure(settings);
-                for why in kept {
-                    warn!("reload: {why}");
-                }
-                Some(Rc::new(next))
-            }
-            None if settings.any() => match supervise::make_limiter(&self.current.config) {
-                Ok(next) => {
-                    warn!(
-                        "reload: [limits] is set for the first time since the start: connections already open (older generations) are not counted against it"
-                    );
-                    next
-                }
-                Err(e) => {
-                    error!("reload: {e}; generation {generation} runs without [limits]");
-                    None
-                }
-            },
-            None => None,
-        };
-        if next.is_some() {
-            info!(
-                "[limits] for generation {generation}: {}",
-                settings.describe()
-            );
-        }
-        next
-    }
-
-    /// SIGUSR1 (logrotate): reopen the log file here, then in every
-    /// worker, old generations included.
-    fn reopen_logs(&mut self) {
-        crate::logging::reopen();
-        crate::logging::give_to(self.current.ids);
-        self.signal_workers(None, Signal::SIGUSR1);
-    }
-
-    /// After a reload: keep the cluster helper if `[cluster]` is unchanged
-    /// (it now serves the new generation), else retire it and start one
-    /// for the new table (or none).
-    fn reload_cluster(&mut self, old_number: u64, old: Option<crate::config::ClusterConfig>) {
-        let new = self.current.config.cluster.clone();
-        if old == new {
-            if self.cluster_generation == old_number {
-                self.cluster_generation = self.current.number;
-                for w in &mut self.workers {
-                    if w.kind == Kind::Cluster && w.generation == old_number {
-                        w.generation = self.current.number;
-                    }
-                }
-            }
-            return;
-        }
-        info!("[cluster] changed: replacing the cluster helper");
-        self.cluster_slot = Slot::default();
-        for w in &self.workers {
-            if w.kind == Kind::Cluster {
-                let _ = nix::sys::signal::kill(w.pid, Signal::SIGTERM);
-            }
-        }
-        if let Some(c) = &new {
-            self.instance_id = c.instance_id();
-        }
-        // The retired helper's state is no longer the instance's; the
-        // successor reports its own once connected.
-        if let Some(t) = self.stats {
-            t.cluster
-                .connected
-                .store(0, std::sync::atomic::Ordering::Relaxed);
-        }
-        self.cluster_generation = 0;
-        self.spawn_cluster();
-    }
-
-    /// After a reload: rebind the status listener if `[status] listen`
-    /// changed, take the new token either way.
-    fn reload_status(&mut self) {
-        let wanted = self.current.config.status.clone();
-        let same_listen = match (&self.status, &wanted) {
-            (Some(s), Some(w)) => s.listen_config() == w.listen,
-            (None, None) => true,
-            _ => false,
-        };
-        if same_listen {
-            if let (Some(s), Some(w)) = (self.status.as_mut(), &wanted) {
-                s.set_token(w.token.clone());
-            }
-            return;
-        }
-        if let Some(mut old) = self.status.take() {
-            old.close(self.poll.registry());
-            // Their connections are closed; the new listener's tokens
-            // start over.
-            self.publishes.clear();
-        }
-        if let Some(w) = &wanted {
-            match StatusServer::bind(w, None, self.poll.registry(), STATUS_LISTENER) {
-                Ok(s) => self.status = Some(s),
-                Err(e) => error!("{e}; the status listener stays off"),
-            }
-        }
-    }
+    // ---- stop ----
 
     fn stop(&mut self, sig: i32) {
         match self.state {
@@ -595,156 +437,5 @@ impl Master {
             }
         }
         (workers, cluster)
-    }
-}
-
-// ---- the status listener ----
-
-impl Master {
-    fn on_status_accept(&mut self) {
-        if let Some(s) = self.status.as_mut() {
-            s.accept(self.poll.registry(), Instant::now());
-        }
-    }
-
-    fn on_status_conn(&mut self, token: Token) {
-        // A publish body may be base64 (4/3 of the payload) and JSON-escaped.
-        let max_body = self.current.config.server.max_message_size * 2 + 4096;
-        let Some(s) = self.status.as_mut() else {
-            return;
-        };
-        if let status::Event::Request(req) = s.on_event(self.poll.registry(), token, max_body) {
-            if let Some(response) = self.answer(token, &req) {
-                self.respond(token, &response);
-            }
-        }
-    }
-
-    fn respond(&mut self, conn: Token, response: &status::Response) {
-        if let Some(s) = self.status.as_mut() {
-            s.respond(self.poll.registry(), conn, response);
-        }
-    }
-
-    /// Answers the publishes that are ready.
-    fn send_answers(&mut self, answers: impl IntoIterator<Item = pending::Answer>) {
-        for a in answers {
-            self.respond(a.conn, &status::Response::json(202, &a.json()));
-        }
-    }
-
-    /// The worker on relay link `token` is gone (its link closed, or it
-    /// was reaped): publishes stop waiting for its count.
-    fn publish_peer_gone(&mut self, token: Token) {
-        let answers = self.publishes.gone(token);
-        self.send_answers(answers);
-    }
-
-    fn status_timers(&mut self) {
-        let now = Instant::now();
-        let answers = self.publishes.expire(now);
-        self.send_answers(answers);
-        if let Some(s) = self.status.as_mut() {
-            s.expire(self.poll.registry(), now);
-        }
-    }
-
-    /// Answers one status request that came on `conn`; `None` when the
-    /// answer waits for the workers (`POST /publish`, see `pending`).
-    fn answer(&mut self, conn: Token, req: &status::Request) -> Option<status::Response> {
-        use status::Response;
-        if req.upgrade {
-            return Some(Response::text(
-                400,
-                "the status listener does not accept WebSocket upgrades",
-            ));
-        }
-        let response = match (req.method.as_str(), req.path.as_str()) {
-            ("GET", "/status") => {
-                // 503 while draining, so that load balancers' health
-                // checks send new connections elsewhere.
-                let draining = self.state != State::Running;
-                let mut doc = report::status_json(&self.snapshot());
-                doc["state"] = if draining { "draining" } else { "running" }.into();
-                Response::json(if draining { 503 } else { 200 }, &doc)
-            }
-            ("GET", "/metrics") => Response {
-                status: 200,
-                content_type: "text/plain; version=0.0.4; charset=utf-8",
-                body: report::metrics_text(&self.snapshot()).into_bytes(),
-            },
-            ("POST", "/publish") => return self.publish(conn, req),
-            (_, "/status" | "/metrics" | "/publish") => {
-                Response::text(405, "use GET /status, GET /metrics or POST /publish")
-            }
-            (_, path) => Response::text(404, format!("no such page: {path}")),
-        };
-        Some(response)
-    }
-
-    fn snapshot(&self) -> report::Snapshot {
-        use std::sync::atomic::Ordering::Relaxed;
-        let cluster = self.stats.map(|t| &t.cluster);
-        let get = |f: fn(&crate::stats::ClusterCounters) -> &std::sync::atomic::AtomicU64| {
-            cluster.map_or(0, |c| f(c).load(Relaxed))
-        };
-        report::Snapshot {
-            uptime_seconds: self.started.elapsed().as_secs_f64(),
-            generation: self.current.number,
-            config_path: self.current.config.source.display().to_string(),
-            workers: self.stats.map(report::read_workers).unwrap_or_default(),
-            cluster: report::ClusterFigures {
-                enabled: self.current.config.cluster.is_some(),
-                instance_id: self.instance_id.clone(),
-                connected: get(|c| &c.connected) != 0,
-                published: get(|c| &c.published),
-                received: get(|c| &c.received),
-                dropped: get(|c| &c.dropped),
-            },
-        }
-    }
-
-    /// `POST /publish` on `conn`: a counted broadcast to every worker,
-    /// the plain one to the cluster helper. Who is in a room is known
-    /// only inside the workers, so the 202 with the number of receivers
-    /// waits (in `pending`, never blocking this loop) for their counts;
-    /// `None` then. Refusals are answered at once.
-    fn publish(&mut self, conn: Token, req: &status::Request) -> Option<status::Response> {
-        use status::Response;
-        let token = self
-            .status
-            .as_ref()
-            .and_then(|s| s.token().map(str::to_string));
-        if let Some(token) = token {
-            if req.bearer.as_deref() != Some(token.as_str()) {
-                return Some(Response::text(
-                    401,
-                    "POST needs Authorization: Bearer <[status] token>",
-                ));
-            }
-        }
-        let (key, message) = match publish::parse(&req.body, &self.current.app) {
-            Ok(v) => v,
-            Err(publish::Refused(status, why)) => return Some(Response::text(status, why)),
-        };
-        let message = RelayMessage {
-            key,
-            skip: None,
-            message,
-        };
-        let request = self.publishes.next_request();
-        let (mut counted, mut plain) = (Vec::new(), Vec::new());
-        message.encode_counted(request, &mut counted);
-        message.encode(&mut plain);
-        let (workers, cluster) = self.send_publish(&counted, &plain);
-        log::debug!(
-            "status: publish {request} waits for {} workers",
-            workers.len()
-        );
-        let deadline = Instant::now() + pending::WAIT;
-        let answer = self
-            .publishes
-            .wait(request, conn, workers, cluster, deadline)?;
-        Some(Response::json(202, &answer.json()))
     }
 }
