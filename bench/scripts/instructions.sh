@@ -20,7 +20,9 @@
 # of instructions per handshake under valgrind), so it does not depend
 # on how many units the load reached.
 #
-# Needs valgrind, a release build (make release), and for the peers
+# Needs valgrind, a release build (make release; BENCH_WSSD names another
+# binary, e.g. target/pgo/release/wssd, a relative path taken from where
+# the script is started), and for the peers
 # BENCH_UWS_DIR (default ../shared/peers/uws). Prints one line per server
 # and size; leaves the callgrind files in a temporary directory for
 # `callgrind_annotate`.

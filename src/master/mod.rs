@@ -13,7 +13,8 @@
 //!
 //! `generation` loads and binds a generation (the first and every reload
 //! the same way); `supervise` forks, reaps and restarts workers with
-//! back-off; `reload` starts a new generation on SIGHUP; `upgrade` hands
+//! back-off; `reload` starts a new generation on SIGHUP and reopens the
+//! logs on SIGUSR1; `upgrade` hands
 //! over to a new binary; `serve_status` answers the status listener, with
 //! `status` (the bytes), `report`, `publish` and `pending`; this module is
 //! the loop, the signals, drain and the relay hub.

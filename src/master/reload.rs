@@ -18,6 +18,8 @@ use crate::limits::Limiter;
 use crate::sdnotify;
 
 impl Master {
+    /// SIGHUP: re-read the configuration; if it is valid, start its
+    /// generation and retire the running one, else keep running as is.
     pub(super) fn reload(&mut self) {
         if self.state != State::Running {
             return;

@@ -11,12 +11,15 @@ use super::{pending, publish, report, status, Master, State};
 use crate::relay::RelayMessage;
 
 impl Master {
+    /// The status listener is readable: take its pending connections.
     pub(super) fn on_status_accept(&mut self) {
         if let Some(s) = self.status.as_mut() {
             s.accept(self.poll.registry(), Instant::now());
         }
     }
 
+    /// An event on status connection `token`: read on, and answer a
+    /// request once its head (and body) are in.
     pub(super) fn on_status_conn(&mut self, token: Token) {
         // A publish body may be base64 (4/3 of the payload) and JSON-escaped.
         let max_body = self.current.config.server.max_message_size * 2 + 4096;
@@ -50,6 +53,8 @@ impl Master {
         self.send_answers(answers);
     }
 
+    /// Deadlines: publishes that waited long enough are answered with
+    /// the counts they have, status connections past theirs are dropped.
     pub(super) fn status_timers(&mut self) {
         let now = Instant::now();
         let answers = self.publishes.expire(now);

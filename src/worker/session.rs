@@ -1,7 +1,8 @@
 //! An open WebSocket: frames in from the socket, messages for the route's
 //! handler (called through `handlers.rs`), the handler's messages back
 //! out as frames. The session owns its reading (with a budget and
-//! backpressure, here), its sending, flushing, closing and failing
+//! backpressure, here, with the built-in `echo`'s replies and the answer
+//! to the peer's close) and its sending, flushing, closing and failing
 //! (`output.rs`); each returns what the loop has to do next. The worker's
 //! compression state, which no connection owns, is `compression.rs`.
 //!
