@@ -47,7 +47,7 @@ impl<'a> HandshakeRequest<'a> {
     }
 
     /// Records the subprotocol the route's `subprotocols` list selected
-    /// (from [`negotiate_subprotocol`]), for the hook to see.
+    /// (from [`negotiate_subprotocol`](super::negotiate_subprotocol)), for the hook to see.
     #[must_use]
     pub fn with_selected_subprotocol(mut self, selected: Option<&'a str>) -> Self {
         self.selected = selected;
