@@ -177,16 +177,22 @@ def tree(pid):
     return out
 
 
-def cpu_ticks(pid):
-    total = 0
+def user_system_ticks(pid):
+    """User and system clock ticks of `pid` and its descendants."""
+    user = system = 0
     for p in tree(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+            user += int(fields[11])  # utime
+            system += int(fields[12])  # stime
         except (OSError, IndexError, ValueError):
             pass
-    return total
+    return user, system
+
+
+def cpu_ticks(pid):
+    return sum(user_system_ticks(pid))
 
 
 # ---- servers ----
@@ -1071,6 +1077,10 @@ def render(results, lb, la, took, peers, skipped):
              "ws://127.0.0.1:PORT/echo -c 100 -s 64 -d 5` (over TLS: `wss://127.0.0.1:PORT/echo "
              "--ca-file CERT`). The 10,000-connection idle run needs "
              "`ulimit -n` ≥ 10,100 for both processes (see docs/operations.md, \"Many connections\").")
+    L.append("")
+    L.append("One row against uWebSockets by hand, in interleaved rounds: `bench/scripts/ab.py SIZE SECS "
+             "ROUNDS [MODE]` (e.g. `TLS=1 bench/scripts/ab.py 64 2 8`; `MIX=1` runs the suite's other "
+             "loads before each round, `B=BINARY` adds a second wssd; see its docstring).")
     L.append("")
     return "\n".join(L)
 
