@@ -18,9 +18,9 @@ Environment:
   B       a second wssd binary to compare (optional)
   LOAD    the load generator (default: A)
   TLS=1   wss:// (a self-signed P-256 certificate is made for the run)
-  MIX=1   before each measured round, run the suite's 16 KiB echo and
-          handshake loads on every server, unmeasured, as `make bench`'s
-          repetitions do
+  MIX=1   after each measured round, run the suite's 16 KiB echo and
+          then its handshake load on every server in the round's order,
+          unmeasured: the sequence of a `make bench` repetition
   NOUWS=1 leave uWebSockets out; BENCH_UWS_DIR: where its binaries are
           (default ../shared/peers/uws)
   CONNS, W  connections (default 100; broadcast 1,000) and window
@@ -143,11 +143,6 @@ def run_rounds(lab, servers, load, path, secs, args, rounds, mix):
     pooled = {label: [0, 0.0, 0, 0] for label, _, _ in servers}  # units, CPU s, user, system ticks
     for r in range(rounds):
         order = servers if r % 2 == 0 else servers[::-1]
-        if mix and r > 0:
-            for _, port, _ in order:
-                for extra in (["-c", "100", "-s", "16384", "--text"], ["-c", "100", "-m", "handshake"]):
-                    subprocess.run(bench_argv(load, lab, port, "/echo", secs, extra),
-                                   capture_output=True, timeout=secs + 120)
         line = []
         for label, port, proc in order:
             argv = bench_argv(load, lab, port, path, secs, args) + ["--cpu-pid", str(proc.pid)]
@@ -167,6 +162,13 @@ def run_rounds(lab, servers, load, path, secs, args, rounds, mix):
             p[3] += after[1] - before[1]
             line.append(f"{label} {units / cpu if cpu else 0:,.0f}")
         print(f"round {r}: " + "  ".join(line), flush=True)
+        if mix:
+            # The rest of a `make bench` repetition, in its order: each
+            # test on every server in turn (bench.py's `interleaved`).
+            for extra in (["-c", "100", "-s", "16384", "--text"], ["-c", "100", "-m", "handshake"]):
+                for _, port, _ in order:
+                    subprocess.run(bench_argv(load, lab, port, "/echo", secs, extra),
+                                   capture_output=True, timeout=secs + 120)
     ref = "uws" if "uws" in pooled else servers[-1][0]
     ref_rate = pooled[ref][0] / pooled[ref][1]
     hz = os.sysconf("SC_CLK_TCK")
