@@ -1,116 +1,89 @@
 #!/usr/bin/env python3
-"""Interleaved A/B rounds: wssd (and optionally a second wssd binary)
-against uWebSockets' server of the same load, per server CPU-second.
+"""Interleaved A/B rounds of one `make bench` row: wssd (and optionally a
+second wssd binary) against uWebSockets' server of the same load, per
+server CPU-second, measured exactly as `make bench` measures it.
 
     bench/scripts/ab.py SIZE SECS ROUNDS [MODE]
 
-MODE is echo (default), handshake or broadcast (1,000 receivers, -w 4).
-All servers start once, pinned to CPU 0, and stay up; each round runs
-`wssd bench` (pinned to CPU 1) against each of them in turn, the order
-reversed every other round (ABBA), so that drift of the machine hits all
-alike. Per round it prints each server's units per CPU-second (CPU over
-the measurement window, `wssd bench --cpu-pid`); at the end the pooled
-figure, the ratio to uWebSockets (or to the last server without it) and
-user and system time per unit from /proc (whole run, setup included).
+MODE is echo (default; SIZE bytes, text), handshake or broadcast (SIZE is
+ignored; 1,000 receivers, -w 4). The servers, their configurations, the
+pinning, the certificate and each run (`run_bench`) are bench.py's: all
+servers start once and stay up, each round runs the row on every server in
+turn, the order reversed every other round (ABBA). Per round it prints each
+server's units per CPU-second (CPU over the measurement window); at the end
+the pooled figure, the ratio to uWebSockets (or to the last server without
+it) and user and system time per unit from /proc (whole run, setup
+included).
 
 Environment:
-  A       the wssd binary (default target/pgo/release/wssd, else target/release/wssd)
-  B       a second wssd binary to compare (optional)
-  LOAD    the load generator (default: A)
-  TLS=1   wss:// (a self-signed P-256 certificate is made for the run)
-  MIX=1   after each measured round, run the suite's 16 KiB echo and
-          then its handshake load on every server in the round's order,
-          unmeasured: the sequence of a `make bench` repetition
-  NOUWS=1 leave uWebSockets out; BENCH_UWS_DIR: where its binaries are
-          (default ../shared/peers/uws)
-  CONNS, W  connections (default 100; broadcast 1,000) and window
+  BENCH_WSSD  the wssd binary measured as A and used as load generator
+              (default target/pgo/release/wssd, else target/release/wssd)
+  B           a second wssd binary to compare (optional)
+  TLS=1       wss:// (with the suite's self-signed P-256 certificate)
+  MIX=1       each round is a whole `make bench` repetition of the row's
+              suite (every test on every server in turn, in the suite's
+              order; only the row is counted): what runs before the row
+              as in `make bench`
+  NOUWS=1     leave uWebSockets out; BENCH_UWS_DIR: where its binaries are
+  CONNS, W    connections (default 100; broadcast 1,000) and window
 
 A tool for looking into one row by hand (docs/benchmarks.md cites its
 runs); `make bench` is the measurement of record.
 """
-import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench as B  # noqa: E402  (bench.py beside this file: ports, certificate, CPU ticks)
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-
-
-def default_wssd():
-    pgo = os.path.join(ROOT, "target/pgo/release/wssd")
-    return pgo if os.path.exists(pgo) else os.path.join(ROOT, "target/release/wssd")
+HERE = os.path.dirname(os.path.abspath(__file__))
+if "BENCH_WSSD" not in os.environ:
+    pgo = os.path.join(HERE, "..", "..", "target", "pgo", "release", "wssd")
+    if os.path.exists(pgo):
+        os.environ["BENCH_WSSD"] = os.path.abspath(pgo)
+sys.path.insert(0, HERE)
+import bench as B  # noqa: E402  (bench.py beside this file: servers, runs, CPU ticks)
 
 
-def wait_port(port, proc):
-    deadline = time.time() + 30
-    while not B.accepts(port):
-        if proc.poll() is not None:
-            raise SystemExit(f"server on port {port} exited with {proc.returncode}")
-        if time.time() > deadline:
-            raise SystemExit(f"nothing listens on port {port}")
-        time.sleep(0.05)
+def row(mode, size, tls):
+    """(name, path, args) of the measured row, named as bench.py names it
+    where the suite has it, so that MIX puts it in its place."""
+    prefix = "wss " if tls else ""
+    conns = os.environ.get("CONNS")
+    if mode == "broadcast":
+        n = conns or "1000"
+        return f"broadcast {n}", "/chat/bench", ["-c", n, "-m", "broadcast",
+                                                 "-w", os.environ.get("W", "4")]
+    if mode == "handshake":
+        return f"{prefix}handshakes", "/echo", ["-c", conns or "100", "-m", "handshake"]
+    what = {64: "64 B", 16384: "16 KiB"}.get(size, f"{size} B")
+    window = os.environ.get("W")
+    name = f"{prefix}echo {what}" + (f" w{window}" if window and window != "1" else "")
+    args = ["-c", conns or "100", "--text", "-s", str(size)] + (["-w", window] if window else [])
+    return name, "/echo", args
 
 
-class Lab:
-    def __init__(self, mode, tls, tmp):
-        self.mode, self.tls, self.tmp, self.procs = mode, tls, tmp, []
-        self.cert = self.key = None
-        if tls:
-            made = B.make_cert(tmp)
-            if made is None:
-                raise SystemExit("openssl could not make a certificate")
-            self.cert, self.key = made
-
-    def spawn(self, label, argv, port):
-        proc = subprocess.Popen(["taskset", "-c", "0"] + argv,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.procs.append(proc)
-        wait_port(port, proc)
-        return label, port, proc
-
-    def wssd(self, label, binary):
-        port = B.free_port()
-        cfg = os.path.join(self.tmp, f"{label}.toml")
-        with open(cfg, "w") as f:
-            f.write(f'[server]\nlisten = "127.0.0.1:{port}"\nworkers = 1\n'
-                    'max_connections_per_worker = 19000\n'
-                    '[log]\nlevel = "info"\naccess_log = false\n'
-                    '[[routes]]\npath = "/echo"\nhandler = "echo"\n'
-                    '[[routes]]\npath = "/chat/{room}"\nhandler = "broadcast"\n')
-            if self.tls:
-                f.write(f'[tls]\ncert = "{self.cert}"\nkey = "{self.key}"\n')
-        return self.spawn(label, [binary, "--config", cfg], port)
-
-    def uws(self, peers):
-        port = B.free_port()
-        if self.mode == "broadcast":
-            argv = [os.path.join(peers, "BroadcastServer"), str(port)]
-        elif self.tls:
-            argv = [os.path.join(peers, "EchoServerSSL"), str(port), self.cert, self.key]
-        else:
-            argv = [os.path.join(peers, "EchoServer"), str(port)]
-        return self.spawn("uws", argv, port)
-
-    def stop(self):
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+def suite_tests(mode, tls, measured):
+    """The tests of one repetition: the measured row in its suite's order
+    (replacing the suite's test of that name, or first if it has none)."""
+    suite = B.broadcast_tests() if mode == "broadcast" else B.echo_tests("wss " if tls else "")
+    if any(name == measured[0] for name, _, _ in suite):
+        return [measured if name == measured[0] else (name, p, a) for name, p, a in suite]
+    return [measured] + suite
 
 
-def bench_argv(load, lab, port, path, secs, args):
-    url = f"{'wss' if lab.tls else 'ws'}://127.0.0.1:{port}{path}"
-    argv = ["taskset", "-c", "1", load, "bench", url, "--json", "-d", str(secs)] + args
-    return argv + (["--ca-file", lab.cert] if lab.tls else [])
+def start_servers(tmp, mode, tls):
+    cert = B.make_cert(tmp) if tls else None
+    if tls and cert is None:
+        raise SystemExit("openssl could not make a certificate")
+    servers = [B.start_wssd(1, tmp, tls=cert, label="A")]
+    if os.environ.get("B"):
+        servers.append(B.start_wssd(1, tmp, tls=cert, label="B", binary=os.environ["B"]))
+    if not os.environ.get("NOUWS"):
+        key = "uws-broadcast" if mode == "broadcast" else "uws-ssl" if tls else "uws"
+        peer = next(p for p in B.PEERS if p.key == key)
+        if not peer.available():
+            raise SystemExit(f"{peer.binary()} is missing (BENCH_UWS_DIR)")
+        servers.append(B.start_peer(peer, tmp, cert))
+    return servers
 
 
 def main():
@@ -118,64 +91,54 @@ def main():
         raise SystemExit(__doc__)
     size, secs, rounds = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
     mode = sys.argv[4] if len(sys.argv) > 4 else "echo"
-    env = os.environ
-    a = env.get("A", default_wssd())
-    load = env.get("LOAD", a)
-    peers = B.UWS  # BENCH_UWS_DIR, as for make bench
-    conns = env.get("CONNS", "1000" if mode == "broadcast" else "100")
-    window = env.get("W", "4" if mode == "broadcast" else "1")
-    path = "/chat/bench" if mode == "broadcast" else "/echo"
-    args = ["-c", conns, "-s", str(size), "--text", "-m", mode, "-w", window]
+    tls = os.environ.get("TLS") == "1"
+    measured = row(mode, size, tls)
+    tests = suite_tests(mode, tls, measured) if os.environ.get("MIX") == "1" else [measured]
+    B.log = lambda msg: None  # run_bench's per-run lines; this prints its own
     with tempfile.TemporaryDirectory(prefix="wssd-ab.") as tmp:
-        lab = Lab(mode, env.get("TLS") == "1", tmp)
+        servers = start_servers(tmp, mode, tls)
         try:
-            servers = [lab.wssd("A", a)]
-            if env.get("B"):
-                servers.append(lab.wssd("B", env["B"]))
-            if not env.get("NOUWS"):
-                servers.append(lab.uws(peers))
-            run_rounds(lab, servers, load, path, secs, args, rounds, env.get("MIX") == "1")
+            report(servers, run_rounds(servers, tests, measured[0], secs, rounds))
         finally:
-            lab.stop()
+            for s in servers:
+                s.stop()
 
 
-def run_rounds(lab, servers, load, path, secs, args, rounds, mix):
-    pooled = {label: [0, 0.0, 0, 0] for label, _, _ in servers}  # units, CPU s, user, system ticks
-    for r in range(rounds):
-        order = servers if r % 2 == 0 else servers[::-1]
+def run_rounds(servers, tests, name, secs, rounds):
+    """Pooled (units, window CPU s, user ticks, system ticks) of the row per
+    server label."""
+    pooled = {s.label: [0, 0.0, 0, 0] for s in servers}
+    for rep in range(1, rounds + 1):
+        order = B.rep_order(servers, rep)
         line = []
-        for label, port, proc in order:
-            argv = bench_argv(load, lab, port, path, secs, args) + ["--cpu-pid", str(proc.pid)]
-            before = B.user_system_ticks(proc.pid)
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 120)
-            after = B.user_system_ticks(proc.pid)
-            j = json.loads(out.stdout)
-            mode = j["mode"]
-            units = (j["handshakes"] if mode == "handshake"
-                     else j["broadcast"]["deliveries"] if mode == "broadcast" else j["messages"])
-            cpu = j["server_cpu_s"]
-            cpu = sum(cpu.values()) if isinstance(cpu, dict) else cpu
-            p = pooled[label]
-            p[0] += units
-            p[1] += cpu
-            p[2] += after[0] - before[0]
-            p[3] += after[1] - before[1]
-            line.append(f"{label} {units / cpu if cpu else 0:,.0f}")
-        print(f"round {r}: " + "  ".join(line), flush=True)
-        if mix:
-            # The rest of a `make bench` repetition, in its order: each
-            # test on every server in turn (bench.py's `interleaved`).
-            for extra in (["-c", "100", "-s", "16384", "--text"], ["-c", "100", "-m", "handshake"]):
-                for _, port, _ in order:
-                    subprocess.run(bench_argv(load, lab, port, "/echo", secs, extra),
-                                   capture_output=True, timeout=secs + 120)
-    ref = "uws" if "uws" in pooled else servers[-1][0]
+        for test, path, args in tests:
+            for srv in order:
+                others = [o for o in servers if o is not srv]
+                before = B.user_system_ticks(srv.proc.pid)
+                res = B.run_bench(srv, test, path, args, secs, idle=others)
+                after = B.user_system_ticks(srv.proc.pid)
+                if test != name:
+                    continue
+                units = B.units(res)
+                p = pooled[srv.label]
+                p[0] += units
+                p[1] += res["server_cpu_s"]
+                p[2] += after[0] - before[0]
+                p[3] += after[1] - before[1]
+                line.append(f"{srv.label} {units / res['server_cpu_s']:,.0f}"
+                            if res["server_cpu_s"] else f"{srv.label} failed (rc {res['rc']})")
+        print(f"round {rep}: " + "  ".join(line), flush=True)
+    return pooled
+
+
+def report(servers, pooled):
+    ref = "uWebSockets" if "uWebSockets" in pooled else servers[-1].label
     ref_rate = pooled[ref][0] / pooled[ref][1]
-    hz = os.sysconf("SC_CLK_TCK")
     for label, (units, cpu, user, system) in pooled.items():
         rate = units / cpu
         print(f"{label}: {rate:,.0f} per CPU-s, {rate / ref_rate:.3f} of {ref}; "
-              f"user {user / hz * 1e6 / units:.2f} µs, system {system / hz * 1e6 / units:.2f} µs per unit")
+              f"user {user / B.TICK * 1e6 / units:.2f} µs, "
+              f"system {system / B.TICK * 1e6 / units:.2f} µs per unit")
 
 
 if __name__ == "__main__":

@@ -308,11 +308,14 @@ class Server:
                 self.proc.wait()
 
 
-def start_wssd(workers, tmp, tls=None, compression=False, level=None, label=None):
+def start_wssd(workers, tmp, tls=None, compression=False, level=None, label=None,
+               binary=None):
     """wssd with `workers` workers; `compression`: routes negotiate
-    permessage-deflate, with `[compression] level` if `level` is given."""
+    permessage-deflate, with `[compression] level` if `level` is given;
+    `binary` instead of WSSD (ab.py compares two builds)."""
     cfg = os.path.join(tmp, f"wssd-{workers}{'-tls' if tls else ''}"
-                            f"{'-deflate' if compression else ''}{level or ''}.toml")
+                            f"{'-deflate' if compression else ''}{level or ''}"
+                            f"{'-' + re.sub(r'[^A-Za-z0-9]+', '-', label) if label else ''}.toml")
     with open(cfg, "w") as f:
         f.write(
             '[server]\nlisten = "127.0.0.1:0"\n'
@@ -328,7 +331,8 @@ def start_wssd(workers, tmp, tls=None, compression=False, level=None, label=None
             f.write(f"[compression]\nlevel = {level}\n")
         if tls:
             f.write(f'[tls]\ncert = "{tls[0]}"\nkey = "{tls[1]}"\n')
-    return Server(label or f"wssd {workers}w", [WSSD, "--config", cfg], tmp, workers=workers,
+    return Server(label or f"wssd {workers}w", [binary or WSSD, "--config", cfg], tmp,
+                  workers=workers,
                   listen=r"listening on (\S+?)(?:\s|$)", tls=tls)
 
 
@@ -1079,8 +1083,8 @@ def render(results, lb, la, took, peers, skipped):
              "`ulimit -n` ≥ 10,100 for both processes (see docs/operations.md, \"Many connections\").")
     L.append("")
     L.append("One row against uWebSockets by hand, in interleaved rounds: `bench/scripts/ab.py SIZE SECS "
-             "ROUNDS [MODE]` (e.g. `TLS=1 bench/scripts/ab.py 64 2 8`; `MIX=1` runs the suite's other "
-             "loads before each round, `B=BINARY` adds a second wssd; see its docstring).")
+             "ROUNDS [MODE]` (e.g. `TLS=1 bench/scripts/ab.py 64 2 8`; `MIX=1` makes each round a whole "
+             "repetition of the row's suite, `B=BINARY` adds a second wssd; see its docstring).")
     L.append("")
     return "\n".join(L)
 
