@@ -49,7 +49,7 @@ pub(crate) struct Loaded {
     /// Its routes.
     pub app: App,
     /// The TLS acceptor, when `[tls]` is configured.
-    pub tls: Option<openssl::ssl::SslAcceptor>,
+    pub tls: Option<crate::tls::Acceptor>,
     /// The user and group workers switch to, when configured.
     pub ids: Option<Ids>,
 }

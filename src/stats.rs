@@ -67,9 +67,6 @@ pub struct WorkerSlot {
     pub compressed_bytes_in: AtomicU64,
     /// The compressed payload bytes made from them.
     pub compressed_bytes_out: AtomicU64,
-    /// TLS connections that may hold OpenSSL's record buffers (a gauge;
-    /// see `worker::sweep`).
-    pub tls_buffered: AtomicU64,
     /// Open connections whose output the socket did not take, so that
     /// reading them is paused (a gauge; see `worker::blocked`).
     pub send_blocked: AtomicU64,
@@ -199,7 +196,6 @@ impl Table {
     pub fn claim(&self, i: usize, pid: u32, generation: u64, index: usize, restart: bool) {
         let s = &self.slots[i];
         s.connections.store(0, Ordering::Relaxed);
-        s.tls_buffered.store(0, Ordering::Relaxed);
         s.send_blocked.store(0, Ordering::Relaxed);
         s.generation.store(generation, Ordering::Relaxed);
         s.index.store(index as u64, Ordering::Relaxed);
@@ -214,7 +210,6 @@ impl Table {
         let s = &self.slots[i];
         s.pid.store(0, Ordering::Relaxed);
         s.connections.store(0, Ordering::Relaxed);
-        s.tls_buffered.store(0, Ordering::Relaxed);
         s.send_blocked.store(0, Ordering::Relaxed);
     }
 }

@@ -20,7 +20,7 @@ pub(super) struct Generation {
     pub number: u64,
     pub config: Rc<Config>,
     pub app: Rc<App>,
-    pub tls: Option<openssl::ssl::SslAcceptor>,
+    pub tls: Option<crate::tls::Acceptor>,
     pub ids: Option<Ids>,
     /// `None` only in a forked worker, which has taken it.
     pub listener: Option<Rc<TcpListener>>,

@@ -35,8 +35,6 @@ pub(super) struct WorkerFigures {
     pub compressed_messages: u64,
     pub compressed_bytes_in: u64,
     pub compressed_bytes_out: u64,
-    /// TLS connections that may hold record buffers.
-    pub tls_buffered: u64,
     /// Open connections whose output the socket did not take.
     pub send_blocked: u64,
 }
@@ -87,11 +85,6 @@ pub(super) fn read_workers(table: &Table) -> Vec<WorkerFigures> {
                 compressed_messages: get(&s.compressed_messages),
                 compressed_bytes_in: get(&s.compressed_bytes_in),
                 compressed_bytes_out: get(&s.compressed_bytes_out),
-                tls_buffered: if get(&s.pid) == 0 {
-                    0
-                } else {
-                    get(&s.tls_buffered)
-                },
                 send_blocked: if get(&s.pid) == 0 {
                     0
                 } else {
@@ -134,7 +127,6 @@ pub(super) fn status_json(s: &Snapshot) -> Value {
                 "bytes_out": w.bytes_out,
                 "handshake_failures": failures,
                 "restarts": w.restarts,
-                "tls_buffered_connections": w.tls_buffered,
                 "send_blocked_connections": w.send_blocked,
                 "compression": {
                     "messages": w.compressed_messages,
@@ -169,7 +161,6 @@ pub(super) fn status_json(s: &Snapshot) -> Value {
             "messages_out": sum(|w| w.messages_out),
             "bytes_in": sum(|w| w.bytes_in),
             "bytes_out": sum(|w| w.bytes_out),
-            "tls_buffered_connections": sum(|w| w.tls_buffered),
             "send_blocked_connections": sum(|w| w.send_blocked),
             "compression": {
                 "messages": sum(|w| w.compressed_messages),
@@ -244,7 +235,7 @@ pub(super) fn metrics_text(s: &Snapshot) -> String {
             .map(|w| (format!("worker=\"{}\"", w.slot), f(w).to_string()))
             .collect()
     };
-    let rows: [Row; 13] = [
+    let rows: [Row; 12] = [
         (
             "wssd_connections",
             "gauge",
@@ -298,12 +289,6 @@ pub(super) fn metrics_text(s: &Snapshot) -> String {
             "counter",
             "Payload bytes of the compressed messages after compression.",
             |w| w.compressed_bytes_out,
-        ),
-        (
-            "wssd_tls_buffered_connections",
-            "gauge",
-            "TLS connections holding OpenSSL record buffers (given back after 0.1-0.2 s without traffic).",
-            |w| w.tls_buffered,
         ),
         (
             "wssd_send_blocked_connections",

@@ -315,16 +315,6 @@ impl Conn {
         }
     }
 
-    /// The stream of a connection past its TLS handshake: reading the
-    /// request, answering it, open or lingering.
-    pub fn stream_mut(&mut self) -> Option<&mut Stream> {
-        match &mut self.state {
-            State::Upgrading(h) => h.phase.stream_mut(),
-            State::Open(s) => Some(s.stream_mut()),
-            State::Linger(l) => Some(&mut l.stream),
-        }
-    }
-
     /// The session, if the connection is open.
     pub fn session(&self) -> Option<&Session> {
         match &self.state {

@@ -30,13 +30,6 @@ impl Counters {
         }
     }
 
-    /// `n` TLS connections may hold record buffers now.
-    pub fn tls_buffers(self, n: usize) {
-        if let Some(s) = self.0 {
-            WorkerSlot::set(&s.tls_buffered, n as u64);
-        }
-    }
-
     /// `n` open connections have output the socket did not take now.
     pub fn send_blocked(self, n: usize) {
         if let Some(s) = self.0 {

@@ -34,8 +34,8 @@ mod socket;
 mod spare;
 mod spec;
 mod stream;
-mod sweep;
 pub(crate) mod timers;
+mod tls;
 mod tokens;
 mod turn;
 mod upgrade;
@@ -70,7 +70,6 @@ use programs::Programs;
 use session::{scratch, Batch, Read, Received, Session, READ_BUDGET};
 use slab::Slab;
 pub(crate) use spec::WorkerSpec;
-use sweep::Sweep;
 use timers::Timers;
 use tokens::{slot_of, token, Part, CHILDREN, LISTENER, RELAY, SIGNALS};
 use upgrade::Upgrading;
@@ -88,8 +87,6 @@ enum TimerKey {
     Delayed(u64),
     /// An orphaned program's next signal: 1 SIGTERM, 2 SIGKILL.
     Kill(i32, u8),
-    /// The next visit of the TLS sessions that may hold record buffers.
-    Sweep,
 }
 
 /// One worker process's state.
@@ -103,7 +100,7 @@ pub(crate) struct Worker {
     /// The shared listening socket.
     gate: Gate,
     /// The TLS acceptor, when `[tls]` is configured.
-    tls: Option<openssl::ssl::SslAcceptor>,
+    tls: Option<crate::tls::Acceptor>,
     /// The per-address limits, when `[limits]` sets any.
     limits: Option<Limits>,
     /// The connection table.
@@ -139,8 +136,6 @@ pub(crate) struct Worker {
     stats: Counters,
     /// The programs of `exec` connections.
     programs: Programs,
-    /// TLS sessions that may hold record buffers (see `sweep.rs`).
-    sweep: Sweep,
 }
 
 /// Runs a worker until it has drained; returns the exit status.
@@ -208,7 +203,6 @@ impl Worker {
             now: Instant::now(),
             stats: Counters::new(spec.stats),
             programs,
-            sweep: Sweep::default(),
         })
     }
 
@@ -318,37 +312,10 @@ impl Worker {
     /// Carries out what a connection's work came to.
     fn act(&mut self, slot: usize, outcome: Outcome) {
         match outcome {
-            Outcome::Keep => self.note_tls(slot),
-            Outcome::Resume => {
-                self.note_tls(slot);
-                self.resume.push(slot);
-            }
+            Outcome::Keep => {}
+            Outcome::Resume => self.resume.push(slot),
             Outcome::Remove => self.remove(slot),
         }
-    }
-
-    /// Lists the connection's TLS session for the sweep if its work may
-    /// have made OpenSSL allocate record buffers.
-    fn note_tls(&mut self, slot: usize) {
-        if self.tls.is_none() {
-            return;
-        }
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return;
-        };
-        if self.sweep.note(slot, conn) {
-            self.sweep_changed();
-        }
-    }
-
-    /// The sweep list grew or was visited: the next visit goes into the
-    /// timer heap if one is due and not there yet.
-    fn sweep_changed(&mut self) {
-        if let Some(at) = self.sweep.next_visit(self.now) {
-            self.timers.push(at, TimerKey::Sweep);
-        }
-        // STATS: TLS connections holding record buffers
-        self.stats.tls_buffers(self.sweep.len());
     }
 
     /// Lets the connection in `slot`, if any, do `work` and acts on the
@@ -867,10 +834,6 @@ impl Worker {
                 TimerKey::Mode => self.mode_timer(),
                 TimerKey::Resume => self.resume_accepting(),
                 TimerKey::Delayed(id) => self.fire_delayed(id),
-                TimerKey::Sweep => {
-                    self.sweep.visit(&mut self.conns);
-                    self.sweep_changed();
-                }
                 TimerKey::Kill(pid, stage) => {
                     if let Some(at) = self.programs.kill(pid, stage, self.now) {
                         self.timers.push(at, TimerKey::Kill(pid, stage + 1));
@@ -892,7 +855,6 @@ impl Worker {
             let key = TimerKey::Conn(slot, conn.serial);
             self.push_timer(at, key);
         }
-        self.note_tls(slot);
     }
 
     /// Puts a deadline in the heap (out of line: see `reschedule`).

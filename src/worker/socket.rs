@@ -1,6 +1,7 @@
 //! One connection's TCP socket as the worker reads it: without the
 //! read that would only say `WouldBlock`, and, under TLS, with one
-//! `recv` per readiness event instead of two per TLS record.
+//! `recv` per readiness event instead of one per piece the TLS session
+//! asks for.
 //!
 //! The worker registers sockets edge-triggered, so after a read that
 //! returned less than it asked for (the receive queue is empty), the next
@@ -8,25 +9,18 @@
 //! reads say `WouldBlock` without asking the kernel. Tokio does the same
 //! ("clear readiness on a short read").
 //!
-//! OpenSSL, as native-tls drives it (over [`ReadAhead`]), reads a TLS record in two calls (the
-//! 5-byte header, then the body). With read-ahead the socket takes what
-//! the kernel has in one `recv` into a buffer and serves those calls from
-//! it; the buffer goes back to a per-worker spare as soon as it is
-//! consumed, so an idle connection holds none.
-//!
-//! The other way, a message larger than one TLS record (16 KiB) is two
-//! or more records, which OpenSSL writes one by one: [`ReadAhead::gather`]
-//! keeps them, in a buffer lent by the worker, to go out in one `send`.
+//! Rustls reads TLS bytes 4 KiB at a time (a 16 KiB record in four or
+//! five reads). With read-ahead ([`ReadAhead`]) the socket takes what the
+//! kernel has in one `recv` into a buffer and serves those reads from it;
+//! the buffer goes back to a per-worker spare as soon as it is consumed,
+//! so an idle connection holds none.
 
 use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::rc::Rc;
 
 use mio::net::TcpStream;
 use nix::sys::socket::{recv, send, sendmsg, MsgFlags, SockaddrStorage};
-
-use super::spare;
 
 /// Read-ahead buffer size: a whole TLS record (16 KiB of plaintext plus
 /// the largest overhead TLS 1.2 allows) fits.
@@ -57,14 +51,6 @@ fn take_spare() -> AheadBuf {
 
 fn give_spare(buf: AheadBuf) {
     SPARE.with(|s| s.set(Some(buf)));
-}
-
-/// The largest gather buffer the worker keeps as its spare.
-const KEEP_GATHER: usize = 256 * 1024;
-
-thread_local! {
-    /// One spare gather buffer per worker (see [`ReadAhead::gather`]).
-    static SPARE_GATHER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// A connection's TCP socket, read straight into the caller's buffers
@@ -179,46 +165,6 @@ pub struct ReadAhead {
     ahead: Option<AheadBuf>,
     pos: u16,
     end: u16,
-    /// An `arm` left by the stream above the TLS session (see [`Arming`]),
-    /// applied before the next read.
-    arming: Arming,
-    /// Records written while gathering (or behind such records) that the
-    /// socket has not taken yet; unallocated at rest.
-    gathered: Vec<u8>,
-    /// Between `gather` and `send_gathered`.
-    gathering: bool,
-}
-
-/// A readiness event's `arm` for a socket under a TLS session, handed
-/// down without going through OpenSSL: reaching the socket inside the
-/// session (`SslStream::get_mut`, that is `SSL_get_rbio` and
-/// `BIO_get_data`) took about 2 % of a worker's CPU in a `wss://` echo,
-/// once per event. The read that follows applies it. The same way back
-/// up: whether the socket is drained ([`Arming::drained`]).
-#[derive(Clone, Default)]
-pub struct Arming(Rc<ArmingState>);
-
-#[derive(Default)]
-struct ArmingState {
-    /// An `arm` not applied yet.
-    arm: Cell<Option<bool>>,
-    /// After the last read: nothing read ahead, and a short read emptied
-    /// the receive queue since the last applied `arm`.
-    drained: Cell<bool>,
-}
-
-impl Arming {
-    /// Arms the socket before its next read (see [`Socket::arm`]).
-    pub fn arm(&self, short_read_ends: bool) {
-        self.0.arm.set(Some(short_read_ends));
-    }
-
-    /// The next read would say WouldBlock without asking the kernel:
-    /// nothing is read ahead, the queue was emptied by a short read, and
-    /// no readiness event came since.
-    pub fn drained(&self) -> bool {
-        self.0.drained.get() && self.0.arm.get().is_none()
-    }
 }
 
 impl ReadAhead {
@@ -229,60 +175,19 @@ impl ReadAhead {
             ahead: None,
             pos: 0,
             end: 0,
-            arming: Arming::default(),
-            gathered: Vec::new(),
-            gathering: false,
         }
-    }
-
-    /// From now until [`send_gathered`](Self::send_gathered), what
-    /// OpenSSL writes is kept, to go out in one `send`: the records of a
-    /// message larger than one record cost one syscall, not one each.
-    pub fn gather(&mut self) {
-        self.gathering = true;
-        if self.gathered.capacity() == 0 {
-            self.gathered = spare::take(&SPARE_GATHER);
-        }
-    }
-
-    /// Ends gathering and sends what is gathered: Ok once the socket took
-    /// it all (the buffer then goes back to the worker), else WouldBlock
-    /// (or the socket's error) with the rest kept for the next call.
-    pub fn send_gathered(&mut self) -> io::Result<()> {
-        self.gathering = false;
-        let mut done = 0;
-        let result = loop {
-            if done == self.gathered.len() {
-                break Ok(());
-            }
-            match self.socket.write(&self.gathered[done..]) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        if done == self.gathered.len() {
-            give_gathered(std::mem::take(&mut self.gathered));
-        } else {
-            self.gathered.drain(..done);
-        }
-        result
-    }
-
-    /// Bytes written through OpenSSL that the socket has not taken yet.
-    pub fn gathered(&self) -> usize {
-        self.gathered.len()
-    }
-
-    /// The handle through which the stream above arms this socket.
-    pub fn arming(&self) -> Arming {
-        self.arming.clone()
     }
 
     /// See [`Socket::arm`].
     pub fn arm(&mut self, short_read_ends: bool) {
         self.socket.arm(short_read_ends);
+    }
+
+    /// The next read would say WouldBlock without asking the kernel:
+    /// nothing is read ahead, and a short read emptied the receive queue
+    /// since the last `arm`.
+    pub fn drained(&self) -> bool {
+        self.ahead.is_none() && self.socket.drained()
     }
 
     /// The TCP socket.
@@ -338,22 +243,8 @@ impl ReadAhead {
 }
 
 impl Read for ReadAhead {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(short_read_ends) = self.arming.0.arm.take() {
-            self.socket.arm(short_read_ends);
-        }
-        let read = self.read_ahead(buf);
-        self.arming
-            .0
-            .drained
-            .set(self.ahead.is_none() && self.socket.drained());
-        read
-    }
-}
-
-impl ReadAhead {
     /// Serves `buf` from what was read ahead, or from the socket.
-    fn read_ahead(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -368,26 +259,18 @@ impl ReadAhead {
     }
 }
 
-/// Returns a gather buffer (sent, or dropped with its connection) to the
-/// worker's spare, keeping the larger of the two up to [`KEEP_GATHER`].
-fn give_gathered(buf: Vec<u8>) {
-    spare::give(&SPARE_GATHER, buf, KEEP_GATHER);
-}
-
 impl Write for ReadAhead {
-    /// OpenSSL's writes: kept while gathering, and behind gathered bytes
-    /// not sent yet (so that nothing overtakes them); else to the socket.
+    /// The session's records, straight to the socket.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.gathering || !self.gathered.is_empty() {
-            self.gathered.extend_from_slice(buf);
-            return Ok(buf.len());
-        }
         self.socket.write(buf)
     }
 
-    /// Nothing to do here: gathered records are sent by the stream above
-    /// (`Stream::flush`), which can wait for the socket; OpenSSL, which
-    /// flushes on its own inside reads and shutdowns, cannot.
+    /// The records rustls holds, in one `send` (see
+    /// [`Socket::write_vectored`]).
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.socket.write_vectored(bufs)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         self.socket.flush()
     }
@@ -404,7 +287,6 @@ impl Drop for ReadAhead {
         if let Some(ahead) = self.ahead.take() {
             give_spare(ahead);
         }
-        give_gathered(std::mem::take(&mut self.gathered));
     }
 }
 
@@ -506,7 +388,7 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "record never arrived");
             std::thread::yield_now();
         }
-        // As OpenSSL reads a record: a 5-byte header, then the body.
+        // As a TLS session may read a record: a 5-byte header, then the body.
         let mut header = [0u8; 5];
         assert_eq!(s.read(&mut header).expect("header"), 5);
         // One recv took the whole record: the kernel's queue is empty.

@@ -24,7 +24,7 @@ pub(crate) struct WorkerSpec {
     /// The worker's end of its relay link to the master.
     pub relay: Option<std::os::unix::net::UnixStream>,
     /// TLS acceptor when `[tls]` is configured.
-    pub tls: Option<openssl::ssl::SslAcceptor>,
+    pub tls: Option<crate::tls::Acceptor>,
     /// This worker's counters in the master's shared table.
     pub stats: Option<&'static WorkerSlot>,
     /// The per-address limits and this worker's owner id in them, when

@@ -7,8 +7,9 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use mio::net::TcpStream;
 
-use super::socket::{Arming, ReadAhead, Socket};
+use super::socket::Socket;
 use super::spare;
+use super::tls::Tls;
 
 /// Plain TCP or a TLS session over it.
 pub enum Transport {
@@ -16,109 +17,6 @@ pub enum Transport {
     Plain(Socket),
     /// `wss://`
     Tls(Box<Tls>),
-}
-
-/// A TLS session over its socket, the handle that arms the socket
-/// without reaching through the session (see [`Arming`]), and whether
-/// the session may hold OpenSSL's record buffers (see `crate::tls`).
-pub struct Tls {
-    ssl: openssl::ssl::SslStream<ReadAhead>,
-    arming: Arming,
-    /// Read or written since the last sweep.
-    used: bool,
-    /// On the worker's sweep list (see [`Stream::tls_newly_used`]).
-    listed: bool,
-    /// Bytes of records written but not sent yet (`ReadAhead::gathered`,
-    /// mirrored here after each write so that `queued` need not reach
-    /// through the session).
-    gathered: usize,
-}
-
-/// The most plaintext one TLS record carries: a write up to this size is
-/// one record, and goes to the socket without gathering.
-const RECORD: usize = 16 * 1024;
-
-/// At most this much plaintext is gathered into one `send`.
-const GATHER_MAX: usize = 128 * 1024;
-
-impl Transport {
-    /// `wss://` over an established TLS session.
-    pub fn tls(ssl: openssl::ssl::SslStream<ReadAhead>) -> Transport {
-        let arming = ssl.get_ref().arming();
-        Transport::Tls(Box::new(Tls {
-            ssl,
-            arming,
-            used: true,
-            listed: false,
-            gathered: 0,
-        }))
-    }
-}
-
-impl Tls {
-    /// The session, noted as used: OpenSSL may allocate its record
-    /// buffers for what comes next.
-    fn ssl(&mut self) -> &mut openssl::ssl::SslStream<ReadAhead> {
-        self.used = true;
-        &mut self.ssl
-    }
-
-    /// Writes `bufs` through the session. Up to one record goes straight
-    /// to the socket; more (a message over 16 KiB, or a frame's header
-    /// and its large payload: two records still, but) are gathered and go
-    /// out in one `send`
-    /// (see `ReadAhead::gather`). Records an earlier write left unsent go
-    /// first: WouldBlock while they do not.
-    fn write(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.used = true;
-        if self.gathered > 0 {
-            self.send_gathered()?;
-        }
-        if let [buf] = bufs {
-            if buf.len() <= RECORD {
-                return self.ssl.write(buf);
-            }
-        }
-        self.ssl.get_mut().gather();
-        let (written, failed) = self.write_gathering(bufs);
-        match (written, failed, self.send_gathered()) {
-            (0, Some(e), _) => Err(e),
-            (_, _, Err(e)) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
-            (n, ..) => Ok(n),
-        }
-    }
-
-    /// Writes `bufs` in order while gathering (the socket under the
-    /// session takes everything then), up to [`GATHER_MAX`]: the
-    /// plaintext bytes written, and the error that stopped it, if any.
-    fn write_gathering(&mut self, bufs: &[io::IoSlice<'_>]) -> (usize, Option<io::Error>) {
-        let mut written = 0;
-        for buf in bufs {
-            let mut at = 0;
-            while at < buf.len() && written < GATHER_MAX {
-                match self.ssl.write(&buf[at..]) {
-                    Ok(0) => return (written, None),
-                    Ok(n) => {
-                        at += n;
-                        written += n;
-                    }
-                    Err(e) => return (written, Some(e)),
-                }
-            }
-            if at < buf.len() {
-                break;
-            }
-        }
-        (written, None)
-    }
-
-    /// Sends the records kept by an earlier write.
-    fn send_gathered(&mut self) -> io::Result<()> {
-        let socket = self.ssl.get_mut();
-        let result = socket.send_gathered();
-        self.gathered = socket.gathered();
-        result
-    }
 }
 
 /// A transport plus the output the socket has not taken yet.
@@ -292,9 +190,9 @@ impl Stream {
     /// Writes what the socket takes of `out`; WouldBlock if some is left.
     fn flush_out(&mut self) -> io::Result<()> {
         if let Transport::Tls(s) = &mut self.transport {
-            if s.gathered > 0 {
+            if s.unsent() > 0 {
                 // Records of an earlier write go before anything queued.
-                s.send_gathered()?;
+                s.send_records()?;
             }
         }
         if self.out.is_empty() {
@@ -350,62 +248,31 @@ impl Stream {
     pub fn arm(&mut self, short_read_ends: bool) {
         match &mut self.transport {
             Transport::Plain(s) => s.arm(short_read_ends),
-            Transport::Tls(s) => s.arming.arm(short_read_ends),
+            Transport::Tls(s) => s.arm(short_read_ends),
         }
     }
 
     /// Whether the next read is known to find nothing until the next
     /// readiness event: a plain socket whose queue a short read emptied;
     /// under TLS, the same with nothing read ahead and no decrypted bytes
-    /// left in the session. (OpenSSL, with its own read-ahead off, reads
-    /// only the bytes of the record it is on, so it holds no whole record
-    /// it has not decrypted.) Saves a TLS read per event that would only
-    /// find WouldBlock, through OpenSSL's error path.
+    /// left in the session. Saves a read per event that would only find
+    /// WouldBlock.
     pub fn read_would_block(&self) -> bool {
         match &self.transport {
             Transport::Plain(s) => s.drained(),
-            Transport::Tls(s) => s.arming.drained() && s.ssl.ssl().pending() == 0,
+            Transport::Tls(s) => s.read_would_block(),
         }
-    }
-
-    /// A TLS session used since it was last swept and not on the
-    /// worker's sweep list yet: true once, and the caller lists it (see
-    /// `worker::sweep`). Always false for plain TCP, and where OpenSSL
-    /// releases the buffers after every record itself.
-    pub fn tls_newly_used(&mut self) -> bool {
-        match &mut self.transport {
-            Transport::Tls(s) if s.used && !s.listed && crate::tls::record_buffers_kept() => {
-                s.listed = true;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// The sweep's visit: a session used since the last visit keeps its
-    /// record buffers, a quiet one gives them back. True while it stays
-    /// on the list (busy, or its buffers still hold data).
-    pub fn tls_sweep(&mut self) -> bool {
-        let Transport::Tls(s) = &mut self.transport else {
-            return false;
-        };
-        if std::mem::take(&mut s.used) {
-            return true;
-        }
-        let released = crate::tls::release_record_buffers(s.ssl.ssl());
-        s.listed = !released;
-        s.listed
     }
 
     /// Bytes queued for the socket and not sent yet.
     pub fn queued(&self) -> usize {
-        self.out.len() + self.gathered()
+        self.out.len() + self.tls_unsent()
     }
 
-    /// TLS records written and not sent yet (see `Tls::write`).
-    fn gathered(&self) -> usize {
+    /// Plaintext whose TLS records are not sent yet (see `Tls::write`).
+    fn tls_unsent(&self) -> usize {
         match &self.transport {
-            Transport::Tls(s) => s.gathered,
+            Transport::Tls(s) => s.unsent(),
             Transport::Plain(_) => 0,
         }
     }
@@ -420,7 +287,7 @@ impl Stream {
     pub fn tcp(&self) -> &TcpStream {
         match &self.transport {
             Transport::Plain(s) => s.tcp(),
-            Transport::Tls(s) => s.ssl.get_ref().tcp(),
+            Transport::Tls(s) => s.socket().tcp(),
         }
     }
 
@@ -432,7 +299,7 @@ impl Stream {
         if self.write_shut {
             return true;
         }
-        if !self.out.is_empty() || self.gathered() > 0 {
+        if !self.out.is_empty() || self.tls_unsent() > 0 {
             match self.flush_out() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(_) => self.release_out(), // the peer is gone anyway
@@ -447,7 +314,7 @@ impl Stream {
     /// Shuts down the sending half (after a TLS close_notify, for TLS).
     pub fn shutdown_write(&mut self) {
         if let Transport::Tls(s) = &mut self.transport {
-            let _ = s.ssl().shutdown();
+            s.close_notify();
         }
         let _ = self.tcp().shutdown(std::net::Shutdown::Write);
     }
@@ -455,8 +322,14 @@ impl Stream {
 
 impl Drop for Stream {
     /// A connection dropped with output still queued lends its buffer
-    /// back (when it is small enough to keep).
+    /// back (when it is small enough to keep). A TLS session not shut
+    /// down yet says close_notify first, if the socket takes it now (the
+    /// common end: the closing handshake is over and nothing is queued),
+    /// so that the client can tell the end from a cut.
     fn drop(&mut self) {
+        if let (Transport::Tls(s), false) = (&mut self.transport, self.write_shut) {
+            s.close_notify();
+        }
         self.release_out();
     }
 }
@@ -472,7 +345,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.transport {
             Transport::Plain(s) => s.read(buf),
-            Transport::Tls(s) => s.ssl().read(buf),
+            Transport::Tls(s) => s.read(buf),
         }
     }
 }
@@ -503,7 +376,7 @@ impl Write for Stream {
         match &mut self.transport {
             // TCP has nothing buffered in user space.
             Transport::Plain(_) => Ok(()),
-            Transport::Tls(s) => s.ssl().flush(),
+            Transport::Tls(s) => s.send_records(),
         }
     }
 }

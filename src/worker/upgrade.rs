@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 
 use log::debug;
 use mio::net::TcpStream;
-use openssl::ssl::HandshakeError;
 
 use self::decide::{decide, Decided, Refused};
 pub(super) use self::decide::{Context, Upgrade};
@@ -26,10 +25,12 @@ use self::head::{HeadBuf, HeadRead};
 use super::access;
 use super::socket::{ReadAhead, Socket};
 use super::stream::{Stream, Transport};
+use super::tls::Tls;
 use crate::config::Config;
 use crate::handler::ConnInfo;
 use crate::handshake::{self, Reject};
 use crate::proxy_protocol::{self, Parsed};
+use crate::tls::Acceptor;
 
 /// The phases before the WebSocket is open.
 pub(super) enum Upgrading {
@@ -42,7 +43,7 @@ pub(super) enum Upgrading {
     /// WouldBlock. The flag is the event's `short_read_ends`.
     TlsHello(TcpStream, bool),
     /// A TLS handshake in progress.
-    Tls(Box<openssl::ssl::MidHandshakeSslStream<ReadAhead>>),
+    Tls(Box<Tls>),
     /// Collecting the HTTP request head; `partial` is what arrived so far
     /// (see [`head`]).
     Request { stream: Stream, partial: Vec<u8> },
@@ -53,17 +54,6 @@ pub(super) enum Upgrading {
         pos: usize,
         upgrade: Option<Box<Upgrade>>,
     },
-}
-
-impl Upgrading {
-    /// The stream of a connection past its TLS handshake (reading the
-    /// request head or writing the response), for the TLS sweep.
-    pub fn stream_mut(&mut self) -> Option<&mut Stream> {
-        match self {
-            Upgrading::Request { stream, .. } | Upgrading::Response { stream, .. } => Some(stream),
-            Upgrading::Proxy(_) | Upgrading::TlsHello(..) | Upgrading::Tls(_) => None,
-        }
-    }
 }
 
 /// What one step of the upgrade came to.
@@ -102,11 +92,7 @@ impl Upgrading {
     /// TLS or the request, after a PROXY header: the bytes behind it are
     /// usually there already, so TLS starts at once. `None` if the TLS
     /// handshake failed at once.
-    fn after_proxy(
-        tcp: TcpStream,
-        tls: Option<&openssl::ssl::SslAcceptor>,
-        peer: SocketAddr,
-    ) -> Option<Upgrading> {
+    fn after_proxy(tcp: TcpStream, tls: Option<&Acceptor>, peer: SocketAddr) -> Option<Upgrading> {
         let Some(acceptor) = tls else {
             return Some(Upgrading::request(Transport::Plain(Socket::new(tcp))));
         };
@@ -114,19 +100,23 @@ impl Upgrading {
     }
 
     /// Starts the TLS handshake; `None` if it failed at once.
-    fn accept_tls(
-        acceptor: &openssl::ssl::SslAcceptor,
-        socket: ReadAhead,
-        peer: SocketAddr,
-    ) -> Option<Upgrading> {
-        match acceptor.accept(socket) {
-            Ok(tls) => Some(Upgrading::request(Transport::tls(tls))),
-            Err(HandshakeError::WouldBlock(mid)) => Some(Upgrading::Tls(Box::new(mid))),
-            Err(HandshakeError::Failure(mid)) => {
-                debug!("TLS handshake with {peer} failed: {}", mid.error());
+    fn accept_tls(acceptor: &Acceptor, socket: ReadAhead, peer: SocketAddr) -> Option<Upgrading> {
+        match Tls::new(acceptor, socket) {
+            Ok(tls) => Upgrading::handshake(Box::new(tls), peer),
+            Err(e) => {
+                debug!("TLS handshake with {peer} failed: {e}");
                 None
             }
-            Err(HandshakeError::SetupFailure(e)) => {
+        }
+    }
+
+    /// Advances the TLS handshake: the request phase once it is done,
+    /// the same phase while it waits for the socket, `None` if it failed.
+    fn handshake(mut tls: Box<Tls>, peer: SocketAddr) -> Option<Upgrading> {
+        match tls.handshake() {
+            Ok(true) => Some(Upgrading::request(Transport::Tls(tls))),
+            Ok(false) => Some(Upgrading::Tls(tls)),
+            Err(e) => {
                 debug!("TLS handshake with {peer} failed: {e}");
                 None
             }
@@ -146,7 +136,7 @@ impl Upgrading {
         match self {
             Upgrading::Proxy(_) => {}
             Upgrading::TlsHello(_, armed) => *armed = short_read_ends,
-            Upgrading::Tls(mid) => mid.get_mut().arm(short_read_ends),
+            Upgrading::Tls(tls) => tls.arm(short_read_ends),
             Upgrading::Request { stream, .. } | Upgrading::Response { stream, .. } => {
                 stream.arm(short_read_ends)
             }
@@ -168,17 +158,10 @@ impl Upgrading {
                     None => Step::Drop,
                 }
             }
-            Upgrading::Tls(mid) => match mid.handshake() {
-                Ok(tls) => Step::Again(Upgrading::request(Transport::tls(tls))),
-                Err(HandshakeError::WouldBlock(mid)) => Step::Wait(Upgrading::Tls(Box::new(mid))),
-                Err(HandshakeError::Failure(mid)) => {
-                    debug!("TLS handshake with {} failed: {}", ctx.peer, mid.error());
-                    Step::Drop
-                }
-                Err(HandshakeError::SetupFailure(e)) => {
-                    debug!("TLS handshake with {} failed: {e}", ctx.peer);
-                    Step::Drop
-                }
+            Upgrading::Tls(tls) => match Upgrading::handshake(tls, ctx.peer) {
+                Some(Upgrading::Tls(tls)) => Step::Wait(Upgrading::Tls(tls)),
+                Some(next) => Step::Again(next),
+                None => Step::Drop,
             },
             Upgrading::Request { stream, partial } => step_request(stream, partial, ctx),
             Upgrading::Response {

@@ -1,10 +1,16 @@
 //! wss://: a certificate made at test time, verified by Python
 //! websockets over TLS 1.3 (preferred) and 1.2; plain text to the TLS port fails alone; bad files
-//! are config errors naming the file; SIGHUP picks up a renewed cert.
+//! are config errors naming the file; SIGHUP picks up a renewed cert; a
+//! closed connection ends with close_notify.
 
 use crate::support::*;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
+
+use openssl::ssl::{ShutdownState, SslConnector, SslMethod};
+
+use crate::support::frames::{client_frame, head_end, parse_all};
 
 use wssd::client::{Client, ClientConfig, Message};
 
@@ -141,41 +147,46 @@ fn missing_or_mismatched_files_are_config_errors_naming_the_file() {
     }
 }
 
-/// OpenSSL's record buffers (about 34 KiB per connection) stay with a
-/// busy connection, so a message does not cost two large allocations,
-/// and a quiet one gives them back; `/status` counts who holds them.
+/// The daemon ends a TLS connection with close_notify after the closing
+/// handshake, so that a client can tell a complete end from a cut one
+/// (OpenSSL, the client here, notes close_notify in its shutdown state).
 #[test]
-fn a_busy_tls_connection_keeps_its_record_buffers_and_a_quiet_one_gives_them_back() {
-    let d = tls_daemon_with("\n[status]\nlisten = \"127.0.0.1:0\"\n");
-    let status = d.status_addr();
-    if d.log_count("has no safe SSL_free_buffers") > 0 {
-        // This OpenSSL frees the buffers after every record itself: the
-        // sweep has nothing to do, and the gauge stays at 0.
-        eprintln!("skipped: the daemon's OpenSSL releases record buffers itself");
-        return;
-    }
-    let totals = || -> serde_json::Value {
-        let doc: serde_json::Value =
-            serde_json::from_str(&status_get(status, "/status")).expect("JSON");
-        doc["totals"].clone()
-    };
+fn a_closed_tls_connection_ends_with_close_notify() {
+    let d = tls_daemon();
     let ca = d.dir.path().join("a.pem");
-    let config = ClientConfig::default().with_ca_file(&ca);
-    let mut client = Client::connect(&wss(&d), &config).expect("wss connect");
-    wait_for("a busy connection holding its buffers", || {
-        assert_eq!(
-            client.send_receive_text("busy").unwrap(),
-            Message::text("busy")
-        );
-        (totals()["tls_buffered_connections"] == 1).then_some(())
-    });
-    wait_for("the quiet connection giving its buffers back", || {
-        (totals()["tls_buffered_connections"] == 0).then_some(())
-    });
-    assert_eq!(totals()["connections"], 1, "still open");
+    let tcp = std::net::TcpStream::connect(d.addr).expect("connect");
+    tcp.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    builder.set_ca_file(&ca).expect("CA file");
+    let mut tls = builder
+        .build()
+        .connect("127.0.0.1", tcp)
+        .expect("TLS handshake");
+    tls.write_all(upgrade_request("/echo", "").as_bytes())
+        .expect("write the request");
+    tls.write_all(&client_frame(true, 8, &1000u16.to_be_bytes()))
+        .expect("write a close frame");
+    let mut got = Vec::new();
+    let end = loop {
+        let mut buf = [0u8; 4096];
+        match tls.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => break Err(e),
+        }
+    };
+    let head = head_end(&got).expect("a response head");
+    assert!(got.starts_with(b"HTTP/1.1 101"), "no upgrade");
+    let frames = parse_all(&got[head..]);
     assert_eq!(
-        client.send_receive_text("again").unwrap(),
-        Message::text("again")
+        frames.last().and_then(|f| f.close_code()),
+        Some(1000),
+        "the close frame answered"
+    );
+    assert!(end.is_ok(), "the end of the session: {end:?}");
+    assert!(
+        tls.get_shutdown().contains(ShutdownState::RECEIVED),
+        "the TLS session ended without close_notify"
     );
 }
 

@@ -32,7 +32,7 @@ pub(in crate::worker) struct Context<'a> {
     /// The per-address limits, when configured.
     pub limits: Option<&'a Limits>,
     /// The TLS acceptor, when `[tls]` is configured.
-    pub tls: Option<&'a openssl::ssl::SslAcceptor>,
+    pub tls: Option<&'a crate::tls::Acceptor>,
     /// The loop's clock.
     pub now: Instant,
     /// The worker's pid and the connection's serial make its id.
