@@ -4,7 +4,7 @@
 # -Cprofile-use), written to target/pgo/release/wssd.
 #
 # Why: wssd's per-message path runs through the loop, the session, the
-# frame reader and the `openssl` crate in a few hundred instructions spread
+# frame reader and (over TLS) rustls in a few hundred instructions spread
 # over a 4 MB text segment, fetched anew after every system call.
 # With the profile the compiler lays the hot code out together and keeps
 # cold paths out of it: user-space CPU per message of a 64 B echo 0.52 ->

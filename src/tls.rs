@@ -68,13 +68,37 @@ pub fn load_acceptor(tls: &TlsConfig, source: &Path) -> Result<Acceptor, ConfigE
                 source,
                 "tls.key",
                 format!(
-                    "{} does not match the certificate in {}, or cannot be used: {e}",
+                    "{} does not match the certificate in {}, or cannot be used: {e} (RSA keys need 2048 bits or more; EC keys P-256 or P-384)",
                     tls.key.display(),
                     tls.cert.display()
                 ),
             )
         })?;
-    Ok(Arc::new(config))
+    Ok(Arc::new(with_tickets(config, tls, source)?))
+}
+
+/// Session tickets (stateless resumption), as OpenSSL and nginx issue by
+/// default. The keys are made here, in the master, so every worker forked
+/// from this configuration accepts the tickets any of them issued; each
+/// worker rotates them on its own every 6 hours (rustls's ticketer), after
+/// which another worker's new tickets fall back to a full handshake, as
+/// they do after a reload.
+fn with_tickets(
+    mut config: ServerConfig,
+    tls: &TlsConfig,
+    source: &Path,
+) -> Result<ServerConfig, ConfigError> {
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| {
+        ConfigError::new(
+            source,
+            "tls",
+            format!(
+                "cannot make session ticket keys for {}: {e}",
+                tls.cert.display()
+            ),
+        )
+    })?;
+    Ok(config)
 }
 
 fn read(path: &Path, key: &str, source: &Path) -> Result<Vec<u8>, ConfigError> {

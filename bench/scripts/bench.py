@@ -599,8 +599,8 @@ def main():
                   results, skipped)
         if tls and "wss" in SUITES:
             wssd_tls = ("wssd", functools.partial(start_wssd, 1, tmp, tls))
-            suite("wss", [wssd_tls] + peer_starters("wss", tls), echo_tests("wss "), (64,),
-                  results, skipped, prefix="wss ")
+            suite("wss", [wssd_tls] + peer_starters("wss", tls), echo_tests("wss "),
+                  (64, 16384), results, skipped, prefix="wss ")
         if "broadcast" in SUITES:
             suite("broadcast", [wssd1] + peer_starters("broadcast"), broadcast_tests(), (),
                   results, skipped)
@@ -880,6 +880,7 @@ def render(results, lb, la, took, peers, skipped):
         (f"idle {IDLE}, 64 B echo", "after a 64 B echo", "(absolute goal ≤ 1 KiB: see below)"),
         (f"idle {IDLE}, 16 KiB echo", "after a 16 KiB echo", "(absolute goal ≤ 1 KiB: see below)"),
         (f"wss idle {IDLE}, 64 B echo", "wss, after a 64 B echo", "≤ 1.0"),
+        (f"wss idle {IDLE}, 16 KiB echo", "wss, after a 16 KiB echo", "≤ 1.0"),
     ]:
         a = [rss_per_conn(r) for r in groups.get(("wssd 1w", test), [])]
         b = [rss_per_conn(r) for r in groups.get(("uWebSockets", test), [])]
@@ -1045,7 +1046,7 @@ def render(results, lb, la, took, peers, skipped):
     L.append("")
     L.append("Suites: *echo* = echo 64 B / 16 KiB / 64 B w32, handshakes, idle memory after a "
              f"64 B and after a 16 KiB echo at {IDLE:,} connections; *wss* = the same over TLS "
-             "(echo 64 B / 16 KiB, TLS handshakes, memory per idle TLS connection); *broadcast* = "
+             "(echo 64 B / 16 KiB, TLS handshakes, memory per idle TLS connection after a 64 B and after a 16 KiB echo); *broadcast* = "
              "`wssd bench -m broadcast -w 4` at " + " and ".join(f"{n:,}" for n in BCAST) +
              " receivers; *deflate* = 16 KiB JSON text echo with `--deflate` and memory per idle "
              f"connection after one at {IDLE:,} connections (wssd: `compression = \"deflate\"` "

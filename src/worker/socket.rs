@@ -248,6 +248,11 @@ impl Read for ReadAhead {
         if buf.is_empty() {
             return Ok(0);
         }
+        if self.drained() {
+            // Before borrowing the spare buffer for a recv that would not
+            // happen (see `Tls::settle`).
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         if let Some(n) = self.take_ahead(buf) {
             return Ok(n);
         }

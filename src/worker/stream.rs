@@ -87,8 +87,8 @@ impl Stream {
     /// socket): with nothing queued before it, it goes to a plain socket
     /// at once whatever its size, straight from `payload`, since gathering
     /// it saves a write only if another frame follows. (Under TLS it is
-    /// queued in `out` instead: a header and payload written apart would
-    /// be two TLS records.)
+    /// queued in `out` instead: rustls then takes one slice, without
+    /// gathering header and payload into a list first.)
     pub fn send_last_frame(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
         let plain = matches!(self.transport, Transport::Plain(_));
         self.put_frame(opcode, false, payload, plain)
@@ -224,6 +224,10 @@ impl Stream {
         } else {
             self.out.drain(..done);
         }
+        if result.is_ok() && self.tls_unsent() > 0 {
+            // The session took all of `out`, the socket not all its records.
+            result = Err(io::ErrorKind::WouldBlock.into());
+        }
         result
     }
 
@@ -291,44 +295,47 @@ impl Stream {
         }
     }
 
-    /// Sends what is still queued and then shuts down the sending half;
-    /// true once that is done. Call again on later readiness events until
-    /// it is: a close frame or error response queued behind a full socket
-    /// is not thrown away.
+    /// Sends what is still queued (under TLS, then close_notify) and then
+    /// shuts down the sending half; true once that is done. Call again on
+    /// later readiness events until it is: a close frame or error response
+    /// queued behind a full socket is not thrown away, nor cut by the
+    /// TCP shutdown.
     pub fn close_write(&mut self) -> bool {
         if self.write_shut {
             return true;
         }
-        if !self.out.is_empty() || self.tls_unsent() > 0 {
-            match self.flush_out() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(_) => self.release_out(), // the peer is gone anyway
-                Ok(()) => {}
-            }
-        }
-        self.shutdown_write();
-        self.write_shut = true;
-        true
-    }
-
-    /// Shuts down the sending half (after a TLS close_notify, for TLS).
-    pub fn shutdown_write(&mut self) {
-        if let Transport::Tls(s) = &mut self.transport {
-            s.close_notify();
+        let sent = if !self.out.is_empty() || self.tls_unsent() > 0 {
+            self.flush_out()
+        } else {
+            Ok(())
+        };
+        let said = match (sent, &mut self.transport) {
+            (Ok(()), Transport::Tls(s)) => s.shutdown(),
+            (sent, _) => sent,
+        };
+        match said {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(_) => self.release_out(), // the peer is gone anyway
+            Ok(()) => {}
         }
         let _ = self.tcp().shutdown(std::net::Shutdown::Write);
+        self.write_shut = true;
+        true
     }
 }
 
 impl Drop for Stream {
     /// A connection dropped with output still queued lends its buffer
     /// back (when it is small enough to keep). A TLS session not shut
-    /// down yet says close_notify first, if the socket takes it now (the
-    /// common end: the closing handshake is over and nothing is queued),
-    /// so that the client can tell the end from a cut.
+    /// down yet with nothing left in `out` (the common end: the closing
+    /// handshake is over) says close_notify first, if the socket takes it
+    /// now, so that the client can tell the end from a cut; one dropped
+    /// with output thrown away does not claim a clean end.
     fn drop(&mut self) {
-        if let (Transport::Tls(s), false) = (&mut self.transport, self.write_shut) {
-            s.close_notify();
+        if let Transport::Tls(s) = &mut self.transport {
+            if !self.write_shut && self.out.is_empty() {
+                let _ = s.shutdown();
+            }
         }
         self.release_out();
     }
@@ -380,3 +387,6 @@ impl Write for Stream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

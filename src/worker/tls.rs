@@ -22,6 +22,8 @@ pub struct Tls {
     /// Plaintext bytes written whose records the socket has not taken
     /// yet (0 whenever rustls holds no records): what `queued` counts.
     unsent: usize,
+    /// close_notify is queued (see [`Tls::shutdown`]).
+    closing: bool,
 }
 
 /// Why a handshake ended without a session.
@@ -45,6 +47,8 @@ impl std::fmt::Display for HandshakeError {
     }
 }
 
+impl std::error::Error for HandshakeError {}
+
 impl Tls {
     /// A new server session over `socket`; the handshake is not started.
     pub fn new(acceptor: &Acceptor, socket: ReadAhead) -> Result<Tls, HandshakeError> {
@@ -54,6 +58,7 @@ impl Tls {
             socket,
             plaintext: 0,
             unsent: 0,
+            closing: false,
         })
     }
 
@@ -154,10 +159,16 @@ impl Tls {
         self.socket.arm(short_read_ends);
     }
 
-    /// Sends close_notify (if the socket takes it now).
-    pub fn close_notify(&mut self) {
-        self.session.send_close_notify();
-        let _ = self.send_records();
+    /// Queues close_notify (once) and sends it with whatever records are
+    /// still held: Ok once the socket took them all, WouldBlock while it
+    /// does not (call again at the next readiness event; shutting the
+    /// TCP write side before then would cut the peer's last records).
+    pub fn shutdown(&mut self) -> io::Result<()> {
+        if !self.closing {
+            self.session.send_close_notify();
+            self.closing = true;
+        }
+        self.send_records()
     }
 
     /// The socket under the session.
@@ -178,26 +189,43 @@ impl Read for Tls {
             match self.session.reader().read(buf) {
                 Ok(n) => {
                     self.plaintext = self.plaintext.saturating_sub(n);
+                    self.settle();
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 Err(e) => return Err(e),
             }
-            let eof = self.session.read_tls(&mut self.socket)? == 0;
-            self.process()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            if self.session.wants_write() {
-                // A key update's answer, say: it goes now or before the
-                // next record written.
-                match self.send_records() {
-                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
-                    _ => {}
-                }
-            }
-            if eof && self.plaintext == 0 {
+            if self.fill()? && self.plaintext == 0 {
                 return Ok(0);
             }
+        }
+    }
+}
+
+impl Tls {
+    /// Reads what the socket has into the session and decrypts it; true
+    /// at the socket's end. Records the session made meanwhile (an alert,
+    /// or app data an earlier write left) go out if the socket takes them:
+    /// a failure there is the next write's to report, not this read's.
+    fn fill(&mut self) -> io::Result<bool> {
+        let eof = self.session.read_tls(&mut self.socket)? == 0;
+        self.process()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if self.session.wants_write() {
+            let _ = self.send_records();
+        }
+        Ok(eof)
+    }
+
+    /// After a read that took the last decrypted byte from a drained
+    /// socket: one more `read_tls`, which says WouldBlock without a
+    /// syscall, lets rustls shrink its receive buffer to 4 KiB when it is
+    /// empty. Without it a connection that goes quiet after a 16 KiB
+    /// record would keep about 17 KiB until its next message.
+    fn settle(&mut self) {
+        if self.plaintext == 0 && self.socket.drained() {
+            let _ = self.session.read_tls(&mut self.socket);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! served meanwhile, and once the client reads, every byte of the echo
 //! arrives in order and the gauge returns to 0; so does it when a
 //! blocked client goes away. Over `ws://` and `wss://` (whose records
-//! the socket did not take wait in the TLS gather buffer).
+//! the socket did not take wait in the TLS session).
 
 use crate::support::frames::{client_frame, BINARY};
 use crate::support::*;

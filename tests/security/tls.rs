@@ -217,7 +217,7 @@ fn a_burst_of_records_and_a_message_of_many_records_all_come_back() {
     );
 }
 
-/// Messages of many records (gathered into one send each) meet a client
+/// Messages of many records (rustls's up to 64 KiB at a time) meet a client
 /// that reads slower than the daemon writes: records that the socket did
 /// not take wait for it, in order, and every message comes back whole
 /// (Python websockets checks them).
