@@ -68,7 +68,7 @@ pub fn load_acceptor(tls: &TlsConfig, source: &Path) -> Result<Acceptor, ConfigE
                 source,
                 "tls.key",
                 format!(
-                    "{} does not match the certificate in {}, or cannot be used: {e} (RSA keys need 2048 bits or more; EC keys P-256 or P-384)",
+                    "{} does not match the certificate in {}, or cannot be used: {e} (RSA keys need 2048 to 4096 bits; EC keys P-256 or P-384)",
                     tls.key.display(),
                     tls.cert.display()
                 ),
@@ -78,11 +78,12 @@ pub fn load_acceptor(tls: &TlsConfig, source: &Path) -> Result<Acceptor, ConfigE
 }
 
 /// Session tickets (stateless resumption), as OpenSSL and nginx issue by
-/// default. The keys are made here, in the master, so every worker forked
-/// from this configuration accepts the tickets any of them issued; each
-/// worker rotates them on its own every 6 hours (rustls's ticketer), after
-/// which another worker's new tickets fall back to a full handshake, as
-/// they do after a reload.
+/// default. The keys are made here, in the master, so the workers forked
+/// from this configuration share them: a ticket one worker issued is good
+/// at another that has itself issued one at least as long (ring's
+/// ticketer refuses longer ones), which is the usual case. Each worker
+/// rotates its keys on its own every 6 hours, after which a ticket
+/// resumes only at the worker that issued it; a reload makes new keys.
 fn with_tickets(
     mut config: ServerConfig,
     tls: &TlsConfig,

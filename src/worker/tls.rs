@@ -181,9 +181,18 @@ impl Read for Tls {
     /// Plaintext: what the session holds, else what the socket brings.
     /// Ok(0) at the end, whether or not the peer sent close_notify first
     /// (a WebSocket's own close handshake says whether it ended cleanly).
+    ///
+    /// After our close_notify ([`Tls::shutdown`]) the connection only
+    /// waits for the peer's end, discarding what it reads (`Linger`):
+    /// the bytes come from the socket as they are, not decrypted, since
+    /// a bad record would make rustls answer with an alert after its
+    /// close_notify (a `debug_assert` in rustls).
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
+        }
+        if self.closing {
+            return self.socket.read(buf);
         }
         loop {
             match self.session.reader().read(buf) {

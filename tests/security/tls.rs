@@ -190,6 +190,73 @@ fn a_closed_tls_connection_ends_with_close_notify() {
     );
 }
 
+/// After the daemon's close_notify (here: it fails a connection for a
+/// reserved opcode), what the peer still sends is only waited through:
+/// a broken TLS record then ends that connection alone, and the worker
+/// (the only one) serves its other connection on. (rustls, asked to
+/// decrypt it, would answer with an alert after its close_notify, which
+/// a debug build asserts against.)
+#[test]
+fn a_broken_record_after_the_daemons_close_notify_ends_only_that_connection() {
+    let dir = TempDir::new();
+    cert_with_serial(dir.path(), "a", "A1A1");
+    let text = config("workers = 1", ECHO) + "\n[tls]\ncert = \"a.pem\"\nkey = \"a.key\"\n";
+    let path = dir.write("wssd.toml", &text);
+    let d = Daemon::start_in(dir, path);
+    let ca = d.dir.path().join("a.pem");
+    let config = ClientConfig::default()
+        .with_ca_file(&ca)
+        .with_timeout(DEADLINE);
+    let mut other = Client::connect(&wss(&d), &config).expect("wss connect");
+    assert_eq!(
+        other.send_receive_text("before").unwrap(),
+        Message::text("before")
+    );
+
+    let tcp = std::net::TcpStream::connect(d.addr).expect("connect");
+    tcp.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    builder.set_ca_file(&ca).expect("CA file");
+    let mut tls = builder
+        .build()
+        .connect("127.0.0.1", tcp)
+        .expect("TLS handshake");
+    tls.write_all(upgrade_request("/echo", "").as_bytes())
+        .expect("write the request");
+    tls.write_all(&client_frame(true, 0x3, b""))
+        .expect("write a frame with a reserved opcode");
+    let mut got = Vec::new();
+    while tls.get_shutdown().is_empty() {
+        let mut buf = [0u8; 4096];
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("reading the daemon's answer: {e}"),
+        }
+    }
+    assert!(
+        tls.get_shutdown().contains(ShutdownState::RECEIVED),
+        "close_notify came"
+    );
+    let head = head_end(&got).expect("a response head");
+    let frames = parse_all(&got[head..]);
+    assert_eq!(frames.last().and_then(|f| f.close_code()), Some(1002));
+    // An application-data record that cannot decrypt, then our end.
+    let mut junk = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+    junk.extend_from_slice(&[0x5a; 0x40]);
+    let tcp = tls.get_mut();
+    tcp.write_all(&junk).expect("write the broken record");
+    tcp.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    let _ = tcp.read_to_end(&mut rest); // the daemon's end of the connection
+
+    assert_eq!(
+        other.send_receive_text("after").unwrap(),
+        Message::text("after"),
+        "the worker's other connection is served on"
+    );
+}
+
 /// Records that arrive together (a burst of small messages, then one
 /// message of many records) are all read and echoed: a TLS read that
 /// emptied the socket does not leave decrypted or read-ahead bytes behind.

@@ -114,6 +114,7 @@ fn closing_a_tls_stream_behind_a_full_socket_sends_every_record_then_close_notif
         stream.arm(false);
         stream.close_write()
     });
+    assert_eq!(stream.queued(), 0, "closed with nothing left to send");
     drop(stream);
     let (got, close_notify) = client.join().unwrap();
     assert_eq!(got.len(), data.len(), "every byte arrived");
