@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 
-use openssl::ssl::{ShutdownState, SslConnector, SslMethod};
+use openssl::ssl::{ShutdownState, SslConnector, SslMethod, SslStream};
 
 use crate::support::frames::{client_frame, head_end, parse_all};
 
@@ -147,6 +147,22 @@ fn missing_or_mismatched_files_are_config_errors_naming_the_file() {
     }
 }
 
+/// A raw TLS connection (OpenSSL, verifying the daemon with `ca`) that
+/// has sent the upgrade request for `/echo`; the answer is not read yet.
+fn raw_wss(d: &Daemon, ca: &Path) -> SslStream<std::net::TcpStream> {
+    let tcp = std::net::TcpStream::connect(d.addr).expect("connect");
+    tcp.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    builder.set_ca_file(ca).expect("CA file");
+    let mut tls = builder
+        .build()
+        .connect("127.0.0.1", tcp)
+        .expect("TLS handshake");
+    tls.write_all(upgrade_request("/echo", "").as_bytes())
+        .expect("write the request");
+    tls
+}
+
 /// The daemon ends a TLS connection with close_notify after the closing
 /// handshake, so that a client can tell a complete end from a cut one
 /// (OpenSSL, the client here, notes close_notify in its shutdown state).
@@ -154,16 +170,7 @@ fn missing_or_mismatched_files_are_config_errors_naming_the_file() {
 fn a_closed_tls_connection_ends_with_close_notify() {
     let d = tls_daemon();
     let ca = d.dir.path().join("a.pem");
-    let tcp = std::net::TcpStream::connect(d.addr).expect("connect");
-    tcp.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
-    builder.set_ca_file(&ca).expect("CA file");
-    let mut tls = builder
-        .build()
-        .connect("127.0.0.1", tcp)
-        .expect("TLS handshake");
-    tls.write_all(upgrade_request("/echo", "").as_bytes())
-        .expect("write the request");
+    let mut tls = raw_wss(&d, &ca);
     tls.write_all(&client_frame(true, 8, &1000u16.to_be_bytes()))
         .expect("write a close frame");
     let mut got = Vec::new();
@@ -213,16 +220,7 @@ fn a_broken_record_after_the_daemons_close_notify_ends_only_that_connection() {
         Message::text("before")
     );
 
-    let tcp = std::net::TcpStream::connect(d.addr).expect("connect");
-    tcp.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
-    builder.set_ca_file(&ca).expect("CA file");
-    let mut tls = builder
-        .build()
-        .connect("127.0.0.1", tcp)
-        .expect("TLS handshake");
-    tls.write_all(upgrade_request("/echo", "").as_bytes())
-        .expect("write the request");
+    let mut tls = raw_wss(&d, &ca);
     tls.write_all(&client_frame(true, 0x3, b""))
         .expect("write a frame with a reserved opcode");
     let mut got = Vec::new();
