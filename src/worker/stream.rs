@@ -187,7 +187,8 @@ impl Stream {
         }
     }
 
-    /// Writes what the socket takes of `out`; WouldBlock if some is left.
+    /// Writes what the socket takes of `out` (after the TLS records the
+    /// session still holds); WouldBlock while any of either is left.
     fn flush_out(&mut self) -> io::Result<()> {
         if let Transport::Tls(s) = &mut self.transport {
             if s.unsent() > 0 {
@@ -378,13 +379,10 @@ impl Write for Stream {
         Ok(buf.len())
     }
 
+    /// Sends what is queued, TLS records the session holds included
+    /// (see `flush_out`).
     fn flush(&mut self) -> io::Result<()> {
-        self.flush_out()?;
-        match &mut self.transport {
-            // TCP has nothing buffered in user space.
-            Transport::Plain(_) => Ok(()),
-            Transport::Tls(s) => s.send_records(),
-        }
+        self.flush_out()
     }
 }
 

@@ -123,7 +123,7 @@ impl Tls {
     /// while they do not. Rustls takes up to 64 KiB of records beyond
     /// what the socket took; more is WouldBlock.
     pub fn write(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        if self.unsent > 0 || self.session.wants_write() {
+        if self.session.wants_write() {
             self.send_records()?;
         }
         let n = self.session.writer().write_vectored(bufs)?;
